@@ -1,0 +1,1 @@
+"""Sans-IO SIP (RFC 3261) with asyncio transports at the edges."""

@@ -1,0 +1,59 @@
+"""Shared fixtures: the reference vectors live outside the repo, in ../shared/specs/vectors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _find_vectors() -> Path:
+    env = os.environ.get("SECURECHORUS_VECTORS")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "specs" / "vectors"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise RuntimeError(
+        "test vectors not found: expected ../shared/specs/vectors beside the repository "
+        "(or set SECURECHORUS_VECTORS)"
+    )
+
+
+VECTORS = _find_vectors()
+SPECS = VECTORS.parent
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    return VECTORS
+
+
+@pytest.fixture(scope="session")
+def rfc_vectors() -> dict:
+    return json.loads((VECTORS / "rfc6507_rfc6508.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def derived_vectors() -> dict:
+    return json.loads((VECTORS / "derived_intermediates.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def streamwide_keysets() -> dict:
+    return json.loads((VECTORS / "streamwide" / "keysets.json").read_text())
+
+
+def require_tool(name: str) -> str:
+    """Path of an external program the test needs. In CI a missing tool is a failure, not a skip."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"required tool {name!r} is not installed (scripts/setup should install it)")
+        pytest.skip(f"{name} not installed")
+    return path
