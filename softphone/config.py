@@ -1,0 +1,170 @@
+"""Accounts: the phone's TOML configuration file.
+
+```toml
+[[account]]
+name = "alice"                                  # short name used on the command line
+uri = "sip:alice@example.org"                   # the identity (MC service ID / AoR)
+display_name = "Alice"
+registrar = "sip:127.0.0.1:5061;transport=tls"  # where to REGISTER; calls go through it too
+username = "alice"                              # digest user (default: user part of uri)
+password_file = "~/.config/softphone/alice.pw"  # or password_env = "ALICE_SIP_PASSWORD"
+profile = "securechorus"                        # a profile name or a path to a .toml file
+ca_file = "/etc/ssl/certs/ca-certificates.crt"  # TLS trust for SIP and KMS (default: system)
+keystore = "~/.local/share/softphone/alice.keystore"
+keystore_passphrase_file = "..."                # or keystore_passphrase_env
+kms_url = "https://kms.example.org:8443"
+kms_token_file = "..."                          # or kms_token_env
+local_host = "127.0.0.1"                        # address to bind SIP and RTP to
+rtp_ports = [40000, 40999]
+```
+
+Passwords and tokens are never written in the file itself: it names a file (0600) or an
+environment variable. Every problem is reported as one :class:`ConfigError` line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", "~/.config")).expanduser() / "softphone" / "accounts.toml"
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uri: str
+    registrar: str | None
+    username: str
+    profile: str = "securechorus"
+    display_name: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    ca_file: Path | None = None
+    keystore: Path | None = None
+    keystore_passphrase_file: Path | None = None
+    keystore_passphrase_env: str | None = None
+    kms_url: str | None = None
+    kms_token_file: Path | None = None
+    kms_token_env: str | None = None
+    kms_ca_file: Path | None = None
+    local_host: str = "127.0.0.1"
+    rtp_ports: tuple[int, int] = (40000, 40999)
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def password(self) -> str | None:
+        return _secret(self.password_file, self.password_env, f"account {self.name}: SIP password")
+
+    def keystore_passphrase(self) -> str | None:
+        return _secret(
+            self.keystore_passphrase_file, self.keystore_passphrase_env, f"account {self.name}: keystore passphrase"
+        )
+
+    def kms_token(self) -> str | None:
+        return _secret(self.kms_token_file, self.kms_token_env, f"account {self.name}: KMS token")
+
+
+def _secret(path: Path | None, env: str | None, what: str) -> str | None:
+    if path is not None:
+        try:
+            info = path.stat()
+            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise ConfigError(f"{what} file {path} must not be readable by others (chmod 600)")
+            return path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(f"{what} file {path} not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {what} file {path}: {exc.__class__.__name__}") from None
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{what}: environment variable {env} is not set")
+        return value
+    return None
+
+
+_KNOWN = {
+    "name", "uri", "registrar", "username", "profile", "display_name", "password_file", "password_env",
+    "ca_file", "keystore", "keystore_passphrase_file", "keystore_passphrase_env", "kms_url",
+    "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports",
+}  # fmt: skip
+_PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file"}
+
+
+def _parse_account(raw: object, index: int, base: Path) -> Account:
+    where = f"account #{index + 1}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    for key, value in raw.items():
+        if key == "rtp_ports":
+            continue
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string")
+    for key in ("name", "uri"):
+        if not raw.get(key):
+            raise ConfigError(f"{where}: missing {key}")
+    where = f"account {raw['name']!r}"
+    uri = raw["uri"]
+    if not (uri.startswith("sip:") or uri.startswith("sips:")) or "@" not in uri:
+        raise ConfigError(f"{where}: uri must look like sip:user@domain, got {uri!r}")
+    if "password_file" in raw and "password_env" in raw:
+        raise ConfigError(f"{where}: give password_file or password_env, not both")
+    ports = raw.get("rtp_ports", [40000, 40999])
+    if (
+        not isinstance(ports, list)
+        or len(ports) != 2
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports)
+        or not 1024 <= ports[0] <= ports[1] <= 65535
+    ):
+        raise ConfigError(f"{where}: rtp_ports must be [low, high] within 1024..65535")
+    values: dict = {}
+    for key, value in raw.items():
+        if key in _PATHS:
+            path = Path(value).expanduser()
+            values[key] = path if path.is_absolute() else (base / path)
+        elif key != "rtp_ports":
+            values[key] = value
+    values.setdefault("username", uri.split(":", 1)[1].split("@", 1)[0])
+    values.setdefault("registrar", None)
+    return Account(rtp_ports=(ports[0], ports[1]), **values)
+
+
+def load_accounts(path: Path | str | None = None) -> list[Account]:
+    path = Path(path).expanduser() if path else DEFAULT_CONFIG
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no account file at {path} (create one, see softphone/config.py)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc.__class__.__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    raw_accounts = data.get("account", [])
+    if not isinstance(raw_accounts, list) or not raw_accounts:
+        raise ConfigError(f"{path} defines no [[account]]")
+    accounts = [_parse_account(raw, i, path.parent) for i, raw in enumerate(raw_accounts)]
+    names = [a.name for a in accounts]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: two accounts share a name")
+    return accounts
+
+
+def select_account(accounts: list[Account], name: str | None) -> Account:
+    if name is None:
+        if len(accounts) == 1:
+            return accounts[0]
+        raise ConfigError(f"several accounts configured; choose one with --account ({', '.join(a.name for a in accounts)})")
+    for account in accounts:
+        if account.name == name or account.uri == name:
+            return account
+    raise ConfigError(f"no account named {name!r} ({', '.join(a.name for a in accounts)})")

@@ -1,0 +1,72 @@
+"""Account files: parsed with paths resolved; secrets only from 0600 files or env; clear errors."""
+
+import os
+
+import pytest
+
+from softphone.config import ConfigError, load_accounts, select_account
+
+
+def write(tmp_path, text):
+    f = tmp_path / "accounts.toml"
+    f.write_text(text)
+    return f
+
+
+def test_accounts_parse_and_secrets(tmp_path, monkeypatch):
+    pw = tmp_path / "alice.pw"
+    pw.write_text("s3cret\n")
+    os.chmod(pw, 0o600)
+    f = write(
+        tmp_path,
+        """
+[[account]]
+name = "alice"
+uri = "sip:alice@example.org"
+registrar = "sip:127.0.0.1:5061;transport=tls"
+password_file = "alice.pw"
+keystore = "ks/alice.keystore"
+rtp_ports = [41000, 41010]
+
+[[account]]
+name = "bob"
+uri = "sip:bob@example.org"
+password_env = "BOB_PW"
+""",
+    )
+    accounts = load_accounts(f)
+    alice = select_account(accounts, "alice")
+    assert alice.username == "alice" and alice.keystore == tmp_path / "ks" / "alice.keystore"
+    assert alice.password() == "s3cret" and alice.rtp_ports == (41000, 41010)
+    monkeypatch.setenv("BOB_PW", "pw2")
+    assert select_account(accounts, "sip:bob@example.org").password() == "pw2"
+    with pytest.raises(ConfigError, match="choose one with --account"):
+        select_account(accounts, None)
+    os.chmod(pw, 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        alice.password()
+    monkeypatch.delenv("BOB_PW")
+    with pytest.raises(ConfigError, match="BOB_PW is not set"):
+        accounts[1].password()
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("", "defines no"),
+        ("[[account]]\nname = 'a'\n", "missing uri"),
+        ("[[account]]\nname = 'a'\nuri = 'alice'\n", "sip:user@domain"),
+        ("[[account]]\nname = 'a'\nuri = 'sip:a@b'\ncolour = 'red'\n", "unknown key"),
+        ("[[account]]\nname = 'a'\nuri = 'sip:a@b'\nrtp_ports = [5, 6]\n", "rtp_ports"),
+        ("[[account]]\nname = 'a'\nuri = 'sip:a@b'\n[[account]]\nname = 'a'\nuri = 'sip:c@d'\n", "share a name"),
+        ("[[account]\n", "not valid TOML"),
+    ],
+)
+def test_bad_files(tmp_path, body, words):
+    with pytest.raises(ConfigError, match=words):
+        load_accounts(write(tmp_path, body))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no account file"):
+        load_accounts(tmp_path / "none.toml")
