@@ -57,6 +57,13 @@ def _kdf(passphrase: bytes, salt: bytes, n_log2: int, r: int, p: int) -> bytes:
     return Scrypt(salt=salt, length=32, n=1 << n_log2, r=r, p=p).derive(passphrase)
 
 
+def derive_key(passphrase: bytes, salt: bytes, n_log2: int = DEFAULT_N_LOG2) -> DataKey:
+    """scrypt(passphrase, salt, N=2^n_log2, r=8, p=1) as a :class:`DataKey` (derive once, encrypt often)."""
+    if not passphrase:
+        raise SecretsError("empty passphrase")
+    return DataKey(_kdf(passphrase, salt, n_log2, 8, 1))
+
+
 def seal(plaintext: bytes, passphrase: bytes, context: bytes, n_log2: int = DEFAULT_N_LOG2) -> bytes:
     """Encrypt ``plaintext`` under a key derived from ``passphrase`` (scrypt, r=8, p=1)."""
     if not passphrase:

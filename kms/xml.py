@@ -369,6 +369,25 @@ def parse_kms_init(data: bytes) -> KmsInitResponse:
     return KmsInitResponse(user_uri, kms_uri, time, cert, url)
 
 
+def document_kind(data: bytes) -> str:
+    """``"init"``, ``"keyprov"``, ``"certcache"``, ``"error"`` or ``"certificate"`` (KmsXmlError otherwise)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        root = etree.fromstring(bytes(data)[:MAX_DOCUMENT + 1], parser)
+    except (etree.XMLSyntaxError, TypeError):
+        raise KmsXmlError("not well-formed XML") from None
+    if root.tag in (_q("KmsCertificate"), _q("SignedKmsCertificate")):
+        return "certificate"
+    root = _parse_root(data)
+    if _child(root, "KmsError") is not None:
+        return "error"
+    msg = _child(root, "KmsMessage")
+    for kind, name in (("init", "KmsInit"), ("keyprov", "KmsKeyProv"), ("certcache", "KmsCertCache")):
+        if msg is not None and _child(msg, name) is not None:
+            return kind
+    raise KmsXmlError("KmsResponse carries no KmsInit, KmsKeyProv or KmsCertCache")
+
+
 def parse_kms_certificate(data: bytes) -> KmsCertificate:
     """Parse a bare ``KmsCertificate``/``SignedKmsCertificate`` document or a KmsInit response."""
     if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_DOCUMENT:

@@ -58,3 +58,14 @@ def test_write_private(tmp_path: Path) -> None:
     assert (tmp_path / "s").read_bytes() == b"y"
     assert (tmp_path / "s").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_derive_key_is_deterministic_per_salt() -> None:
+    from kms.secrets import derive_key
+
+    a, b = derive_key(b"pw", b"s" * 16, 12), derive_key(b"pw", b"s" * 16, 12)
+    assert a.decrypt(b.encrypt(b"x", b"c"), b"c") == b"x"
+    with pytest.raises(SecretsError, match="failed authentication"):
+        derive_key(b"pw", b"t" * 16, 12).decrypt(a.encrypt(b"x", b"c"), b"c")
+    with pytest.raises(SecretsError, match="empty passphrase"):
+        derive_key(b"", b"s" * 16)

@@ -228,3 +228,14 @@ def test_our_parser_and_schema_agree_on_streamwide_samples(vectors_dir: Path, sc
     legacy = (vectors_dir / "kms_xml" / "test_key_prov_response.xml")
     assert not schema.validate(etree.parse(str(legacy)))  # key elements lack xsi:type="KeyContentType"
     assert parse_key_prov(legacy.read_bytes()).key_sets
+
+
+def test_document_kind(vectors_dir: Path) -> None:
+    from kms.xml import document_kind
+
+    assert document_kind((vectors_dir / "kms_xml" / "test_init_response.xml").read_bytes()) == "init"
+    assert document_kind((vectors_dir / "kms_xml" / "test_key_prov_response.xml").read_bytes()) == "keyprov"
+    assert document_kind(serialise_kms_certificate(_init().certificate)) == "certificate"
+    assert document_kind(serialise_kms_error(KmsErrorResponse("", "k", datetime.now(timezone.utc), 1, "x"))) == "error"
+    with pytest.raises(KmsXmlError, match="not well-formed"):
+        document_kind(b"\x00garbage")
