@@ -1,0 +1,277 @@
+"""Verifying and opening a received MIKEY-SAKKE I_MESSAGE (receiver checklist, MIKEY-SAKKE.md §12).
+
+parse → SAKKE I_MESSAGE shape → time window (optional, live path) → receiver and sender identities
+and their key period (TS 33.180 F.2.1, E.7) → ECCSI verify (RFC 6507 §5.2.2; standard signed
+octets, then the "without SIGN header" scope of some vendors) → replay cache → SAKKE decapsulation
+(RFC 6508 §6.2.2) → key type from the CSB ID tag, GMK-ID from GUK-ID → SRTP master keys (§8).
+
+Each refusal is a :class:`crypto.mikey.errors.MikeyError` subclass naming the reason; none carries
+a secret. No I/O: keys come in as :class:`crypto.mikey.keys.UserKeys`, time as NTP seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from crypto import eccsi, sakke
+from crypto.errors import CryptoError, DecapsulationError, InvalidPoint, InvalidSignature
+from crypto.identity import InvalidIdentifier
+from crypto.kdf import SrtpMaster, gmk_id_from_guk_id
+from crypto.mikey import payloads as pl
+from crypto.mikey.build import srtp_for
+from crypto.mikey.errors import (
+    ExpiredKeyPeriod,
+    IdentityMismatch,
+    MalformedMessage,
+    MikeyError,
+    ReplayedMessage,
+    SignatureRejected,
+    StaleTimestamp,
+    KeyUnwrapFailed,
+    UnsupportedMessage,
+)
+from crypto.mikey.keyparams import KeyParameters, ProtectedKeyParameters
+from crypto.mikey.keys import KeyType, UserKeys, key_type_of
+from crypto.mikey.message import SCOPE_STANDARD, SCOPE_WITHOUT_SIGN_HEADER, IMessage
+
+DEFAULT_WINDOW_SECONDS = 300
+UID_LEN = 32
+
+
+@dataclass(frozen=True, repr=False)
+class VerifiedMessage:
+    """What a valid I_MESSAGE established. ``key`` and ``srtp`` are secret."""
+
+    imessage: IMessage
+    sender_uri: str
+    sender_uid: bytes
+    receiver_uri: str
+    receiver_uid: bytes
+    key_type: KeyType
+    key_id: int
+    csb_id: int
+    key: bytes
+    rand: bytes
+    ntp_seconds: int
+    key_period_no: int
+    signature_scope: str
+    srtp: dict[int, SrtpMaster]
+    key_parameters: KeyParameters | None = None
+
+    @property
+    def mki(self) -> bytes:
+        return next(iter(self.srtp.values())).mki if self.srtp else self.key_id.to_bytes(4, "big")
+
+    def __repr__(self) -> str:
+        return (f"VerifiedMessage(sender={self.sender_uri!r}, receiver={self.receiver_uri!r}, "
+                f"key_type={self.key_type.name}, key_id={self.key_id:08x}, scope={self.signature_scope}, key=<redacted>)")
+
+
+class ReplayCache:
+    """Signed octets seen within the window (RFC 3830 §5.4 replay handling), bounded in size.
+
+    Keyed on the signed octets, not the whole message: ECCSI signatures are malleable
+    ((r, s) and (r, q − s) both verify), so a replay may differ in its signature.
+    """
+
+    def __init__(self, window_seconds: int = DEFAULT_WINDOW_SECONDS, max_entries: int = 100_000) -> None:
+        self.window = window_seconds
+        self.max_entries = max_entries
+        self._seen: OrderedDict[bytes, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def _expire(self, now: int) -> None:
+        while self._seen:
+            digest, seen_at = next(iter(self._seen.items()))
+            if now - seen_at <= 2 * self.window and len(self._seen) <= self.max_entries:
+                break
+            del self._seen[digest]
+
+    def check(self, signed: bytes, now: int) -> bytes:
+        """Raise :class:`ReplayedMessage` if seen; return the digest to :meth:`add` on success."""
+        self._expire(now)
+        digest = hashlib.sha256(signed).digest()
+        if digest in self._seen:
+            raise ReplayedMessage("replayed I_MESSAGE (already accepted within the time window)")
+        return digest
+
+    def add(self, digest: bytes, now: int) -> None:
+        self._seen[digest] = now
+        self._expire(now)
+
+
+def _period_candidates(t: int, period: int, offset: int) -> list[int]:
+    """Key periods to try for time ``t`` (both offset signs, ±1; MIKEY-SAKKE.md §7.3), best first."""
+    out: list[int] = []
+    for base in ((t - offset) // period, (t + offset) // period):
+        for n in (base, base - 1, base + 1):
+            if n >= 0 and n not in out:
+                out.append(n)
+    return out
+
+
+def check_shape(msg: IMessage) -> None:
+    """The I_MESSAGE is one we can process: data type 26, SAKKE params 1 / UID scheme, ECCSI SIGN last."""
+    if msg.header.data_type != pl.DATA_TYPE_SAKKE:
+        raise UnsupportedMessage(f"data type {msg.header.data_type} is not a SAKKE I_MESSAGE (26)")
+    sign = msg.sign
+    if msg.payloads[-1] is not sign:
+        raise MalformedMessage("SIGN must be the last payload")
+    if sign.s_type != pl.SIGN_ECCSI or len(sign.signature) != 129:
+        raise UnsupportedMessage(f"SIGN type {sign.s_type} / length {len(sign.signature)} is not ECCSI (2, 129)")
+    sk = msg.sakke
+    if sk.params != pl.SAKKE_PARAMS_1:
+        raise UnsupportedMessage(f"SAKKE parameter set {sk.params} is not supported (only 1)")
+    if sk.id_scheme != pl.ID_SCHEME_3GPP_UID:
+        raise UnsupportedMessage(f"SAKKE identifier scheme {sk.id_scheme} is not supported (3GPP UID scheme 2)")
+    ts = msg.timestamp
+    if ts.ts_type not in (pl.TS_NTP_UTC, pl.TS_NTP):
+        raise UnsupportedMessage("T payload is a COUNTER; MIKEY-SAKKE needs NTP-UTC")
+    msg.rand  # noqa: B018 - required payload (raises if absent or duplicated)
+
+
+class Responder:
+    """The receiving side of MIKEY-SAKKE for one user (one or more key periods)."""
+
+    def __init__(
+        self,
+        keys: UserKeys | list[UserKeys],
+        *,
+        sender_kpak: bytes | None = None,
+        window_seconds: int = DEFAULT_WINDOW_SECONDS,
+        replay_cache: ReplayCache | None = None,
+        allow_legacy_scope: bool = True,
+        precompute: bool = False,
+    ) -> None:
+        self.key_sets = [keys] if isinstance(keys, UserKeys) else list(keys)
+        if not self.key_sets:
+            raise MikeyError("a responder needs at least one key set")
+        uris = {k.uri for k in self.key_sets}
+        if len(uris) != 1:
+            raise MikeyError("all key sets of a responder must belong to one user")
+        self.uri = uris.pop()
+        self.kms = self.key_sets[0].kms
+        self.kpak = sender_kpak or self.kms.kpak
+        self.window = window_seconds
+        self.replay_cache = replay_cache
+        self.allow_legacy_scope = allow_legacy_scope
+        self._precompute = precompute
+        self._receivers: dict[int, sakke.SakkeReceiver] = {}
+
+    def __repr__(self) -> str:
+        return f"Responder(uri={self.uri!r}, periods={[k.key_period_no for k in self.key_sets]})"
+
+    def _receiver(self, ks: UserKeys) -> sakke.SakkeReceiver:
+        rx = self._receivers.get(ks.key_period_no)
+        if rx is None:
+            rx = sakke.SakkeReceiver(ks.uid, ks.rsk, ks.kms.z, validate=False, precompute=self._precompute)
+            self._receivers[ks.key_period_no] = rx
+        return rx
+
+    # --- identities ------------------------------------------------------------------------------
+    def _match_receiver(self, msg: IMessage, t: int) -> UserKeys:
+        idr = msg.idr(pl.ROLE_UIDR, pl.ROLE_IDRR)
+        if idr is None:
+            raise IdentityMismatch("no responder identity (IDRuidr/IDRr) in the message")
+        kms = self.kms
+        by_period = {k.key_period_no: k for k in self.key_sets}
+        for n in _period_candidates(t, kms.user_key_period, kms.user_key_offset):
+            ours = idr.data == kms.uid(self.uri, n) or (len(idr.data) != UID_LEN and idr.text() == self.uri)
+            if not ours:
+                continue
+            if n not in by_period:
+                have = ", ".join(str(p) for p in sorted(by_period))
+                raise ExpiredKeyPeriod(f"no key set for key period {n} (have {have})")
+            return by_period[n]
+        raise IdentityMismatch(f"message is for another receiver (responder identity is not {self.uri})")
+
+    def _sender(self, msg: IMessage, t: int, claimed: str | None) -> tuple[str, bytes]:
+        idr = msg.idr(pl.ROLE_UIDI, pl.ROLE_IDRI)
+        if idr is None:
+            raise IdentityMismatch("no initiator identity (IDRuidi/IDRi) in the message")
+        kms = self.kms
+        periods = _period_candidates(t, kms.user_key_period, kms.user_key_offset)
+        if len(idr.data) != UID_LEN:  # a URI: the UID follows from it (Softil style, roles 1/2)
+            uri = idr.text()
+            if claimed is not None and claimed != uri:
+                raise IdentityMismatch(f"initiator {uri} is not the claimed sender {claimed}")
+            return uri, kms.uid(uri, periods[0])
+        if claimed is None:
+            raise IdentityMismatch("initiator is given only as a UID: the claimed sender URI is needed to verify it")
+        for n in periods:
+            if kms.uid(claimed, n) == idr.data:
+                return claimed, idr.data
+        raise IdentityMismatch(f"initiator UID is not the UID of the claimed sender {claimed}")
+
+    # --- the pipeline ------------------------------------------------------------------------------
+    def process(self, data: bytes | IMessage, *, claimed_sender: str | None = None,
+                now: int | None = None) -> VerifiedMessage:
+        """Verify and open one I_MESSAGE.
+
+        ``now`` (NTP seconds) enables the time-window check; ``None`` judges the message as of its
+        own timestamp (the inspector's view). The replay cache, if any, is consulted either way.
+        """
+        msg = data if isinstance(data, IMessage) else IMessage.parse(data)
+        check_shape(msg)
+        t = msg.timestamp.seconds
+        if now is not None and abs(now - t) > self.window:
+            raise StaleTimestamp(f"timestamp is {now - t:+d} s off the local clock (window ±{self.window} s)")
+        try:
+            keys = self._match_receiver(msg, t)
+            sender_uri, sender_uid = self._sender(msg, t, claimed_sender)
+        except InvalidIdentifier as exc:
+            raise IdentityMismatch(f"identity cannot be formed: {exc}") from None
+        scope = self._verify_signature(msg, sender_uid)
+        digest = b""
+        seen_at = now if now is not None else t
+        if self.replay_cache is not None:
+            digest = self.replay_cache.check(msg.signed_octets(scope), seen_at)
+        key = self._unwrap(msg, keys)
+        csb_id = msg.header.csb_id
+        key_type = key_type_of(csb_id)
+        key_id = gmk_id_from_guk_id(key, csb_id, self.uri) if key_type is KeyType.GMK else csb_id
+        result = VerifiedMessage(
+            imessage=msg, sender_uri=sender_uri, sender_uid=sender_uid, receiver_uri=self.uri,
+            receiver_uid=keys.uid, key_type=key_type, key_id=key_id, csb_id=csb_id, key=key,
+            rand=msg.rand.data, ntp_seconds=t, key_period_no=keys.key_period_no, signature_scope=scope,
+            srtp=srtp_for(key_type, key, key_id, csb_id, msg.rand.data),
+            key_parameters=_key_parameters(msg, key),
+        )
+        if self.replay_cache is not None:
+            self.replay_cache.add(digest, seen_at)
+        return result
+
+    def _verify_signature(self, msg: IMessage, sender_uid: bytes) -> str:
+        scopes = [SCOPE_STANDARD] + ([SCOPE_WITHOUT_SIGN_HEADER] if self.allow_legacy_scope else [])
+        for scope in scopes:
+            try:
+                eccsi.verify(msg.signed_octets(scope), msg.sign.signature, sender_uid, self.kpak)
+                return scope
+            except (InvalidSignature, InvalidPoint):
+                continue
+        raise SignatureRejected(f"ECCSI signature does not verify ({' or '.join(scopes)} scope)")
+
+    def _unwrap(self, msg: IMessage, keys: UserKeys) -> bytes:
+        sed = msg.sakke.sed
+        n_bits = {273: 128, 289: 256}.get(len(sed))
+        if n_bits is None:
+            raise KeyUnwrapFailed(f"SAKKE data is {len(sed)} octets (273 expected; 289 for 256-bit keys)")
+        try:
+            return self._receiver(keys).decapsulate(sed, n_bits=n_bits)
+        except (DecapsulationError, InvalidPoint):
+            raise KeyUnwrapFailed("SAKKE decapsulation failed (not encrypted to this receiver's key, or altered)") from None
+
+
+def _key_parameters(msg: IMessage, key: bytes) -> KeyParameters | None:
+    """Decrypted GENERAL EXTENSION 7 if present and well-formed (receivers must not rely on it)."""
+    for ext in msg.extensions:
+        if ext.ext_type == pl.GENEXT_KEY_PARAMETERS:
+            try:
+                return ProtectedKeyParameters.decode(ext.data).decrypt(key, ext.data)
+            except CryptoError:
+                return None
+    return None
