@@ -9,9 +9,9 @@ any F_p scaling of the line functions vanish for the same reason.
 
 Speed: the Miller loop runs over a signed-digit form of q − 1 with the base point in Jacobian
 coordinates (no inversion in the loop); :class:`MillerTable` precomputes the line coefficients of a
-fixed first argument (the receiver's RSK) so each step costs one F_p² squaring, one multiplication
-by a sparse line value and one F_p product. Exponentiation in PF_p uses Lucas sequences, which
-gmpy2 evaluates in C: for α = 1 + i·t, α^k = V_k/2 + i·t·U_k with (P, Q) = (2, 1 + t²).
+fixed first argument (the receiver's RSK) so each step costs one F_p² squaring and one
+multiplication by a sparse line value. :class:`GtFixedBase` computes g^r from a table of
+normalised powers of g, two F_p products per 6-bit window.
 
 Timing side channels: see :mod:`crypto.ec`. The loop scalar q is public, so the sequence of
 operations in the pairing does not depend on secrets; gmpy2's arithmetic itself is not constant
@@ -23,7 +23,7 @@ from __future__ import annotations
 import gmpy2
 from gmpy2 import mpz
 
-from crypto.ec import Affine, Curve
+from crypto.ec import Affine, Curve, regular_digits
 
 P_HEX = (
     "997ABB1F0A563FDA65C61198DAD0657A416C0CE19CB48261BE9AE358B3E01A2EF40AAB27E2FC0F1B228730D531A59CB0"
@@ -241,17 +241,57 @@ def _group_lines(lines: list[tuple[mpz, mpz]]) -> list[list[tuple[mpz, mpz]]]:
     return groups
 
 
-def gt_pow(t: int, k: int) -> mpz | None:
-    """(1 + i·t)^k in PF_p as an integer (RFC 6508 §2.3 "g^r"), via Lucas sequences in C.
+class GtFixedBase:
+    """Fixed-base table for powers of a fixed PF_p element (g), RFC 6508 §6.2.1 step 4.
 
-    α = 1 + i·t has trace 2 and norm 1 + t²; α^k = V_k/2 + i·t·U_k, so the PF_p integer is
-    2·t·U_k / V_k. None if V_k ≡ 0 (α^k purely imaginary; impossible in the order-q subgroup).
+    Window ``i`` stores t with 1 + i·t = α^((2j+1)·2^(w·i)) for odd multiples; negative digits
+    use the conjugate (1 − i·t), the inverse in PF_p because α·ᾱ lies in F_p. Each window then
+    costs one multiplication by a normalised element: two F_p products.
     """
-    p = _p
-    t = mpz(t) % p
-    norm = (1 + t * t) % p
-    u = gmpy2.lucasu_mod(2, norm, k, p)
-    v = gmpy2.lucasv_mod(2, norm, k, p)
-    if not v:
-        return None
-    return 2 * t * u * gmpy2.invert(v, p) % p
+
+    __slots__ = ("w", "table")
+
+    def __init__(self, t: int, w: int = 6) -> None:
+        p = _p
+        self.w = w
+        windows = len(regular_digits(1, _q, w))
+        half = 1 << (w - 1)
+        flat: list[tuple[mpz, mpz]] = []
+        b1, b2 = mpz(1), mpz(t) % p
+        for _ in range(windows):
+            s1, s2 = (b1 + b2) * (b1 - b2) % p, 2 * b1 * b2 % p  # base squared
+            c1, c2 = b1, b2
+            for _ in range(half):
+                flat.append((c1, c2))
+                c1, c2 = (c1 * s1 - c2 * s2) % p, (c1 * s2 + c2 * s1) % p
+            l1, l2 = flat[-1]  # base^(2^w − 1); times base gives the next window's base
+            b1, b2 = (l1 * b1 - l2 * b2) % p, (l1 * b2 + l2 * b1) % p
+        # Normalise every entry to x₁ = 1 with one batched inversion.
+        prefix = []
+        acc = mpz(1)
+        for c1, _ in flat:
+            prefix.append(acc)
+            acc = acc * c1 % p
+        inv = gmpy2.invert(acc, p)
+        norm = [mpz(0)] * len(flat)
+        for idx in range(len(flat) - 1, -1, -1):
+            c1, c2 = flat[idx]
+            norm[idx] = c2 * inv * prefix[idx] % p
+            inv = inv * c1 % p
+        self.table = [norm[i * half : (i + 1) * half] for i in range(windows)]
+
+    def __repr__(self) -> str:
+        return f"GtFixedBase(w={self.w})"
+
+    def pow(self, k: int) -> mpz | None:
+        """α^k as a PF_p integer; None if the result has x₁ = 0."""
+        p = _p
+        v1, v2 = mpz(1), mpz(0)
+        for digit, row in zip(regular_digits(k, _q, self.w), self.table):
+            s = row[abs(digit) >> 1]
+            if digit < 0:
+                s = p - s
+            v1, v2 = (v1 - v2 * s) % p, (v2 + v1 * s) % p
+        if not v1:
+            return None
+        return v2 * gmpy2.invert(v1, p) % p

@@ -7,7 +7,7 @@ SED = ``0x04 ‖ Rx ‖ Ry ‖ H`` (257 + n/8 octets).
 
 Speed: R = [r]([b]P + Z) is computed as [r·b]P + [r]Z from fixed-base tables of P and of the KMS
 key Z (built once per KMS key and cached), so nothing is recomputed per identity; g^r uses the
-Lucas-sequence exponentiation of :mod:`crypto.pairing`; a receiver can precompute the Miller-loop
+fixed-base table of :class:`crypto.pairing.GtFixedBase`; a receiver can precompute the Miller-loop
 lines of its RSK (``precompute=True``).
 
 Interop (../shared/specs/ECCSI-SAKKE.md §2.9): the receiver retries with the minimal-length
@@ -30,7 +30,7 @@ from gmpy2 import mpz
 from crypto.ec import Affine, FixedBase, Jacobian, add, add_affine, to_affine
 from crypto.errors import CryptoError, DecapsulationError, InvalidKey, InvalidPoint
 from crypto.hashing import hash_to_integer_range
-from crypto.pairing import G_PAIRING, SAKKE_CURVE, MillerTable, gt_pow, pairing
+from crypto.pairing import G_PAIRING, SAKKE_CURVE, GtFixedBase, MillerTable, pairing
 
 __all__ = [
     "SakkeMasterKey",
@@ -53,6 +53,11 @@ _SHORT_W = mpz(1) << (8 * (SAKKE_CURVE.size - 1))
 @lru_cache(maxsize=1)
 def _p_table() -> FixedBase:
     return FixedBase(SAKKE_CURVE, SAKKE_CURVE.generator, _W)
+
+
+@lru_cache(maxsize=1)
+def _g_table() -> GtFixedBase:
+    return GtFixedBase(G_PAIRING, _W)
 
 
 @lru_cache(maxsize=16)
@@ -158,7 +163,7 @@ def _encapsulate(ssv: bytes, identifier: bytes, z_table: FixedBase, n_bits: int)
     b = _identifier_int(identifier)
     r = hash_to_integer_range(ssv + identifier, _q)
     R = to_affine(_r_times_qb(r, b, z_table), _p)
-    gr = gt_pow(G_PAIRING, r)
+    gr = _g_table().pow(r)
     if R is None or gr is None:
         raise CryptoError("degenerate SAKKE encapsulation (r = 0 or [b]P + Z = O)")
     h = _xor(ssv, _mask(gr, n_bits))

@@ -5,7 +5,11 @@ from __future__ import annotations
 import secrets
 
 from crypto.ec import mul_public, to_affine
-from crypto.pairing import G_PAIRING, SAKKE_CURVE, MillerTable, gt_pow, pairing
+from crypto.pairing import G_PAIRING, SAKKE_CURVE, GtFixedBase, MillerTable, pairing
+
+
+def gt_pow(t: int, k: int):
+    return GtFixedBase(t, 4).pow(k)
 
 
 def _mul(k: int):
