@@ -51,6 +51,8 @@ class KeyParameters:
         exp = int.from_bytes(r.take(5, "key parameters expiry time"), "big")
         raw_text = r.take(r.u16("key parameters text length"), "key parameters text")
         groups = r.take(r.u16("key parameters group IDs length"), "key parameters group IDs") if r.remaining else b""
+        if legacy and not any(data[r.pos:]):
+            r.take(r.remaining, "padding")  # SmartMS/wolfSSL legacy form pads with zero octets
         if r.remaining:
             raise MalformedMessage("trailing octets in key parameters")
         try:
