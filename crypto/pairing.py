@@ -10,7 +10,8 @@ any F_p scaling of the line functions vanish for the same reason.
 Speed: the Miller loop runs over a signed-digit form of q − 1 with the base point in Jacobian
 coordinates (no inversion in the loop); :class:`MillerTable` precomputes the line coefficients of a
 fixed first argument (the receiver's RSK) so each step costs one F_p² squaring and one
-multiplication by a sparse line value. :class:`GtFixedBase` computes g^r from a table of
+multiplication by a line normalised to u + i (four F_p products per line; a doubling line and the
+addition line after it are merged into one quadratic factor). :class:`GtFixedBase` computes g^r from a table of
 normalised powers of g, two F_p products per 6-bit window.
 
 Timing side channels: see :mod:`crypto.ec`. The loop scalar q is public, so the sequence of
@@ -219,26 +220,44 @@ class MillerTable:
         """⟨K, Q⟩ for the table's K; None on a degenerate result."""
         p = _p
         xq, yq = Q
+        if not yq:
+            return None
+        # Scale every line by 1/yq (an F_p factor): λ·x + μ + i·y becomes u + i, u = λ·x/y + μ/y.
+        w = gmpy2.invert(yq, p)
+        xw = xq * w % p
+        xw2, xww, w2 = xw * xw % p, xw * w % p, w * w % p
         v1, v2 = mpz(1), mpz(0)
-        for group in self._lines:
+        for step in self._lines:
             v1, v2 = (v1 + v2) * (v1 - v2) % p, 2 * v1 * v2 % p
-            for lam, mu in group:
-                a = lam * xq + mu
-                t1 = v1 * a
-                t2 = v2 * yq
-                v1, v2 = (t1 - t2) % p, ((v1 + v2) * (a + yq) - t1 - t2) % p
+            if len(step) == 2:
+                u = (step[0] * xw + step[1] * w) % p
+                v1, v2 = (v1 * u - v2) % p, (v1 + v2 * u) % p
+            else:
+                # Doubling and addition lines merged: (u₁ + i)(u₂ + i) = (u₁u₂ − 1) + i(u₁ + u₂).
+                a, b, c, l, m = step
+                re = (a * xw2 + b * xww + c * w2 - 1) % p
+                im = (l * xw + m * w) % p
+                t1 = v1 * re
+                t2 = v2 * im
+                v1, v2 = (t1 - t2) % p, ((v1 + v2) * (re + im) - t1 - t2) % p
         return _final(v1, v2)
 
 
-def _group_lines(lines: list[tuple[mpz, mpz]]) -> list[list[tuple[mpz, mpz]]]:
-    """Split the flat line list into one group per loop digit (a squaring precedes each group)."""
-    groups = []
+def _group_lines(lines: list[tuple[mpz, mpz]]) -> list[tuple[mpz, ...]]:
+    """One entry per loop digit: (λ, μ) after a doubling, or the merged coefficients
+    (λ₁λ₂, λ₁μ₂ + λ₂μ₁, μ₁μ₂, λ₁ + λ₂, μ₁ + μ₂) of a doubling line followed by an addition line."""
+    p = _p
+    steps: list[tuple[mpz, ...]] = []
     idx = 0
     for d in _DIGITS:
-        count = 2 if d else 1
-        groups.append(lines[idx : idx + count])
-        idx += count
-    return groups
+        if d:
+            (l1, m1), (l2, m2) = lines[idx], lines[idx + 1]
+            steps.append((l1 * l2 % p, (l1 * m2 + l2 * m1) % p, m1 * m2 % p, (l1 + l2) % p, (m1 + m2) % p))
+            idx += 2
+        else:
+            steps.append(lines[idx])
+            idx += 1
+    return steps
 
 
 class GtFixedBase:
