@@ -1,13 +1,304 @@
-"""``softphone-kms`` admin command line (filled in by the KMS issue)."""
+"""``softphone-kms``: create a community, manage users, serve TS 33.180 over HTTPS, audit.
+
+Every failure a user can cause is one line on stderr and a non-zero exit (1 refused, 2 usage).
+The master passphrase comes from ``--passphrase-file`` (0600) or ``$SOFTPHONE_KMS_PASSPHRASE``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
 import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kms.audit import AuditError, AuditLog
+from kms.secrets import SecretsError, read_passphrase, write_private
+from kms.store import StoreError
+from kms.xml import KmsXmlError
+
+AUDIT_NAME = "audit.log"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _passphrase(args: argparse.Namespace) -> bytes:
+    return read_passphrase(args.passphrase_file)
+
+
+def _issuer(args: argparse.Namespace):  # -> kms.issue.Issuer
+    from kms.issue import Issuer, open_community
+
+    return Issuer(open_community(args.dir, _passphrase(args), args.db))
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SecretsError(f"--time {text!r} is not an ISO 8601 date/time") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from kms.issue import init_community
+
+    c = init_community(args.dir, args.uri, _passphrase(args), period=args.period, offset=args.offset, db=args.db)
+    print(f"created KMS community {c.kms_uri} in {c.directory} (period {c.user_key_period} s, offset {c.user_key_offset} s)")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    if args.transport_key and not args.trk_out:
+        raise SecretsError("--transport-key needs --trk-out FILE to hand the key over out of band")
+    issuer = _issuer(args)
+    try:
+        new = issuer.add_user(args.uri, transport_key=args.transport_key)
+    finally:
+        issuer.close()
+    if args.trk_out and new.transport_key:
+        write_private(args.trk_out, f"{new.transport_key.key_id} {new.transport_key.key.hex()}\n".encode())
+    if args.token_out:
+        write_private(args.token_out, (new.token + "\n").encode())
+        print(f"added {new.uri}; bearer token written to {args.token_out}")
+    else:
+        print(new.token)
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    issuer = _issuer(args)
+    try:
+        for user in issuer.store.list_users():
+            periods = issuer.store.count_keysets(user.uri)
+            trk = f"\ttrk={user.trk_id}" if user.trk_id else ""
+            print(f"{user.uri}\t{user.status}\tkeysets={periods}{trk}\tcreated={user.created}")
+    finally:
+        issuer.close()
+    return 0
+
+
+def cmd_user_revoke(args: argparse.Namespace) -> int:
+    issuer = _issuer(args)
+    try:
+        issuer.revoke(args.uri)
+    finally:
+        issuer.close()
+    print(f"revoked {args.uri}")
+    return 0
+
+
+def cmd_user_erase(args: argparse.Namespace) -> int:
+    issuer = _issuer(args)
+    try:
+        ref = issuer.erase(args.uri)
+    finally:
+        issuer.close()
+    print(f"erased {args.uri}; audit records remain under pseudonym {ref}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kms.issue import KmsError
+    from kms.server import KmsHttpsServer, self_signed_certificate, tls_context
+
+    host, sep, port_text = args.listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise KmsError("--listen must be HOST:PORT")
+    if (args.cert is None) != (args.key is None):
+        raise KmsError("give both --cert and --key, or neither (a self-signed certificate is created)")
+    issuer = _issuer(args)
+    cert, key = (args.cert, args.key) if args.cert else self_signed_certificate(Path(args.dir), [host, "localhost"])
+    try:
+        server = KmsHttpsServer((host, int(port_text)), issuer, tls_context(cert, key))
+    except OSError as exc:
+        issuer.close()
+        raise KmsError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    issuer.audit.append("master.unseal", purpose="serve")
+    bound = server.server_address
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    print(f"serving https://{shown}:{bound[1]}/keymanagement/identity/v1 (certificate {cert})", flush=True)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        issuer.close()
+    return 0
+
+
+def cmd_export_init(args: argparse.Namespace) -> int:
+    from kms.xml import KmsInitResponse, serialise_kms_init
+
+    issuer = _issuer(args)
+    try:
+        c = issuer.community
+        data = serialise_kms_init(KmsInitResponse(args.user or "", c.kms_uri, datetime.now(timezone.utc),
+                                                  c.certificate(), "offline:export-init"))
+    finally:
+        issuer.close()
+    Path(args.out).write_bytes(data)
+    print(f"wrote KmsInit for {c.kms_uri} to {args.out}")
+    return 0
+
+
+def cmd_export_cert(args: argparse.Namespace) -> int:
+    from kms.xml import serialise_kms_certificate
+
+    issuer = _issuer(args)
+    try:
+        data = serialise_kms_certificate(issuer.community.certificate(role="External"))
+    finally:
+        issuer.close()
+    Path(args.out).write_bytes(data)
+    print(f"wrote external KMS certificate to {args.out}")
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from kms.issue import KmsError
+    from kms.xml import KeyProvResponse, serialise_key_prov
+
+    when = _parse_time(args.time)
+    issuer = _issuer(args)
+    try:
+        user = issuer.store.get_user(args.user)
+        if user is None:
+            raise KmsError(f"no user {args.user}")
+        if user.status != "active":
+            raise KmsError(f"user {args.user} is revoked")
+        sets = issuer.provision(user, when, window=False)
+        c = issuer.community
+        data = serialise_key_prov(
+            KeyProvResponse(user.uri, c.kms_uri, datetime.now(timezone.utc), sets, "offline:provision"),
+            issuer.transport_key(user))
+    finally:
+        issuer.close()
+    write_private(args.out, data)
+    print(f"wrote key sets for periods {', '.join(str(s.key_period_no) for s in sets)} to {args.out}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    result = AuditLog(Path(args.dir) / AUDIT_NAME).verify()
+    print(f"audit log intact: {result.lines} records, head {result.head[:16]}")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from kms.audit import pseudonym
+    from kms.issue import CONFIG, SQLITE, KmsError
+    from kms.store import open_store
+
+    config = json.loads((Path(args.dir) / CONFIG).read_text())
+    store = open_store(args.db or config.get("db") or Path(args.dir) / SQLITE)
+    try:
+        user = store.get_user(args.user)
+    finally:
+        store.close()
+    if user is None:
+        raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
+    records = AuditLog(Path(args.dir) / AUDIT_NAME).export(pseudonym(user.salt, user.uri))
+    print(json.dumps({"user": user.uri, "status": user.status, "created": user.created, "records": records}, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="softphone-kms", description="Secure Chorus Key Management Server (3GPP TS 33.180)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", required=True, help="community directory")
+    common.add_argument("--db", help="postgresql://… URL (default: SQLite file in --dir)")
+    common.add_argument("--passphrase-file", help="file (0600) holding the master passphrase "
+                        "(default: $SOFTPHONE_KMS_PASSPHRASE)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("init", parents=[common], help="create a community (SAKKE and ECCSI master keys)")
+    p.add_argument("--uri", required=True, help="KMS URI (enters every user's UID)")
+    p.add_argument("--period", type=int, default=2592000, help="user key period, seconds (default 30 days)")
+    p.add_argument("--offset", type=int, default=0, help="user key period offset, seconds")
+    p.set_defaults(func=cmd_init)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_cmd", metavar="ACTION",
+                                                                        parser_class=_Parser, required=True)
+    p = user.add_parser("add", parents=[common], help="add a user and issue its bearer token")
+    p.add_argument("uri")
+    p.add_argument("--token-out", help="write the bearer token to this file (0600) instead of stdout")
+    p.add_argument("--transport-key", action="store_true", help="also create a transport key (TrK)")
+    p.add_argument("--trk-out", help="file (0600) receiving 'KEY_ID HEX' of the TrK")
+    p.set_defaults(func=cmd_user_add)
+    for name, func, text in (("list", cmd_user_list, "list users"), ("revoke", cmd_user_revoke, "revoke a user"),
+                             ("erase", cmd_user_erase, "erase a user's data and keys (GDPR Art. 17)")):
+        p = user.add_parser(name, parents=[common], help=text)
+        if name != "list":
+            p.add_argument("uri")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("serve", parents=[common], help="serve the TS 33.180 interface over HTTPS")
+    p.add_argument("--listen", required=True, help="HOST:PORT (port 0 picks a free port)")
+    p.add_argument("--cert", type=Path, help="PEM certificate chain")
+    p.add_argument("--key", type=Path, help="PEM private key")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export-init", parents=[common], help="write a KmsInit XML file (offline KMS)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--user", help="UserUri to put in the response")
+    p.set_defaults(func=cmd_export_init)
+    p = sub.add_parser("export-cert", parents=[common], help="write this KMS's certificate for other domains")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export_cert)
+    p = sub.add_parser("provision", parents=[common], help="write a KmsKeyProv XML file for a user (offline KMS)")
+    p.add_argument("--user", required=True)
+    p.add_argument("--time", help="ISO 8601 time in the wanted key period (default now; also the next)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_provision)
+
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_cmd", metavar="ACTION",
+                                                                      parser_class=_Parser, required=True)
+    p = audit.add_parser("verify", parents=[common], help="check the hash chain")
+    p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("export", parents=[common], help="records about one user (GDPR Art. 15)")
+    p.add_argument("--user", required=True)
+    p.set_defaults(func=cmd_audit_export)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("softphone-kms: not yet implemented", file=sys.stderr)
-    return 2
+    from kms.issue import KmsError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except (KmsError, SecretsError, StoreError, AuditError, KmsXmlError) as exc:
+        print(f"softphone-kms: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"softphone-kms: {exc.strerror or exc.__class__.__name__}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("softphone-kms: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -137,10 +137,15 @@ class Store:
         with self._lock:
             if self.get_keyset(ks.uri, ks.period_no) is not None:
                 return False
-            self._exec(
-                "INSERT INTO keysets (uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued) VALUES (?,?,?,?,?,?,?)",
-                (ks.uri, ks.period_no, ks.user_id, ks.rsk_enc, ks.ssk_enc, ks.pvt, ks.issued),
-            )
+            try:
+                self._exec(
+                    "INSERT INTO keysets (uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued) VALUES (?,?,?,?,?,?,?)",
+                    (ks.uri, ks.period_no, ks.user_id, ks.rsk_enc, ks.ssk_enc, ks.pvt, ks.issued),
+                )
+            except StoreError:
+                if self.get_keyset(ks.uri, ks.period_no) is not None:
+                    return False  # another process inserted it first
+                raise
             return True
 
     def count_keysets(self, uri: str | None = None) -> int:
