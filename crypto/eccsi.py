@@ -7,7 +7,8 @@ Identifiers are octet strings; signatures are ``r ‖ s ‖ PVT`` (32 + 32 + 65 
 Encoding notes (../shared/specs/ECCSI-SAKKE.md §1): r = Jx is not reduced mod q (a fresh j is drawn
 if Jx ≥ q so that peers which do reduce agree); the RFC's "q − s" rule never applies to P-256.
 
-Side channels: [j]G, [SSK]G, [v]G and [KSAK]G run in OpenSSL (constant time); the scalar
+Side channels: every scalar multiplication ([j]G, [SSK]G, [v]G, [KSAK]G and the public ones of
+verification) runs in OpenSSL (constant time); the scalar
 arithmetic mod q (``s = j·(HE + r·SSK)⁻¹``) runs on Python/gmpy2 integers, whose timing depends on
 operand values — see :mod:`crypto.ec` for the residual risk this leaves.
 """
@@ -20,16 +21,23 @@ from functools import lru_cache
 import gmpy2
 from gmpy2 import mpz
 
-from crypto.ec import add, add_affine, mul_public, to_affine
+from crypto.ec import INFINITY, Affine, add, to_affine
 from crypto.errors import InvalidKey, InvalidPoint, InvalidSignature
 from crypto.hashing import sha256
-from crypto.p256 import G_BYTES, P256, g_table, mul_g_secret
+from crypto.p256 import G_BYTES, P256, mul_g, mul_point
 
 __all__ = ["EccsiMasterKey", "EccsiSigner", "validate_signing_key", "verify", "SIGNATURE_LEN"]
 
 _n = P256.n
 _p = P256.p
 SIGNATURE_LEN = 129
+
+
+def _add(a: Affine | None, b: Affine | None) -> Affine | None:
+    """Sum of two affine points (None is the point at infinity)."""
+    ja = (a[0], a[1], mpz(1)) if a is not None else INFINITY
+    jb = (b[0], b[1], mpz(1)) if b is not None else INFINITY
+    return to_affine(add(ja, jb, _p), _p)
 
 
 def _hs(identifier: bytes, pvt: bytes, kpak: bytes) -> bytes:
@@ -59,7 +67,7 @@ class EccsiMasterKey:
         if not 0 < ksak < _n:
             raise InvalidKey("KSAK must be in [1, q-1]")
         self.ksak = ksak
-        self.kpak = P256.encode(mul_g_secret(ksak))
+        self.kpak = P256.encode(mul_g(ksak))
 
     @classmethod
     def generate(cls) -> EccsiMasterKey:
@@ -84,7 +92,7 @@ class EccsiMasterKey:
             vv = secrets.randbelow(int(_n) - 1) + 1 if v is None else int(v)
             if not 0 < vv < _n:
                 raise InvalidKey("v must be in [1, q-1]")
-            pvt = P256.encode(mul_g_secret(vv))
+            pvt = P256.encode(mul_g(vv))
             hs = int.from_bytes(_hs(identifier, pvt, self.kpak), "big")
             ssk = (self.ksak + hs * vv) % _n
             if hs % _n and ssk and ssk != self.ksak:
@@ -106,8 +114,8 @@ def validate_signing_key(identifier: bytes, ssk: bytes, pvt: bytes, kpak: bytes)
     if not 0 < k < _n:
         raise InvalidKey("SSK out of range [1, q-1]")
     hs = _hs(identifier, bytes(pvt), bytes(kpak))
-    rhs = to_affine(add_affine(mul_public(P256, pvt_pt, int.from_bytes(hs, "big")), *kpak_pt, _p), _p)
-    if rhs is None or mul_g_secret(k) != rhs:
+    rhs = _add(mul_point(pvt_pt, int.from_bytes(hs, "big")), kpak_pt)
+    if rhs is None or mul_g(k) != rhs:
         raise InvalidKey("SSK/PVT validation failed ([SSK]G != KPAK + [HS]PVT)")
     return hs
 
@@ -133,7 +141,7 @@ class EccsiSigner:
             jj = secrets.randbelow(int(_n) - 1) + 1 if j is None else int(j)
             if not 0 < jj < _n:
                 raise InvalidKey("j must be in [1, q-1]")
-            r = mul_g_secret(jj)[0]
+            r = mul_g(jj)[0]
             if j is None and r >= _n:
                 continue
             r_bytes = int(r).to_bytes(32, "big")
@@ -156,7 +164,7 @@ def _signer_point(identifier: bytes, pvt: bytes, kpak: bytes) -> tuple[bytes, tu
     except InvalidPoint as exc:
         raise InvalidSignature(str(exc)) from None
     hs = _hs(identifier, pvt, kpak)
-    y = to_affine(add_affine(mul_public(P256, pvt_pt, int.from_bytes(hs, "big")), *kpak_pt, _p), _p)
+    y = _add(mul_point(pvt_pt, int.from_bytes(hs, "big")), kpak_pt)
     if y is None:
         raise InvalidSignature("signer key point is the point at infinity")
     return hs, y
@@ -181,7 +189,7 @@ def verify(message: bytes, signature: bytes, identifier: bytes, kpak: bytes) -> 
     hs, y = _signer_point(identifier, signature[64:], bytes(kpak))
     he = int.from_bytes(sha256(hs, signature[:32], message), "big")
     # J = [s]([HE]G + [r]Y) = [s·HE]G + [s·r]Y.
-    j = add(g_table().mul(s * he % _n), mul_public(P256, y, s * r % _n), _p)
-    j_aff = to_affine(j, _p)
+    a = s * he % _n
+    j_aff = _add(mul_g(a) if a else None, mul_point(y, s * r % _n))
     if j_aff is None or j_aff[0] % _p == 0 or j_aff[0] != r % _p:
         raise InvalidSignature("ECCSI signature does not verify")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from crypto.ec import FixedBase, add, mul, mul_public, regular_digits, to_affine
 from crypto.errors import InvalidPoint
-from crypto.p256 import P256, mul_g_secret
+from crypto.p256 import P256, mul_g, mul_point
 from crypto.pairing import SAKKE_CURVE
 
 
@@ -45,11 +45,20 @@ def test_p256_multiplications_agree_with_openssl(k: int) -> None:
     k %= int(P256.n)
     if k == 0:
         k = 1
-    expected = mul_g_secret(k)
+    expected = mul_g(k)
     p = P256.p
     assert to_affine(mul(P256, P256.generator, k), p) == expected
     assert to_affine(mul_public(P256, P256.generator, k), p) == expected
     assert to_affine(FixedBase(P256, P256.generator, 4).mul(k), p) == expected
+    q = mul_g(0x1234567)
+    assert mul_point(q, k) == to_affine(mul_public(P256, q, k), p)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, -1, -2])
+def test_p256_mul_point_edge_scalars(k: int) -> None:
+    q = mul_g(0xABCDEF)
+    expected = to_affine(mul_public(P256, q, k % int(P256.n)), P256.p)
+    assert mul_point(q, k) == expected
 
 
 def test_sakke_fixed_base_agrees_with_double_and_add() -> None:
