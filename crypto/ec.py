@@ -20,7 +20,8 @@ Timing side channels (honest residual risk): this is CPython. gmpy2/GMP arithmet
 constant time (operand lengths and reductions vary with values), table look-ups index Python
 lists by secret digits (cache-timing visible to a co-located attacker), and the point addition
 takes a different path in its exceptional cases (equal or opposite points, probability about
-2⁻²⁵⁰ for random scalars). The regular recoding removes the gross leak of square-and-multiply
+2⁻²⁵⁰ for random scalars). Inverses of secrets use GMP's mpz_powm_sec (:func:`secret_inverse`).
+The regular recoding removes the gross leak of square-and-multiply
 (operation sequence following the secret bits), nothing finer. Keys that need stronger
 guarantees belong in a constant-time native implementation or an HSM.
 """
@@ -99,6 +100,11 @@ class Curve:
         if self.cofactor == 1:
             return True
         return mul_public(self, point, self.n)[2] == 0
+
+
+def secret_inverse(value: int, prime: mpz) -> mpz:
+    """value⁻¹ mod prime for a secret value, by Fermat with GMP's side-channel-silent powm."""
+    return gmpy2.powmod_sec(mpz(value), prime - 2, prime)
 
 
 def double(P: Jacobian, p: mpz) -> Jacobian:

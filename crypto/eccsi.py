@@ -9,8 +9,9 @@ if Jx ≥ q so that peers which do reduce agree); the RFC's "q − s" rule never
 
 Side channels: every scalar multiplication ([j]G, [SSK]G, [v]G, [KSAK]G and the public ones of
 verification) runs in OpenSSL (constant time); the scalar
-arithmetic mod q (``s = j·(HE + r·SSK)⁻¹``) runs on Python/gmpy2 integers, whose timing depends on
-operand values — see :mod:`crypto.ec` for the residual risk this leaves.
+arithmetic mod q (``s = j·(HE + r·SSK)⁻¹``) runs on Python/gmpy2 integers (the inverse with GMP's
+mpz_powm_sec), whose products and reductions still take value-dependent time — see
+:mod:`crypto.ec` for the residual risk this leaves.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 
-import gmpy2
 from gmpy2 import mpz
 
-from crypto.ec import INFINITY, Affine, add, to_affine
+from crypto.ec import INFINITY, Affine, add, secret_inverse, to_affine
 from crypto.errors import InvalidKey, InvalidPoint, InvalidSignature
 from crypto.hashing import sha256
 from crypto.p256 import G_BYTES, P256, mul_g, mul_point
@@ -151,7 +151,7 @@ class EccsiSigner:
                 if j is not None:
                     raise InvalidKey("this j yields HE + r·SSK ≡ 0; choose another")
                 continue
-            s = jj * gmpy2.invert(t, _n) % _n
+            s = jj * secret_inverse(t, _n) % _n
             return r_bytes + int(s).to_bytes(32, "big") + self.pvt
 
 
@@ -178,6 +178,10 @@ def verify(message: bytes, signature: bytes, identifier: bytes, kpak: bytes) -> 
     """
     if not isinstance(signature, (bytes, bytearray)) or len(signature) != SIGNATURE_LEN:
         raise InvalidSignature(f"ECCSI signature must be {SIGNATURE_LEN} octets")
+    if not isinstance(message, (bytes, bytearray)):
+        raise InvalidSignature("message must be bytes")
+    if not isinstance(kpak, (bytes, bytearray)):
+        raise InvalidPoint("KPAK: expected bytes")
     signature = bytes(signature)
     identifier = _check_identifier(identifier)
     r = int.from_bytes(signature[:32], "big")

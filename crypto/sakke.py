@@ -24,10 +24,9 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 
-import gmpy2
 from gmpy2 import mpz
 
-from crypto.ec import Affine, FixedBase, Jacobian, add, add_affine, to_affine
+from crypto.ec import Affine, FixedBase, Jacobian, add, add_affine, secret_inverse, to_affine
 from crypto.errors import CryptoError, DecapsulationError, InvalidKey, InvalidPoint
 from crypto.hashing import hash_to_integer_range
 from crypto.pairing import G_PAIRING, SAKKE_CURVE, GtFixedBase, MillerTable, pairing
@@ -134,7 +133,7 @@ class SakkeMasterKey:
         t = (_identifier_int(identifier) + self.z) % _q
         if not t:
             raise InvalidKey("identifier collides with the master secret; no RSK exists")
-        return SAKKE_CURVE.encode(to_affine(_p_table().mul(gmpy2.invert(t, _q)), _p))  # type: ignore[arg-type]
+        return SAKKE_CURVE.encode(to_affine(_p_table().mul(secret_inverse(t, _q)), _p))  # type: ignore[arg-type]
 
 
 def validate_rsk(identifier: bytes, rsk: bytes, Z: bytes) -> None:
@@ -225,7 +224,10 @@ class SakkeReceiver:
         self._table: MillerTable | None = None
         self._qb_table: FixedBase | None = None
         if precompute:
-            self._table = MillerTable(k_pt)
+            try:
+                self._table = MillerTable(k_pt)
+            except ValueError:
+                raise InvalidKey("RSK is not a point of order q") from None
             qb = to_affine(add_affine(_p_table().mul(b), z_pt[0], z_pt[1], _p), _p)
             if qb is None:
                 raise InvalidKey("[b]P + Z is the point at infinity for this identifier")

@@ -247,3 +247,39 @@ def test_minimal_length_w_encoding_is_accepted(rfc, receiver) -> None:
     assert streamwide_sed != standard
     assert receiver.decapsulate(standard) == ssv
     assert receiver.decapsulate(streamwide_sed) == ssv
+
+
+def test_r_shifted_by_two_torsion_is_rejected(vec: dict, receiver) -> None:
+    """R + T (T of order 2) pairs to the same w, so only the re-encapsulation test catches it."""
+    from crypto.ec import add, to_affine
+
+    p = SAKKE_CURVE.p
+    R = SAKKE_CURVE.decode(bytes.fromhex(vec["R_encoded"]))
+    shifted = to_affine(add((R[0], R[1], 1), (0, 0, 1), p), p)
+    assert shifted is not None and not SAKKE_CURVE.in_subgroup(shifted)
+    with pytest.raises(DecapsulationError):
+        receiver.decapsulate(SAKKE_CURVE.encode(shifted) + bytes.fromhex(vec["H"]))
+
+
+def test_unvalidated_small_order_rsk_gives_typed_errors(vec: dict, rfc) -> None:
+    master, identifier, _ = rfc
+    bad = b"\x04" + bytes(256)
+    with pytest.raises(InvalidKey):
+        sakke.SakkeReceiver(identifier, bad, master.Z, validate=False, precompute=True)
+    with pytest.raises(DecapsulationError):
+        sakke.decapsulate(bytes.fromhex(vec["R_encoded"] + vec["H"]), identifier, bad, master.Z)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.binary(min_size=128, max_size=128), h=st.binary(min_size=1, max_size=16))
+def test_arbitrary_curve_points_as_r_raise_only_typed_errors(receiver, seed: bytes, h: bytes) -> None:
+    """Any point of E(F_p) (a quarter of them in the q-subgroup) with any H is rejected cleanly."""
+    p = SAKKE_CURVE.p
+    x = int.from_bytes(seed, "big") % p
+    rhs = (x**3 - 3 * x) % p
+    if pow(rhs, (p - 1) // 2, p) == p - 1:  # f(-x) = -f(x) and -1 is a non-residue (p ≡ 3 mod 4)
+        x, rhs = p - x, p - rhs
+    y = pow(rhs, (p + 1) // 4, p)
+    point = b"\x04" + int(x).to_bytes(128, "big") + int(y).to_bytes(128, "big")
+    with pytest.raises((DecapsulationError, InvalidPoint)):
+        receiver.decapsulate(point + h)
