@@ -22,6 +22,7 @@ from pathlib import Path
 from crypto import eccsi, sakke
 from crypto.errors import CryptoError
 from crypto.identity import key_period_no, mikey_sakke_uid, ntp_seconds
+from crypto.mikey import keys as mikey_keys
 from kms.secrets import DEFAULT_N_LOG2, DataKey, SecretsError, derive_key, write_private
 from kms.xml import KeyProvResponse, KeySet, KmsCertificate
 
@@ -59,6 +60,13 @@ class UserKeys:
     user_key_offset: int = 0
     valid_from: datetime | None = None
     valid_to: datetime | None = None
+
+    def kms_params(self) -> mikey_keys.KmsParams:
+        return mikey_keys.KmsParams(self.kms_uri, self.user_key_period, self.user_key_offset, self.z, self.kpak)
+
+    def for_mikey(self) -> mikey_keys.UserKeys:
+        """As :class:`crypto.mikey.keys.UserKeys`, for ``Initiator``/``Responder``."""
+        return mikey_keys.UserKeys(self.user_uri, self.kms_params(), self.key_period_no, self.ssk, self.pvt, self.rsk)
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,11 @@ class Keystore:
         except KeyError:
             raise NoKeysError(f"no certificate for KMS {kms_uri} (import its KmsInit or certificate first)") from None
 
+    def kms_params(self, kms_uri: str) -> mikey_keys.KmsParams:
+        """A trusted KMS's public parameters as :class:`crypto.mikey.keys.KmsParams` (for peers of that KMS)."""
+        c = self.certificate(kms_uri)
+        return mikey_keys.KmsParams(c.kms_uri, c.user_key_period, c.user_key_offset, c.pub_enc_key, c.pub_auth_key)
+
     def certificates(self) -> list[KmsCertificate]:
         return list(self._certs.values())
 
@@ -259,6 +272,12 @@ class Keystore:
                         z=cert.pub_enc_key, user_key_period=cert.user_key_period,
                         user_key_offset=cert.user_key_offset, valid_from=_undt(s["valid_from"]),
                         valid_to=_undt(s["valid_to"]))
+
+    def mikey_key_sets(self, user_uri: str, kms_uri: str | None = None) -> list[mikey_keys.UserKeys]:
+        """Every held period of ``user_uri`` (oldest first), ready for :class:`crypto.mikey.verify.Responder`."""
+        kms_uri = self._kms_for(user_uri, kms_uri)
+        periods = sorted(p for k, u, p in self._sets if (k, u) == (kms_uri, user_uri))
+        return [self.get(user_uri, p, kms_uri).for_mikey() for p in periods]
 
     def current(self, user_uri: str, when: datetime | None = None, kms_uri: str | None = None) -> UserKeys:
         """The keys for the period containing ``when`` (default now)."""
