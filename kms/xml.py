@@ -364,7 +364,11 @@ def parse_kms_init(data: bytes) -> KmsInitResponse:
     """Parse a KMS Initialize response (``KmsResponse/KmsMessage/KmsInit``, TS 33.180 D.3.2)."""
     root = _parse_root(data)
     _raise_kms_error(root)
-    user_uri, kms_uri, time, url = _envelope(root)
+    if _child(root, "UserUri") is None:
+        raise KmsXmlError("KmsResponse: missing UserUri")
+    user_uri = _opt_text(root, "UserUri") or ""  # empty in an offline export meant for any user
+    kms_uri, time = _text(root, "KmsUri"), parse_datetime(_text(root, "Time"))
+    url = _opt_text(root, "ClientReqUrl") or ""
     cert = _parse_certificate(_find_certificate(_message(root, "KmsInit")))
     return KmsInitResponse(user_uri, kms_uri, time, cert, url)
 

@@ -129,3 +129,37 @@ def test_same_cli_on_both_databases(tmp_path: Path, db_url: str) -> None:
     assert not (tmp_path / "kms" / "kms.sqlite3").exists()  # the --db given at init, not the default file
     if not db_url.startswith("postgresql"):
         assert Path(db_url).stat().st_size > 0
+
+
+def test_offline_kms_files_drive_mikey_create_and_inspect(tmp_path: Path) -> None:
+    """export-init + provision for two users → ``softphone mikey create`` → ``inspect`` verifies and decrypts."""
+    import subprocess
+    import sys
+
+    from tests.kms.helpers import REPO, kms_env
+
+    d = str(tmp_path / "kms")
+    bob = "sip:bob@example.org"
+    assert run_kms("init", "--dir", d, "--uri", "kms.example.org").returncode == 0
+    for uri, name in ((ALICE, "a"), (bob, "b")):
+        assert run_kms("user", "add", uri, "--dir", d, "--token-out", str(tmp_path / f"{name}.tok")).returncode == 0
+        assert run_kms("provision", "--dir", d, "--user", uri, "--out", str(tmp_path / f"{name}.xml")).returncode == 0
+    assert run_kms("export-init", "--dir", d, "--out", str(tmp_path / "init.xml")).returncode == 0
+    entry = "import sys; from softphone.cli import main; sys.exit(main(sys.argv[1:]))"
+
+    def phone(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", entry, "mikey", *args], capture_output=True, text=True,
+                              cwd=REPO, env=kms_env(), timeout=60)
+
+    created = phone("create", "--kms-init", str(tmp_path / "init.xml"), "--keyprov", str(tmp_path / "a.xml"),
+                    "--from", ALICE, "--to", bob)
+    assert created.returncode == 0, created.stderr
+    (tmp_path / "msg.txt").write_text(created.stdout)
+    ok = phone("inspect", str(tmp_path / "msg.txt"), "--kms-init", str(tmp_path / "init.xml"),
+               "--keyprov", str(tmp_path / "b.xml"), "--from", ALICE, "--json")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["verified"] and report["valid"] and report["responder"] == bob
+    wrong = phone("inspect", str(tmp_path / "msg.txt"), "--kms-init", str(tmp_path / "init.xml"),
+                  "--keyprov", str(tmp_path / "a.xml"), "--from", ALICE)  # alice's keys cannot open bob's message
+    assert wrong.returncode == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -239,3 +240,13 @@ def test_document_kind(vectors_dir: Path) -> None:
     assert document_kind(serialise_kms_error(KmsErrorResponse("", "k", datetime.now(timezone.utc), 1, "x"))) == "error"
     with pytest.raises(KmsXmlError, match="not well-formed"):
         document_kind(b"\x00garbage")
+
+
+def test_offline_init_without_user_parses_but_missing_elements_fail() -> None:
+    resp = dataclasses.replace(_init(), user_uri="")
+    assert parse_kms_init(serialise_kms_init(resp)).user_uri == ""
+    data = serialise_kms_init(resp)
+    with pytest.raises(KmsXmlError, match="missing UserUri"):
+        parse_kms_init(data.replace(b"<UserUri></UserUri>", b""))
+    with pytest.raises(KmsXmlError, match="missing KmsUri"):
+        parse_kms_init(data.replace(b"<KmsUri>kms.example.org</KmsUri>\n  <Time>", b"<Time>"))
