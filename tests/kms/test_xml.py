@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from kms.xml import (
@@ -250,3 +252,25 @@ def test_offline_init_without_user_parses_but_missing_elements_fail() -> None:
         parse_kms_init(data.replace(b"<UserUri></UserUri>", b""))
     with pytest.raises(KmsXmlError, match="missing KmsUri"):
         parse_kms_init(data.replace(b"<KmsUri>kms.example.org</KmsUri>\n  <Time>", b"<Time>"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_documents_only_raise_kms_xml_error(vectors_dir: Path, data: st.DataObject) -> None:
+    """Any byte-level corruption of a sample either still parses or raises KmsXmlError (never anything else)."""
+    name = data.draw(st.sampled_from(["test_key_prov_response.xml", "test_init_response.xml"]))
+    doc = bytearray((vectors_dir / "kms_xml" / name).read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(doc) - 1))
+        op = data.draw(st.sampled_from(["flip", "cut", "dup"]))
+        if op == "flip":
+            doc[pos] = data.draw(st.integers(0, 255))
+        elif op == "cut":
+            del doc[pos:pos + data.draw(st.integers(1, 40))]
+        else:
+            doc[pos:pos] = doc[pos:pos + data.draw(st.integers(1, 40))]
+    parse = parse_key_prov if "key_prov" in name else parse_kms_init
+    try:
+        parse(bytes(doc))
+    except KmsXmlError as exc:
+        assert "\n" not in str(exc)
