@@ -49,6 +49,15 @@ def _payload_fields(p: pl.Header | pl.Payload) -> dict[str, Any]:
     return fields
 
 
+def _first_idr(msg: IMessage, *roles: int) -> pl.Idr | None:
+    """First IDR with one of ``roles`` (duplicates are the verifier's business, not the display's)."""
+    for role in roles:
+        for p in msg.payloads:
+            if isinstance(p, pl.Idr) and p.role == role:
+                return p
+    return None
+
+
 def describe(msg: IMessage, verified: VerifiedMessage | None = None, *, now_ntp: int | None = None,
              show_secrets: bool = False) -> dict[str, Any]:
     """The inspector's view of ``msg`` (``verified``: the verifier's result for it, if any)."""
@@ -63,7 +72,7 @@ def describe(msg: IMessage, verified: VerifiedMessage | None = None, *, now_ntp:
             out["key_id"] = out["csb_id"]
     except MikeyError:
         out["key_type"] = None
-    ini, resp = msg.idr(pl.ROLE_UIDI, pl.ROLE_IDRI), msg.idr(pl.ROLE_UIDR, pl.ROLE_IDRR)
+    ini, resp = _first_idr(msg, pl.ROLE_UIDI, pl.ROLE_IDRI), _first_idr(msg, pl.ROLE_UIDR, pl.ROLE_IDRR)
     out["initiator"] = ini.text() if ini else None
     out["responder"] = resp.text() if resp else None
     ts = [p for p in msg.payloads if isinstance(p, pl.Timestamp)]
