@@ -9,21 +9,29 @@ RFC 6508 §2.1 / parameter set 1). Points are plain tuples so the hot loops stay
 Scalar multiplication comes in two shapes:
 
 * :class:`FixedBase` — a per-base table of affine points ``[(2j+1)·2^(w·i)]B``, so ``[k]B`` is a
-  sum of one table entry per window and needs no doublings (used for G, P, Z and cached bases);
-* :func:`mul` — any base, a fixed-window walk with a table of odd multiples.
+  sum of one table entry per window and needs no doublings (used for P, Z and [b]P + Z). The
+  scalar is recoded into a *regular* signed-digit form (every digit odd and non-zero, a fixed
+  number of digits for a given group order), so the sequence of field operations does not depend
+  on the scalar bits. An even scalar ``k`` is replaced by ``k + n`` (same point, odd).
+* :func:`mul_public` — any base, public scalars only (subgroup checks): double-and-add on the NAF.
 
-Both recode the scalar into a *regular* signed-digit form (every digit odd and non-zero, a fixed
-number of digits for a given group order), so the sequence of field operations does not depend
-on the scalar bits. An even scalar ``k`` is replaced by ``k + n`` (same point, odd).
+Side channels — the honest residual risk of doing this in CPython:
 
-Timing side channels (honest residual risk): this is CPython. gmpy2/GMP arithmetic is not
-constant time (operand lengths and reductions vary with values), table look-ups index Python
-lists by secret digits (cache-timing visible to a co-located attacker), and the point addition
-takes a different path in its exceptional cases (equal or opposite points, probability about
-2⁻²⁵⁰ for random scalars). Inverses of secrets use GMP's mpz_powm_sec (:func:`secret_inverse`).
-The regular recoding removes the gross leak of square-and-multiply
-(operation sequence following the secret bits), nothing finer. Keys that need stronger
-guarantees belong in a constant-time native implementation or an HSM.
+* What is done: every secret P-256 multiplication runs in OpenSSL (constant time); secret SAKKE
+  scalars (z, (a + z)⁻¹, r) use the regular fixed-base recoding, so the *sequence* of field
+  operations is the same for every scalar; the pairing loop follows the public q only; inverses
+  of secrets use GMP's mpz_powm_sec (:func:`secret_inverse`).
+* What remains: GMP's ordinary mpz multiplication, reduction and inversion take time that depends
+  on operand values (normalised lengths, leading zero limbs, extended-gcd steps); CPython's own
+  int operations in the recoding and hashing are likewise value dependent; table look-ups index
+  Python lists by secret digits (cache-timing visible to a co-located attacker); point addition
+  and the tree sum take other paths in their exceptional cases (equal or opposite points,
+  probability about 2⁻²⁵⁰ for the scalars used); the interpreter's allocator and garbage
+  collector add noise that is data dependent too. Python integers are immutable, so secrets
+  cannot be wiped from memory — they live until collected.
+* Consequence: fine against remote network timing at call-setup granularity (one SAKKE/ECCSI
+  operation per call, jitter of milliseconds), not against a co-resident attacker measuring
+  caches or power. Keys that need that belong in constant-time native code or an HSM.
 """
 
 from __future__ import annotations
@@ -309,21 +317,6 @@ def _sum_jacobian(points: list[Affine], p: mpz) -> Jacobian:
     acc = INFINITY
     for x, y in points:
         acc = add_affine(acc, x, y, p)
-    return acc
-
-
-def mul(curve: Curve, point: Affine, k: int, w: int = 4) -> Jacobian:
-    """``[k]P`` for any base, regular fixed-window (for secret scalars)."""
-    p = curve.p
-    table = batch_to_affine(_odd_multiples((point[0], point[1], _ONE), 1 << (w - 1), p), p)
-    digits = regular_digits(k, curve.n, w)
-    x, y = table[digits[-1] >> 1]
-    acc: Jacobian = (x, y, _ONE)
-    for digit in reversed(digits[:-1]):
-        for _ in range(w):
-            acc = double(acc, p)
-        x, y = table[abs(digit) >> 1]
-        acc = add_affine(acc, x, y if digit > 0 else p - y, p)
     return acc
 
 
