@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 from crypto.identity import ntp_seconds
 from kms.xml import (
     KeyProvResponse,
+    KmsCertificate,
     KmsInitResponse,
     KmsXmlError,
     TransportKey,
@@ -140,6 +141,10 @@ class RefreshResult:
     warning: str | None = None
 
 
+def _public(cert: KmsCertificate) -> tuple:
+    return cert.pub_enc_key, cert.pub_auth_key, cert.user_key_period, cert.user_key_offset
+
+
 def refresh(keystore: Keystore, client: KmsClient, user_uri: str, *, force: bool = False,
             when: datetime | None = None) -> RefreshResult:
     """Fetch keys when the next period's set is not yet held (or ``force``).
@@ -153,8 +158,9 @@ def refresh(keystore: Keystore, client: KmsClient, user_uri: str, *, force: bool
         if not force and known and not any(keystore.needs_refresh(user_uri, k, when) for k in known):
             return RefreshResult([])
         init = client.init()
-        if init.certificate.kms_uri not in known or keystore.certificate(init.certificate.kms_uri) != init.certificate:
-            keystore.add_certificate(init.certificate)
+        cert = init.certificate
+        if cert.kms_uri not in known or _public(keystore.certificate(cert.kms_uri)) != _public(cert):
+            keystore.add_certificate(cert)
         prov = client.key_prov(user_uri)
     except KmsUnreachable as exc:
         try:
