@@ -25,6 +25,7 @@ import gmpy2
 from gmpy2 import mpz
 
 from crypto.ec import Affine, Curve, regular_digits
+from crypto.errors import InvalidPoint
 
 P_HEX = (
     "997ABB1F0A563FDA65C61198DAD0657A416C0CE19CB48261BE9AE358B3E01A2EF40AAB27E2FC0F1B228730D531A59CB0"
@@ -169,7 +170,7 @@ class MillerTable:
         dens: list[mpz] = []
         for d in _DIGITS:
             if not Z or not Y:
-                raise ValueError("degenerate Miller loop (point not of order q)")
+                raise InvalidPoint("degenerate Miller loop: the point is not of order q")
             delta = Z * Z % p
             gamma = Y * Y % p
             beta = X * gamma % p
@@ -187,7 +188,7 @@ class MillerTable:
                 H = (xk * Z1Z1 - X) % p
                 r = (ys * Z * Z1Z1 - Y) % p
                 if not H:
-                    raise ValueError("degenerate Miller loop (point not of order q)")
+                    raise InvalidPoint("degenerate Miller loop: the point is not of order q")
                 Z3 = Z * H % p
                 # real = r·x + (r·xk − ys·Z3), imag = Z3·y  →  divide by Z3.
                 nums.append((r, (r * xk - ys * Z3) % p))

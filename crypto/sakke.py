@@ -82,7 +82,7 @@ def _identifier_int(identifier: bytes) -> int:
 
 def _ssv_len(n_bits: int) -> int:
     if n_bits not in (128, 256):
-        raise ValueError("n_bits must be 128 or 256")
+        raise CryptoError("n_bits must be 128 or 256")
     return n_bits // 8
 
 
@@ -226,7 +226,7 @@ class SakkeReceiver:
         if precompute:
             try:
                 self._table = MillerTable(k_pt)
-            except ValueError:
+            except InvalidPoint:
                 raise InvalidKey("RSK is not a point of order q") from None
             qb = to_affine(add_affine(_p_table().mul(b), z_pt[0], z_pt[1], _p), _p)
             if qb is None:

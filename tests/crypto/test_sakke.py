@@ -224,6 +224,8 @@ def test_bad_parameters_are_typed_errors(rfc) -> None:
         sakke.encapsulate(bytes(16), b"", master.Z)
     with pytest.raises(CryptoError):
         sakke.encapsulate(bytes(16), identifier, b"junk")
+    with pytest.raises(CryptoError):
+        sakke.encapsulate(bytes(16), identifier, master.Z, n_bits=192)
 
 
 def test_minimal_length_w_encoding_is_accepted(rfc, receiver) -> None:
