@@ -64,7 +64,7 @@ class Initiator:
 
     def __init__(self, keys: UserKeys) -> None:
         self.keys = keys
-        self._signer = eccsi.EccsiSigner(keys.uid, keys.ssk, keys.pvt, keys.kms.kpak)
+        self._signer = eccsi.EccsiSigner(keys.crypto_id, keys.ssk, keys.pvt, keys.kms.kpak)
 
     def __repr__(self) -> str:
         return f"Initiator(uri={self.keys.uri!r}, key_period_no={self.keys.key_period_no})"
@@ -114,7 +114,7 @@ class Initiator:
         header = pl.Header(csb_id, pl.MAP_GENERIC_ID if entries else pl.MAP_EMPTY, entries)
 
         receiver_uid = rkms.uid(receiver_uri, r_period)
-        sed = sakke.encapsulate(key, receiver_uid, rkms.z)
+        sed = sakke.encapsulate(key, rkms.crypto_id(receiver_uid), rkms.z)
         body: list[pl.Payload] = [
             pl.Timestamp.from_ntp(ntp_time),
             pl.Rand(rand),

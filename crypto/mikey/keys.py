@@ -60,6 +60,10 @@ def new_key_id(key_type: KeyType) -> int:
     return (int(key_type) << 28) | secrets.randbits(28)
 
 
+IDENTIFIER_UID = "uid"          # TS 33.180 F.2.1: ECCSI/SAKKE identifier = the 32 UID octets
+IDENTIFIER_UID_HEX = "uid-hex"  # Airbus KMS (MIKEY-SAKKE.md §10 quirk #9): the 64-char lowercase hex text
+
+
 @dataclass(frozen=True)
 class KmsParams:
     """What a user needs from a KMS certificate (TS 33.180 D.3.2): URI, key period, Z, KPAK."""
@@ -69,9 +73,14 @@ class KmsParams:
     user_key_offset: int
     z: bytes      # SAKKE public key (PubEncKey), 257 octets
     kpak: bytes   # ECCSI public key (PubAuthKey), 65 octets
+    identifier_form: str = IDENTIFIER_UID
 
     def uid(self, uri: str, period_no: int) -> bytes:
         return mikey_sakke_uid(uri, self.kms_uri, self.user_key_period, self.user_key_offset, period_no)
+
+    def crypto_id(self, uid: bytes) -> bytes:
+        """The identifier ECCSI and SAKKE use for ``uid`` under this KMS's convention."""
+        return uid.hex().encode("ascii") if self.identifier_form == IDENTIFIER_UID_HEX else uid
 
 
 @dataclass(frozen=True, repr=False)
@@ -88,6 +97,10 @@ class UserKeys:
     @property
     def uid(self) -> bytes:
         return self.kms.uid(self.uri, self.key_period_no)
+
+    @property
+    def crypto_id(self) -> bytes:
+        return self.kms.crypto_id(self.uid)
 
     def __repr__(self) -> str:
         return f"UserKeys(uri={self.uri!r}, kms={self.kms.kms_uri!r}, key_period_no={self.key_period_no}, <secrets redacted>)"

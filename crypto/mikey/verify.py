@@ -168,7 +168,7 @@ class Responder:
     def _receiver(self, ks: UserKeys) -> sakke.SakkeReceiver:
         rx = self._receivers.get(ks.key_period_no)
         if rx is None:
-            rx = sakke.SakkeReceiver(ks.uid, ks.rsk, ks.kms.z, validate=False, precompute=self._precompute)
+            rx = sakke.SakkeReceiver(ks.crypto_id, ks.rsk, ks.kms.z, validate=False, precompute=self._precompute)
             self._receivers[ks.key_period_no] = rx
         return rx
 
@@ -247,12 +247,15 @@ class Responder:
 
     def _verify_signature(self, msg: IMessage, sender_uid: bytes) -> str:
         scopes = [SCOPE_STANDARD] + ([SCOPE_WITHOUT_SIGN_HEADER] if self.allow_legacy_scope else [])
+        ident = self.kms.crypto_id(sender_uid)
         for scope in scopes:
-            try:
-                eccsi.verify(msg.signed_octets(scope), msg.sign.signature, sender_uid, self.kpak)
+            if _eccsi_ok(msg.signed_octets(scope), msg.sign.signature, ident, self.kpak):
                 return scope
-            except (InvalidSignature, InvalidPoint):
-                continue
+        other = sender_uid if ident != sender_uid else sender_uid.hex().encode("ascii")
+        if _eccsi_ok(msg.signed_octets(), msg.sign.signature, other, self.kpak):
+            form = "raw UID octets" if other == sender_uid else "hex-text UID (Airbus KMS quirk)"
+            raise SignatureRejected(f"ECCSI signature verifies only with the {form} as identifier; "
+                                    "set the KMS identifier form accordingly")
         raise SignatureRejected(f"ECCSI signature does not verify ({' or '.join(scopes)} scope)")
 
     def _unwrap(self, msg: IMessage, keys: UserKeys) -> bytes:
@@ -264,6 +267,14 @@ class Responder:
             return self._receiver(keys).decapsulate(sed, n_bits=n_bits)
         except (DecapsulationError, InvalidPoint):
             raise KeyUnwrapFailed("SAKKE decapsulation failed (not encrypted to this receiver's key, or altered)") from None
+
+
+def _eccsi_ok(message: bytes, signature: bytes, identifier: bytes, kpak: bytes) -> bool:
+    try:
+        eccsi.verify(message, signature, identifier, kpak)
+    except (InvalidSignature, InvalidPoint):
+        return False
+    return True
 
 
 def _key_parameters(msg: IMessage, key: bytes) -> KeyParameters | None:

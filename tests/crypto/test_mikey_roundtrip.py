@@ -204,3 +204,25 @@ def test_builder_input_errors(alice: UserKeys, bob: UserKeys) -> None:
         ini.build(bob.uri, key=b"short", ntp_time=NOW)
     assert "ssk" not in repr(alice).lower() or alice.ssk.hex() not in repr(alice)
     assert alice.ssk.hex() not in repr(ini)
+
+
+def test_airbus_hex_text_identifier_quirk(world: World) -> None:
+    """Quirk #9: an Airbus KMS uses the UID's hex text as ECCSI/SAKKE identifier; named when it bites."""
+    from dataclasses import replace
+
+    from crypto.mikey.keys import IDENTIFIER_UID_HEX
+
+    airbus = replace(world.kms, identifier_form=IDENTIFIER_UID_HEX)
+
+    def user(uri: str) -> UserKeys:
+        n = key_period_no(NOW, PERIOD, 0)
+        text_id = airbus.uid(uri, n).hex().encode()
+        ssk, pvt = world.eccsi.issue(text_id)
+        return UserKeys(uri, airbus, n, ssk, pvt, world.sakke.issue_rsk(text_id))
+
+    a, b = user("sip:alice@example.org"), user("sip:bob@example.org")
+    built = Initiator(a).build(b.uri, ntp_time=NOW)
+    assert Responder(b).process(built.data, claimed_sender=a.uri).key == built.key
+    standard_b = UserKeys(b.uri, world.kms, b.key_period_no, rsk=b.rsk)
+    with pytest.raises(SignatureRejected, match="Airbus KMS quirk"):
+        Responder(standard_b).process(built.data, claimed_sender=a.uri)
