@@ -1,0 +1,212 @@
+"""Voice codecs on 20 ms frames of 48 kHz mono int16: Opus (RFC 6716/7587) and G.711 µ-law/A-law.
+
+Every codec takes and returns ``numpy.int16`` arrays of :data:`FRAME_SAMPLES` samples; G.711 resamples to
+and from 8 kHz internally. ``conceal()`` gives a packet-loss-concealment frame, and Opus ``recover()``
+decodes the in-band FEC copy of a lost frame from the packet that follows it (RFC 6716 §2.1.7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import opuslib
+import opuslib.api.ctl
+import opuslib.api.encoder
+
+SAMPLE_RATE = 48000
+FRAME_MS = 20
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+
+
+class CodecError(ValueError):
+    """Unknown codec or an undecodable payload."""
+
+
+@dataclass(frozen=True, slots=True)
+class CodecSpec:
+    """An SDP rtpmap entry: ``a=rtpmap:<payload_type> <name>/<clock_rate>[/<channels>]``."""
+
+    payload_type: int
+    name: str
+    clock_rate: int
+    channels: int = 1
+
+
+OPUS = CodecSpec(111, "opus", 48000, 2)
+PCMU = CodecSpec(0, "PCMU", 8000)
+PCMA = CodecSpec(8, "PCMA", 8000)
+
+
+class Codec(Protocol):
+    """Encoder+decoder pair for one direction of a call."""
+
+    spec: CodecSpec
+    samples_per_frame: int  # RTP timestamp units per 20 ms frame
+
+    def encode(self, pcm: np.ndarray) -> bytes: ...
+
+    def decode(self, payload: bytes) -> np.ndarray: ...
+
+    def conceal(self) -> np.ndarray: ...
+
+    def recover(self, next_payload: bytes) -> np.ndarray | None: ...
+
+    def set_expected_loss(self, percent: int) -> None: ...
+
+
+class OpusCodec:
+    """Opus, 48 kHz, 20 ms, VoIP application, in-band FEC on (RFC 7587)."""
+
+    def __init__(self, spec: CodecSpec = OPUS, bitrate: int = 40000, expected_loss_percent: int = 5,
+                 complexity: int = 8) -> None:
+        self.spec = spec
+        self.samples_per_frame = FRAME_SAMPLES
+        self._enc = opuslib.Encoder(SAMPLE_RATE, 1, opuslib.APPLICATION_VOIP)
+        self._enc.bitrate = bitrate
+        # opuslib's ``inband_fec`` setter drops its argument; issue the CTL directly
+        opuslib.api.encoder.encoder_ctl(self._enc.encoder_state, opuslib.api.ctl.set_inband_fec, 1)
+        self._enc.packet_loss_perc = expected_loss_percent
+        self._enc.complexity = complexity
+        self._dec = opuslib.Decoder(SAMPLE_RATE, 1)
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        return self._enc.encode(pcm.astype(np.int16, copy=False).tobytes(), FRAME_SAMPLES)
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        try:
+            out = self._dec.decode(payload, FRAME_SAMPLES)
+        except opuslib.OpusError as exc:
+            raise CodecError(f"Opus payload rejected: {exc}") from None
+        return _frame(np.frombuffer(out, dtype=np.int16))
+
+    def conceal(self) -> np.ndarray:
+        return _frame(np.frombuffer(self._dec.decode(b"", FRAME_SAMPLES), dtype=np.int16))
+
+    def set_expected_loss(self, percent: int) -> None:
+        """Tune how much in-band FEC the encoder spends (OPUS_SET_PACKET_LOSS_PERC), e.g. from RTCP."""
+        self._enc.packet_loss_perc = max(0, min(100, percent))
+
+    def recover(self, next_payload: bytes) -> np.ndarray | None:
+        try:
+            out = self._dec.decode(next_payload, FRAME_SAMPLES, decode_fec=True)
+        except opuslib.OpusError:
+            return None
+        return _frame(np.frombuffer(out, dtype=np.int16))
+
+
+def _frame(x: np.ndarray) -> np.ndarray:
+    if len(x) == FRAME_SAMPLES:
+        return x
+    out = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+    out[: min(len(x), FRAME_SAMPLES)] = x[:FRAME_SAMPLES]
+    return out
+
+
+# --- G.711 (ITU-T G.711), vectorised ---------------------------------------------------------------
+
+def _ulaw_encode(x: np.ndarray) -> np.ndarray:
+    s = x.astype(np.int32)
+    sign = np.where(s < 0, 0x80, 0x00)
+    mag = np.minimum(np.abs(s), 32635) + 0x84
+    exp = np.floor(np.log2(mag)).astype(np.int32) - 7
+    mant = (mag >> (exp + 3)) & 0x0F
+    return (~(sign | (exp << 4) | mant) & 0xFF).astype(np.uint8)
+
+
+def _ulaw_decode_table() -> np.ndarray:
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    exp = (u >> 4) & 0x07
+    mant = u & 0x0F
+    mag = (((mant << 3) + 0x84) << exp) - 0x84
+    return np.where(u & 0x80, -mag, mag).astype(np.int16)
+
+
+def _alaw_encode(x: np.ndarray) -> np.ndarray:
+    s = x.astype(np.int32) >> 3  # 13-bit
+    sign = np.where(s >= 0, 0x80, 0x00)
+    mag = np.minimum(np.where(s >= 0, s, -s - 1), 0x0FFF)
+    exp = np.where(mag < 32, 0, np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 4)
+    mant = np.where(exp == 0, mag >> 1, mag >> np.maximum(exp, 1)) & 0x0F
+    return ((sign | (exp << 4) | mant) ^ 0x55).astype(np.uint8)
+
+
+def _alaw_decode_table() -> np.ndarray:
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    exp = (a >> 4) & 0x07
+    mant = a & 0x0F
+    mag = np.where(exp == 0, (mant << 4) + 8, ((mant << 4) + 0x108) << np.maximum(exp - 1, 0))
+    return np.where(a & 0x80, mag, -mag).astype(np.int16)
+
+
+_ULAW_DEC = _ulaw_decode_table()
+_ALAW_DEC = _alaw_decode_table()
+
+
+def _lowpass(cutoff: float, taps: int = 63) -> np.ndarray:
+    """Windowed-sinc low-pass FIR; ``cutoff`` as a fraction of the sample rate."""
+    n = np.arange(taps) - (taps - 1) / 2
+    h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.hamming(taps)
+    return h / h.sum()
+
+
+_RATIO = SAMPLE_RATE // 8000
+_FIR = _lowpass(3600 / SAMPLE_RATE)
+
+
+class G711Codec:
+    """G.711 µ-law (PCMU) or A-law (PCMA) at 8 kHz; 48 kHz↔8 kHz with a 63-tap FIR, stateful across frames."""
+
+    def __init__(self, spec: CodecSpec = PCMU) -> None:
+        if spec.name.upper() not in ("PCMU", "PCMA"):
+            raise CodecError(f"not a G.711 codec: {spec.name}")
+        self.spec = spec
+        self.samples_per_frame = 160
+        self._mu = spec.name.upper() == "PCMU"
+        self._down_hist = np.zeros(len(_FIR) - 1)
+        self._up_hist = np.zeros(len(_FIR) - 1)
+        self._last = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        self._plc_gain = 1.0
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        x = np.concatenate([self._down_hist, pcm.astype(np.float64)])
+        self._down_hist = x[-(len(_FIR) - 1):]
+        y = np.convolve(x, _FIR, mode="valid")[::_RATIO]
+        y16 = np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+        return (_ulaw_encode(y16) if self._mu else _alaw_encode(y16)).tobytes()
+
+    def _upsample(self, narrow: np.ndarray) -> np.ndarray:
+        stuffed = np.zeros(len(narrow) * _RATIO)
+        stuffed[::_RATIO] = narrow * _RATIO
+        x = np.concatenate([self._up_hist, stuffed])
+        self._up_hist = x[-(len(_FIR) - 1):]
+        return np.clip(np.rint(np.convolve(x, _FIR, mode="valid")), -32768, 32767).astype(np.int16)
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        codes = np.frombuffer(payload, dtype=np.uint8)
+        narrow = (_ULAW_DEC if self._mu else _ALAW_DEC)[codes].astype(np.float64)
+        out = _frame(self._upsample(narrow))
+        self._last, self._plc_gain = out, 1.0
+        return out
+
+    def conceal(self) -> np.ndarray:
+        """Repeat the last frame, fading by half each time (simple G.711 Appendix I-style PLC)."""
+        self._plc_gain *= 0.5
+        return (self._last * self._plc_gain).astype(np.int16)
+
+    def recover(self, next_payload: bytes) -> np.ndarray | None:
+        return None
+
+    def set_expected_loss(self, percent: int) -> None:
+        """G.711 has no FEC; nothing to tune."""
+
+
+def make_codec(spec: CodecSpec) -> Codec:
+    """A fresh encoder/decoder for ``spec`` (opus, PCMU or PCMA)."""
+    name = spec.name.lower()
+    if name == "opus":
+        return OpusCodec(spec)
+    if name in ("pcmu", "pcma"):
+        return G711Codec(spec)
+    raise CodecError(f"unsupported codec {spec.name!r}")

@@ -1,0 +1,403 @@
+"""One RTP/SRTP audio stream pair over UDP (RFC 3550, RFC 3711, RFC 7714), driven by asyncio.
+
+A :class:`MediaSession` sends one encoded 20 ms frame from its :class:`AudioSource` and plays one frame
+from its jitter buffer into its :class:`AudioSink` per tick, on an absolute 20 ms schedule; RTCP SR/RR go
+out every ``rtcp_interval`` seconds and a BYE on :meth:`MediaSession.stop`. RTCP is multiplexed on the
+RTP port (RFC 5761) unless separate RTCP addresses are given. See docs/interfaces-media.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from softphone.media import rtcp
+from softphone.media.audio import AudioSink, AudioSource
+from softphone.media.codecs import FRAME_MS, FRAME_SAMPLES, CodecSpec, make_codec
+from softphone.media.dtmf import DtmfError, DtmfReceiver, event_payloads
+from softphone.media.jitter import JitterBuffer
+from softphone.media.rtp import RtpError, RtpPacket, SequenceTracker, is_rtcp
+from softphone.media.srtp import SrtpReceiver, SrtpSender, SrtpSuite
+
+Address = tuple[str, int]
+FRAME_S = FRAME_MS / 1000
+
+
+class MediaError(RuntimeError):
+    """The session cannot start (address in use, bad parameters) or was used in the wrong state."""
+
+
+@dataclass(frozen=True)
+class SrtpKeys:
+    """Master keys for both directions; ``send_*`` protect what we send, ``recv_*`` what the peer sends."""
+
+    suite: SrtpSuite
+    send_key: bytes = field(repr=False)
+    send_salt: bytes = field(repr=False)
+    recv_key: bytes = field(repr=False)
+    recv_salt: bytes = field(repr=False)
+    send_mki: bytes | None = field(default=None, repr=False)
+    recv_mki: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """Everything the call layer negotiated for one audio stream."""
+
+    local_addr: Address
+    remote_addr: Address
+    codec: CodecSpec
+    srtp: SrtpKeys
+    dtmf_payload_type: int | None = 101
+    local_rtcp_addr: Address | None = None  # None: RTCP multiplexed on the RTP port (RFC 5761)
+    remote_rtcp_addr: Address | None = None
+    rtcp_interval: float = 5.0
+    jitter_min_ms: int = 20
+    jitter_max_ms: int = 400
+    trace: bool = False  # keep (rtp timestamp, time) of sent and played frames, for latency measurement
+
+
+@dataclass(frozen=True)
+class MediaStats:
+    """A snapshot of one session's counters (see docs/interfaces-media.md for each field)."""
+
+    packets_sent: int
+    octets_sent: int
+    packets_received: int
+    octets_received: int
+    packets_lost: int
+    jitter_ms: float
+    rtt_ms: float | None
+    remote_fraction_lost: float | None
+    remote_jitter_ms: float | None
+    srtp_failures: dict[str, int]
+    srtcp_failures: dict[str, int]
+    malformed: int
+    late_packets: int
+    duplicates: int
+    concealed_frames: int
+    fec_recovered: int
+    underruns: int
+    jitter_buffer_ms: int
+    late_ticks: int
+    ticks: int
+    rtcp_sent: int
+    rtcp_received: int
+    dtmf_received: tuple[str, ...]
+    bye_received: bool
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, session: MediaSession, rtcp_only: bool) -> None:
+        self.session = session
+        self.rtcp_only = rtcp_only
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        if self.rtcp_only or is_rtcp(data):
+            self.session._on_rtcp(data)
+        else:
+            self.session._on_rtp(data)
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable: keep going
+        self.session._send_errors += 1
+
+
+class MediaSession:
+    """An SRTP audio session; ``await start()``, then ``await stop()``."""
+
+    def __init__(self, config: MediaConfig, source: AudioSource, sink: AudioSink, *,
+                 on_dtmf: Callable[[str], None] | None = None, on_bye: Callable[[], None] | None = None) -> None:
+        keys = config.srtp
+        self.config = config
+        self.source = source
+        self.sink = sink
+        self.on_dtmf = on_dtmf
+        self.on_bye = on_bye
+        self._codec = make_codec(config.codec)
+        self._rate = config.codec.clock_rate
+        self._tx = SrtpSender(keys.suite, keys.send_key, keys.send_salt, keys.send_mki)
+        self._rx = SrtpReceiver(keys.suite, keys.recv_key, keys.recv_salt, keys.recv_mki)
+        self.ssrc = secrets.randbits(32)
+        self._seq = secrets.randbelow(0x8000)
+        self._ts = secrets.randbits(32)
+        self._marker = True
+        self._sent = self._sent_octets = 0
+        self._recv = self._recv_octets = 0
+        self._remote_ssrc: int | None = None
+        self._tracker = SequenceTracker(self._rate)
+        self._jb = JitterBuffer(self._codec, config.jitter_min_ms, config.jitter_max_ms)
+        self._dtmf_rx = DtmfReceiver()
+        self._dtmf_tx: deque[tuple[bool, bytes]] = deque()
+        self._dtmf_ts = 0
+        self._dtmf_got: list[str] = []
+        self._malformed = 0
+        self._send_errors = 0
+        self._late_ticks = self._ticks = 0
+        self._rtcp_sent = self._rtcp_recv = 0
+        self._last_sr: tuple[int, float] | None = None  # (LSR field, local arrival time)
+        self._rtts: deque[float] = deque(maxlen=16)
+        self._remote_report: rtcp.ReportBlock | None = None
+        self._bye = False
+        self._hold = False
+        self.muted = False
+        self._transport: asyncio.DatagramTransport | None = None
+        self._rtcp_transport: asyncio.DatagramTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.trace_sent: deque[tuple[int, float]] = deque(maxlen=20000)
+        self.trace_played: deque[tuple[int, float]] = deque(maxlen=20000)
+
+    def __repr__(self) -> str:
+        return (f"MediaSession(local={self.config.local_addr}, remote={self.config.remote_addr}, "
+                f"codec={self.config.codec.name}, suite={self.config.srtp.suite.name}, ssrc={self.ssrc:#010x})")
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind the UDP socket(s) and begin the 20 ms send/playout schedule."""
+        if self._task is not None:
+            raise MediaError("media session already started")
+        loop = asyncio.get_running_loop()
+        try:
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Endpoint(self, False), local_addr=self.config.local_addr)
+            if self.config.local_rtcp_addr is not None:
+                self._rtcp_transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(self, True), local_addr=self.config.local_rtcp_addr)
+        except OSError as exc:
+            self._close_transports()
+            raise MediaError(f"cannot bind media socket {self.config.local_addr}: {exc.strerror or exc}") from None
+        self._task = asyncio.create_task(self._run(), name=f"media-{self.ssrc:08x}")
+
+    @property
+    def local_addr(self) -> Address:
+        """The bound RTP address (useful when started on port 0)."""
+        if self._transport is None:
+            raise MediaError("media session not started")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    @property
+    def local_rtcp_addr(self) -> Address:
+        if self._rtcp_transport is None:
+            return self.local_addr
+        host, port = self._rtcp_transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    async def stop(self, send_bye: bool = True) -> None:
+        """Stop the schedule, send RTCP BYE (unless told not to), close sockets, source and sink."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if send_bye and self._transport is not None:
+            self._send_rtcp(bye=True)
+        self._close_transports()
+        self.source.close()
+        self.sink.close()
+
+    def _close_transports(self) -> None:
+        for t in (self._transport, self._rtcp_transport):
+            if t is not None:
+                t.close()
+        self._transport = self._rtcp_transport = None
+
+    def hold(self) -> None:
+        """Stop sending RTP (RTCP continues); received audio is still played."""
+        self._hold = True
+
+    def resume(self) -> None:
+        """Send again after :meth:`hold`; the first packet carries the marker bit."""
+        self._hold = False
+        self._marker = True
+
+    def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
+        """Queue one RFC 4733 event; raises :class:`DtmfError` for a bad digit or no telephone-event PT."""
+        if self.config.dtmf_payload_type is None:
+            raise DtmfError("telephone-event was not negotiated")
+        self._dtmf_tx.extend(event_payloads(digit, duration_ms, self._rate))
+
+    # --- schedule -----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        next_rtcp = start + min(1.0, self.config.rtcp_interval)
+        n = 0
+        while True:
+            deadline = start + n * FRAME_S
+            delay = deadline - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif -delay > FRAME_S:
+                self._late_ticks += 1
+            now = loop.time()
+            self._send_tick(now)
+            self._play_tick(now)
+            if now >= next_rtcp:
+                self._send_rtcp()
+                next_rtcp = now + self.config.rtcp_interval
+            self._ticks += 1
+            n += 1
+
+    def _send_tick(self, now: float) -> None:
+        frame = self.source.read()
+        if self._hold or self._transport is None:
+            self._ts += self._codec.samples_per_frame
+            return
+        if self._dtmf_tx:
+            if self._dtmf_tx[0][0]:  # first packet of an event: its start timestamp
+                self._dtmf_ts = self._ts
+            marker, payload = self._dtmf_tx.popleft()
+            pt, ts = self.config.dtmf_payload_type or 0, self._dtmf_ts
+        else:
+            if frame is None or self.muted:
+                frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+            payload = self._codec.encode(frame)
+            marker, pt, ts = self._marker, self.config.codec.payload_type, self._ts
+            self._marker = False
+        if self.config.trace and pt == self.config.codec.payload_type:
+            self.trace_sent.append((ts, now))
+        packet = RtpPacket(pt, self._seq, ts, self.ssrc, payload, marker).serialize()
+        self._transport.sendto(self._tx.protect(packet), self.config.remote_addr)
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._ts = (self._ts + self._codec.samples_per_frame) & 0xFFFFFFFF
+        self._sent += 1
+        self._sent_octets += len(payload)
+
+    def _play_tick(self, now: float) -> None:
+        frame = self._jb.pull(now)
+        if self.config.trace and self._jb.last_timestamp is not None:
+            self.trace_played.append((self._jb.last_timestamp, now))
+        self.sink.write(frame)
+
+    # --- receive ------------------------------------------------------------------------------------
+    def _on_rtp(self, data: bytes) -> None:
+        plain = self._rx.unprotect(data)
+        if plain is None:
+            return
+        try:
+            pkt = RtpPacket.parse(plain)
+        except RtpError:
+            self._malformed += 1
+            return
+        now = asyncio.get_running_loop().time()
+        if pkt.ssrc != self._remote_ssrc:
+            self._remote_ssrc = pkt.ssrc
+            self._tracker = SequenceTracker(self._rate)
+            self._jb = JitterBuffer(self._codec, self.config.jitter_min_ms, self.config.jitter_max_ms)
+        self._recv += 1
+        self._recv_octets += len(pkt.payload)
+        ext = self._tracker.update(pkt.sequence, pkt.timestamp, now)
+        if pkt.payload_type == self.config.codec.payload_type:
+            self._jb.put(ext, pkt.timestamp, pkt.payload, now, self._rate)
+        elif pkt.payload_type == self.config.dtmf_payload_type:
+            try:
+                digit = self._dtmf_rx.feed(pkt.timestamp, pkt.payload)
+            except DtmfError:
+                self._malformed += 1
+                return
+            if digit is not None:
+                self._dtmf_got.append(digit)
+                if self.on_dtmf is not None:
+                    self.on_dtmf(digit)
+        else:
+            self._malformed += 1
+
+    def _on_rtcp(self, data: bytes) -> None:
+        plain = self._rx.unprotect_rtcp(data)
+        if plain is None:
+            return
+        try:
+            compound = rtcp.parse(plain)
+        except rtcp.RtcpError:
+            self._malformed += 1
+            return
+        self._rtcp_recv += 1
+        now = asyncio.get_running_loop().time()
+        arrival_ntp = rtcp.ntp_now()
+        for p in compound.packets:
+            if isinstance(p, rtcp.SenderReport):
+                self._last_sr = (rtcp.middle32(p.ntp_timestamp), now)
+            if isinstance(p, (rtcp.SenderReport, rtcp.ReceiverReport)):
+                for block in p.reports:
+                    if block.ssrc == self.ssrc:
+                        self._remote_report = block
+                        # spend Opus FEC on what the peer reports losing (at least 5 %, RFC 6716 §2.1.7)
+                        self._codec.set_expected_loss(max(5, min(25, math.ceil(block.fraction_lost * 100 / 256) + 2)))
+                        rtt = rtcp.rtt_seconds(block, arrival_ntp)
+                        if rtt is not None:
+                            self._rtts.append(rtt)
+            elif isinstance(p, rtcp.Bye) and self._remote_ssrc in p.sources and not self._bye:
+                self._bye = True
+                if self.on_bye is not None:
+                    self.on_bye()
+
+    # --- RTCP send ----------------------------------------------------------------------------------
+    def _report_blocks(self, now: float) -> tuple[rtcp.ReportBlock, ...]:
+        if self._remote_ssrc is None:
+            return ()
+        lsr, dlsr = 0, 0
+        if self._last_sr is not None:
+            lsr = self._last_sr[0]
+            dlsr = int((now - self._last_sr[1]) * 65536)
+        t = self._tracker
+        return (rtcp.ReportBlock(self._remote_ssrc, t.fraction_lost(), min(t.lost, 0x7FFFFF), t.extended_max,
+                                 int(t.jitter), lsr, dlsr),)
+
+    def _send_rtcp(self, bye: bool = False) -> None:
+        transport = self._rtcp_transport or self._transport
+        if transport is None:
+            return
+        now = asyncio.get_running_loop().time()
+        blocks = self._report_blocks(now)
+        first: rtcp.RtcpPacket
+        if self._sent:
+            first = rtcp.SenderReport(self.ssrc, rtcp.ntp_now(), self._ts, self._sent, self._sent_octets, blocks)
+        else:
+            first = rtcp.ReceiverReport(self.ssrc, blocks)
+        data = rtcp.serialize(first)
+        if bye:
+            data += rtcp.serialize(rtcp.Bye((self.ssrc,), "hangup"))
+        remote = self.config.remote_rtcp_addr or self.config.remote_addr
+        transport.sendto(self._tx.protect_rtcp(data), remote)
+        self._rtcp_sent += 1
+
+    # --- stats --------------------------------------------------------------------------------------
+    def stats(self) -> MediaStats:
+        """Current counters (cheap; call as often as needed)."""
+        rr = self._remote_report
+        js = self._jb.stats
+        return MediaStats(
+            packets_sent=self._sent,
+            octets_sent=self._sent_octets,
+            packets_received=self._recv,
+            octets_received=self._recv_octets,
+            packets_lost=self._tracker.lost,
+            jitter_ms=self._tracker.jitter_ms,
+            rtt_ms=statistics.median(self._rtts) * 1000 if self._rtts else None,
+            remote_fraction_lost=rr.fraction_lost / 256 if rr else None,
+            remote_jitter_ms=1000 * rr.jitter / self._rate if rr else None,
+            srtp_failures=dict(self._rx.failures),
+            srtcp_failures=dict(self._rx.rtcp_failures),
+            malformed=self._malformed,
+            late_packets=js.late,
+            duplicates=js.duplicates,
+            concealed_frames=js.concealed,
+            fec_recovered=js.fec_recovered,
+            underruns=js.underruns,
+            jitter_buffer_ms=self._jb.target_ms,
+            late_ticks=self._late_ticks,
+            ticks=self._ticks,
+            rtcp_sent=self._rtcp_sent,
+            rtcp_received=self._rtcp_recv,
+            dtmf_received=tuple(self._dtmf_got),
+            bye_received=self._bye,
+        )
