@@ -33,7 +33,7 @@ from crypto.mikey.errors import (
     UnsupportedMessage,
 )
 from crypto.mikey.keyparams import KeyParameters, ProtectedKeyParameters
-from crypto.mikey.keys import KeyType, UserKeys, key_type_of
+from crypto.mikey.keys import KeyType, KmsParams, UserKeys, key_type_of
 from crypto.mikey.message import SCOPE_STANDARD, SCOPE_WITHOUT_SIGN_HEADER, IMessage
 
 DEFAULT_WINDOW_SECONDS = 300
@@ -141,7 +141,7 @@ class Responder:
         self,
         keys: UserKeys | list[UserKeys],
         *,
-        sender_kpak: bytes | None = None,
+        trusted_kms: list[KmsParams] | None = None,
         window_seconds: int = DEFAULT_WINDOW_SECONDS,
         replay_cache: ReplayCache | None = None,
         allow_legacy_scope: bool = True,
@@ -155,7 +155,8 @@ class Responder:
             raise MikeyError("all key sets of a responder must belong to one user")
         self.uri = uris.pop()
         self.kms = self.key_sets[0].kms
-        self.kpak = sender_kpak or self.kms.kpak
+        self.trusted = {k.kms_uri: k for k in (trusted_kms or [])}
+        self.trusted.setdefault(self.kms.kms_uri, self.kms)
         self.window = window_seconds
         self.replay_cache = replay_cache
         self.allow_legacy_scope = allow_legacy_scope
@@ -189,11 +190,15 @@ class Responder:
             return by_period[n]
         raise IdentityMismatch(f"message is for another receiver (responder identity is not {self.uri})")
 
-    def _sender(self, msg: IMessage, t: int, claimed: str | None) -> tuple[str, bytes]:
+    def sender_kms(self, msg: IMessage) -> KmsParams:
+        """The trusted KMS named by IDRkmsi, else the receiver's own (single-community case)."""
+        idr = msg.idr(pl.ROLE_KMSI)
+        return self.trusted.get(idr.text(), self.kms) if idr is not None else self.kms
+
+    def _sender(self, msg: IMessage, t: int, claimed: str | None, kms: KmsParams) -> tuple[str, bytes]:
         idr = msg.idr(pl.ROLE_UIDI, pl.ROLE_IDRI)
         if idr is None:
             raise IdentityMismatch("no initiator identity (IDRuidi/IDRi) in the message")
-        kms = self.kms
         periods = _period_candidates(t, kms.user_key_period, kms.user_key_offset)
         if len(idr.data) != UID_LEN:  # a URI: the UID follows from it (Softil style, roles 1/2)
             uri = idr.text()
@@ -209,11 +214,13 @@ class Responder:
 
     # --- the pipeline ------------------------------------------------------------------------------
     def process(self, data: bytes | IMessage, *, claimed_sender: str | None = None,
-                now: int | None = None) -> VerifiedMessage:
+                now: int | None = None, sender_kms: KmsParams | None = None) -> VerifiedMessage:
         """Verify and open one I_MESSAGE.
 
         ``now`` (NTP seconds) enables the time-window check; ``None`` judges the message as of its
         own timestamp (the inspector's view). The replay cache, if any, is consulted either way.
+        ``sender_kms`` overrides the KMS the initiator's identity and signature are checked under
+        (default: :meth:`sender_kms`).
         """
         msg = data if isinstance(data, IMessage) else IMessage.parse(data)
         check_shape(msg)
@@ -222,10 +229,11 @@ class Responder:
             raise StaleTimestamp(f"timestamp is {now - t:+d} s off the local clock (window ±{self.window} s)")
         try:
             keys = self._match_receiver(msg, t)
-            sender_uri, sender_uid = self._sender(msg, t, claimed_sender)
+            skms = sender_kms or self.sender_kms(msg)
+            sender_uri, sender_uid = self._sender(msg, t, claimed_sender, skms)
         except InvalidIdentifier as exc:
             raise IdentityMismatch(f"identity cannot be formed: {exc}") from None
-        scope = self._verify_signature(msg, sender_uid)
+        scope = self._verify_signature(msg, sender_uid, skms)
         digest = b""
         seen_at = now if now is not None else t
         if self.replay_cache is not None:
@@ -245,14 +253,14 @@ class Responder:
             self.replay_cache.add(digest, seen_at)
         return result
 
-    def _verify_signature(self, msg: IMessage, sender_uid: bytes) -> str:
+    def _verify_signature(self, msg: IMessage, sender_uid: bytes, kms: KmsParams) -> str:
         scopes = [SCOPE_STANDARD] + ([SCOPE_WITHOUT_SIGN_HEADER] if self.allow_legacy_scope else [])
-        ident = self.kms.crypto_id(sender_uid)
+        ident = kms.crypto_id(sender_uid)
         for scope in scopes:
-            if _eccsi_ok(msg.signed_octets(scope), msg.sign.signature, ident, self.kpak):
+            if _eccsi_ok(msg.signed_octets(scope), msg.sign.signature, ident, kms.kpak):
                 return scope
         other = sender_uid if ident != sender_uid else sender_uid.hex().encode("ascii")
-        if _eccsi_ok(msg.signed_octets(), msg.sign.signature, other, self.kpak):
+        if _eccsi_ok(msg.signed_octets(), msg.sign.signature, other, kms.kpak):
             form = "raw UID octets" if other == sender_uid else "hex-text UID (Airbus KMS quirk)"
             raise SignatureRejected(f"ECCSI signature verifies only with the {form} as identifier; "
                                     "set the KMS identifier form accordingly")

@@ -92,13 +92,17 @@ def extract_imessage(text: str) -> tuple[bytes, str | None]:
     stripped = text.strip()
     if "a=key-mgmt:" in stripped:
         sender = _sip_sender(stripped) if _SIP_START.match(stripped) else None
-        data = find_key_mgmt(stripped)
+        sections = max(1, stripped.count("\nm="))
+        found = (find_key_mgmt(stripped, i) for i in range(sections))
+        data = next((d for d in found if d is not None), None)
         if data is None:
             raise MalformedMessage("no 'a=key-mgmt:mikey' attribute in the SDP")
         return data, sender
     if _SIP_START.match(stripped):
         raise MalformedMessage("the SIP message carries no 'a=key-mgmt:mikey' attribute")
-    return decode_key_mgmt("".join(stripped.split()) if not stripped.lower().startswith("mikey") else stripped), None
+    if stripped.lower().startswith("mikey"):
+        stripped = stripped[5:]
+    return decode_key_mgmt("".join(stripped.split())), None
 
 
 def _load_kms(path: Path) -> KmsParams:

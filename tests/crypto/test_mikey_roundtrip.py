@@ -226,3 +226,13 @@ def test_airbus_hex_text_identifier_quirk(world: World) -> None:
     standard_b = UserKeys(b.uri, world.kms, b.key_period_no, rsk=b.rsk)
     with pytest.raises(SignatureRejected, match="Airbus KMS quirk"):
         Responder(standard_b).process(built.data, claimed_sender=a.uri)
+
+
+def test_peer_of_another_kms(alice: UserKeys) -> None:
+    other = World("kms.other.example")
+    dave = other.user("sip:dave@other.example")
+    built = Initiator(alice).build(dave.uri, receiver_kms=other.kms, ntp_time=NOW)
+    v = Responder(dave, trusted_kms=[alice.kms]).process(built.data, claimed_sender=alice.uri)
+    assert v.key == built.key and v.sender_uid == alice.uid
+    with pytest.raises(IdentityMismatch, match="not the UID of the claimed sender"):
+        Responder(dave).process(built.data, claimed_sender=alice.uri)  # alice's KMS is not trusted

@@ -97,6 +97,18 @@ def test_inspect_sip_message_from_stdin(capsys, monkeypatch, sw) -> None:
     assert code == 0 and r["verified"] and r["initiator"] == ALICE
 
 
+def test_inspect_wrapped_base64_and_video_only_sdp(capsys, tmp_path, sw) -> None:
+    value = Path(sw["t3"]).read_text().strip()
+    b64 = value[6:]
+    f = tmp_path / "wrapped.txt"
+    f.write_text("mikey " + "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64)) + "\n")
+    code, r = inspect_json(capsys, str(f))
+    assert code == 0 and r["csb_id"] == "16992638"
+    f.write_text(f"v=0\r\ns=-\r\nm=audio 1 RTP/SAVP 0\r\nm=video 2 RTP/SAVP 96\r\na=key-mgmt:{value}\r\n")
+    code, r = inspect_json(capsys, str(f))
+    assert code == 0 and r["csb_id"] == "16992638"
+
+
 @pytest.mark.parametrize("content", ["garbage!", "mikey AAAA", "", "INVITE sip:x SIP/2.0\r\n\r\nv=0\r\n"])
 def test_inspect_bad_input_is_one_line_error(capsys, tmp_path, content) -> None:
     f = tmp_path / "in.txt"
