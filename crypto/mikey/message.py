@@ -60,14 +60,12 @@ class IMessage:
     def _all(self, kind: type) -> list:
         return [p for p in self.payloads if isinstance(p, kind)]
 
-    def _one(self, kind: type, name: str, required: bool = True):
+    def _one(self, kind: type, name: str):
         found = self._all(kind)
         if len(found) > 1:
             raise MalformedMessage(f"more than one {name} payload")
         if not found:
-            if required:
-                raise MalformedMessage(f"no {name} payload")
-            return None
+            raise MalformedMessage(f"no {name} payload")
         return found[0]
 
     @property

@@ -178,7 +178,6 @@ CsEntry = Union[SrtpIdEntry, GenericIdEntry]
 class Header:
     """HDR (RFC 3830 §6.1): version, data type, V flag, PRF, CSB ID and the CS ID map."""
 
-    TYPE: ClassVar[str] = "HDR"
     csb_id: int
     map_type: int = MAP_EMPTY
     entries: tuple[CsEntry, ...] = ()
