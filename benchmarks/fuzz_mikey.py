@@ -1,17 +1,20 @@
 """Fuzz the MIKEY-SAKKE codec and verifier: ``scripts/fuzz mikey [--count N] [--seed S]``.
 
-Two kinds of input, alternating:
+Three kinds of input, in turn:
 
 * mutations of a valid signed I_MESSAGE (bit flips, octet overwrites, insertions, deletions,
   truncations, payload splices, duplicated payloads);
 * random payload trees built from the payload classes (random HDR maps, IDRs, SP parameters,
-  extensions, SAKKE data and signatures), serialised and, half of the time, mutated again.
+  extensions, SAKKE data and signatures), serialised and, half of the time, mutated again;
+* either of the above *re-signed by the legitimate sender*, so that the checks after the
+  signature (identities, SAKKE decapsulation, key-ID tags, key parameters) see hostile input.
 
 For every input: parsing either fails with :class:`MalformedMessage` or gives a message whose
 re-serialisation is the input; the inspector's :func:`describe` never fails on a parsed message;
-the verifier raises nothing but :class:`crypto.errors.CryptoError` subclasses; and whatever it
-accepts has exactly the signed octets of the original valid message (ECCSI's (r, q − s) twin is
-the only other signature that can pass). Exits 1 on the first violation, printing the input.
+the verifier raises nothing but :class:`crypto.errors.CryptoError` subclasses; whatever it accepts
+unsigned-by-us has exactly the signed octets of an original valid message (ECCSI's (r, q − s) twin
+is the only other signature that can pass); and a re-signed message is accepted only with an
+original SAKKE payload, yielding that payload's key. Exits 1 on the first violation, printing it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from crypto.eccsi import EccsiMasterKey
+from crypto.eccsi import EccsiMasterKey, EccsiSigner
 from crypto.errors import CryptoError
 from crypto.identity import key_period_no, ntp_seconds
 from crypto.mikey import payloads as pl
@@ -56,6 +59,8 @@ class Target:
     valid: list[bytes]
     signed: set[bytes]
     uids: tuple[bytes, bytes]
+    signer: EccsiSigner
+    keys: dict[bytes, bytes]  # SED -> the key it carries
 
     @classmethod
     def create(cls) -> Target:
@@ -70,9 +75,23 @@ class Target:
 
         alice, bob = user(SENDER), user(RECEIVER)
         ini = Initiator(alice)
-        valid = [ini.build(RECEIVER, key_type=kt, ntp_time=NOW).data for kt in (KeyType.PCK, KeyType.GMK, KeyType.CSK)]
-        signed = {IMessage.parse(v).signed_octets() for v in valid}
-        return cls(Responder(bob, precompute=True), valid, signed, (alice.uid, bob.uid))
+        built = [ini.build(RECEIVER, key_type=kt, ntp_time=NOW) for kt in (KeyType.PCK, KeyType.GMK, KeyType.CSK)]
+        valid = [b.data for b in built]
+        signed = {b.imessage.signed_octets() for b in built}
+        keys = {b.imessage.sakke.sed: b.key for b in built}
+        signer = EccsiSigner(alice.uid, alice.ssk, alice.pvt, kms.kpak)
+        return cls(Responder(bob, precompute=True), valid, signed, (alice.uid, bob.uid), signer, keys)
+
+    def resign(self, data: bytes) -> bytes | None:
+        """``data`` with a fresh valid signature of the sender, if it parses with a 129-octet SIGN last."""
+        try:
+            msg = IMessage.parse(data)
+            if len(msg.sign.signature) != 129:
+                return None
+            signed = msg.signed_octets()
+        except MalformedMessage:
+            return None
+        return signed + self.signer.sign(signed)
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
@@ -141,7 +160,7 @@ def random_message(rng: random.Random, uids: tuple[bytes, bytes]) -> bytes:
     return IMessage.from_payloads(header, body).raw
 
 
-def check(target: Target, data: bytes) -> str:
+def check(target: Target, data: bytes, resigned: bool = False) -> str:
     """Run one input through codec, inspector and verifier; return the outcome's error class name."""
     try:
         msg = IMessage.parse(data)
@@ -161,7 +180,10 @@ def check(target: Target, data: bytes) -> str:
         return type(exc).__name__
     except Exception as exc:  # noqa: BLE001
         raise FuzzFailure(f"process raised {type(exc).__name__}: {exc}", data) from exc
-    if msg.signed_octets() not in target.signed:
+    if resigned:
+        if target.keys.get(msg.sakke.sed) != result.key:
+            raise FuzzFailure("verifier accepted a key that was never encapsulated", data)
+    elif msg.signed_octets() not in target.signed:
         raise FuzzFailure("verifier accepted a message that was never signed", data)
     return f"accepted:{result.key_type.name}"
 
@@ -172,13 +194,14 @@ def run(count: int, seed: int, target: Target | None = None) -> dict[str, int]:
     rng = random.Random(seed)
     outcomes: dict[str, int] = {}
     for i in range(count):
-        if i % 2 == 0:
+        if i % 3 != 1:
             data = mutate(rng, rng.choice(target.valid))
         else:
             data = random_message(rng, target.uids)
             if rng.random() < 0.5:
                 data = mutate(rng, data)
-        outcome = check(target, data)
+        resigned = target.resign(data) if i % 3 == 2 else None
+        outcome = check(target, resigned or data, resigned is not None)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 

@@ -23,15 +23,19 @@ def test_valid_messages_are_accepted(target: Target) -> None:
 def test_fuzz_target_bounded_run(target: Target) -> None:
     outcomes = run(400, seed=12345, target=target)
     assert sum(outcomes.values()) == 400
-    assert outcomes.get("MalformedMessage", 0) > 0 and outcomes.get("SignatureRejected", 0) > 0
+    for kind in ("MalformedMessage", "SignatureRejected", "KeyUnwrapFailed"):
+        assert outcomes.get(kind, 0) > 0, kind
 
 
 def test_fuzz_target_detects_a_broken_invariant(target: Target) -> None:
     # The oracle itself must be able to fail: a message with unknown signed octets that the
     # verifier accepted would be reported. Simulate by removing the known-good set.
-    broken = Target(target.responder, target.valid, set(), target.uids)
+    from dataclasses import replace
+
     with pytest.raises(FuzzFailure, match="never signed"):
-        check(broken, target.valid[0])
+        check(replace(target, signed=set()), target.valid[0])
+    with pytest.raises(FuzzFailure, match="never encapsulated"):
+        check(replace(target, keys={}), target.valid[0], resigned=True)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -61,3 +65,11 @@ def test_truncate_and_overwrite(target: Target, cut: int, octet: int, value: int
     if octet < len(data):
         data[octet] = value
     check(target, bytes(data))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), which=st.integers(0, 2))
+def test_resigned_mutations_reach_the_checks_after_the_signature(target: Target, seed: int, which: int) -> None:
+    data = target.resign(mutate(random.Random(seed), target.valid[which]))
+    if data is not None:
+        check(target, data, resigned=True)
