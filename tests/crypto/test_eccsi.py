@@ -177,3 +177,21 @@ def test_bad_parameters_are_typed_errors() -> None:
         master.issue(b"")
     with pytest.raises(InvalidKey):
         master.issue(b"id", v=0)
+
+
+def test_streamwide_v5_test3_signature_verifies(vectors_dir, streamwide_keysets: dict, derived_vectors: dict) -> None:
+    """Alice's ECCSI signature on Streamwide's own I_MESSAGE (Test 3) verifies (interop)."""
+    import base64
+
+    text = (vectors_dir / "streamwide" / "imessages" / "imsg_17_StreamwideTestVectors_L109.txt").read_text()
+    message = base64.b64decode(text.split()[1])
+    assert len(message) == derived_vectors["streamwide_v5_test3_pck"]["imessage_len"]
+    signed, signature = message[:554], message[554:]  # signed span includes the SIGN header 0x2081
+    ks = streamwide_keysets["streamwide_official_v5"]
+    kpak = bytes.fromhex(ks["KPAK"])
+    alice = bytes.fromhex(ks["users"]["sip:alice@streamwide.com"]["uid"])
+    eccsi.verify(signed, signature, alice, kpak)
+    with pytest.raises(InvalidSignature):
+        eccsi.verify(signed[:-1] + b"\x00", signature, alice, kpak)
+    with pytest.raises(InvalidSignature):
+        eccsi.verify(signed, signature, bytes.fromhex(ks["users"]["sip:bob@streamwide.com"]["uid"]), kpak)

@@ -43,14 +43,20 @@ def test_rfc6508_w_equals_g_to_the_r(rfc_vectors: dict, derived_vectors: dict) -
     assert pairing(R, K) == int(d["g_pow_r_as_F_p_integer_128_octets"], 16)
 
 
-def test_streamwide_w_from_pairing_of_r_and_bob_rsk(streamwide_keysets: dict, derived_vectors: dict) -> None:
+def test_streamwide_w_from_pairing_of_r_and_bob_rsk(vectors_dir, streamwide_keysets: dict, derived_vectors: dict) -> None:
+    """w = <R, K_bob> for the R of Streamwide's Test 3 I_MESSAGE, in both argument orders."""
+    import base64
+
     d = derived_vectors["streamwide_v5_test3_pck"]
+    text = (vectors_dir / "streamwide" / "imessages" / "imsg_17_StreamwideTestVectors_L109.txt").read_text()
+    message = base64.b64decode(text.split()[1])
+    start = message.index(bytes.fromhex("010201110" + "4"))  # SAKKE params 1, ID scheme 2, length 273, 0x04
+    R = SAKKE_CURVE.decode(message[start + 4 : start + 4 + 257])
     ks = streamwide_keysets["streamwide_official_v5"]
     K = SAKKE_CURVE.decode(bytes.fromhex(ks["users"]["sip:bob@streamwide.com"]["RSK"]))
-    # R is not in the vectors file for this message; w = g^r with the recorded r checks the same path.
-    r = int(d["r_HashToIntegerRange_SSV_b_q"], 16)
-    assert gt_pow(G_PAIRING, r) == int(d["sakke_w_pairing_R_RSKbob"], 16)
-    assert SAKKE_CURVE.in_subgroup(K)
+    w = int(d["sakke_w_pairing_R_RSKbob"], 16)
+    assert pairing(R, K) == pairing(K, R) == MillerTable(K).pairing(R) == w
+    assert gt_pow(G_PAIRING, int(d["r_HashToIntegerRange_SSV_b_q"], 16)) == w
 
 
 def test_gt_pow_identity_and_order() -> None:

@@ -285,3 +285,22 @@ def test_arbitrary_curve_points_as_r_raise_only_typed_errors(receiver, seed: byt
     point = b"\x04" + int(x).to_bytes(128, "big") + int(y).to_bytes(128, "big")
     with pytest.raises((DecapsulationError, InvalidPoint)):
         receiver.decapsulate(point + h)
+
+
+def test_streamwide_v5_test3_sed_decapsulates_to_the_pck(vectors_dir, streamwide_keysets: dict, derived_vectors: dict) -> None:
+    """The SAKKE payload of Streamwide's own I_MESSAGE (Test 3) opens with bob's RSK (interop)."""
+    import base64
+
+    text = (vectors_dir / "streamwide" / "imessages" / "imsg_17_StreamwideTestVectors_L109.txt").read_text()
+    message = base64.b64decode(text.split()[1])
+    # SAKKE payload (RFC 6509 §4.2): next payload, params = 1, ID scheme, length = 273, SED.
+    starts = [i for i in range(5, len(message) - 273) if message[i - 4] == 1 and message[i - 2 : i] == b"\x01\x11" and message[i] == 4]
+    assert len(starts) == 1
+    sed = message[starts[0] : starts[0] + 273]
+    ks = streamwide_keysets["streamwide_official_v5"]
+    bob = ks["users"]["sip:bob@streamwide.com"]
+    receiver = sakke.SakkeReceiver(bytes.fromhex(bob["uid"]), bytes.fromhex(bob["RSK"]), bytes.fromhex(ks["Z"]), precompute=True)
+    assert receiver.decapsulate(sed).hex() == derived_vectors["streamwide_v5_test3_pck"]["SSV_PCK"]
+    gms = ks["users"]["gms@streamwide.com"]
+    with pytest.raises(DecapsulationError):
+        sakke.SakkeReceiver(bytes.fromhex(gms["uid"]), bytes.fromhex(gms["RSK"]), bytes.fromhex(ks["Z"])).decapsulate(sed)
