@@ -202,8 +202,9 @@ def test_builder_input_errors(alice: UserKeys, bob: UserKeys) -> None:
         ini.build(bob.uri, key_id=0x2000_0001, ntp_time=NOW)
     with pytest.raises(MikeyError, match="16 octets"):
         ini.build(bob.uri, key=b"short", ntp_time=NOW)
-    assert "ssk" not in repr(alice).lower() or alice.ssk.hex() not in repr(alice)
-    assert alice.ssk.hex() not in repr(ini)
+    for secret in (alice.ssk, alice.pvt, alice.rsk):
+        assert secret.hex() not in repr(alice) and secret.hex() not in repr(ini)
+        assert secret.hex() not in repr(Responder(alice))
 
 
 def test_airbus_hex_text_identifier_quirk(world: World) -> None:
