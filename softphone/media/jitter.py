@@ -55,7 +55,6 @@ class JitterBuffer:
         self._started = False
         self._first_arrival = 0.0
         self._delays: deque[float] = deque(maxlen=self.WINDOW)
-        self._late_boost = 0
         self._excess_ticks = 0
         self._underrun_run = 0
         self._since_target = 0
@@ -75,8 +74,8 @@ class JitterBuffer:
         """Store one arrived packet (extended sequence number from :class:`SequenceTracker`)."""
         if self._next is not None and ext_seq < self._next:
             self.stats.late += 1
-            self._late_boost = min(self._late_boost + 1, self.max_frames)
-            self._retarget(force=True)
+            self._delays.append(arrival - timestamp / clock_rate)  # its delay widens the window at once
+            self._retarget()
             return
         if self._next is not None and ext_seq - self._next > 4 * self.max_frames:
             self._reset()  # sender jumped far ahead: resynchronise
@@ -92,13 +91,13 @@ class JitterBuffer:
         if self._since_target >= 5:
             self._retarget()
 
-    def _retarget(self, force: bool = False) -> None:
+    def _retarget(self) -> None:
         self._since_target = 0
-        if len(self._delays) < 2 and not force:
+        if len(self._delays) < 2:
             return
-        ordered = sorted(self._delays) if self._delays else [0.0]
+        ordered = sorted(self._delays)
         spread = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] - ordered[0]
-        frames = math.ceil(spread * 1000 / FRAME_MS) + 1 + self._late_boost
+        frames = math.ceil(spread * 1000 / FRAME_MS) + 1
         self.target = max(self.min_frames, min(self.max_frames, frames))
 
     def _reset(self) -> None:
@@ -107,7 +106,6 @@ class JitterBuffer:
         self._highest = -1
         self._started = False
         self._underrun_run = 0
-        self._late_boost = 0
         self.stats.resets += 1
 
     def pull(self, now: float) -> np.ndarray:
@@ -129,7 +127,6 @@ class JitterBuffer:
             self._excess_ticks = 0
         if self._excess_ticks >= self.SHRINK_AFTER_TICKS and depth > 1:
             self._excess_ticks = 0
-            self._late_boost = max(0, self._late_boost - 1)
             self._buf.pop(self._next, None)
             self._next += 1
             self.stats.shrinks += 1
