@@ -45,6 +45,8 @@ _p = SAKKE_CURVE.p
 _q = SAKKE_CURVE.n
 POINT_LEN = 1 + 2 * SAKKE_CURVE.size  # 257
 _W = 6
+#: Smaller window for the per-receiver [b]P + Z table: half the build time, +0.05 ms per use.
+_W_RECEIVER = 5
 #: w values below this bound have a zero top octet (the "minimal length" interop case).
 _SHORT_W = mpz(1) << (8 * (SAKKE_CURVE.size - 1))
 
@@ -231,7 +233,7 @@ class SakkeReceiver:
             qb = to_affine(add_affine(_p_table().mul(b), z_pt[0], z_pt[1], _p), _p)
             if qb is None:
                 raise InvalidKey("[b]P + Z is the point at infinity for this identifier")
-            self._qb_table = FixedBase(SAKKE_CURVE, qb, _W)
+            self._qb_table = FixedBase(SAKKE_CURVE, qb, _W_RECEIVER)
 
     def __repr__(self) -> str:
         return f"SakkeReceiver(identifier={self.identifier!r}, rsk=<secret>)"
