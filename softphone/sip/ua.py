@@ -1,0 +1,626 @@
+"""The user agent (RFC 3261 §8, §10, §13-15): UAC and UAS cores over :mod:`.transport`.
+
+Entry point for the call layer::
+
+    async with UserAgent(UAConfig(aor="sip:alice@example.org", username="alice",
+                                  password=pw, proxy="sip:127.0.0.1:5060")) as ua:
+        await ua.register()
+        call = await ua.invite("sip:bob@example.org", sdp_offer_bytes)
+        ok = await call.answered()          # CallFailed(status, reason, warning) otherwise
+        incoming = await ua.incoming.get()  # InviteSession; answer()/reject()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Coroutine
+
+from .auth import Challenge, DigestCredentials
+
+from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
+from .headers import Headers, Via
+from .message import MAX_MESSAGE_SIZE, Message, Request, Response, make_response
+from .session import CallState, InviteSession
+from .transaction import ClientTransaction, ServerTransaction, Timers, _Base
+from .transport import UDP_SIZE_LIMIT, Addr, Source, StreamConnection, TransportLayer
+from .uri import NameAddr, SipUri
+
+log = logging.getLogger(__name__)
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+MAX_SERVER_TRANSACTIONS = 4096
+MAX_SESSIONS = 256
+SUPPORTED: frozenset[str] = frozenset()
+
+
+@dataclass
+class UAConfig:
+    """What a UA needs: its AOR, optional digest credentials, proxy/registrar and transports.
+
+    ``transport`` is the one used for REGISTER and initial requests (``udp``, ``tcp``, ``tls``);
+    the UA always also listens on TCP beside UDP so large requests can switch (§18.1.1).
+    ``tls_server``/``tls_client`` are ``ssl.SSLContext`` objects (see ``softphone.lab.certs``).
+    """
+
+    aor: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    proxy: str | None = None
+    registrar: str | None = None
+    transport: str = "udp"
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls_port: int = 0
+    tls_server: ssl.SSLContext | None = None
+    tls_client: ssl.SSLContext | None = None
+    display_name: str | None = None
+    user_agent: str = "securechorus-softphone/0.1"
+    expires: int = 3600
+    timers: Timers = field(default_factory=Timers)
+    max_message_size: int = MAX_MESSAGE_SIZE
+    incoming_queue: int = 16
+
+
+class UserAgent:
+    """A SIP UA: registration with refresh, INVITE sessions, OPTIONS, and correct error responses."""
+
+    def __init__(self, config: UAConfig) -> None:
+        self.config = config
+        self.aor = SipUri.parse(config.aor)
+        self.timers = config.timers
+        self.credentials = (DigestCredentials(config.username, config.password)
+                            if config.username and config.password is not None else None)
+        self.transport = TransportLayer(self._on_message, self._on_bad_message, host=config.host,
+                                        tls_server=config.tls_server, tls_client=config.tls_client,
+                                        max_size=config.max_message_size)
+        self.incoming: asyncio.Queue[InviteSession] = asyncio.Queue(maxsize=config.incoming_queue)
+        self.registered_expires: int | None = None
+        self.register_count = 0
+        self.stats = {"requests": 0, "responses": 0, "bad": 0}
+        self._client: dict[tuple[str, str], ClientTransaction] = {}
+        self._client_dest: dict[int, tuple[Addr, StreamConnection | None]] = {}
+        self._server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._sessions: dict[str, InviteSession] = {}          # by Call-ID (pending + dialog)
+        self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refresh: asyncio.Task[None] | None = None
+        self._reg_call_id = f"{secrets.token_hex(10)}@{config.host}"
+        self._reg_cseq = 0
+        self._reg_challenge: tuple[str, Challenge] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open UDP and TCP on one port (and TLS when configured)."""
+        for _ in range(20):
+            port = await self.transport.listen("udp", self.config.port)
+            try:
+                await self.transport.listen("tcp", port)
+                break
+            except OSError:
+                if self.config.port:
+                    raise
+                await self.transport.close()
+                self.transport = TransportLayer(
+                    self._on_message, self._on_bad_message, host=self.config.host,
+                    tls_server=self.config.tls_server, tls_client=self.config.tls_client,
+                    max_size=self.config.max_message_size)
+        else:
+            raise TransportError("no free port for UDP and TCP")
+        if self.config.transport == "tls" or self.config.tls_server is not None:
+            await self.transport.listen("tls", self.config.tls_port)
+
+    async def close(self) -> None:
+        """Hang up calls, unregister, stop timers and close sockets."""
+        for session in list(self._dialogs.values()):
+            if session.state is CallState.CONFIRMED:
+                await session.bye(timeout=2.0)
+        if self._refresh:
+            self._refresh.cancel()
+        if self.registered_expires:
+            try:
+                await asyncio.wait_for(self.unregister(), 5.0)
+            except (SipError, asyncio.TimeoutError) as exc:
+                log.info("unregister on exit failed: %s", exc)
+        for task in list(self._tasks):
+            task.cancel()
+        for tx in list(self._client.values()) + list(self._server.values()):
+            tx.terminate()
+        await self.transport.close()
+
+    async def __aenter__(self) -> "UserAgent":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a background coroutine owned by this UA (cancelled on close)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("background SIP task failed: %s", task.exception())
+
+    # -- identities -----------------------------------------------------------------------------
+    @staticmethod
+    def new_tag() -> str:
+        return secrets.token_hex(6)
+
+    @property
+    def port(self) -> int:
+        return self.transport.ports["udp"]
+
+    @property
+    def contact(self) -> NameAddr:
+        proto = self.config.transport
+        port = self.transport.ports["tls" if proto == "tls" else "udp"]
+        params: dict[str, str | None] = {} if proto == "udp" else {"transport": proto}
+        return NameAddr(SipUri("sip", self.aor.user, None, self.config.host, port, params))
+
+    def _from(self) -> str:
+        return str(NameAddr(self.aor, self.config.display_name, {"tag": self.new_tag()}))
+
+    def session_headers(self, content_type: str | None) -> list[tuple[str, str]]:
+        out = [("Contact", str(self.contact)), ("Allow", ALLOW)]
+        if content_type:
+            out.append(("Content-Type", content_type))
+        return out
+
+    def warning(self, text: str | None) -> str:
+        """A ``Warning: 399 host "text"`` value (RFC 3261 §20.43)."""
+        safe = (text or "").replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+        return f'399 {self.config.host} "{safe[:200]}"'
+
+    # -- routing ----------------------------------------------------------------------------------
+    async def _destination(self, uri: SipUri, size: int) -> Addr:
+        """Transport, address and port for a next-hop URI (RFC 3263 without NAPTR/SRV)."""
+        proto = uri.transport
+        if proto not in ("udp", "tcp", "tls"):
+            raise TransportError(f"unsupported transport {proto!r}")
+        if proto == "udp" and size > UDP_SIZE_LIMIT:
+            proto = "tcp"  # RFC 3261 §18.1.1
+        port = uri.port or (5061 if proto == "tls" else 5060)
+        return Addr(proto, await self.transport.resolve(uri.host, port), port)
+
+    def _add_via(self, req: Request, proto: str) -> None:
+        port = self.transport.ports.get(proto) or self.transport.ports["udp"]
+        via = Via(proto.upper(), self.config.host, port, {"branch": "z9hG4bK" + secrets.token_hex(10), "rport": None})
+        req.headers.prepend("Via", str(via))
+
+    def _initial_hop(self, req: Request) -> SipUri:
+        return SipUri.parse(self.config.proxy) if self.config.proxy else req.uri
+
+    async def send_request(self, req: Request, *, dest: tuple[Addr, StreamConnection | None] | None = None,
+                           dest_uri: SipUri | None = None, keep_via: bool = False) -> ClientTransaction:
+        """Start a client transaction for ``req`` (adds Via unless ``keep_via``)."""
+        if "Max-Forwards" not in req.headers:
+            req.headers.add("Max-Forwards", "70")
+        if "User-Agent" not in req.headers:
+            req.headers.add("User-Agent", self.config.user_agent)
+        if dest is None:
+            addr = await self._destination(dest_uri or self._initial_hop(req), len(req.encode()) + 120)
+            conn = await self.transport.connect(addr) if addr.proto != "udp" else None
+        else:
+            addr, conn = dest
+        if not keep_via:
+            self._add_via(req, addr.proto)
+        branch = req.top_via.branch or ""
+        method = req.method
+        tx = ClientTransaction(req, lambda data: self.transport.send_bytes(data, addr, conn),
+                               addr.proto != "udp", self.timers, self._tx_done,
+                               lambda resp: self._tx_response(tx, resp))
+        self._client[(branch, method)] = tx
+        self._client_dest[id(tx)] = (addr, conn)
+        tx.start()
+        return tx
+
+    def last_dest(self, tx: ClientTransaction) -> tuple[Addr, StreamConnection | None]:
+        return self._client_dest[id(tx)]
+
+    def client_tx_for(self, req: Request) -> ClientTransaction | None:
+        return next((tx for tx in self._client.values()
+                     if tx.request.call_id == req.call_id and tx.request.method == req.method
+                     and tx.state.value != "terminated"), None)
+
+    async def send_stateless(self, req: Request, uri: SipUri) -> tuple[bytes, tuple[Addr, StreamConnection | None]]:
+        """Send a request outside any transaction (ACK for 2xx, §13.2.2.4); returns what to resend."""
+        req.headers.add("Max-Forwards", "70") if "Max-Forwards" not in req.headers else None
+        addr = await self._destination(uri, len(req.encode()) + 120)
+        conn = await self.transport.connect(addr) if addr.proto != "udp" else None
+        self._add_via(req, addr.proto)
+        data = req.encode()
+        self.transport.send_bytes(data, addr, conn)
+        return data, (addr, conn)
+
+    async def request(self, req: Request, *, dest_uri: SipUri | None = None,
+                      timeout: float | None = None) -> Response:
+        """Send a non-INVITE (or re-INVITE) request and return its final response.
+
+        A 401/407 is answered once with digest credentials (new branch, CSeq + 1).
+        """
+        for attempt in range(2):
+            tx = await self.send_request(req, dest_uri=dest_uri)
+            try:
+                resp = await asyncio.wait_for(asyncio.shield(tx.final), timeout)
+            except asyncio.TimeoutError:
+                tx.terminate()
+                raise TransactionTimeout(f"no final response to {req.method}") from None
+            if resp.status in (401, 407) and attempt == 0 and self.credentials and "tag" not in req.to.params:
+                req = self._authorized_copy(req, resp)
+                continue
+            return resp
+        return resp
+
+    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+        header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+        challenge = None
+        for value in resp.headers.get_all(header) or [resp.headers.get(header) or ""]:
+            try:
+                candidate = Challenge.parse(value)
+            except ParseError:
+                continue
+            if candidate.supported:
+                challenge = candidate
+                break
+        if challenge is None or self.credentials is None:
+            raise RegistrationFailed(resp.status, "no usable digest challenge")
+        new = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
+        new.headers.remove("Via")
+        num, method = req.cseq
+        new.headers.set("CSeq", f"{num + 1} {method}")
+        name = "Authorization" if resp.status == 401 else "Proxy-Authorization"
+        new.headers.set(name, self.credentials.authorization(challenge, req.method, str(req.uri)))
+        if req.method == "REGISTER":
+            self._reg_cseq = num + 1
+        return new
+
+    def _tx_response(self, tx: ClientTransaction, resp: Response) -> None:
+        session = self._sessions.get(resp.call_id)
+        if tx.request.method == "INVITE" and session is not None and session.invite is tx.request:
+            if resp.status in (401, 407) and self.credentials and not tx.request.headers.get(
+                    "Authorization") and not tx.request.headers.get("Proxy-Authorization"):
+                self.spawn(self._reinvite_with_auth(session, resp))
+                return
+            session._on_invite_response(resp)
+
+    async def _reinvite_with_auth(self, session: InviteSession, resp: Response) -> None:
+        try:
+            session.invite = self._authorized_copy(session.invite, resp)
+            await self._start_invite(session)
+        except SipError as exc:
+            session._on_invite_response(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
+            log.info("INVITE authentication failed: %s", exc)
+
+    def _tx_done(self, tx: _Base) -> None:
+        if isinstance(tx, ClientTransaction):
+            self._client.pop((tx.request.top_via.branch or "", tx.request.method), None)
+            self._client_dest.pop(id(tx), None)
+        else:
+            self._server.pop(_server_key(tx.request), None)
+
+    # -- registration (RFC 3261 §10) ---------------------------------------------------------------
+    async def register(self, expires: int | None = None) -> int:
+        """REGISTER our Contact; returns the granted expiry and keeps refreshing before it lapses."""
+        granted = await self._register_once(self.config.expires if expires is None else expires)
+        if self._refresh:
+            self._refresh.cancel()
+        self._refresh = asyncio.get_running_loop().create_task(self._refresh_loop(granted))
+        return granted
+
+    async def unregister(self) -> None:
+        """Remove our binding (Contact;expires=0) and stop refreshing."""
+        if self._refresh:
+            self._refresh.cancel()
+            self._refresh = None
+        await self._register_once(0)
+        self.registered_expires = None
+
+    async def _register_once(self, expires: int) -> int:
+        registrar = SipUri.parse(self.config.registrar) if self.config.registrar else SipUri(
+            self.aor.scheme, None, None, self.aor.host, self.aor.port)
+        for _ in range(3):
+            self._reg_cseq += 1
+            req = Request(method="REGISTER", uri=registrar)
+            req.headers.add("From", f"<{self.aor}>;tag={self.new_tag()}")
+            req.headers.add("To", f"<{self.aor}>")
+            req.headers.add("Call-ID", self._reg_call_id)
+            req.headers.add("CSeq", f"{self._reg_cseq} REGISTER")
+            req.headers.add("Contact", f"{self.contact};expires={expires}")
+            req.headers.add("Expires", str(expires))
+            hop = SipUri.parse(self.config.proxy) if self.config.proxy else registrar
+            resp = await self.request(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1)
+            if resp.status == 423 and resp.headers.get("Min-Expires", "").isdigit():
+                expires = int(resp.headers.get("Min-Expires") or expires)
+                continue
+            if not 200 <= resp.status < 300:
+                raise RegistrationFailed(resp.status, resp.reason)
+            self.register_count += 1
+            if expires == 0:
+                return 0
+            granted = expires
+            for value in resp.headers.get_all("Contact"):
+                try:
+                    c = NameAddr.parse(value)
+                except ParseError:
+                    continue
+                if c.uri.user == self.aor.user and c.uri.port == self.contact.uri.port and str(
+                        c.params.get("expires") or "").isdigit():
+                    granted = int(c.params["expires"] or granted)
+            self.registered_expires = granted
+            return granted
+        raise RegistrationFailed(423, "Interval Too Brief")
+
+    async def _refresh_loop(self, expires: int) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, expires / 2 if expires < 60 else expires - 30))
+            try:
+                expires = await self._register_once(expires)
+            except (SipError, asyncio.TimeoutError) as exc:
+                log.warning("registration refresh failed: %s", exc)
+                expires = max(expires // 2, 2)
+
+    # -- requests we originate ---------------------------------------------------------------------
+    def _new_request(self, method: str, target: SipUri) -> Request:
+        req = Request(method=method, uri=target)
+        req.headers.add("From", self._from())
+        req.headers.add("To", f"<{target}>")
+        req.headers.add("Call-ID", f"{secrets.token_hex(12)}@{self.config.host}")
+        req.headers.add("CSeq", f"1 {method}")
+        return req
+
+    async def options(self, target: str, timeout: float | None = None) -> Response:
+        """Send OPTIONS to ``target`` (a capability query / keep-alive)."""
+        return await self.request(self._new_request("OPTIONS", SipUri.parse(target)), timeout=timeout)
+
+    async def invite(self, target: str, body: bytes, content_type: str = "application/sdp",
+                     headers: list[tuple[str, str]] | None = None) -> InviteSession:
+        """Send an INVITE with an SDP offer; the returned session reports every response."""
+        uri = SipUri.parse(target)
+        req = self._new_request("INVITE", uri)
+        for name, value in self.session_headers(content_type if body else None) + list(headers or []):
+            req.headers.add(name, value)
+        req.body = body
+        session = InviteSession(self, req, outgoing=True)
+        if len(self._sessions) >= MAX_SESSIONS:
+            raise SipError("too many calls")
+        self._sessions[req.call_id] = session
+        try:
+            await self._start_invite(session)
+        except SipError:
+            self.forget_session(session)
+            raise
+        return session
+
+    async def _start_invite(self, session: InviteSession) -> None:
+        tx = await self.send_request(session.invite)
+        tx.final.add_done_callback(lambda f: self._invite_final(session, f))
+
+    def _invite_final(self, session: InviteSession, fut: asyncio.Future[Response]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if isinstance(exc, TransactionTimeout):
+            session._on_invite_timeout(exc)
+
+    def register_dialog(self, session: InviteSession) -> None:
+        assert session.dialog is not None
+        self._dialogs[session.dialog.key] = session
+
+    def forget_session(self, session: InviteSession) -> None:
+        if self._sessions.get(session.call_id) is session:
+            del self._sessions[session.call_id]
+        if session.dialog is not None:
+            self._dialogs.pop(session.dialog.key, None)
+
+    # -- receiving ---------------------------------------------------------------------------------
+    def _on_bad_message(self, data: bytes, exc: ParseError, src: Source) -> None:
+        """Answer 400 (or 413/505) when enough of a request survives to address a response."""
+        self.stats["bad"] += 1
+        if src.proto != "udp":
+            return
+        resp = salvage_error_response(data, exc)
+        if resp is None:
+            return
+        resp.headers.add("Warning", self.warning(str(exc)))
+        try:
+            self.transport.send_bytes(resp.encode(), Addr("udp", src.host, src.port))
+        except SipError as err:
+            log.info("could not send %d: %s", exc.status, err)
+
+    def _on_message(self, msg: Message, src: Source) -> None:
+        try:
+            if isinstance(msg, Request):
+                self.stats["requests"] += 1
+                self._on_request(msg, src)
+            else:
+                self.stats["responses"] += 1
+                self._on_response(msg)  # type: ignore[arg-type]
+        except ParseError as exc:
+            log.info("rejected %r: %s", msg, exc)
+            if isinstance(msg, Request) and msg.method != "ACK":
+                resp = make_response(msg, exc.status, extra=[("Warning", self.warning(str(exc)))])
+                self._responder(msg, src)(resp.encode())
+
+    def _on_response(self, resp: Response) -> None:
+        vias = resp.headers.get_all("Via")
+        if len(vias) != 1:
+            log.info("dropping response with %d Via values", len(vias))
+            return
+        via = Via.parse(vias[0])
+        tx = self._client.get((via.branch or "", resp.cseq[1]))
+        if tx is not None:
+            tx.receive(resp)
+            return
+        if resp.cseq[1] == "INVITE" and 200 <= resp.status < 300:
+            session = self._sessions.get(resp.call_id)
+            if session is not None and session.dialog is not None:
+                session._resend_ack()  # a 2xx retransmission after the transaction ended
+                return
+        log.debug("stray response %r", resp)
+
+    def _responder(self, req: Request, src: Source):  # type: ignore[no-untyped-def]
+        """A send(bytes) callable following RFC 3261 §18.2.2 and RFC 3581."""
+        if src.conn is not None:
+            conn = src.conn
+            return conn.send
+        via = req.top_via
+        host = via.params.get("received") or via.host
+        port = int(via.params["rport"]) if (via.params.get("rport") or "").isdigit() else (via.port or 5060)
+        addr = Addr("udp", host.strip("[]"), port)
+        return lambda data: self.transport.send_bytes(data, addr)
+
+    def _on_request(self, req: Request, src: Source) -> None:
+        via = req.top_via
+        if via.host.strip("[]") != src.host or "rport" in via.params:
+            via.params["received"] = src.host
+        if "rport" in via.params:
+            via.params["rport"] = str(src.port)
+        vias = req.headers.get_all("Via")
+        req.headers.remove("Via")
+        req.headers.add("Via", str(via))
+        for other in vias[1:]:
+            req.headers.add("Via", other)
+
+        key = _server_key(req)
+        if req.method == "ACK":
+            tx = self._server.get(key)
+            if tx is not None:
+                tx.ack()
+                return
+            session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
+            if session is not None:
+                session._on_ack(req)
+            return
+        existing = self._server.get(key)
+        if existing is not None:
+            existing.retransmission()
+            return
+        send = self._responder(req, src)
+        if len(self._server) >= MAX_SERVER_TRANSACTIONS:
+            send(make_response(req, 503, extra=[("Retry-After", "5")]).encode())
+            return
+        tx = ServerTransaction(req, send, src.proto != "udp", self.timers, self._tx_done)
+        self._server[key] = tx
+
+        def reply(status: int, warning: str | None = None, extra: list[tuple[str, str]] | None = None,
+                  body: bytes = b"") -> None:
+            hdrs = list(extra or [])
+            if warning:
+                hdrs.append(("Warning", self.warning(warning)))
+            tx.respond(make_response(req, status, to_tag=self.new_tag(), extra=hdrs, body=body))
+
+        if req.uri.scheme not in ("sip", "sips"):
+            return reply(416, f"unsupported URI scheme {req.uri.scheme}")
+        unsupported = [o for o in req.headers.get_all("Require") if o.lower() not in SUPPORTED]
+        if unsupported and req.method != "CANCEL":
+            return reply(420, extra=[("Unsupported", ", ".join(unsupported))])
+        if req.method == "CANCEL":
+            return self._on_cancel(req, tx, reply)
+        to_tag = req.to.tag
+        if to_tag:
+            session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
+            if session is None or session.dialog is None:
+                return reply(481)
+            if not session.dialog.check_remote_cseq(req):
+                return reply(500, "CSeq out of order")
+            if req.method == "BYE":
+                reply(200)
+                return session._on_bye(req)
+            if req.method == "INVITE":
+                if req.body and req.content_type != "application/sdp":
+                    return reply(415, extra=[("Accept", "application/sdp")])
+                return session._on_reinvite(req, tx)
+            if req.method == "OPTIONS":
+                return reply(200, extra=self._options_headers())
+            return reply(405, extra=[("Allow", ALLOW)])
+        if req.method == "INVITE":
+            return self._on_invite(req, tx, reply)
+        if req.method == "OPTIONS":
+            return reply(200, extra=self._options_headers())
+        if req.method == "BYE":
+            return reply(481)
+        return reply(405, extra=[("Allow", ALLOW)])
+
+    def _options_headers(self) -> list[tuple[str, str]]:
+        return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Contact", str(self.contact)),
+                ("Server", self.config.user_agent)]
+
+    def _on_invite(self, req: Request, tx: ServerTransaction, reply) -> None:  # type: ignore[no-untyped-def]
+        if req.body and req.content_type != "application/sdp":
+            return reply(415, extra=[("Accept", "application/sdp")])
+        if req.contact is None or not req.from_.tag:
+            return reply(400, "INVITE lacks Contact or From tag")
+        if req.call_id in self._sessions or len(self._sessions) >= MAX_SESSIONS:
+            return reply(486 if req.call_id not in self._sessions else 482)
+        tx.respond(make_response(req, 100))
+        session = InviteSession(self, req, outgoing=False)
+        session.server_tx = tx
+        try:
+            self.incoming.put_nowait(session)
+        except asyncio.QueueFull:
+            return reply(486, "too many unanswered calls")
+        self._sessions[req.call_id] = session
+
+    def _on_cancel(self, req: Request, tx: ServerTransaction, reply) -> None:  # type: ignore[no-untyped-def]
+        invite_tx = self._server.get((req.top_via.branch or "", _sent_by(req.top_via), "INVITE"))
+        if invite_tx is None:
+            return reply(481)
+        reply(200)
+        session = self._sessions.get(req.call_id)
+        if session is not None:
+            session._on_cancel()
+        elif invite_tx.last_response is None or invite_tx.last_response.status < 200:
+            invite_tx.respond(make_response(invite_tx.request, 487, to_tag=self.new_tag()))
+
+
+def _sent_by(via: Via) -> str:
+    return f"{via.host}:{via.port or 5060}"
+
+
+def _server_key(req: Request) -> tuple[str, str, str]:
+    """Server transaction key (RFC 3261 §17.2.3): branch, sent-by, method (ACK → INVITE)."""
+    via = Via.parse(req.headers.get_all("Via")[0])
+    method = "INVITE" if req.method == "ACK" else req.method
+    return (via.branch or "", _sent_by(via), method)
+
+
+def salvage_error_response(data: bytes, exc: ParseError) -> Response | None:
+    """Build the 4xx/5xx for an unparseable request from whatever headers survive (§8.2, §21.4.1).
+
+    Needs a request line and a parseable Via to know where the answer goes; otherwise None (drop).
+    """
+    text = data.decode("utf-8", "replace")
+    lines = text.replace("\r\n", "\n").split("\n")
+    if not lines or lines[0].startswith("SIP/") or " " not in lines[0]:
+        return None
+    headers = Headers()
+    for line in lines[1:]:
+        if not line:
+            break
+        name, colon, value = line.partition(":")
+        if colon and name.strip():
+            headers.add(name.strip(), value.strip())
+    resp = Response(status=exc.status, reason={413: "Request Entity Too Large", 483: "Too Many Hops",
+                                               505: "Version Not Supported"}.get(exc.status, "Bad Request"))
+    try:
+        vias = [str(Via.parse(v)) for v in headers.get_all("Via")]
+    except ParseError:
+        return None
+    if not vias:
+        return None
+    for via in vias:
+        resp.headers.add("Via", via)
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        value = headers.get(name)
+        if value is not None and len(value) < 1024:
+            resp.headers.add(name, value)
+    return resp
+
+
