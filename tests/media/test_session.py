@@ -79,7 +79,7 @@ async def test_forged_replayed_truncated_rejected_and_audio_continues(speech: np
                 await asyncio.sleep(0.005)
                 continue
             captured.append(data)
-            if len(captured) % 10 == 0:  # forgeries go first: libsrtp checks replay before authenticity
+            if len(captured) % 10 == 0 or 192 <= data[1] <= 223:  # every 10th packet, every RTCP; forgeries first: libsrtp checks replay before authenticity
                 forged = bytearray(data)
                 forged[-20] ^= 0x01
                 tap.sendto(bytes(forged), relay_to_b)  # tampered
@@ -94,11 +94,13 @@ async def test_forged_replayed_truncated_rejected_and_audio_continues(speech: np
     finally:
         tap.close()
     st = sb.stats()
-    rtp_rounds = sum(1 for d in captured if not 192 <= d[1] <= 223)
-    assert st.srtp_failures.get("replay", 0) + st.srtcp_failures.get("replay", 0) >= len(captured) // 10
-    assert st.srtp_failures.get("auth_failed", 0) + st.srtcp_failures.get("auth_failed", 0) >= 2 * (len(captured) // 10)
-    assert st.srtcp_failures, "SRTCP attacks must be counted too"
-    assert st.packets_received == rtp_rounds  # every genuine packet, nothing else
+    rtcp_sent = [d for d in captured if 192 <= d[1] <= 223]
+    rtp_sent = [d for i, d in enumerate(captured) if not 192 <= d[1] <= 223]
+    rtp_attacked = sum(1 for i, d in enumerate(captured, 1) if i % 10 == 0 and not 192 <= d[1] <= 223)
+    assert rtp_attacked >= 5 and len(rtcp_sent) >= 3
+    assert st.srtp_failures == {"auth_failed": 2 * rtp_attacked, "replay": rtp_attacked}
+    assert st.srtcp_failures == {"auth_failed": 2 * len(rtcp_sent), "replay": len(rtcp_sent)}
+    assert st.packets_received == len(rtp_sent)  # every genuine packet, nothing else
     corr, _ = aligned_corr(speech[: 2 * 48000], sink_b.samples())
     assert corr > 0.8
 
