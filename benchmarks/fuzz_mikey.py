@@ -80,7 +80,7 @@ class Target:
         signed = {b.imessage.signed_octets() for b in built}
         keys = {b.imessage.sakke.sed: b.key for b in built}
         signer = EccsiSigner(alice.uid, alice.ssk, alice.pvt, kms.kpak)
-        return cls(Responder(bob, precompute=True), valid, signed, (alice.uid, bob.uid), signer, keys)
+        return cls(Responder(bob, precompute=True, check_replay=False), valid, signed, (alice.uid, bob.uid), signer, keys)
 
     def resign(self, data: bytes) -> bytes | None:
         """``data`` with a fresh valid signature of the sender, if it parses with a 129-octet SIGN last."""
@@ -175,7 +175,7 @@ def check(target: Target, data: bytes, resigned: bool = False) -> str:
     except Exception as exc:  # noqa: BLE001
         raise FuzzFailure(f"describe raised {type(exc).__name__}: {exc}", data) from exc
     try:
-        result = target.responder.process(msg, claimed_sender=SENDER)
+        result = target.responder.process(msg, claimed_sender=SENDER, now=None)
     except CryptoError as exc:
         return type(exc).__name__
     except Exception as exc:  # noqa: BLE001

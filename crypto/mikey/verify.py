@@ -135,7 +135,10 @@ def check_shape(msg: IMessage) -> None:
 
 
 class Responder:
-    """The receiving side of MIKEY-SAKKE for one user (one or more key periods)."""
+    """The receiving side of MIKEY-SAKKE for one user (one or more key periods).
+
+    Replay protection is on by default (a private :class:`ReplayCache`, or a shared one passed in).
+    """
 
     def __init__(
         self,
@@ -144,6 +147,7 @@ class Responder:
         trusted_kms: list[KmsParams] | None = None,
         window_seconds: int = DEFAULT_WINDOW_SECONDS,
         replay_cache: ReplayCache | None = None,
+        check_replay: bool = True,
         allow_legacy_scope: bool = True,
         precompute: bool = False,
     ) -> None:
@@ -158,7 +162,10 @@ class Responder:
         self.trusted = {k.kms_uri: k for k in (trusted_kms or [])}
         self.trusted.setdefault(self.kms.kms_uri, self.kms)
         self.window = window_seconds
-        self.replay_cache = replay_cache
+        if not check_replay:
+            self.replay_cache: ReplayCache | None = None
+        else:
+            self.replay_cache = replay_cache if replay_cache is not None else ReplayCache(window_seconds)
         self.allow_legacy_scope = allow_legacy_scope
         self._precompute = precompute
         self._receivers: dict[int, sakke.SakkeReceiver] = {}
@@ -213,12 +220,13 @@ class Responder:
         raise IdentityMismatch(f"initiator UID is not the UID of the claimed sender {claimed}")
 
     # --- the pipeline ------------------------------------------------------------------------------
-    def process(self, data: bytes | IMessage, *, claimed_sender: str | None = None,
-                now: int | None = None, sender_kms: KmsParams | None = None) -> VerifiedMessage:
+    def process(self, data: bytes | IMessage, *, now: int | None, claimed_sender: str | None = None,
+                sender_kms: KmsParams | None = None) -> VerifiedMessage:
         """Verify and open one I_MESSAGE.
 
-        ``now`` (NTP seconds) enables the time-window check; ``None`` judges the message as of its
-        own timestamp (the inspector's view). The replay cache, if any, is consulted either way.
+        ``now`` (NTP seconds, required) is checked against T within the window; ``None`` judges the
+        message as of its own timestamp (the inspector's view, never the live call path). Replays
+        are refused unless the responder was made with ``check_replay=False``.
         ``sender_kms`` overrides the KMS the initiator's identity and signature are checked under
         (default: :meth:`sender_kms`).
         """

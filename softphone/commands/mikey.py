@@ -178,7 +178,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if keys is None:
         _print(describe(msg, now_ntp=now), args.json)
         return 0
-    responder = Responder(keys, window_seconds=args.max_age if args.max_age is not None else 0)
+    responder = Responder(keys, window_seconds=args.max_age if args.max_age is not None else 0, check_replay=False)
     try:
         verified = responder.process(msg, claimed_sender=args.sender or sip_sender,
                                      now=now if args.max_age is not None else None)

@@ -81,7 +81,7 @@ def test_explicit_values_are_used(alice: UserKeys, bob: UserKeys) -> None:
     msg = IMessage.parse(built.data)
     assert (msg.header.csb_id, msg.rand.data, msg.timestamp.seconds) == (0x1ABCDEF0, rand, NOW)
     assert msg.header.map_type == pl.MAP_EMPTY and msg.header.prf == 1 and msg.header.data_type == 26
-    v = Responder(bob).process(built.data, claimed_sender=alice.uri)
+    v = Responder(bob).process(built.data, claimed_sender=alice.uri, now=None)
     assert v.key == key
 
 
@@ -90,12 +90,12 @@ def test_every_signed_bit_flip_is_rejected(alice: UserKeys, bob: UserKeys) -> No
     data = built.data
     signed_len = len(data) - 129
     rx = Responder(bob, precompute=True)
-    rx.process(data, claimed_sender=alice.uri)
+    rx.process(data, claimed_sender=alice.uri, now=None)
     for bit in range(signed_len * 8):
         bad = bytearray(data)
         bad[bit // 8] ^= 0x80 >> (bit % 8)
         with pytest.raises(MikeyError):
-            rx.process(bytes(bad), claimed_sender=alice.uri)
+            rx.process(bytes(bad), claimed_sender=alice.uri, now=None)
 
 
 def test_signature_bit_flips_are_rejected(alice: UserKeys, bob: UserKeys) -> None:
@@ -105,7 +105,7 @@ def test_signature_bit_flips_are_rejected(alice: UserKeys, bob: UserKeys) -> Non
         bad = bytearray(data)
         bad[octet] ^= 0x01
         with pytest.raises((SignatureRejected, MalformedMessage)):
-            rx.process(bytes(bad), claimed_sender=alice.uri)
+            rx.process(bytes(bad), claimed_sender=alice.uri, now=None)
 
 
 def test_replay_is_rejected(alice: UserKeys, bob: UserKeys) -> None:
@@ -124,6 +124,22 @@ def test_replay_is_rejected(alice: UserKeys, bob: UserKeys) -> None:
         rx.process(data[:-129] + twin, claimed_sender=alice.uri, now=NOW + 2)
 
 
+def test_replay_protection_is_on_by_default(alice: UserKeys, bob: UserKeys) -> None:
+    data = Initiator(alice).build(bob.uri, ntp_time=NOW).data
+    rx = Responder(bob)
+    rx.process(data, claimed_sender=alice.uri, now=NOW)
+    with pytest.raises(ReplayedMessage):
+        rx.process(data, claimed_sender=alice.uri, now=NOW)
+    shared = ReplayCache()
+    Responder(bob, replay_cache=shared).process(data, claimed_sender=alice.uri, now=NOW)
+    with pytest.raises(ReplayedMessage):
+        Responder(bob, replay_cache=shared).process(data, claimed_sender=alice.uri, now=NOW)
+    assert len(shared) == 1
+    lenient = Responder(bob, check_replay=False)
+    for _ in range(2):
+        lenient.process(data, claimed_sender=alice.uri, now=None)
+
+
 def test_stale_and_future_timestamps(alice: UserKeys, bob: UserKeys) -> None:
     data = Initiator(alice).build(bob.uri, ntp_time=NOW).data
     rx = Responder(bob, window_seconds=60)
@@ -138,9 +154,9 @@ def test_message_for_another_identity(world: World, alice: UserKeys, bob: UserKe
     carol = world.user("sip:carol@example.org")
     data = Initiator(alice).build(carol.uri, ntp_time=NOW).data
     with pytest.raises(IdentityMismatch, match="another receiver"):
-        Responder(bob).process(data, claimed_sender=alice.uri)
+        Responder(bob).process(data, claimed_sender=alice.uri, now=None)
     with pytest.raises(IdentityMismatch, match="claimed sender"):
-        Responder(carol).process(data, claimed_sender=bob.uri)
+        Responder(carol).process(data, claimed_sender=bob.uri, now=None)
 
 
 def test_expired_key_period(world: World, alice: UserKeys, bob: UserKeys) -> None:
@@ -148,7 +164,7 @@ def test_expired_key_period(world: World, alice: UserKeys, bob: UserKeys) -> Non
     n = key_period_no(later, PERIOD, 0)
     data = Initiator(world.user(alice.uri, n)).build(bob.uri, ntp_time=later).data
     with pytest.raises(ExpiredKeyPeriod, match=f"no key set for key period {n}"):
-        Responder(bob).process(data, claimed_sender=alice.uri)
+        Responder(bob).process(data, claimed_sender=alice.uri, now=None)
     with pytest.raises(ExpiredKeyPeriod, match="sender key set is for key period"):
         Initiator(alice).build(bob.uri, ntp_time=later)
 
@@ -158,31 +174,31 @@ def test_wrong_rsk_or_other_kms(world: World, alice: UserKeys, bob: UserKeys) ->
     other = World()
     # Same URIs, other KMS: UIDs differ only if the KMS URI differs, so the signature is the first to fail.
     with pytest.raises(SignatureRejected):
-        Responder(other.user(bob.uri)).process(data, claimed_sender=alice.uri)
+        Responder(other.user(bob.uri)).process(data, claimed_sender=alice.uri, now=None)
     wrong_rsk = UserKeys(bob.uri, bob.kms, bob.key_period_no, rsk=other.user(bob.uri).rsk)
     with pytest.raises(KeyUnwrapFailed):
-        Responder(wrong_rsk).process(data, claimed_sender=alice.uri)
+        Responder(wrong_rsk).process(data, claimed_sender=alice.uri, now=None)
 
 
 @pytest.mark.parametrize("cut", [0, 1, 9, 10, 20, 100, 300, 500, -130, -1])
 def test_truncated_messages(cut: int, alice: UserKeys, bob: UserKeys) -> None:
     data = Initiator(alice).build(bob.uri, ntp_time=NOW).data
     with pytest.raises(MalformedMessage, match="truncated"):
-        Responder(bob).process(data[:cut], claimed_sender=alice.uri)
+        Responder(bob).process(data[:cut], claimed_sender=alice.uri, now=None)
 
 
 def test_trailing_octets_and_shape_errors(alice: UserKeys, bob: UserKeys) -> None:
     data = Initiator(alice).build(bob.uri, ntp_time=NOW).data
     rx = Responder(bob)
     with pytest.raises(MalformedMessage, match="trailing"):
-        rx.process(data + b"\x00", claimed_sender=alice.uri)
+        rx.process(data + b"\x00", claimed_sender=alice.uri, now=None)
     msg = IMessage.parse(data)
     no_sakke = IMessage.from_payloads(msg.header, [p for p in msg.payloads if not isinstance(p, pl.SakkePayload)])
     with pytest.raises(MalformedMessage, match="no SAKKE"):
-        rx.process(no_sakke.raw, claimed_sender=alice.uri)
+        rx.process(no_sakke.raw, claimed_sender=alice.uri, now=None)
     other_type = IMessage.from_payloads(pl.Header(msg.header.csb_id, data_type=27), msg.payloads)
     with pytest.raises(UnsupportedMessage, match="data type 27"):
-        rx.process(other_type.raw, claimed_sender=alice.uri)
+        rx.process(other_type.raw, claimed_sender=alice.uri, now=None)
 
 
 def test_legacy_signature_scope_is_accepted_and_named(alice: UserKeys, bob: UserKeys) -> None:
@@ -191,9 +207,9 @@ def test_legacy_signature_scope_is_accepted_and_named(alice: UserKeys, bob: User
     msg = IMessage.parse(Initiator(alice).build(bob.uri, ntp_time=NOW).data)
     legacy_sig = EccsiSigner(alice.uid, alice.ssk, alice.pvt, alice.kms.kpak).sign(msg.raw[:-131])
     data = msg.raw[:-129] + legacy_sig
-    assert Responder(bob).process(data, claimed_sender=alice.uri).signature_scope == "without-sign-header"
+    assert Responder(bob).process(data, claimed_sender=alice.uri, now=None).signature_scope == "without-sign-header"
     with pytest.raises(SignatureRejected):
-        Responder(bob, allow_legacy_scope=False).process(data, claimed_sender=alice.uri)
+        Responder(bob, allow_legacy_scope=False).process(data, claimed_sender=alice.uri, now=None)
 
 
 def test_builder_input_errors(alice: UserKeys, bob: UserKeys) -> None:
@@ -223,17 +239,17 @@ def test_airbus_hex_text_identifier_quirk(world: World) -> None:
 
     a, b = user("sip:alice@example.org"), user("sip:bob@example.org")
     built = Initiator(a).build(b.uri, ntp_time=NOW)
-    assert Responder(b).process(built.data, claimed_sender=a.uri).key == built.key
+    assert Responder(b).process(built.data, claimed_sender=a.uri, now=None).key == built.key
     standard_b = UserKeys(b.uri, world.kms, b.key_period_no, rsk=b.rsk)
     with pytest.raises(SignatureRejected, match="Airbus KMS quirk"):
-        Responder(standard_b).process(built.data, claimed_sender=a.uri)
+        Responder(standard_b).process(built.data, claimed_sender=a.uri, now=None)
 
 
 def test_peer_of_another_kms(alice: UserKeys) -> None:
     other = World("kms.other.example")
     dave = other.user("sip:dave@other.example")
     built = Initiator(alice).build(dave.uri, receiver_kms=other.kms, ntp_time=NOW)
-    v = Responder(dave, trusted_kms=[alice.kms]).process(built.data, claimed_sender=alice.uri)
+    v = Responder(dave, trusted_kms=[alice.kms]).process(built.data, claimed_sender=alice.uri, now=None)
     assert v.key == built.key and v.sender_uid == alice.uid
     with pytest.raises(IdentityMismatch, match="not the UID of the claimed sender"):
-        Responder(dave).process(built.data, claimed_sender=alice.uri)  # alice's KMS is not trusted
+        Responder(dave).process(built.data, claimed_sender=alice.uri, now=None)  # alice's KMS is not trusted

@@ -90,7 +90,7 @@ def test_vendor_header_quirks_decode(vectors_dir) -> None:
 def test_streamwide_v5_verify_and_keys(n: int, vectors_dir, streamwide_keysets) -> None:
     sender, receiver, kt, key, key_id, srtp = V5_EXPECT[n]
     _, users = _keys(streamwide_keysets, "streamwide_official_v5", 236)
-    v = Responder(users[receiver]).process(_samples(vectors_dir)[n], claimed_sender=sender)
+    v = Responder(users[receiver]).process(_samples(vectors_dir)[n], claimed_sender=sender, now=None)
     assert (v.sender_uri, v.receiver_uri, v.key_type, v.key.hex(), v.key_id) == (sender, receiver, kt, key, key_id)
     assert v.key_period_no == 236 and v.signature_scope == "standard"
     for cs, (mk, ms) in srtp.items():
@@ -103,7 +103,7 @@ def test_streamwide_test3_intermediates(vectors_dir, streamwide_keysets, derived
     t3 = derived_vectors["streamwide_v5_test3_pck"]
     _, users = _keys(streamwide_keysets, "streamwide_official_v5", 236)
     v = Responder(users["sip:bob@streamwide.com"]).process(_samples(vectors_dir)[17],
-                                                           claimed_sender="sip:alice@streamwide.com")
+                                                           claimed_sender="sip:alice@streamwide.com", now=None)
     assert len(v.imessage.raw) == t3["imessage_len"]
     assert v.sender_uid.hex() == t3["sender_uid_alice"] and v.receiver_uid.hex() == t3["receiver_uid_bob"]
     assert v.key.hex() == t3["SSV_PCK"]
@@ -115,23 +115,23 @@ def test_v5_sender_uid_needs_a_claimed_uri(vectors_dir, streamwide_keysets) -> N
     _, users = _keys(streamwide_keysets, "streamwide_official_v5", 236)
     bob = Responder(users["sip:bob@streamwide.com"])
     with pytest.raises(IdentityMismatch, match="claimed sender URI is needed"):
-        bob.process(_samples(vectors_dir)[17])
+        bob.process(_samples(vectors_dir)[17], now=None)
     with pytest.raises(IdentityMismatch, match="not the UID of the claimed sender"):
-        bob.process(_samples(vectors_dir)[17], claimed_sender="sip:mallory@streamwide.com")
+        bob.process(_samples(vectors_dir)[17], claimed_sender="sip:mallory@streamwide.com", now=None)
     with pytest.raises(IdentityMismatch, match="another receiver"):
-        Responder(users["gms@streamwide.com"]).process(_samples(vectors_dir)[17], claimed_sender="sip:alice@streamwide.com")
+        Responder(users["gms@streamwide.com"]).process(_samples(vectors_dir)[17], claimed_sender="sip:alice@streamwide.com", now=None)
 
 
 def test_alea_v3_gmk_and_csk(vectors_dir, streamwide_keysets) -> None:
     _, users = _keys(streamwide_keysets, "alea_v3", 4)
     exp = streamwide_keysets["alea_v3"]["expected"]
     s = _samples(vectors_dir)
-    g = Responder(users["sip:u1alea@veronica-cluster"]).process(s[6], claimed_sender="sip:gms.test.org")
+    g = Responder(users["sip:u1alea@veronica-cluster"]).process(s[6], claimed_sender="sip:gms.test.org", now=None)
     e6 = exp["imsg_06 (GMK gms->alice)"]
     assert (g.key.hex(), f"{g.key_id:08x}", f"{g.csb_id:08x}", g.rand.hex()) == (
         e6["gmk"], e6["gmk_id"], e6["guk_id"], e6["rand"])
     assert g.key_parameters.expiry_time == 0xFFFFFFFF and b"sip:g4.chat@veronica-cluster" in g.key_parameters.group_ids
-    c = Responder(users["sip:mcptt-participant.test.org"]).process(s[7], claimed_sender="sip:u1alea@veronica-cluster")
+    c = Responder(users["sip:mcptt-participant.test.org"]).process(s[7], claimed_sender="sip:u1alea@veronica-cluster", now=None)
     e7 = exp["imsg_07 (CSK alice->gms2)"]
     assert (c.key_type, c.key.hex(), f"{c.key_id:08x}", c.rand.hex()) == (KeyType.CSK, e7["csk"], e7["csk_id"], e7["rand"])
 
@@ -142,7 +142,7 @@ def test_alea_imsg_08_is_rejected(vectors_dir, streamwide_keysets) -> None:
     _, users = _keys(streamwide_keysets, "alea_v3", 4)
     with pytest.raises(SignatureRejected):
         Responder(users["sip:u2alea@veronica-cluster"]).process(
-            _samples(vectors_dir)[8], claimed_sender="sip:u1alea@veronica-cluster")
+            _samples(vectors_dir)[8], claimed_sender="sip:u1alea@veronica-cluster", now=None)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14])
@@ -152,4 +152,4 @@ def test_samples_without_public_keys_are_refused(n: int, vectors_dir, streamwide
     _, users = _keys(streamwide_keysets, "streamwide_official_v5", 236)
     with pytest.raises(MikeyError):
         Responder(users["sip:bob@streamwide.com"]).process(_samples(vectors_dir)[n],
-                                                           claimed_sender="sip:alice@streamwide.com")
+                                                           claimed_sender="sip:alice@streamwide.com", now=None)
