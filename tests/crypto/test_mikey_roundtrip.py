@@ -253,3 +253,15 @@ def test_peer_of_another_kms(alice: UserKeys) -> None:
     assert v.key == built.key and v.sender_uid == alice.uid
     with pytest.raises(IdentityMismatch, match="not the UID of the claimed sender"):
         Responder(dave).process(built.data, claimed_sender=alice.uri, now=None)  # alice's KMS is not trusted
+
+
+def test_replay_cache_is_bounded_in_time_and_size() -> None:
+    cache = ReplayCache(window_seconds=10, max_entries=3)
+    for i in range(5):
+        cache.add(cache.check(bytes([i]), now=100), now=100)
+    assert len(cache) == 3
+    with pytest.raises(ReplayedMessage):
+        cache.check(bytes([4]), now=100)
+    cache.check(bytes([0]), now=100)  # evicted by size: no longer known
+    cache.check(bytes([4]), now=121)  # older than twice the window: forgotten
+    assert len(cache) == 0
