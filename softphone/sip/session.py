@@ -199,6 +199,8 @@ class InviteSession:
     # -- incoming -----------------------------------------------------------------------
     def _respond(self, status: int, reason: str | None = None, body: bytes = b"",
                  extra: list[tuple[str, str]] | None = None) -> Response:
+        if 100 < status < 300:  # dialog-creating responses copy Record-Route (§12.1.1)
+            extra = [("Record-Route", rr) for rr in self.invite.headers.get_all("Record-Route")] + list(extra or [])
         resp = make_response(self.invite, status, reason, to_tag=self.local_tag, body=body, extra=extra)
         if self.server_tx is not None:
             self.server_tx.respond(resp)
@@ -306,10 +308,12 @@ class InviteSession:
             self._pending_reinvite = False
 
     def _on_reinvite(self, req: Request, tx: ServerTransaction) -> None:
-        if self._pending_reinvite or (self.server_tx is not None and not self._acked.done()
-                                      and not self.outgoing):
+        if self._pending_reinvite:  # glare: our own re-INVITE is in progress (§14.2)
             tx.respond(make_response(req, 491, extra=[("Retry-After", "1")]))
             return
+        if not self._acked.done():  # a newer INVITE implies the ACK still in flight (RFC 6337 §3.1.3)
+            self._acked.set_result(None)
+            self._stop_ok_retx()
         try:
             answer = self.on_offer(req.body) if self.on_offer else self.local_body
         except Reject as exc:

@@ -109,7 +109,7 @@ class UserAgent:
                     max_size=self.config.max_message_size)
         else:
             raise TransportError("no free port for UDP and TCP")
-        if self.config.transport == "tls" or self.config.tls_server is not None:
+        if self.config.tls_server is not None:
             await self.transport.listen("tls", self.config.tls_port)
 
     async def close(self) -> None:
@@ -160,7 +160,7 @@ class UserAgent:
     @property
     def contact(self) -> NameAddr:
         proto = self.config.transport
-        port = self.transport.ports["tls" if proto == "tls" else "udp"]
+        port = self.transport.ports.get(proto, self.transport.ports["udp"])
         params: dict[str, str | None] = {} if proto == "udp" else {"transport": proto}
         return NameAddr(SipUri("sip", self.aor.user, None, self.config.host, port, params))
 

@@ -1,0 +1,157 @@
+"""Registration and calls through a real Kamailio (digest SHA-256, qop=auth) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from softphone.lab import certs
+from softphone.lab.kamailio import Kamailio
+from softphone.sip.errors import CallFailed, RegistrationFailed
+from softphone.sip.sdp import SessionDescription, reverse_direction, with_direction
+from softphone.sip.session import CallState
+from softphone.sip.ua import UserAgent
+
+from .conftest import sdp_offer, ua_config
+
+pytestmark = pytest.mark.slow
+
+
+async def test_register_udp_refresh_and_unregister(kamailio: Kamailio) -> None:
+    async with UserAgent(ua_config("alice", kamailio, expires=3)) as ua:
+        granted = await ua.register()
+        assert granted == 3
+        contact = f"sip:alice@127.0.0.1:{ua.port}"
+        await kamailio.await_log(rf"LAB REGISTER aor=sip:alice@lab.test contact=<{contact}>;expires=3 .*proto=udp",
+                                 timeout=8, count=2)   # the first one and a refresh before expiry
+        async with asyncio.timeout(2):
+            while ua.register_count < 2:   # the refresh's 200 OK reached the UA too
+                await asyncio.sleep(0.05)
+        assert ua.registered_expires == 3
+    await kamailio.await_log(rf"LAB REGISTER aor=sip:alice@lab.test contact=<{contact}>;expires=0 ", timeout=5)
+
+
+async def test_register_tls_verifies_the_server(kamailio: Kamailio, pki: dict[str, certs.CertFiles]) -> None:
+    cfg = ua_config("carol", kamailio, transport="tls", proxy=f"sip:127.0.0.1:{kamailio.tls_port};transport=tls",
+                    tls_server=certs.server_context(pki["ua"]), tls_client=certs.client_context(pki["ca"].cert))
+    async with UserAgent(cfg) as ua:
+        assert await ua.register(60) == 60
+        await kamailio.await_log(r"LAB REGISTER aor=sip:carol@lab.test contact=<sip:carol@127.0.0.1:\d+;transport=tls>;expires=60 .*proto=tls")
+    await kamailio.await_log(r"LAB REGISTER aor=sip:carol@lab.test .*expires=0 .*proto=tls", timeout=5)
+
+
+async def test_tls_rejects_an_unknown_ca(kamailio: Kamailio, tmp_path) -> None:
+    other_ca = certs.make_ca(tmp_path / "other")
+    cfg = ua_config("carol", kamailio, transport="tls", proxy=f"sip:127.0.0.1:{kamailio.tls_port};transport=tls",
+                    tls_client=certs.client_context(other_ca.cert))
+    async with UserAgent(cfg) as ua:
+        with pytest.raises(Exception, match="SSLCertVerificationError|cannot connect"):
+            await ua.register(60)
+
+
+async def test_wrong_password_is_refused(kamailio: Kamailio) -> None:
+    async with UserAgent(ua_config("bob", kamailio, password="wrong")) as ua:
+        with pytest.raises(RegistrationFailed) as err:
+            await ua.register(60)
+        assert err.value.status == 401
+
+
+async def _pair(kam: Kamailio):  # type: ignore[no-untyped-def]
+    a = UserAgent(ua_config("alice", kam))
+    b = UserAgent(ua_config("bob", kam))
+    await a.start()
+    await b.start()
+    await a.register(60)
+    await b.register(60)
+    return a, b
+
+
+async def test_call_hold_resume_bye_through_kamailio(kamailio: Kamailio) -> None:
+    a, b = await _pair(kamailio)
+    try:
+        offer = sdp_offer(40000)
+        call = await a.invite("sip:bob@lab.test", offer)      # ~2.2 kB: goes over TCP (§18.1.1)
+        incoming = await asyncio.wait_for(b.incoming.get(), 5)
+        assert incoming.remote_body == offer
+        await incoming.ring()
+        await call.wait_state(CallState.EARLY, 5)
+        answer = sdp_offer(41000)
+        await incoming.answer(answer)
+        ok = await call.answered(5)
+        assert ok.body == answer and call.state is CallState.CONFIRMED
+        assert call.history[0] is CallState.CALLING and CallState.EARLY in call.history
+        assert incoming.history == [CallState.INCOMING, CallState.CONFIRMED]
+        assert call.dialog is not None and call.dialog.route_set, "Kamailio record-routes the dialog"
+
+        def answer_offer(body: bytes) -> bytes:
+            remote = SessionDescription.parse(body)
+            mine = SessionDescription.parse(answer)
+            return with_direction(mine, reverse_direction(remote.media[0].direction)).encode()
+
+        incoming.on_offer = answer_offer
+        held = await call.reinvite(with_direction(SessionDescription.parse(offer), "sendonly").encode())
+        assert SessionDescription.parse(held.body).media[0].direction == "recvonly"
+        resumed = await call.reinvite(with_direction(SessionDescription.parse(offer), "sendrecv").encode())
+        assert SessionDescription.parse(resumed.body).media[0].direction == "sendrecv"
+        kinds = []
+        while not incoming.events.empty():
+            kinds.append(incoming.events.get_nowait().kind)
+        assert kinds.count("reinvite") == 2
+        bye = await call.bye()
+        assert bye is not None and bye.status == 200
+        await incoming.wait_state(CallState.TERMINATED, 5)
+        assert call.history[-1] is CallState.TERMINATED
+        assert kamailio.matching(r"LAB RELAY BYE ")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_cancel_before_answer_through_kamailio(kamailio: Kamailio) -> None:
+    a, b = await _pair(kamailio)
+    try:
+        call = await a.invite("sip:bob@lab.test", sdp_offer())
+        incoming = await asyncio.wait_for(b.incoming.get(), 5)
+        await incoming.ring()
+        await call.wait_state(CallState.EARLY, 5)
+        await call.cancel()
+        with pytest.raises(CallFailed) as err:
+            await call.answered(5)
+        assert err.value.status == 487
+        await incoming.wait_state(CallState.TERMINATED, 5)
+        assert incoming.final_response is not None and incoming.final_response.status == 487
+        assert call.history[-1] is CallState.TERMINATED
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_busy_and_488_with_warning_through_kamailio(kamailio: Kamailio) -> None:
+    a, b = await _pair(kamailio)
+    try:
+        call = await a.invite("sip:bob@lab.test", sdp_offer())
+        incoming = await asyncio.wait_for(b.incoming.get(), 5)
+        await incoming.reject(486)
+        with pytest.raises(CallFailed) as err:
+            await call.answered(5)
+        assert err.value.status == 486 and call.state is CallState.TERMINATED
+
+        call = await a.invite("sip:bob@lab.test", sdp_offer())
+        incoming = await asyncio.wait_for(b.incoming.get(), 5)
+        await incoming.reject(488, warning="MIKEY-SAKKE I_MESSAGE signature invalid")
+        with pytest.raises(CallFailed) as err:
+            await call.answered(5)
+        assert err.value.status == 488
+        assert err.value.warning is not None and "signature invalid" in err.value.warning
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_unregistered_user_is_not_found(kamailio: Kamailio) -> None:
+    async with UserAgent(ua_config("alice", kamailio)) as a:
+        call = await a.invite("sip:nobody@lab.test", sdp_offer())
+        with pytest.raises(CallFailed) as err:
+            await call.answered(5)
+        assert err.value.status == 404
