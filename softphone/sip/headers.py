@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
 from .errors import ParseError
 
+_VIA_PROTO = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(\S.*)$", re.I | re.S)
 COMPACT = {
     "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length",
     "c": "Content-Type", "f": "From", "s": "Subject", "k": "Supported", "t": "To",
@@ -143,10 +145,10 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> "Via":
-        proto, _, rest = text.strip().partition(" ")
-        parts = [p.strip() for p in proto.split("/")]
-        if len(parts) != 3 or parts[0].upper() != "SIP" or parts[1] != "2.0" or not parts[2]:
+        m = _VIA_PROTO.match(text)
+        if m is None:
             raise ParseError("bad Via protocol")
+        transport, rest = m.group(1), m.group(2)
         sent_by, _, params = rest.strip().partition(";")
         sent_by = sent_by.strip()
         if sent_by.startswith("["):
@@ -168,7 +170,7 @@ class Via:
             if p.strip():
                 k, sep, v = p.partition("=")
                 pdict[k.strip().lower()] = v.strip() if sep else None
-        return cls(parts[2].upper(), host, port, pdict)
+        return cls(transport.upper(), host, port, pdict)
 
     @property
     def branch(self) -> str | None:
