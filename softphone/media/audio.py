@@ -1,13 +1,16 @@
 """Audio sources and sinks: 20 ms frames of 48 kHz mono int16 (``numpy.ndarray``).
 
 WAV files (stdlib ``wave``, 16-bit PCM) for headless use and tests; sounddevice (PortAudio) streams for
-real devices. PortAudio runs its callback on its own thread: frames cross between that thread and asyncio
-through bounded ``collections.deque`` objects, whose append/popleft are atomic, so neither side ever
-blocks or waits for the other; an empty queue yields silence, a full one drops the oldest frame.
+real devices. PortAudio runs its callback on its own thread (or, in ``blocking`` mode, our pump thread
+does blocking I/O): frames cross between that thread and asyncio through bounded ``collections.deque``
+objects, whose append/popleft are atomic, so neither side ever blocks or waits for the other; an empty
+queue yields silence, a full one drops the oldest frame.
 """
 
 from __future__ import annotations
 
+import abc
+import threading
 import wave
 from collections import deque
 from pathlib import Path
@@ -156,25 +159,66 @@ def list_devices() -> list[dict[str, Any]]:
     ]
 
 
-class SoundDeviceSource:
-    """Microphone capture through a PortAudio input stream (``device``: index or name, ``None`` = default)."""
+class _DeviceStream(abc.ABC):
+    """A PortAudio stream in ``callback`` mode (PortAudio's thread calls us) or ``blocking`` mode (our own
+    daemon thread does blocking read/write; for backends such as ALSA's pulse plugin whose callbacks stall —
+    there use ``latency="high"``). Either way frames cross threads only through a bounded deque.
+    ``latency`` is PortAudio's suggested latency ("low", "high" or seconds)."""
 
-    def __init__(self, device: int | str | None = None, queue_frames: int = 10) -> None:
+    def __init__(self, kind: str, device: int | str | None, queue_frames: int, mode: str,
+                 latency: str | float) -> None:
+        if mode not in ("callback", "blocking"):
+            raise AudioError(f"unknown audio stream mode {mode!r} (callback or blocking)")
         sd = _sounddevice()
         self._queue: deque[np.ndarray] = deque(maxlen=queue_frames)
-        self.overflows = 0
+        self._running = True
+        self._thread: threading.Thread | None = None
+        cls = sd.InputStream if kind == "input" else sd.OutputStream
         try:
-            self._stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16",
-                                          blocksize=FRAME_SAMPLES, device=device, callback=self._callback,
-                                          latency="low")
+            self._stream = cls(samplerate=SAMPLE_RATE, channels=1, dtype="int16", blocksize=FRAME_SAMPLES,
+                               device=device, latency=latency,
+                               callback=self._callback if mode == "callback" else None)
             self._stream.start()
         except (sd.PortAudioError, ValueError) as exc:
-            raise AudioError(f"cannot open input device {device!r}: {exc}") from None
+            raise AudioError(f"cannot open {kind} device {device!r}: {exc}") from None
+        if mode == "blocking":
+            self._thread = threading.Thread(target=self._pump, name=f"audio-{kind}", daemon=True)
+            self._thread.start()
+
+    @abc.abstractmethod
+    def _callback(self, data: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        """PortAudio callback (callback mode)."""
+
+    @abc.abstractmethod
+    def _pump(self) -> None:
+        """Blocking I/O loop (blocking mode)."""
+
+    def close(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self._stream.stop()
+        self._stream.close()
+
+
+class SoundDeviceSource(_DeviceStream):
+    """Microphone capture (``device``: index or name, ``None`` = default); ``read()`` never waits."""
+
+    def __init__(self, device: int | str | None = None, queue_frames: int = 10, mode: str = "callback",
+                 latency: str | float = "low") -> None:
+        self.overflows = 0
+        super().__init__("input", device, queue_frames, mode, latency)
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status:
             self.overflows += 1
         self._queue.append(indata[:, 0].copy())
+
+    def _pump(self) -> None:
+        while self._running:
+            data, overflowed = self._stream.read(FRAME_SAMPLES)
+            self.overflows += int(bool(overflowed))
+            self._queue.append(data[:, 0].copy())
 
     def read(self) -> np.ndarray | None:
         try:
@@ -182,42 +226,39 @@ class SoundDeviceSource:
         except IndexError:
             return np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
-    def close(self) -> None:
-        self._stream.stop()
-        self._stream.close()
 
+class SoundDeviceSink(_DeviceStream):
+    """Playback; an empty queue plays silence (counted in ``underflows``); ``write()`` never waits."""
 
-class SoundDeviceSink:
-    """Playback through a PortAudio output stream; an empty queue plays silence (counted in ``underflows``)."""
-
-    def __init__(self, device: int | str | None = None, queue_frames: int = 10) -> None:
-        sd = _sounddevice()
-        self._queue: deque[np.ndarray] = deque(maxlen=queue_frames)
+    def __init__(self, device: int | str | None = None, queue_frames: int = 10, mode: str = "callback",
+                 latency: str | float = "low") -> None:
         self.underflows = 0
         self.played = 0
-        try:
-            self._stream = sd.OutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16",
-                                           blocksize=FRAME_SAMPLES, device=device, callback=self._callback,
-                                          latency="low")
-            self._stream.start()
-        except (sd.PortAudioError, ValueError) as exc:
-            raise AudioError(f"cannot open output device {device!r}: {exc}") from None
+        super().__init__("output", device, queue_frames, mode, latency)
 
-    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+    def _next(self) -> np.ndarray | None:
         try:
             frame = self._queue.popleft()
         except IndexError:
             self.underflows += 1
+            return None
+        self.played += 1
+        return frame
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        frame = self._next()
+        if frame is None:
             outdata.fill(0)
             return
-        self.played += 1
         n = min(frames, len(frame))
         outdata[:n, 0] = frame[:n]
         outdata[n:, 0] = 0
 
+    def _pump(self) -> None:
+        silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        while self._running:
+            frame = self._next()
+            self._stream.write((silence if frame is None else frame).reshape(-1, 1))
+
     def write(self, frame: np.ndarray) -> None:
         self._queue.append(frame)
-
-    def close(self) -> None:
-        self._stream.stop()
-        self._stream.close()
