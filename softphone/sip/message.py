@@ -13,7 +13,7 @@ from .errors import ParseError
 from .headers import Headers, Via
 from .uri import NameAddr, SipUri
 
-MAX_MESSAGE_SIZE = 65535
+MAX_MESSAGE_SIZE = 32768  # a MIKEY-SAKKE INVITE is ~2-3 kB; nothing legitimate needs more
 MAX_HEADERS = 256
 _METHOD = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _HNAME = _METHOD

@@ -23,7 +23,7 @@ from .auth import Challenge, DigestCredentials
 
 from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
 from .headers import Headers, Via
-from .message import MAX_MESSAGE_SIZE, Message, Request, Response, make_response
+from .message import MAX_MESSAGE_SIZE, Message, Request, Response, make_response, parse_cseq
 from .session import CallState, InviteSession
 from .transaction import ClientTransaction, ServerTransaction, Timers, _Base
 from .transport import UDP_SIZE_LIMIT, Addr, Source, StreamConnection, TransportLayer
@@ -617,10 +617,16 @@ def salvage_error_response(data: bytes, exc: ParseError) -> Response | None:
         return None
     for via in vias:
         resp.headers.add("Via", via)
-    for name in ("From", "To", "Call-ID", "CSeq"):
+    checks = {"From": NameAddr.parse, "To": NameAddr.parse, "Call-ID": str.strip, "CSeq": parse_cseq}
+    for name, check in checks.items():
         value = headers.get(name)
-        if value is not None and len(value) < 1024:
-            resp.headers.add(name, value)
+        if value is None or len(value) > 1024:
+            continue
+        try:
+            check(value)  # type: ignore[operator]
+        except ParseError:
+            continue  # a header that is itself the problem is not echoed
+        resp.headers.add(name, value)
     return resp
 
 

@@ -1,0 +1,167 @@
+"""UA behaviour between two local UAs and against raw sockets: errors, glare, retransmission, hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from softphone.sip.errors import CallFailed, ParseError
+from softphone.sip.message import Response, parse_message
+from softphone.sip.session import CallState, Reject
+from softphone.sip.ua import UserAgent
+
+from .conftest import ua_config, sdp_offer
+
+
+def _request(method: str, port: int, call_id: str = "raw-1", extra: str = "", body: bytes = b"",
+             to_tag: str = "") -> bytes:
+    head = (f"{method} sip:bob@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{call_id};rport\r\n"
+            f"From: <sip:x@127.0.0.1>;tag=f1\r\nTo: <sip:bob@127.0.0.1>{to_tag}\r\nCall-ID: {call_id}\r\n"
+            f"CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def _exchange(sock: socket.socket, port: int, data: bytes) -> Response | None:
+    sock.sendto(data, ("127.0.0.1", port))
+    try:
+        reply, _ = sock.recvfrom(65535)
+    except socket.timeout:
+        return None
+    try:
+        msg = parse_message(reply)
+    except ParseError:  # a 400 to a request whose CSeq/Call-ID was the problem omits that header
+        head, _, _ = reply.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        msg = Response(status=int(lines[0].split()[1]), reason="")
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            msg.headers.add(name.strip(), value.strip())
+    assert isinstance(msg, Response)
+    return msg
+
+
+async def test_hostile_datagrams_get_400_or_are_dropped_and_the_ua_keeps_serving() -> None:
+    async with UserAgent(ua_config("bob")) as ua:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.5)
+        port = ua.port
+
+        def go(data: bytes) -> Response | None:
+            return _exchange(sock, port, data)
+        try:
+            cases = {
+                "bad cseq": (_request("OPTIONS", port, "c1").replace(b"CSeq: 1 OPTIONS", b"CSeq: x OPTIONS"), 400),
+                "cseq method": (_request("OPTIONS", port, "c2").replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"), 400),
+                "short body": (_request("INVITE", port, "c3").replace(b"Content-Length: 0", b"Content-Length: 50"), 400),
+                "no call-id": (_request("OPTIONS", port, "c4").replace(b"Call-ID: c4\r\n", b""), 400),
+                "bad version": (_request("OPTIONS", port, "c5").replace(b"SIP/2.0\r\nVia", b"SIP/7.0\r\nVia"), 505),
+                "huge header": (_request("OPTIONS", port, "c6", extra="X-Big: " + "a" * 60000 + "\r\n"), 413),
+                "bad uri": (_request("OPTIONS", port, "c7").replace(b"sip:bob@127.0.0.1", b"sip:bob@@", 1), 400),
+                "unknown method": (_request("SUBSCRIBE", port, "c8"), 405),
+                "unknown dialog": (_request("BYE", port, "c9", to_tag=";tag=nope"), 481),
+                "no dialog BYE": (_request("BYE", port, "c10"), 481),
+                "tel uri": (_request("OPTIONS", port, "c11").replace(b"OPTIONS sip:bob@127.0.0.1:" + str(port).encode(),
+                                                                       b"OPTIONS tel:+15551234"), 416),
+                "require": (_request("OPTIONS", port, "c12", extra="Require: 100rel\r\n"), 420),
+                "bad content type": (_request("INVITE", port, "c13", extra="Contact: <sip:x@127.0.0.1:9>\r\nContent-Type: text/plain\r\n", body=b"hi"), 415),
+            }
+            for name, (data, status) in cases.items():
+                resp = await asyncio.to_thread(go, data)
+                assert resp is not None and resp.status == status, name
+                if status in (400, 413, 505):
+                    assert resp.headers.get("Warning", "").startswith("399 "), name
+            sock.sendto(_request("ACK", port, "c13"), ("127.0.0.1", port))  # ends Timer G for the 415
+            await asyncio.sleep(0.3)
+            sock.setblocking(False)
+            while True:
+                try:
+                    sock.recv(65535)  # retransmissions sent before the ACK arrived
+                except BlockingIOError:
+                    break
+            sock.settimeout(0.5)
+            for garbage in (b"\x00" * 100, b"hello world", b"SIP/2.0 200 OK\r\n\r\n", b"\r\n\r\n", bytes(range(256))):
+                assert await asyncio.to_thread(go, garbage) is None  # dropped with a log line
+            ok = await asyncio.to_thread(go, _request("OPTIONS", port, "final"))
+            assert ok is not None and ok.status == 200 and "INVITE" in (ok.headers.get("Allow") or "")
+            assert ua.stats["bad"] >= 8
+        finally:
+            sock.close()
+
+
+async def test_tcp_garbage_closes_only_that_connection() -> None:
+    async with UserAgent(ua_config("bob")) as ua:
+        reader, writer = await asyncio.open_connection("127.0.0.1", ua.port)
+        writer.write(b"INVITE garbage\r\n\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing to resynchronise
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", ua.port)
+        writer.write(_request("OPTIONS", ua.port, "tcp-ok").replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+        await writer.drain()
+        data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert data.startswith(b"SIP/2.0 200 OK")
+        writer.close()
+
+
+async def test_direct_call_over_udp_with_lossy_retransmission() -> None:
+    async with UserAgent(ua_config("alice")) as a, UserAgent(ua_config("bob")) as b:
+        # drop the first two datagrams b sends: the 100 Trying and the first 200 OK are lost
+        original = b.transport.send_bytes
+        dropped: list[bytes] = []
+
+        def lossy(data: bytes, dest, conn=None):  # type: ignore[no-untyped-def]
+            if len(dropped) < 2 and dest.proto == "udp":
+                dropped.append(data)
+                return None
+            return original(data, dest, conn)
+        b.transport.send_bytes = lossy  # type: ignore[method-assign]
+        small = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        call = await a.invite(f"sip:bob@127.0.0.1:{b.port}", small)
+        incoming = await asyncio.wait_for(b.incoming.get(), 5)
+        await incoming.answer(small.replace(b"4000", b"4002"))
+        ok = await call.answered(5)
+        assert ok.status == 200 and len(dropped) == 2 and dropped[1].startswith(b"SIP/2.0 200 OK")
+        assert incoming.server_tx is not None and incoming.server_tx.reliable is False
+        await call.bye()
+        await incoming.wait_state(CallState.TERMINATED, 5)
+
+
+async def test_reinvite_glare_gets_491_and_rejected_reoffer_gets_warning() -> None:
+    async with UserAgent(ua_config("alice")) as a, UserAgent(ua_config("bob")) as b:
+        call = await a.invite(f"sip:bob@127.0.0.1:{b.port}", sdp_offer())
+        incoming = await asyncio.wait_for(b.incoming.get(), 5)
+        await incoming.answer(sdp_offer(41000))
+        await call.answered(5)
+
+        def slow_answer(body: bytes) -> bytes:
+            raise Reject(488, "no common crypto suite")
+        incoming.on_offer = slow_answer
+        with pytest.raises(CallFailed) as err:
+            await call.reinvite(sdp_offer(40002))
+        assert err.value.status == 488 and "no common crypto suite" in (err.value.warning or "")
+        # glare (§14.2): while bob's own re-INVITE is outstanding, alice's gets 491
+        incoming.on_offer = None
+        bob_reinvite = asyncio.ensure_future(incoming.reinvite(sdp_offer(41004)))
+        await asyncio.sleep(0)  # bob's re-INVITE is now pending
+        with pytest.raises(CallFailed) as err:
+            await call.reinvite(sdp_offer(40004))
+        assert err.value.status == 491
+        assert (await bob_reinvite).status == 200   # alice answers bob's with her current SDP
+        assert call.state is CallState.CONFIRMED and incoming.state is CallState.CONFIRMED
+
+
+async def test_cancel_and_busy_direct() -> None:
+    async with UserAgent(ua_config("alice")) as a, UserAgent(ua_config("bob")) as b:
+        call = await a.invite(f"sip:bob@127.0.0.1:{b.port}", sdp_offer())
+        incoming = await asyncio.wait_for(b.incoming.get(), 5)
+        await call.wait_state(CallState.PROCEEDING, 5)   # 100 Trying
+        await call.cancel()
+        with pytest.raises(CallFailed) as err:
+            await call.answered(5)
+        assert err.value.status == 487
+        assert incoming.history == [CallState.INCOMING, CallState.TERMINATED]
+        with pytest.raises(Exception):
+            await incoming.answer(b"")  # too late: the call was cancelled
