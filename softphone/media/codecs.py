@@ -59,8 +59,8 @@ class Codec(Protocol):
 class OpusCodec:
     """Opus, 48 kHz, 20 ms, VoIP application, in-band FEC on (RFC 7587)."""
 
-    def __init__(self, spec: CodecSpec = OPUS, bitrate: int = 40000, expected_loss_percent: int = 5,
-                 complexity: int = 8) -> None:
+    def __init__(self, spec: CodecSpec = OPUS, bitrate: int = 32000, expected_loss_percent: int = 5,
+                 complexity: int = 6) -> None:
         self.spec = spec
         self.samples_per_frame = FRAME_SAMPLES
         self._enc = opuslib.Encoder(SAMPLE_RATE, 1, opuslib.APPLICATION_VOIP)

@@ -147,6 +147,8 @@ class MediaSession:
         self._bye = False
         self._hold = False
         self.muted = False
+        self._remote = config.remote_addr
+        self._remote_rtcp = config.remote_rtcp_addr or config.remote_addr
         self._transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
@@ -154,7 +156,7 @@ class MediaSession:
         self.trace_played: deque[tuple[int, float]] = deque(maxlen=20000)
 
     def __repr__(self) -> str:
-        return (f"MediaSession(local={self.config.local_addr}, remote={self.config.remote_addr}, "
+        return (f"MediaSession(local={self.config.local_addr}, remote={self._remote}, "
                 f"codec={self.config.codec.name}, suite={self.config.srtp.suite.name}, ssrc={self.ssrc:#010x})")
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -209,6 +211,11 @@ class MediaSession:
             if t is not None:
                 t.close()
         self._transport = self._rtcp_transport = None
+
+    def set_remote(self, rtp: Address, rtcp: Address | None = None) -> None:
+        """Change where RTP (and RTCP; default: multiplexed on ``rtp``) go, e.g. after an SDP answer or re-INVITE."""
+        self._remote = rtp
+        self._remote_rtcp = rtcp or rtp
 
     def hold(self) -> None:
         """Stop sending RTP (RTCP continues); received audio is still played."""
@@ -266,7 +273,7 @@ class MediaSession:
         if self.config.trace and pt == self.config.codec.payload_type:
             self.trace_sent.append((ts, now))
         packet = RtpPacket(pt, self._seq, ts, self.ssrc, payload, marker).serialize()
-        self._transport.sendto(self._tx.protect(packet), self.config.remote_addr)
+        self._transport.sendto(self._tx.protect(packet), self._remote)
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self._codec.samples_per_frame) & 0xFFFFFFFF
         self._sent += 1
@@ -366,8 +373,7 @@ class MediaSession:
         data = rtcp.serialize(first)
         if bye:
             data += rtcp.serialize(rtcp.Bye((self.ssrc,), "hangup"))
-        remote = self.config.remote_rtcp_addr or self.config.remote_addr
-        transport.sendto(self._tx.protect_rtcp(data), remote)
+        transport.sendto(self._tx.protect_rtcp(data), self._remote_rtcp)
         self._rtcp_sent += 1
 
     # --- stats --------------------------------------------------------------------------------------
