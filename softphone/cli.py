@@ -11,14 +11,9 @@ import sys
 
 from softphone import __version__
 from softphone.commands import COMMAND_MODULES
+from softphone.errors import CliError  # re-exported: command modules raise softphone.cli.CliError
 
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit code ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = ["CliError", "build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):

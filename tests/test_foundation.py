@@ -17,3 +17,14 @@ def test_unknown_command_exits_2_with_one_line():
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "invalid choice" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_command_errors_are_one_line_when_run_as_module(tmp_path):
+    # CliError raised in a command module must be caught even when softphone.cli runs as __main__.
+    missing = tmp_path / "nothing.txt"
+    for module in ("softphone.cli", "softphone"):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, "mikey", "inspect", str(missing)], capture_output=True, text=True
+        )
+        assert proc.returncode in (1, 2), proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
