@@ -337,8 +337,8 @@ class MediaSession:
                 for block in p.reports:
                     if block.ssrc == self.ssrc:
                         self._remote_report = block
-                        # spend Opus FEC on what the peer reports losing (at least 5 %, RFC 6716 §2.1.7)
-                        self._codec.set_expected_loss(max(5, min(25, math.ceil(block.fraction_lost * 100 / 256) + 2)))
+                        # spend Opus FEC on what the peer reports losing (at least 10 %, RFC 6716 §2.1.7)
+                        self._codec.set_expected_loss(max(10, min(30, math.ceil(block.fraction_lost * 100 / 256) + 5)))
                         rtt = rtcp.rtt_seconds(block, arrival_ntp)
                         if rtt is not None:
                             self._rtts.append(rtt)
