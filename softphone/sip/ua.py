@@ -187,7 +187,12 @@ class UserAgent:
         if proto == "udp" and size > UDP_SIZE_LIMIT:
             proto = "tcp"  # RFC 3261 §18.1.1
         port = uri.port or (5061 if proto == "tls" else 5060)
-        return Addr(proto, await self.transport.resolve(uri.host, port), port)
+        host = await self.transport.resolve(uri.host, port)
+        if "transport" not in uri.params and uri.scheme == "sip" and (
+                conn := self.transport.connections.get(("tcp", host, port))):
+            if conn.transport is not None and not conn.transport.is_closing():
+                return Addr("tcp", host, port)  # reuse an open connection to that peer (RFC 5923 §5)
+        return Addr(proto, host, port)
 
     def _add_via(self, req: Request, proto: str) -> None:
         port = self.transport.ports.get(proto) or self.transport.ports["udp"]
