@@ -94,9 +94,17 @@ class Initiator:
                 f"sender key set is for key period {sender.key_period_no}, the message time is in period {period}"
             )
         r_period = key_period_no(ntp_time, rkms.user_key_period, rkms.user_key_offset)
+        fresh_key = key is None
         key = secrets.token_bytes(KEY_LEN) if key is None else bytes(key)
         if len(key) != KEY_LEN:
             raise MikeyError(f"the key must be {KEY_LEN} octets")
+        receiver_uid = rkms.uid(receiver_uri, r_period)
+        if fresh_key:
+            # A random key whose g^r has a full-length encoding, so receivers using either the RFC
+            # (fixed-length) or the Streamwide (minimal-length) convention recover it (ECCSI-SAKKE.md §2.9).
+            key, sed = sakke.encapsulate_new_ssv(rkms.crypto_id(receiver_uid), rkms.z)
+        else:
+            sed = sakke.encapsulate(key, rkms.crypto_id(receiver_uid), rkms.z)
         key_id = new_key_id(key_type) if key_id is None else key_id
         if not 0 <= key_id <= 0xFFFFFFFF or key_type_of(key_id) is not key_type:
             raise MikeyError(f"key ID must be 32 bits with purpose tag {int(key_type)} ({key_type.name})")
@@ -113,8 +121,6 @@ class Initiator:
             entries = (pl.GenericIdEntry(CS_IDS[key_type][0], spi=key_id.to_bytes(4, "big")),)
         header = pl.Header(csb_id, pl.MAP_GENERIC_ID if entries else pl.MAP_EMPTY, entries)
 
-        receiver_uid = rkms.uid(receiver_uri, r_period)
-        sed = sakke.encapsulate(key, rkms.crypto_id(receiver_uid), rkms.z)
         body: list[pl.Payload] = [
             pl.Timestamp.from_ntp(ntp_time),
             pl.Rand(rand),

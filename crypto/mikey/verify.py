@@ -276,8 +276,13 @@ class Responder:
 
     def _unwrap(self, msg: IMessage, keys: UserKeys) -> bytes:
         sed = msg.sakke.sed
-        n_bits = {273: 128, 289: 256}.get(len(sed))
-        if n_bits is None:
+        # 257 octets of R, then H: 16 octets (n = 128) or 32 (Streamwide's n = 256 quirk). Streamwide's
+        # GMP build and jim-b write H at minimal length, so a shorter H is left-padded by SAKKE.
+        if 258 <= len(sed) <= 273:
+            n_bits = 128
+        elif 274 <= len(sed) <= 289:
+            n_bits = 256
+        else:
             raise KeyUnwrapFailed(f"SAKKE data is {len(sed)} octets (273 expected; 289 for 256-bit keys)")
         try:
             return self._receiver(keys).decapsulate(sed, n_bits=n_bits)

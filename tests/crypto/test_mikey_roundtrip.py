@@ -265,3 +265,35 @@ def test_replay_cache_is_bounded_in_time_and_size() -> None:
     cache.check(bytes([0]), now=100)  # evicted by size: no longer known
     cache.check(bytes([4]), now=121)  # older than twice the window: forgotten
     assert len(cache) == 0
+
+
+def test_short_h_sed_from_minimal_length_senders_is_accepted(alice: UserKeys, bob: UserKeys) -> None:
+    """Streamwide's GMP build and jim-b drop leading zero octets of H (SED of 258..272 octets)."""
+    from crypto.eccsi import EccsiSigner
+
+    for i in range(4000):
+        key = i.to_bytes(16, "big")
+        built = Initiator(alice).build(bob.uri, key=key, key_id=0x10000000 | i, ntp_time=NOW)
+        sed = built.imessage.sakke.sed
+        if sed[257] == 0:
+            break
+    else:
+        pytest.fail("no H with a leading zero octet in 4000 keys")
+    short = pl.SakkePayload(sed[:257] + sed[258:])
+    body = [short if isinstance(p, pl.SakkePayload) else p for p in built.imessage.payloads[:-1]]
+    unsigned = IMessage.from_payloads(built.imessage.header, body + [pl.Sign(bytes(129))])
+    signer = EccsiSigner(alice.uid, alice.ssk, alice.pvt, alice.kms.kpak)
+    data = IMessage.from_payloads(built.imessage.header, body + [pl.Sign(signer.sign(unsigned.signed_octets()))]).raw
+    assert len(IMessage.parse(data).sakke.sed) == 272
+    v = Responder(bob, replay_cache=ReplayCache()).process(data, claimed_sender=alice.uri, now=NOW)
+    assert v.key == key
+
+
+def test_random_keys_have_full_length_gr(alice: UserKeys, bob: UserKeys) -> None:
+    """Fresh keys are drawn so both g^r encodings (RFC fixed, Streamwide minimal) agree (§2.9)."""
+    from crypto import sakke
+
+    receiver = sakke.SakkeReceiver(bob.crypto_id, bob.rsk, bob.kms.z)
+    for _ in range(5):
+        built = Initiator(alice).build(bob.uri, ntp_time=NOW)
+        assert receiver.decapsulate(built.imessage.sakke.sed) == built.key
