@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import multiprocessing
 import os
 import statistics
@@ -33,7 +32,23 @@ from benchmarks._util import emit
 from softphone.lab.impair import Impairment, ImpairmentRelay
 from softphone.media.audio import ArraySink, ArraySource, read_wav
 from softphone.media.session import MediaSession
-from tests.media.conftest import SENTENCE, configs, pesq_wb
+from softphone.media.codecs import OPUS
+from softphone.media.quality import pesq_wb
+from softphone.media.session import MediaConfig, SrtpKeys
+from softphone.media.srtp import SrtpSuite
+
+SENTENCE = ("The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+            "It is easy to tell the depth of a well.")
+ANY_PORT = ("127.0.0.1", 0)
+
+
+def _configs(trace: bool = False) -> tuple[MediaConfig, MediaConfig]:
+    """Configs for two ends of one call with fresh random SRTP-GCM keys; remotes set after binding."""
+    suite = SrtpSuite.AEAD_AES_128_GCM
+    k1, s1, k2, s2 = os.urandom(16), os.urandom(12), os.urandom(16), os.urandom(12)
+    a = MediaConfig(ANY_PORT, ANY_PORT, OPUS, SrtpKeys(suite, k1, s1, k2, s2), trace=trace)
+    b = MediaConfig(ANY_PORT, ANY_PORT, OPUS, SrtpKeys(suite, k2, s2, k1, s1), trace=trace)
+    return a, b
 
 
 def _speech() -> np.ndarray:
@@ -44,13 +59,11 @@ def _speech() -> np.ndarray:
         return read_wav(path)
 
 
-async def _calls(n: int, seconds: float, audio: np.ndarray, **kw: object) -> list[MediaSession]:
+async def _calls(n: int, seconds: float, audio: np.ndarray) -> list[MediaSession]:
     sessions = []
-    any_port = ("127.0.0.1", 0)
     for _ in range(n):
-        a, b = configs(**kw)
-        sessions += [MediaSession(dataclasses.replace(a, local_addr=any_port), ArraySource(audio), ArraySink()),
-                     MediaSession(dataclasses.replace(b, local_addr=any_port), ArraySource(audio), ArraySink())]
+        a, b = _configs()
+        sessions += [MediaSession(a, ArraySource(audio), ArraySink()), MediaSession(b, ArraySource(audio), ArraySink())]
     try:
         for s in sessions:
             await s.start()
@@ -88,28 +101,34 @@ def _max_calls(limit: int, seconds: float, workers: int) -> int:
             if n > limit:
                 break
             shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
-            results = pool.map(_load_worker, [(k, seconds) for k in shares if k])
-            late, ticks = sum(r[0] for r in results), sum(r[1] for r in results)
-            if ticks == 0 or late / ticks >= 0.01:
+            for _attempt in range(2):  # the machine is shared: one retry before calling a step failed
+                results = pool.map(_load_worker, [(k, seconds) for k in shares if k])
+                late, ticks = sum(r[0] for r in results), sum(r[1] for r in results)
+                if ticks and late / ticks < 0.01:
+                    break
+            else:
                 break
             best = n
     return best
 
 
 async def _quality(speech: np.ndarray, impairment: Impairment | None) -> tuple[float, list[float]]:
-    a, b = configs(trace=True)
-    relay = None
-    if impairment is not None:
-        relay = ImpairmentRelay(a.local_addr, b.local_addr, impairment, seed=5, max_seconds=60)
-        await relay.start()
-        a = dataclasses.replace(a, remote_addr=relay.a_addr)
-        b = dataclasses.replace(b, remote_addr=relay.b_addr)
+    a, b = _configs(trace=True)
     sink_a, sink_b = ArraySink(), ArraySink()
     sa = MediaSession(a, ArraySource(speech), sink_a)
     sb = MediaSession(b, ArraySource(speech), sink_b)
+    relay = None
     try:
         await sa.start()
         await sb.start()
+        if impairment is None:
+            sa.set_remote(sb.local_addr)
+            sb.set_remote(sa.local_addr)
+        else:
+            relay = ImpairmentRelay(sa.local_addr, sb.local_addr, impairment, seed=5, max_seconds=60)
+            await relay.start()
+            sa.set_remote(relay.a_addr)
+            sb.set_remote(relay.b_addr)
         await asyncio.sleep(len(speech) / 48000 + 0.6)
     finally:
         await sb.stop()

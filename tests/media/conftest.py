@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from softphone.media.audio import read_wav
 from softphone.media.codecs import OPUS, CodecSpec
+from softphone.media.quality import align, pesq_wb
 from softphone.media.session import MediaConfig, SrtpKeys
 from softphone.media.srtp import SrtpSuite
 from tests.conftest import require_tool
@@ -55,30 +54,8 @@ def configs(codec: CodecSpec = OPUS, suite: SrtpSuite = SrtpSuite.AEAD_AES_128_G
 
 
 def aligned_corr(sent: np.ndarray, received: np.ndarray) -> tuple[float, int]:
-    """Peak normalised cross-correlation of ``received`` against ``sent`` and its lag (samples)."""
-    from scipy.signal import correlate
-
-    s = sent.astype(np.float64)
-    r = received.astype(np.float64)
-    c = correlate(r, s, mode="full", method="fft")
-    lag = int(np.argmax(c)) - (len(s) - 1)
-    lag = max(lag, 0)
-    seg = r[lag:lag + len(s)]
-    n = min(len(seg), len(s))
-    return float(np.corrcoef(seg[:n], s[:n])[0, 1]), lag
+    """Peak normalised cross-correlation and lag (see :func:`softphone.media.quality.align`)."""
+    return align(sent, received)
 
 
-def pesq_wb(sent: np.ndarray, received: np.ndarray) -> float:
-    """Wideband PESQ MOS-LQO of ``received`` (aligned) against ``sent``, both 48 kHz, at 16 kHz."""
-    from pesq import pesq
-    from scipy.signal import resample_poly
-
-    _, lag = aligned_corr(sent, received)
-    seg = received[lag:lag + len(sent)]
-    n = min(len(seg), len(sent))
-    ref = resample_poly(sent[:n].astype(np.float64), 1, 3)
-    deg = resample_poly(seg[:n].astype(np.float64), 1, 3)
-    return float(pesq(16000, ref, deg, "wb"))
-
-
-__all__ = ["Path", "aligned_corr", "configs", "free_port", "key_pair", "pesq_wb", "speech"]
+__all__ = ["aligned_corr", "configs", "free_port", "key_pair", "pesq_wb", "speech"]
