@@ -76,7 +76,14 @@ class Bye:
     reason: str = ""
 
 
-RtcpPacket = SenderReport | ReceiverReport | Bye
+@dataclass(frozen=True, slots=True)
+class Sdes:
+    """SDES (PT 202) carrying one CNAME item per source (RFC 3550 §6.5.1); other items are skipped."""
+
+    cnames: tuple[tuple[int, str], ...]
+
+
+RtcpPacket = SenderReport | ReceiverReport | Bye | Sdes
 
 
 @dataclass(slots=True)
@@ -124,6 +131,13 @@ def serialize(packet: RtcpPacket) -> bytes:
     if isinstance(packet, ReceiverReport):
         body = struct.pack("!I", packet.ssrc) + b"".join(b.serialize() for b in packet.reports)
         return _header(PT_RR, len(packet.reports), len(body)) + body
+    if isinstance(packet, Sdes):
+        body = b""
+        for ssrc, cname in packet.cnames:
+            text = cname.encode()[:255]
+            chunk = struct.pack("!IBB", ssrc, 1, len(text)) + text + b"\x00"
+            body += chunk + b"\x00" * (-len(chunk) % 4)
+        return _header(PT_SDES, len(packet.cnames), len(body)) + body
     body = b"".join(struct.pack("!I", s) for s in packet.sources)
     if packet.reason:
         reason = packet.reason.encode()[:255]
@@ -161,6 +175,8 @@ def parse(data: bytes) -> Compound:
             (ssrc,) = struct.unpack_from("!I", data, body)
             blocks = tuple(ReportBlock.parse(data, body + 4 + 24 * i) for i in range(count))
             out.packets.append(ReceiverReport(ssrc, blocks))
+        elif pt == PT_SDES:
+            out.packets.append(Sdes(_parse_sdes(data, body, end, count)))
         elif pt == PT_BYE:
             if body + 4 * count > end:
                 raise RtcpError("BYE shorter than its source count")
@@ -173,3 +189,27 @@ def parse(data: bytes) -> Compound:
             out.packets.append(Bye(tuple(sources), reason))
         offset = end
     return out
+
+
+def _parse_sdes(data: bytes, pos: int, end: int, count: int) -> tuple[tuple[int, str], ...]:
+    cnames = []
+    for _ in range(count):
+        if pos + 4 > end:
+            raise RtcpError("SDES chunk truncated")
+        (ssrc,) = struct.unpack_from("!I", data, pos)
+        pos += 4
+        while True:
+            if pos >= end:
+                raise RtcpError("SDES items not terminated")
+            item = data[pos]
+            if item == 0:  # end of items; chunk padded to a 32-bit boundary
+                pos += 1
+                pos += -pos % 4  # chunks start 32-bit aligned within the compound
+                break
+            if pos + 2 > end or pos + 2 + data[pos + 1] > end:
+                raise RtcpError("SDES item truncated")
+            length = data[pos + 1]
+            if item == 1:
+                cnames.append((ssrc, bytes(data[pos + 2:pos + 2 + length]).decode("utf-8", "replace")))
+            pos += 2 + length
+    return tuple(cnames)

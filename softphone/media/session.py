@@ -125,6 +125,7 @@ class MediaSession:
         self._tx = SrtpSender(keys.suite, keys.send_key, keys.send_salt, keys.send_mki)
         self._rx = SrtpReceiver(keys.suite, keys.recv_key, keys.recv_salt, keys.recv_mki)
         self.ssrc = secrets.randbits(32)
+        self.cname = f"{secrets.token_hex(8)}@softphone"  # random per session (RFC 7022)
         self._seq = secrets.randbelow(0x8000)
         self._ts = secrets.randbits(32)
         self._marker = True
@@ -370,7 +371,7 @@ class MediaSession:
             first = rtcp.SenderReport(self.ssrc, rtcp.ntp_now(), self._ts, self._sent, self._sent_octets, blocks)
         else:
             first = rtcp.ReceiverReport(self.ssrc, blocks)
-        data = rtcp.serialize(first)
+        data = rtcp.serialize(first) + rtcp.serialize(rtcp.Sdes(((self.ssrc, self.cname),)))
         if bye:
             data += rtcp.serialize(rtcp.Bye((self.ssrc,), "hangup"))
         transport.sendto(self._tx.protect_rtcp(data), self._remote_rtcp)

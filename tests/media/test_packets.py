@@ -62,6 +62,16 @@ def test_sender_report_round_trip_and_rtt() -> None:
     assert rtcp.rtt_seconds(rtcp.ReportBlock(1, 0, 0, 0, 0, 0, 0), arrival) is None
 
 
+def test_compound_with_sdes_cname() -> None:
+    sdes = rtcp.Sdes(((0x22, "a1b2@softphone"), (0x33, "x")))
+    wire = rtcp.serialize(rtcp.ReceiverReport(0x22)) + rtcp.serialize(sdes)
+    assert len(wire) % 4 == 0
+    assert rtcp.serialize(sdes)[:8] == bytes.fromhex("82ca0008 00000022".replace(" ", ""))
+    assert rtcp.parse(wire).packets == [rtcp.ReceiverReport(0x22), sdes]
+    with pytest.raises(rtcp.RtcpError):
+        rtcp.parse(rtcp.serialize(rtcp.ReceiverReport(1)) + bytes.fromhex("81ca0001 00000022".replace(" ", "")))
+
+
 def test_receiver_report_negative_cumulative_loss() -> None:
     rr = rtcp.ReceiverReport(5, (rtcp.ReportBlock(1, 0, -2, 9, 0, 0, 0),))
     assert rtcp.parse(rtcp.serialize(rr)).packets == [rr]
