@@ -202,3 +202,36 @@ async def test_relay_is_seeded_and_loopback_only() -> None:
         finally:
             rx.close()
     assert outcomes[0] == outcomes[1]
+
+
+async def test_relay_burst_loss_comes_in_runs() -> None:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    try:
+        imp = Impairment(burst_enter=0.05, burst_exit=0.25)  # mean burst 4 packets
+        got: set[int] = set()
+
+        def drain() -> None:
+            while True:
+                try:
+                    got.add(int.from_bytes(rx.recv(16), "big"))
+                except BlockingIOError:
+                    return
+
+        async with ImpairmentRelay(("127.0.0.1", 9), rx.getsockname(), imp, seed=3) as relay:
+            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for i in range(400):
+                tx.sendto(i.to_bytes(2, "big"), relay.a_addr)
+                if i % 20 == 19:
+                    await asyncio.sleep(0.002)  # let the relay forward, then empty our socket
+                    drain()
+            tx.close()
+            await asyncio.sleep(0.1)
+            drain()
+    finally:
+        rx.close()
+    lost = [i for i in range(400) if i not in got]
+    runs = sum(1 for i in lost if i - 1 not in lost)
+    assert relay.ab.stats.received == 400 and len(lost) == relay.ab.stats.dropped > 20
+    assert len(lost) / runs > 2.5  # losses cluster (independent 5 % loss would give runs of ~1.05)
