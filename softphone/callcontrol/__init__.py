@@ -1,0 +1,1 @@
+"""Call control: SDP offer/answer with MIKEY-SAKKE or SDES keying (sans-IO)."""
