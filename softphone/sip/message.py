@@ -6,6 +6,7 @@ Sans-IO: bytes in, :class:`Request`/:class:`Response` out; every grammar error i
 
 from __future__ import annotations
 
+import abc
 import re
 from dataclasses import dataclass, field
 
@@ -33,7 +34,7 @@ MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 
 
 @dataclass
-class Message:
+class Message(abc.ABC):
     """Common part of requests and responses."""
 
     headers: Headers = field(default_factory=Headers)
@@ -76,12 +77,13 @@ class Message:
     def content_type(self) -> str:
         return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
-    def _head_lines(self) -> list[str]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start_line(self) -> str:
+        """``METHOD uri SIP/2.0`` or ``SIP/2.0 code reason``."""
 
     def encode(self) -> bytes:
         """Serialise with a correct Content-Length (always written, as streams need it)."""
-        lines = self._head_lines()
+        lines = [self.start_line()]
         for name, value in self.headers:
             if name != "Content-Length":
                 lines.append(f"{name}: {value}")
@@ -94,8 +96,8 @@ class Request(Message):
     method: str = "OPTIONS"
     uri: SipUri = field(default_factory=SipUri)
 
-    def _head_lines(self) -> list[str]:
-        return [f"{self.method} {self.uri} SIP/2.0"]
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} call-id={self.call_id!r}>"
@@ -106,8 +108,8 @@ class Response(Message):
     status: int = 200
     reason: str = "OK"
 
-    def _head_lines(self) -> list[str]:
-        return [f"SIP/2.0 {self.status} {self.reason}"]
+    def start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason} call-id={self.call_id!r}>"

@@ -40,7 +40,6 @@ class Source:
     host: str
     port: int
     conn: "StreamConnection | None" = field(default=None, repr=False)
-    local: tuple[str, int] | None = None
 
 
 OnMessage = Callable[[Message, Source], None]
@@ -204,14 +203,6 @@ class TransportLayer:
             raise TransportError(f"cannot connect to {dest.proto}:{dest.host}:{dest.port}: "
                                  f"{type(exc).__name__}") from None
         return conn
-
-    async def send(self, msg: Message, dest: Addr, conn: StreamConnection | None = None,
-                   server_hostname: str | None = None) -> None:
-        """Send ``msg`` to ``dest``; on streams reuse ``conn`` when it is still open."""
-        data = msg.encode()
-        if dest.proto != "udp" and not (conn and conn.transport and not conn.transport.is_closing()):
-            conn = await self.connect(dest, server_hostname)
-        self.send_bytes(data, dest, conn)
 
     def send_bytes(self, data: bytes, dest: Addr, conn: StreamConnection | None = None) -> None:
         """Send already-encoded bytes without waiting (UDP, or an open stream)."""

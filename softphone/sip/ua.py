@@ -31,7 +31,7 @@ from .uri import NameAddr, SipUri
 
 log = logging.getLogger(__name__)
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
-MAX_SERVER_TRANSACTIONS = 4096
+MAX_SERVER_TRANSACTIONS = 16384  # Timer J keeps UDP non-INVITE transactions 32 s: ~500 req/s
 MAX_SESSIONS = 256
 SUPPORTED: frozenset[str] = frozenset()
 

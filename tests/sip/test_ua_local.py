@@ -165,3 +165,30 @@ async def test_cancel_and_busy_direct() -> None:
         assert incoming.history == [CallState.INCOMING, CallState.TERMINATED]
         with pytest.raises(Exception):
             await incoming.answer(b"")  # too late: the call was cancelled
+
+
+async def test_timer_e_retransmits_and_timer_f_times_out_then_timer_b_gives_408() -> None:
+    from softphone.sip.errors import TransactionTimeout
+    from softphone.sip.transaction import Timers
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.settimeout(0.1)
+    port = silent.getsockname()[1]
+    try:
+        async with UserAgent(ua_config("alice", timers=Timers(t1=0.03, t2=0.12, t4=0.1))) as ua:
+            with pytest.raises(TransactionTimeout):
+                await ua.options(f"sip:nobody@localhost:{port}")   # resolved by the system resolver
+            copies = []
+            while True:
+                try:
+                    copies.append(silent.recv(65535))
+                except socket.timeout:
+                    break
+            # T1 doubling capped at T2 over 64*T1 = 1.92 s: 0.03, .06, .12, then every .12 s -> ~17 sends
+            assert 10 <= len(copies) <= 20 and len(set(copies)) == 1
+            call = await ua.invite(f"sip:nobody@127.0.0.1:{port}", sdp_offer().replace(b"A" * 1800, b"A"))
+            with pytest.raises(CallFailed) as err:
+                await call.answered(5)
+            assert err.value.status == 408 and call.state is CallState.TERMINATED
+    finally:
+        silent.close()
