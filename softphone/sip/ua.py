@@ -449,9 +449,19 @@ class UserAgent:
                 self._on_response(msg)  # type: ignore[arg-type]
         except ParseError as exc:
             log.info("rejected %r: %s", msg, exc)
-            if isinstance(msg, Request) and msg.method != "ACK":
-                resp = make_response(msg, exc.status, extra=[("Warning", self.warning(str(exc)))])
-                self._responder(msg, src)(resp.encode())
+            self._reply_error(msg, src, exc.status, str(exc))
+        except Exception:  # a bug must cost one message, never the UA  # noqa: BLE001
+            log.exception("internal error handling %r", msg)
+            self._reply_error(msg, src, 500, "internal error")
+
+    def _reply_error(self, msg: Message, src: Source, status: int, why: str) -> None:
+        if not isinstance(msg, Request) or msg.method == "ACK":
+            return
+        try:
+            resp = make_response(msg, status, extra=[("Warning", self.warning(why))])
+            self._responder(msg, src)(resp.encode())
+        except (SipError, OSError) as exc:
+            log.info("could not send %d: %s", status, exc)
 
     def _on_response(self, resp: Response) -> None:
         vias = resp.headers.get_all("Via")

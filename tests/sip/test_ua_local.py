@@ -192,3 +192,47 @@ async def test_timer_e_retransmits_and_timer_f_times_out_then_timer_b_gives_408(
             assert err.value.status == 408 and call.state is CallState.TERMINATED
     finally:
         silent.close()
+
+
+async def test_a_storm_of_mutated_messages_never_breaks_the_ua(caplog: pytest.LogCaptureFixture) -> None:
+    import random
+
+    from .test_fuzz import SEED, TOKENS
+    rng = random.Random(6)
+
+    def mutate() -> bytes:
+        data = bytearray(SEED)
+        for _ in range(rng.randint(1, 6)):
+            pos = rng.randint(0, len(data))
+            op = rng.randint(0, 2)
+            if op == 0:
+                data[pos:pos] = rng.choice(TOKENS)
+            elif op == 1:
+                del data[pos:pos + rng.randint(1, 20)]
+            else:
+                data[pos:pos] = rng.randbytes(rng.randint(1, 16))
+        return bytes(data)
+
+    async with UserAgent(ua_config("bob")) as ua:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        try:
+            for _ in range(1500):
+                sock.sendto(mutate(), ("127.0.0.1", ua.port))
+                if _ % 50 == 0:
+                    await asyncio.sleep(0)  # let the UA drain its socket
+            for _ in range(20):  # and over TCP, one connection per message
+                reader, writer = await asyncio.open_connection("127.0.0.1", ua.port)
+                writer.write(mutate())
+                await writer.drain()
+                writer.close()
+            await asyncio.sleep(0.5)
+            ok = await ua.options(f"sip:bob@127.0.0.1:{ua.port}", timeout=5)
+            assert ok.status == 200
+            assert ua.stats["bad"] > 100 and len(ua._server) <= 1500 and len(ua.incoming._queue) <= 16  # type: ignore[attr-defined]
+        finally:
+            sock.close()
+            while not ua.incoming.empty():
+                await ua.incoming.get_nowait().reject(486)
+    bad = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert not bad, bad[0].getMessage()
