@@ -65,7 +65,7 @@ class OpusCodec:
     """
 
     def __init__(self, spec: CodecSpec = OPUS, bitrate: int = 40000, expected_loss_percent: int = 10,
-                 complexity: int = 6) -> None:
+                 complexity: int = 5) -> None:
         self.spec = spec
         self.samples_per_frame = FRAME_SAMPLES
         self._enc = opuslib.Encoder(SAMPLE_RATE, 1, opuslib.APPLICATION_VOIP)

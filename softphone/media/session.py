@@ -112,6 +112,8 @@ class _Endpoint(asyncio.DatagramProtocol):
 class MediaSession:
     """An SRTP audio session; ``await start()``, then ``await stop()``."""
 
+    MAX_CATCH_UP = 5  # ticks run back-to-back to catch up; further behind, the schedule skips ahead
+
     def __init__(self, config: MediaConfig, source: AudioSource, sink: AudioSink, *,
                  on_dtmf: Callable[[str], None] | None = None, on_bye: Callable[[], None] | None = None) -> None:
         keys = config.srtp
@@ -246,6 +248,10 @@ class MediaSession:
                 await asyncio.sleep(delay)
             elif -delay > FRAME_S:
                 self._late_ticks += 1
+                behind = int(-delay / FRAME_S)
+                if behind > self.MAX_CATCH_UP:  # starved of CPU: skip ahead instead of bursting to catch up
+                    n += behind
+                    self._late_ticks += behind
             now = loop.time()
             self._send_tick(now)
             self._play_tick(now)
