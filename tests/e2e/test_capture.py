@@ -99,8 +99,10 @@ async def test_capture_shows_mikey_and_srtp_but_no_key(lab: Lab, tmp_path: Path)
     assert "Multimedia Internet KEYing" in invite
     fields = subprocess.run([tshark, "-r", str(pcap), *tls, *select_invite, "-T", "fields", "-E", "occurrence=f",
                              "-e", "sdp.key_mgmt", "-e", "mikey.sakke.data", "-e", "mikey.sign.data"],
-                            capture_output=True, text=True, timeout=60).stdout.split()
-    assert len(fields) == 4, fields
+                            capture_output=True, text=True, timeout=60).stdout.splitlines()
+    assert len(fields) == 2, "expected the INVITE on both hops (alice → proxy → bob)"
+    assert fields[0] == fields[1]                                      # the proxy relayed the I_MESSAGE unchanged
+    fields = fields[0].split()
     assert fields[0] == "mikey"                                       # "mikey <base64>" split on the space
     imessage = base64.b64decode(fields[1])
     sakke_sed, signature = bytes.fromhex(fields[-2].replace(":", "")), bytes.fromhex(fields[-1].replace(":", ""))
