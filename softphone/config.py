@@ -16,6 +16,9 @@ kms_url = "https://kms.example.org:8443"
 kms_token_file = "..."                          # or kms_token_env
 local_host = "127.0.0.1"                        # address to bind SIP and RTP to
 rtp_ports = [40000, 40999]
+tls_cert_file = "..."                           # certificate + key the phone presents when it
+tls_key_file = "..."                            #   listens for SIP over TLS (calls from the proxy)
+revoked_file = "..."                            # identities to refuse (one URI a line, from the operator)
 ```
 
 Passwords and tokens are never written in the file itself: it names a file (0600) or an
@@ -57,6 +60,9 @@ class Account:
     kms_ca_file: Path | None = None
     local_host: str = "127.0.0.1"
     rtp_ports: tuple[int, int] = (40000, 40999)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    revoked_file: Path | None = None
     extra: dict = field(default_factory=dict, repr=False)
 
     def password(self) -> str | None:
@@ -66,6 +72,17 @@ class Account:
         return _secret(
             self.keystore_passphrase_file, self.keystore_passphrase_env, f"account {self.name}: keystore passphrase"
         )
+
+    def revoked(self) -> frozenset[str]:
+        """Identities the operator revoked (``revoked_file``: one URI a line, ``#`` comments)."""
+        if self.revoked_file is None:
+            return frozenset()
+        try:
+            text = self.revoked_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"account {self.name}: cannot read revoked_file {self.revoked_file}: "
+                              f"{exc.__class__.__name__}") from None
+        return frozenset(ln.split("#", 1)[0].strip() for ln in text.splitlines() if ln.split("#", 1)[0].strip())
 
     def kms_token(self) -> str | None:
         return _secret(self.kms_token_file, self.kms_token_env, f"account {self.name}: KMS token")
@@ -93,9 +110,11 @@ def _secret(path: Path | None, env: str | None, what: str) -> str | None:
 _KNOWN = {
     "name", "uri", "registrar", "username", "profile", "display_name", "password_file", "password_env",
     "ca_file", "keystore", "keystore_passphrase_file", "keystore_passphrase_env", "kms_url",
-    "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports",
+    "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports", "tls_cert_file", "tls_key_file",
+    "revoked_file",
 }  # fmt: skip
-_PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file"}
+_PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file",
+          "tls_cert_file", "tls_key_file", "revoked_file"}
 
 
 def _parse_account(raw: object, index: int, base: Path) -> Account:

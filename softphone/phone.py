@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
@@ -23,9 +24,11 @@ from crypto.mikey.build import Initiator
 from crypto.mikey.verify import ReplayCache, Responder
 from softphone.call import Call, CallError, CallEvent, reserve_port
 from softphone.callcontrol.negotiation import Answerer, NegotiationError, Offerer
+from softphone.config import Account, ConfigError
 from softphone.keystore import Keystore, KeystoreError
+from softphone.kms_client import KmsClient, KmsClientError, refresh
 from softphone.media.audio import AudioSink, AudioSource
-from softphone.profile import Profile
+from softphone.profile import Profile, ProfileError, load_profile
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
@@ -310,3 +313,49 @@ class Phone:
 def incoming_peer(session: InviteSession) -> str:
     uri = session.invite.from_.uri
     return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
+
+
+def settings_from_account(account: Account, profile_name: str | None = None) -> PhoneSettings:
+    """PhoneSettings for a configured account: UA over the profile's transport to the registrar,
+    TLS trust from ``ca_file``, the keystore opened with its passphrase, keys refreshed from the KMS.
+
+    Raises :class:`CallError` (one line) for any configuration, keystore or KMS problem.
+    """
+    try:
+        profile = load_profile(profile_name or account.profile)
+    except ProfileError as exc:
+        raise CallError(str(exc)) from None
+    try:
+        tls_client = tls_server = None
+        if profile.transport == "tls":
+            tls_client = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
+            tls_client.minimum_version = (ssl.TLSVersion.TLSv1_3 if profile.tls_min_version == "1.3"
+                                          else ssl.TLSVersion.TLSv1_2)
+            if not profile.verify_server_certificate:
+                tls_client.check_hostname = False
+                tls_client.verify_mode = ssl.CERT_NONE
+            if account.tls_cert_file is not None:
+                tls_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls_server.minimum_version = tls_client.minimum_version
+                tls_server.load_cert_chain(account.tls_cert_file, account.tls_key_file)
+        ua = UAConfig(aor=account.uri, username=account.username, password=account.password(),
+                      proxy=account.registrar, transport=profile.transport, host=account.local_host,
+                      tls_server=tls_server, tls_client=tls_client, display_name=account.display_name)
+        keystore = None
+        if profile.keying == "mikey-sakke":
+            if account.keystore is None:
+                raise CallError(f"account {account.name}: profile {profile.name} needs a keystore (keystore = ...)")
+            passphrase = account.keystore_passphrase()
+            if not passphrase:
+                raise CallError(f"account {account.name}: no keystore passphrase configured")
+            keystore = Keystore.open_or_create(account.keystore, passphrase.encode())
+            if account.kms_url:
+                client = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+                result = refresh(keystore, client, account.uri)
+                if result.warning:
+                    log.warning("%s", result.warning)
+        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
+    except (ConfigError, KeystoreError, KmsClientError) as exc:
+        raise CallError(str(exc)) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise CallError(f"account {account.name}: TLS files: {exc.strerror or exc}") from None

@@ -46,6 +46,7 @@ class Lab:
         self._kms_passphrase = secrets.token_urlsafe(16)
         self.tokens: dict[str, str] = {}
         self.keystores: dict[str, Keystore] = {}
+        self.keystore_passphrases: dict[str, str] = {}
         self.kamailio: Kamailio | None = None
         self.kms_proc: subprocess.Popen | None = None
         self.kms_url = ""
@@ -118,7 +119,9 @@ class Lab:
 
     def provision(self, user: str) -> Keystore:
         """Fetch ``user``'s key sets from the KMS into a fresh encrypted keystore."""
-        store = Keystore.create(self.workdir / f"{user}.keystore", secrets.token_bytes(16))
+        passphrase = secrets.token_urlsafe(16)
+        store = Keystore.create(self.workdir / f"{user}.keystore", passphrase.encode())
+        self.keystore_passphrases[user] = passphrase
         client = KmsClient(self.kms_url, self.tokens[user], cafile=self.kms_ca)
         refresh(store, client, self.uri(user))
         self.keystores[user] = store
@@ -149,6 +152,33 @@ class Lab:
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+    def account_file(self, user: str, directory: Path) -> Path:
+        """An accounts TOML for ``user`` (secrets in 0600 files beside it), for the ``softphone`` CLI."""
+        assert self.kamailio is not None and self.kms_ca is not None
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {"pw": self.passwords[user], "pass": self.keystore_passphrases[user], "token": self.tokens[user]}
+        for name, value in files.items():
+            path = directory / f"{user}.{name}"
+            path.write_text(value + "\n")
+            path.chmod(0o600)
+        config = directory / f"{user}.toml"
+        config.write_text(f"""[[account]]
+name = "{user}"
+uri = "{self.uri(user)}"
+registrar = "sip:127.0.0.1:{self.kamailio.tls_port};transport=tls"
+password_file = "{user}.pw"
+profile = "securechorus"
+ca_file = "{self.pki['ca'].cert}"
+tls_cert_file = "{self.pki['ua'].cert}"
+tls_key_file = "{self.pki['ua'].key}"
+keystore = "{self.workdir / f'{user}.keystore'}"
+keystore_passphrase_file = "{user}.pass"
+kms_url = "{self.kms_url}"
+kms_token_file = "{user}.token"
+kms_ca_file = "{self.kms_ca}"
+""")
+        return config
 
     # --- phones ------------------------------------------------------------------------------------
     def ua_config(self, user: str) -> UAConfig:
