@@ -294,6 +294,9 @@ class UserAgent:
                 self.spawn(self._reinvite_with_auth(session, resp))
                 return
             session._on_invite_response(resp)
+        elif (tx.request.method == "INVITE" and session is not None and 200 <= resp.status < 300
+              and tx.final.done() and tx.final.result() is not resp):
+            session._resend_ack()  # a retransmitted 2xx to a re-INVITE: our ACK was lost (§13.2.2.4)
 
     async def _reinvite_with_auth(self, session: InviteSession, resp: Response) -> None:
         try:

@@ -236,3 +236,26 @@ async def test_a_storm_of_mutated_messages_never_breaks_the_ua(caplog: pytest.Lo
                 await ua.incoming.get_nowait().reject(486)
     bad = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert not bad, bad[0].getMessage()
+
+
+async def test_lost_ack_for_a_reinvite_is_resent_on_the_2xx_retransmission() -> None:
+    async with UserAgent(ua_config("alice")) as a, UserAgent(ua_config("bob")) as b:
+        small = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        call = await a.invite(f"sip:bob@127.0.0.1:{b.port}", small)
+        incoming = await asyncio.wait_for(b.incoming.get(), 5)
+        await incoming.answer(small)
+        await call.answered(5)
+        original = a.transport.send_bytes
+        acks: list[bytes] = []
+
+        def drop_first_ack(data: bytes, dest, conn=None):  # type: ignore[no-untyped-def]
+            if data.startswith(b"ACK"):
+                acks.append(data)
+                if len(acks) == 1:
+                    return None
+            return original(data, dest, conn)
+        a.transport.send_bytes = drop_first_ack  # type: ignore[method-assign]
+        await call.reinvite(small.replace(b"4000", b"4010"))
+        await asyncio.wait_for(asyncio.shield(incoming._acked), 5)  # bob got the re-sent ACK
+        assert len(acks) >= 2 and acks[0] == acks[1]
+        assert incoming.state is CallState.CONFIRMED
