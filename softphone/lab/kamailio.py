@@ -6,7 +6,7 @@
 
 REGISTER needs digest auth (``www_challenge`` with qop=auth, MD5 or SHA-256), INVITEs from
 local users need proxy auth, calls are record-routed and relayed to registered contacts.
-The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri``.
+The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…`` (each prefixed with the Call-ID).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     if (!sanity_check("17895", "7")) {{ xlog("L_NOTICE", "LAB MALFORMED $rm\\n"); exit; }}
     if (has_totag()) {{
-        if (loose_route()) {{ xlog("L_NOTICE", "LAB RELAY $rm $ru\\n"); t_relay(); exit; }}
+        if (loose_route()) {{ xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr\\n"); t_relay(); exit; }}
         if (is_method("ACK")) {{ if (t_check_trans()) t_relay(); exit; }}
         sl_send_reply("404", "Not here");
         exit;
@@ -120,7 +120,7 @@ request_route {{
     if (is_method("OPTIONS") && uri == myself && $rU == $null) {{ sl_send_reply("200", "OK"); exit; }}{invite_auth}
     if (is_method("INVITE")) record_route();
     if (!lookup("location")) {{ xlog("L_NOTICE", "LAB NOTFOUND $rm $ru\\n"); sl_send_reply("404", "Not Found"); exit; }}
-    xlog("L_NOTICE", "LAB RELAY $rm $ru\\n");
+    xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr\\n");
     if (!t_relay()) sl_reply_error();
     exit;
 }}

@@ -83,6 +83,8 @@ async def test_call_hold_resume_bye_through_kamailio(kamailio: Kamailio) -> None
         assert call.history[0] is CallState.CALLING and CallState.EARLY in call.history
         assert incoming.history == [CallState.INCOMING, CallState.CONFIRMED]
         assert call.dialog is not None and call.dialog.route_set, "Kamailio record-routes the dialog"
+        invites = await kamailio.await_log(rf"{call.call_id}.*LAB RELAY INVITE sip:bob@127.0.0.1:{b.port} proto=tcp")
+        assert invites, "the 2 kB INVITE left alice over TCP although her transport is UDP"
 
         def answer_offer(body: bytes) -> bytes:
             remote = SessionDescription.parse(body)

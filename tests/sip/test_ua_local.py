@@ -86,6 +86,8 @@ async def test_hostile_datagrams_get_400_or_are_dropped_and_the_ua_keeps_serving
                 assert await asyncio.to_thread(go, garbage) is None  # dropped with a log line
             ok = await asyncio.to_thread(go, _request("OPTIONS", port, "final"))
             assert ok is not None and ok.status == 200 and "INVITE" in (ok.headers.get("Allow") or "")
+            via = ok.top_via  # RFC 3581: the answer went to the source port, recorded in rport/received
+            assert via.params["rport"] == str(sock.getsockname()[1]) and via.params["received"] == "127.0.0.1"
             assert ua.stats["bad"] >= 8
         finally:
             sock.close()
