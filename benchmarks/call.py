@@ -1,0 +1,99 @@
+"""Secure call setup time: ``scripts/bench call [--json] [--calls N]``.
+
+A lab (CA, Kamailio over TLS, HTTPS KMS with SQLite, alice and bob provisioned) on 127.0.0.1; alice
+calls bob N times with MIKEY-SAKKE (PCK I_MESSAGE built, signed, verified and decapsulated per call)
+and SRTP-GCM. ``setup_ms_median``: INVITE sent by alice → first decrypted audio frame played at bob
+(bob's media trace), median over N calls after one warm-up call; ``setup_ms_p90`` beside it.
+``baresip_setup_ms_median``: for reference, a baresip → baresip call with SDES (srtp-mand), measured
+from the ``dial`` command to the callee's "incoming rtp … established" log line (its first
+decrypted RTP), median over N calls in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._util import emit
+from softphone.callcontrol.lab import Lab
+from softphone.lab.baresip import Baresip
+from softphone.media.audio import ArraySink, ArraySource
+from softphone.phone import Phone
+
+
+def _tone(seconds: float = 2.0) -> np.ndarray:
+    t = np.arange(int(48000 * seconds)) / 48000
+    return (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+
+async def our_setups(lab: Lab, calls: int) -> list[float]:
+    """Setup times (ms) of ``calls`` alice → bob calls, after one warm-up call."""
+    out: list[float] = []
+    alice = Phone(lab.settings("alice", trace_media=True))
+    bob = Phone(lab.settings("bob", trace_media=True))
+    async with alice, bob:
+        await alice.register()
+        await bob.register()
+        for i in range(calls + 1):
+            async def answer():  # type: ignore[no-untyped-def]
+                return await (await bob.next_incoming(10)).accept(ArraySource(_tone(0.5)), ArraySink())
+
+            answering = asyncio.create_task(answer())
+            call = await alice.call(lab.uri("bob"), ArraySource(_tone()), ArraySink(), timeout=10)
+            bob_call = await asyncio.wait_for(answering, 10)
+            deadline = time.monotonic() + 3.0
+            while bob_call.first_played_at() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            first = bob_call.first_played_at()
+            if first is None or call.invite_sent_at is None:
+                raise RuntimeError("callee played no decrypted audio within 3 s")
+            if i > 0:
+                out.append((first - call.invite_sent_at) * 1000.0)
+            await call.hangup()
+            await bob_call.ended(5)
+    return out
+
+
+def baresip_setups(workdir: Path, calls: int) -> list[float]:
+    """dial → callee's first decrypted RTP, for baresip → baresip with SDES."""
+    out: list[float] = []
+    with Baresip(workdir / "a", user="a", mediaenc="srtp-mand") as a, \
+            Baresip(workdir / "b", user="b", mediaenc="srtp-mand") as b:
+        assert b.proc is not None
+        for i in range(calls + 1):
+            seen = len(b.proc.matching(r"incoming rtp for 'audio' established"))
+            t0 = time.monotonic()
+            a.command("dial", b.uri)
+            b.wait_for(r"incoming rtp for 'audio' established", 10, count=seen + 1)
+            if i > 0:
+                out.append((time.monotonic() - t0) * 1000.0)
+            closed = len(b.proc.matching(r"session closed"))
+            a.command("hangup")
+            b.wait_for(r"session closed", 10, count=closed + 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench call", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--calls", type=int, default=20, help="calls measured per side (default 20)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-call-") as tmp:
+        with Lab(Path(tmp) / "lab") as lab:
+            ours = asyncio.run(our_setups(lab, args.calls))
+        theirs = baresip_setups(Path(tmp) / "baresip", args.calls)
+    ours.sort()
+    emit({"calls": args.calls, "setup_ms_median": round(statistics.median(ours), 1),
+          "setup_ms_p90": round(ours[int(0.9 * (len(ours) - 1))], 1),
+          "baresip_setup_ms_median": round(statistics.median(theirs), 1)}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
