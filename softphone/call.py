@@ -269,7 +269,7 @@ class Call:
         neg = self.negotiated
         out: dict[str, Any] = {"state": "held" if self.held else self.session.state.value, "peer": self.peer}
         if neg is not None:
-            out.update(security=neg.security, verified_identity=neg.peer_identity, codec=neg.codec.name,
+            out.update(security=neg.security, label=neg.security_label, verified_identity=neg.peer_identity, codec=neg.codec.name,
                        srtp=neg.suite, key_id=neg.key_id)
         if self.media is not None:
             s = self.media.stats()

@@ -32,6 +32,7 @@ from softphone.profile import Profile, ProfileError, load_profile
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
+from softphone.sip.uri import NameAddr
 
 log = logging.getLogger(__name__)
 
@@ -239,25 +240,12 @@ class Phone:
             except SipError as exc:
                 log.info("incoming call %s: %s", session.call_id, exc)
 
-    @staticmethod
-    def _claimed_sender(session: InviteSession) -> str:
-        """The caller's identity as SIP asserts it (P-Asserted-Identity if present, else From)."""
-        from softphone.sip.uri import NameAddr
-
-        pai = session.invite.headers.get("P-Asserted-Identity")
-        uri = session.invite.from_.uri
-        if pai:
-            try:
-                uri = NameAddr.parse(pai).uri
-            except SipError:
-                pass
-        return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
     async def _screen(self, session: InviteSession) -> None:
         """Verify the offer before alerting (488 + Warning on any failure), then ring."""
         received = time.monotonic()
         profile = self.settings.profile
-        claimed = self._claimed_sender(session)
+        claimed = claimed_sender(session)
         try:
             responder = self._mikey_responder() if profile.keying == "mikey-sakke" else None
         except CallError as exc:
@@ -293,7 +281,7 @@ class Phone:
             raise CallError("the call is no longer waiting for an answer")
         offerer = None
         if self.settings.profile.keying == "mikey-sakke":
-            offerer = Offerer(self.settings.profile, self.host, answerer.port, incoming_peer(session),
+            offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
                     answerer=answerer, trace=self.settings.trace_media)
@@ -310,8 +298,16 @@ class Phone:
         return call
 
 
-def incoming_peer(session: InviteSession) -> str:
+def claimed_sender(session: InviteSession) -> str:
+    """The caller's identity as SIP asserts it (P-Asserted-Identity if present, else From), as the
+    bare ``sip:user@host`` the MIKEY-SAKKE UID is formed from (TS 33.180 F.2.1)."""
     uri = session.invite.from_.uri
+    pai = session.invite.headers.get("P-Asserted-Identity")
+    if pai:
+        try:
+            uri = NameAddr.parse(pai).uri
+        except SipError:
+            pass
     return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
 

@@ -81,6 +81,11 @@ class Negotiated:
     def suite(self) -> str:
         return self.srtp.suite.name
 
+    @property
+    def security_label(self) -> str:
+        """How every UI names the call: only MIKEY-SAKKE calls are Secure Chorus."""
+        return "Secure Chorus (MIKEY-SAKKE)" if self.security == "MIKEY-SAKKE" else "SDES — not Secure Chorus"
+
 
 def _audio(sdp: SessionDescription) -> Media:
     for m in sdp.media:
