@@ -36,9 +36,16 @@ def compare(played: np.ndarray, recorded: np.ndarray, rate: int = SAMPLE_RATE) -
     if len(ref) == 0 or len(deg) < len(ref) // 2 or not np.any(deg):
         return Match(0.0, 0.0, None)
     n = 1 << int(np.ceil(np.log2(len(ref) + len(deg))))
-    xc = np.fft.irfft(np.fft.rfft(deg, n) * np.conj(np.fft.rfft(ref, n)), n)[: len(deg)]
-    lag = int(np.argmax(xc))
-    aligned = deg[lag: lag + len(ref)]
+    xc = np.fft.irfft(np.fft.rfft(deg, n) * np.conj(np.fft.rfft(ref, n)), n)
+    # lags 0..len(deg)-1: the recording starts late; negative lags (the circular tail): it missed the
+    # first samples of what was played (e.g. media sent before the peer had the answer's keys).
+    lags = np.concatenate([np.arange(len(deg)), np.arange(-(len(ref) - 1), 0)])
+    values = np.concatenate([xc[: len(deg)], xc[n - (len(ref) - 1):]])
+    lag = int(lags[int(np.argmax(values))])
+    if lag >= 0:
+        aligned = deg[lag: lag + len(ref)]
+    else:  # the missed start counts as silence, so it lowers the score
+        aligned = np.concatenate([np.zeros(-lag), deg[: len(ref) + lag]])
     if len(aligned) < len(ref):
         aligned = np.concatenate([aligned, np.zeros(len(ref) - len(aligned))])
     denom = float(np.linalg.norm(ref) * np.linalg.norm(aligned))

@@ -1,0 +1,18 @@
+"""The recording check used by the demo and the e2e tests: aligns either way, rejects silence and noise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from softphone.callcontrol.audiocheck import compare
+
+
+def test_alignment_both_ways_and_rejections() -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(48000 * 3) * 3000).astype(np.int16)
+    late = compare(x, np.concatenate([np.zeros(4800, np.int16), x]))
+    assert late.delay_ms == 100.0 and late.correlation > 0.99 and late.ok()
+    clipped = compare(x, x[9600:])                       # the first 200 ms never arrived
+    assert clipped.delay_ms == -200.0 and 0.9 < clipped.correlation < 0.97
+    assert not compare(x, np.zeros_like(x)).ok()
+    assert not compare(x, (rng.standard_normal(48000 * 3) * 3000).astype(np.int16)).ok()
