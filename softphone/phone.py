@@ -93,6 +93,7 @@ class Phone:
         self._replay = ReplayCache(settings.profile.replay_window_s)
         self._responder: Responder | None = None
         self._responder_periods: tuple[int, ...] = ()
+        self._verify_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"<Phone {self.settings.uri} profile={self.settings.profile.name}>"
@@ -237,9 +238,13 @@ class Phone:
             session = await self.ua.incoming.get()
             try:
                 await self._screen(session)
-            except SipError as exc:
-                log.info("incoming call %s: %s", session.call_id, exc)
-
+            except Exception as exc:  # never leave a caller hanging: answer 500 and keep listening
+                log.warning("incoming call %s failed: %s", session.call_id, exc.__class__.__name__)
+                if session.state is CallState.INCOMING:
+                    try:
+                        await session.reject(500, warning="internal error while checking the offer")
+                    except SipError:
+                        pass
 
     async def _screen(self, session: InviteSession) -> None:
         """Verify the offer before alerting (488 + Warning on any failure), then ring."""
@@ -253,7 +258,8 @@ class Phone:
             return
         answerer = Answerer(profile, self.host, reserve_port(self.host), responder)
         try:
-            negotiated = await asyncio.to_thread(answerer.process_offer, session.remote_body, claimed)
+            async with self._verify_lock:  # one I_MESSAGE at a time through the shared replay cache
+                negotiated = await asyncio.to_thread(answerer.process_offer, session.remote_body, claimed)
             if negotiated.peer_identity in self.settings.revoked or (
                     negotiated.security == "SDES" and claimed in self.settings.revoked):
                 raise NegotiationError(f"MIKEY-SAKKE revoked identity: {negotiated.peer_identity or claimed} is revoked")
