@@ -18,7 +18,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
 from crypto.mikey.build import Initiator
 from crypto.mikey.verify import ReplayCache, Responder
