@@ -205,6 +205,9 @@ class Phone:
         except asyncio.TimeoutError:
             await call.hangup()
             raise CallError(f"call to {target} not answered within {timeout:g} s") from None
+        except asyncio.CancelledError:  # the user gave up while it rang: CANCEL, then stop
+            await asyncio.shield(call.hangup())
+            raise
         finally:
             ringing.cancel()
         try:
@@ -317,9 +320,11 @@ def claimed_sender(session: InviteSession) -> str:
     return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
 
-def settings_from_account(account: Account, profile_name: str | None = None) -> PhoneSettings:
+def settings_from_account(account: Account, profile_name: str | None = None, *, passphrase: str | None = None,
+                          fetch_keys: bool = True) -> PhoneSettings:
     """PhoneSettings for a configured account: UA over the profile's transport to the registrar,
-    TLS trust from ``ca_file``, the keystore opened with its passphrase, keys refreshed from the KMS.
+    TLS trust from ``ca_file``, the keystore opened with its passphrase (``passphrase`` overrides the
+    account's, e.g. typed into the GUI), keys refreshed from the KMS unless ``fetch_keys`` is false.
 
     Raises :class:`CallError` (one line) for any configuration, keystore or KMS problem.
     """
@@ -347,11 +352,11 @@ def settings_from_account(account: Account, profile_name: str | None = None) -> 
         if profile.keying == "mikey-sakke":
             if account.keystore is None:
                 raise CallError(f"account {account.name}: profile {profile.name} needs a keystore (keystore = ...)")
-            passphrase = account.keystore_passphrase()
+            passphrase = passphrase or account.keystore_passphrase()
             if not passphrase:
                 raise CallError(f"account {account.name}: no keystore passphrase configured")
             keystore = Keystore.open_or_create(account.keystore, passphrase.encode())
-            if account.kms_url:
+            if account.kms_url and fetch_keys:
                 client = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
                 result = refresh(keystore, client, account.uri)
                 if result.warning:

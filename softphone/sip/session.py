@@ -112,8 +112,8 @@ class InviteSession:
             log.warning("call event queue full; dropping %s", event.kind)
 
     async def wait_state(self, state: CallState, timeout: float = 10.0) -> None:
-        """Wait until the call is (or has been) in ``state``; TimeoutError otherwise."""
-        async with asyncio.timeout(timeout):
+        """Wait until the call is (or has been) in ``state``; TimeoutError otherwise (``inf``: no limit)."""
+        async with asyncio.timeout(None if timeout == float("inf") else timeout):  # some loops reject inf delays
             while state not in self.history:
                 await self._state_changed.wait()
 

@@ -1,0 +1,408 @@
+"""The GUI's bridge to the call core: one :class:`~softphone.phone.Phone`, driven from Qt via asyncio.
+
+The controller owns no call logic of its own — it calls the same ``Phone``/``Call`` API as the CLI
+and turns their :class:`~softphone.call.CallEvent` values into Qt signals. Every coroutine here runs
+on the Qt thread's asyncio loop (qasync); blocking work (keystore KDF, KMS HTTPS) goes to threads, so
+the window never freezes. Failures become a :attr:`notice` in plain words; nothing raises into Qt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from softphone.call import Call, CallError, CallEvent
+from softphone.config import Account, ConfigError
+from softphone.gui.levels import MeteredSink, MeteredSource
+from softphone.gui.model import (CallHistory, CallRecord, GuiDataError, KeyStatus, explain, format_duration, key_status,
+                                 normalise_uri, now_iso)
+from softphone.keystore import Keystore, KeystoreError
+from softphone.kms_client import KmsClient, KmsClientError, KmsUnreachable, refresh
+from softphone.media.audio import AudioError, AudioSink, AudioSource
+from softphone.phone import IncomingCall, Phone, PhoneSettings, settings_from_account
+from softphone.sip.errors import SipError
+from softphone.sip.session import CallState
+
+log = logging.getLogger(__name__)
+
+AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
+
+
+class PhoneController(QObject):
+    """Signals carry plain Python values (dicts, strings, :class:`CallRecord`)."""
+
+    registration = Signal(str, str)   # state ("starting", "registered", "offline", "failed"), detail
+    keys_changed = Signal(object)     # KeyStatus | None
+    notice = Signal(str, str)         # level ("info", "warning", "error"), one line for the user
+    state_changed = Signal(str)       # "idle", "calling", "ringing", "incoming", "in-call"
+    incoming = Signal(dict)           # peer, verified_identity, security, codec, srtp, key_id
+    call_updated = Signal(dict)       # Call.status() after answer, hold, resume, rekey
+    call_ended = Signal(object)       # CallRecord
+
+    def __init__(self, account: Account, history: CallHistory, audio: AudioFactory,
+                 profile: str | None = None, call_timeout: float = 30.0) -> None:
+        super().__init__()
+        self.account = account
+        self.history = history
+        self.audio_factory = audio
+        self.profile_name = profile or account.profile
+        self.call_timeout = call_timeout
+        self.settings: PhoneSettings | None = None
+        self.keystore: Keystore | None = None
+        self.phone: Phone | None = None
+        self.call: Call | None = None
+        self.pending: IncomingCall | None = None
+        self.state = "idle"
+        self.mic: MeteredSource | None = None
+        self.speaker: MeteredSink | None = None
+        self.answered_at: float | None = None
+        self._passphrase: str | None = None
+        self._dial_task: asyncio.Task[None] | None = None
+        self._incoming_task: asyncio.Task[None] | None = None
+        self._incoming_info: dict[str, dict] = {}
+        self._last_failure: dict[str, Any] = {}
+        self._call_meta: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.kms_problem: str | None = None   # why the last key fetch failed (shown instead of a bare "no keys")
+
+    # --- helpers -----------------------------------------------------------------------------------
+    @property
+    def domain(self) -> str | None:
+        return self.account.uri.split("@", 1)[1] if "@" in self.account.uri else None
+
+    def needs_passphrase(self) -> bool:
+        """The keystore is encrypted and the account names no passphrase file/variable: ask the user."""
+        return (self.account.keystore is not None and self._passphrase is None
+                and self.account.keystore_passphrase_file is None and self.account.keystore_passphrase_env is None)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; an unexpected error becomes a notice, never a crash."""
+        task = asyncio.get_running_loop().create_task(self._guard(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, coro: Any) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except (CallError, SipError, KmsClientError, KeystoreError, ConfigError, AudioError, GuiDataError) as exc:
+            self.notice.emit("error", str(exc))
+        except Exception as exc:  # keep the window alive; the log has the class name only
+            log.exception("GUI task failed")
+            self.notice.emit("error", f"unexpected error: {exc.__class__.__name__}")
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.state_changed.emit(state)
+
+    # --- start, keys, registration -----------------------------------------------------------------
+    async def start(self, passphrase: str | None = None) -> bool:
+        """Open the keystore, check keys (KMS failures are reported, not fatal), start and register."""
+        if passphrase is not None:
+            self._passphrase = passphrase
+        self.registration.emit("starting", f"starting {self.account.uri}")
+        try:
+            self.settings = await asyncio.to_thread(settings_from_account, self.account, self.profile_name,
+                                                    passphrase=self._passphrase, fetch_keys=False)
+        except CallError as exc:
+            self.registration.emit("failed", str(exc))
+            self.notice.emit("error", str(exc))
+            return False
+        self.keystore = self.settings.keystore
+        await self.fetch_keys(force=False)
+        return await self._start_phone()
+
+    async def _start_phone(self) -> bool:
+        assert self.settings is not None
+        phone = Phone(self.settings, on_event=self._on_event)
+        try:
+            await phone.start()
+        except CallError as exc:
+            self.registration.emit("offline", f"secure calls unavailable: {exc}")
+            self.notice.emit("error", self.kms_problem or f"Secure calls unavailable: {exc}")
+            await phone.close()
+            return False
+        except OSError as exc:
+            self.registration.emit("failed", f"network: {exc.strerror or exc}")
+            return False
+        self.phone = phone
+        self._incoming_task = self.spawn(self._incoming_loop())
+        try:
+            expires = await phone.register()
+        except (SipError, OSError, asyncio.TimeoutError) as exc:
+            self.registration.emit("failed", f"registration failed: {exc or 'timeout'}")
+            self.notice.emit("error", f"Registration failed: {exc or 'timeout'} — incoming calls may not reach you")
+            return True
+        self.registration.emit("registered", f"registered as {self.account.uri} ({expires} s)")
+        return True
+
+    def current_keys(self) -> KeyStatus | None:
+        if self.keystore is None:
+            return None
+        return key_status(self.keystore.list(), self.account.uri)
+
+    async def fetch_keys(self, force: bool = True) -> None:
+        """Refresh keys from the KMS (``force``: even if the next period is held) and report the outcome."""
+        if self.keystore is None:
+            self.notice.emit("warning", "this profile uses no KMS keys" if self.settings else "not started yet")
+            return
+        if not self.account.kms_url:
+            self.keys_changed.emit(self.current_keys())
+            if force:
+                self.notice.emit("warning", "no KMS URL configured for this account")
+            return
+        url = self.account.kms_url
+        self.kms_problem = None
+        try:
+            client = KmsClient(url, self.account.kms_token() or "", cafile=self.account.kms_ca_file)
+            result = await asyncio.to_thread(refresh, self.keystore, client, self.account.uri, force=force)
+        except KmsUnreachable as exc:
+            self.kms_problem = (f"Cannot reach the KMS at {url} ({exc}) — no keys for this period, "
+                                "secure calls are unavailable")
+            self.notice.emit("error", self.kms_problem)
+        except KmsClientError as exc:
+            text = "the KMS refused this phone (revoked or wrong token)" if exc.status in (401, 403) else str(exc)
+            self.kms_problem = f"KMS {url}: {text}"
+            self.notice.emit("error", self.kms_problem)
+        except (ConfigError, KeystoreError) as exc:
+            self.notice.emit("error", str(exc))
+        else:
+            if result.warning:
+                self.notice.emit("warning", f"Cannot reach the KMS at {url} — {result.warning.rsplit('; ', 1)[-1]}")
+            elif result.fetched:
+                self.notice.emit("info", "fetched keys for period " + ", ".join(map(str, result.fetched)))
+            elif force:
+                self.notice.emit("info", "keys are up to date")
+        self.keys_changed.emit(self.current_keys())
+        if self.phone is None and self.settings is not None and self.state == "idle" and force:
+            await self._start_phone()  # keys may now exist: secure calls become available
+
+    async def change_profile(self, name: str) -> None:
+        """Switch profile (restarts the phone; not during a call)."""
+        if self.call is not None or self.pending is not None:
+            self.notice.emit("warning", "finish the call before changing the profile")
+            return
+        self.profile_name = name
+        await self.stop()
+        await self.start()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        if self.phone is not None:
+            phone, self.phone = self.phone, None
+            try:
+                await asyncio.wait_for(phone.close(), 5)
+            except (SipError, OSError, asyncio.TimeoutError):
+                pass
+        self.call = self.pending = None
+        self.registration.emit("offline", "stopped")
+
+    # --- events from the phone ---------------------------------------------------------------------
+    def _on_event(self, ev: CallEvent) -> None:
+        d = ev.data
+        if ev.kind == "incoming":
+            self._incoming_info[ev.call_id] = dict(d)
+        elif ev.kind == "rejected" and d.get("peer"):
+            # refused by our own checks before alerting (488 + Warning), or declined by us
+            if d.get("status") in (488, 500):
+                text = explain(d.get("status"), d.get("warning"), incoming=True)
+                self.notice.emit("error", f"Call from {d['peer']}: {text}")
+                self._record(CallRecord(now_iso(), "incoming", d["peer"], None, None, "refused", 0.0, text))
+        elif ev.kind == "failed":
+            self._last_failure = dict(d)
+        elif ev.kind == "ringing" and self.state == "calling":
+            self._set_state("ringing")
+        elif ev.kind in ("held", "resumed", "rekeyed", "media") and self.call is not None \
+                and ev.call_id == self.call.call_id:
+            self.call_updated.emit(self.call.status())
+            if ev.kind == "rekeyed":
+                self.notice.emit("info", f"new call key {d.get('key_id')}")
+        elif ev.kind == "ended" and self.call is not None and ev.call_id == self.call.call_id:
+            self._ended(d)
+
+    def _record(self, record: CallRecord) -> None:
+        try:
+            self.history.add(record)
+        except OSError as exc:
+            self.notice.emit("warning", f"cannot save call history: {exc.strerror or exc}")
+        self.call_ended.emit(record)
+
+    def _ended(self, d: dict) -> None:
+        call, meta = self.call, self._call_meta
+        self.call = None
+        duration = time.monotonic() - self.answered_at if self.answered_at else 0.0
+        self.answered_at = None
+        if call is not None:
+            self._record(CallRecord(meta.get("started", now_iso()), meta.get("direction", "outgoing"), call.peer,
+                                    d.get("verified_identity"), d.get("security"), "answered", round(duration, 1),
+                                    d.get("reason", "")))
+            self.notice.emit("info", f"call ended ({d.get('reason') or 'hung up'}), {format_duration(duration)}")
+        self._set_state("idle")
+
+    # --- outgoing ----------------------------------------------------------------------------------
+    def _audio(self) -> tuple[AudioSource, AudioSink]:
+        source, sink = self.audio_factory()
+        self.mic, self.speaker = MeteredSource(source), MeteredSink(sink)
+        return self.mic, self.speaker
+
+    def dial(self, text: str) -> None:
+        """Place a call to what the user typed (name@domain, user or sip: URI)."""
+        if self.phone is None:
+            self.notice.emit("error", "The phone is not ready: " + ("no keys for this period — fetch keys in Settings"
+                                                                   if self.keystore is not None else "not started"))
+            return
+        if self.state != "idle":
+            self.notice.emit("warning", "already in a call")
+            return
+        try:
+            uri = normalise_uri(text, self.domain)
+        except GuiDataError as exc:
+            self.notice.emit("error", str(exc))
+            return
+        self._dial_task = self.spawn(self._dial(uri))
+
+    async def _dial(self, uri: str) -> None:
+        assert self.phone is not None
+        self._set_state("calling")
+        self._last_failure = {}
+        started = now_iso()
+        try:
+            source, sink = self._audio()
+        except AudioError as exc:
+            self._set_state("idle")
+            self.notice.emit("error", f"audio: {exc}")
+            return
+        try:
+            call = await self.phone.call(uri, source, sink, timeout=self.call_timeout)
+        except asyncio.CancelledError:
+            self._record(CallRecord(started, "outgoing", uri, None, None, "cancelled"))
+            self._set_state("idle")
+            raise
+        except CallError as exc:
+            f = self._last_failure
+            text = explain(f.get("status"), f.get("warning"), incoming=False) if f.get("status") else str(exc)
+            self._record(CallRecord(started, "outgoing", uri, None, None, "failed", 0.0, text))
+            self.notice.emit("error", f"Call to {uri}: {text}")
+            self._set_state("idle")
+            source.close()
+            sink.close()
+            return
+        self._connected(call, started, "outgoing")
+
+    def _connected(self, call: Call, started: str, direction: str) -> None:
+        self.call = call
+        self._call_meta = {"started": started, "direction": direction}
+        self.answered_at = time.monotonic()
+        self._set_state("in-call")
+        self.call_updated.emit(call.status())
+
+    # --- incoming ----------------------------------------------------------------------------------
+    async def _incoming_loop(self) -> None:
+        assert self.phone is not None
+        while True:
+            incoming = await self.phone.next_incoming()
+            if self.state != "idle":
+                await incoming.reject(486, warning="busy in another call")
+                continue
+            info = self._incoming_info.pop(incoming.session.call_id, {})
+            info.setdefault("peer", incoming.peer_identity)
+            self.pending = incoming
+            self._call_meta = {"started": now_iso(), "direction": "incoming", "info": info}
+            self._set_state("incoming")
+            self.incoming.emit(info)
+            self.spawn(self._watch_pending(incoming))
+
+    async def _watch_pending(self, incoming: IncomingCall) -> None:
+        """The caller gave up before we answered: a missed call."""
+        await incoming.session.wait_state(CallState.TERMINATED, timeout=float("inf"))
+        if self.pending is incoming:
+            self.pending = None
+            info = self._call_meta.get("info", {})
+            self._record(CallRecord(self._call_meta["started"], "incoming", info.get("peer") or "",
+                                    info.get("verified_identity"), info.get("security"), "missed"))
+            self.notice.emit("warning", f"missed call from {info.get('verified_identity') or info.get('peer')}")
+            self._set_state("idle")
+
+    def accept(self) -> None:
+        if self.pending is not None:
+            self.spawn(self._accept(self.pending))
+
+    async def _accept(self, incoming: IncomingCall) -> None:
+        self.pending = None
+        try:
+            source, sink = self._audio()
+        except AudioError as exc:
+            await incoming.reject(480, warning="callee's audio device failed")
+            self.notice.emit("error", f"audio: {exc}")
+            self._set_state("idle")
+            return
+        try:
+            call = await incoming.accept(source, sink)
+        except CallError as exc:
+            self.notice.emit("error", f"could not answer: {exc}")
+            self._set_state("idle")
+            return
+        self._connected(call, self._call_meta.get("started", now_iso()), "incoming")
+
+    def decline(self) -> None:
+        incoming, self.pending = self.pending, None
+        if incoming is None:
+            return
+        info = self._call_meta.get("info", {})
+        self._record(CallRecord(self._call_meta.get("started", now_iso()), "incoming", info.get("peer") or "",
+                                info.get("verified_identity"), info.get("security"), "declined"))
+        self._set_state("idle")
+        self.spawn(incoming.reject(603))
+
+    # --- in call -----------------------------------------------------------------------------------
+    def hangup(self) -> None:
+        if self.call is not None:
+            self.spawn(self.call.hangup())
+        elif self.state in ("calling", "ringing") and self._dial_task is not None:
+            self._dial_task.cancel()
+        elif self.pending is not None:
+            self.decline()
+
+    def toggle_hold(self) -> None:
+        if self.call is not None:
+            call = self.call
+            self.spawn(call.resume() if call.held else call.hold())
+
+    def toggle_mute(self) -> bool:
+        if self.mic is None:
+            return False
+        self.mic.muted = not self.mic.muted
+        return self.mic.muted
+
+    def dtmf(self, digits: str) -> None:
+        if self.call is None:
+            return
+        try:
+            self.call.send_dtmf(digits)
+        except CallError as exc:
+            self.notice.emit("error", str(exc))
+
+    def status(self) -> dict[str, Any]:
+        """The live call status plus duration (for the in-call view's timer)."""
+        if self.call is None:
+            return {}
+        out = self.call.status()
+        out["duration_s"] = time.monotonic() - self.answered_at if self.answered_at else 0.0
+        out["muted"] = bool(self.mic and self.mic.muted)
+        return out
+
+
+
+def default_data_dir() -> Path:
+    """Where contacts and call history live (``$XDG_DATA_HOME/softphone``)."""
+    return Path(os.environ.get("XDG_DATA_HOME", "~/.local/share")).expanduser() / "softphone"

@@ -1,0 +1,627 @@
+"""The main window: account and key state, dial field, contacts, recent calls, incoming and in-call views.
+
+Widgets have object names (``dial``, ``call_button``, ``badge``, ``identity``, ``hold_button`` …) so
+tests and accessibility tools can find them. Keyboard: the dial field has focus at start, Enter
+calls; in a call Ctrl+M mutes, Ctrl+H holds/resumes, Ctrl+K shows the keypad, digits send DTMF,
+Esc hangs up (declines an incoming call); Alt+A accepts; Ctrl+, opens Settings; Ctrl+Q quits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from PySide6.QtCore import QStringListModel, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QCompleter, QDialog, QDialogButtonBox,
+                               QFormLayout, QGridLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget,
+                               QMainWindow, QProgressBar, QPushButton, QStackedWidget, QTableWidget,
+                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+
+from softphone.gui.controller import PhoneController
+from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, countdown, format_duration
+
+NOTICE_COLOURS = {"info": "#1f4e79", "warning": "#8a5a00", "error": "#b3261e"}
+REG_COLOURS = {"registered": "#1b7f3b", "starting": "#8a5a00", "offline": "#b3261e", "failed": "#b3261e"}
+KEYPAD = "123456789*0#"
+
+
+def _label(text: str = "", name: str = "", bold: bool = False, size: int | None = None) -> QLabel:
+    w = QLabel(text)
+    if name:
+        w.setObjectName(name)
+        w.setAccessibleName(name.replace("_", " "))
+    w.setWordWrap(True)
+    w.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    style = ("font-weight: bold;" if bold else "") + (f"font-size: {size}pt;" if size else "")
+    if style:
+        w.setStyleSheet(style)
+    return w
+
+
+def _button(text: str, name: str, slot: Callable[[], Any]) -> QPushButton:
+    b = QPushButton(text)
+    b.setObjectName(name)
+    b.setAccessibleName(name.replace("_", " "))
+    b.clicked.connect(slot)
+    b.setAutoDefault(True)
+    return b
+
+
+class ContactDialog(QDialog):
+    """Add or edit one contact (name + SIP URI)."""
+
+    def __init__(self, parent: QWidget, name: str = "", uri: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Contact")
+        self.name = QLineEdit(name)
+        self.name.setObjectName("contact_name")
+        self.uri = QLineEdit(uri)
+        self.uri.setObjectName("contact_uri")
+        self.uri.setPlaceholderText("sip:bob@example.org")
+        form = QFormLayout(self)
+        form.addRow("&Name", self.name)
+        form.addRow("SIP &address", self.uri)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+
+class SettingsDialog(QDialog):
+    """Audio devices, profile, KMS and key status (with expiry countdown and Fetch now)."""
+
+    def __init__(self, window: "MainWindow") -> None:
+        super().__init__(window)
+        self.window_ = window
+        self.setObjectName("settings")
+        self.setWindowTitle("Settings")
+        c = window.controller
+        prefs = window.prefs
+        self.input = QComboBox()
+        self.input.setObjectName("input_device")
+        self.output = QComboBox()
+        self.output.setObjectName("output_device")
+        self.input.addItem("System default", None)
+        self.output.addItem("System default", None)
+        devices, error = window.devices()
+        for d in devices:
+            if d["max_input_channels"] > 0:
+                self.input.addItem(f"{d['name']} ({d['hostapi']})", d["name"])
+            if d["max_output_channels"] > 0:
+                self.output.addItem(f"{d['name']} ({d['hostapi']})", d["name"])
+        for combo, current in ((self.input, prefs.get("input_device")), (self.output, prefs.get("output_device"))):
+            i = combo.findData(current)
+            combo.setCurrentIndex(max(0, i))
+        self.profile = QComboBox()
+        self.profile.setObjectName("profile")
+        for name in window.profiles:
+            self.profile.addItem(name, name)
+        self.profile.setCurrentIndex(max(0, self.profile.findData(c.profile_name)))
+        kms = QLineEdit(c.account.kms_url or "(none configured)")
+        kms.setObjectName("kms_url")
+        kms.setReadOnly(True)
+        self.keys = _label(name="settings_keys")
+        self.fetch = _button("&Fetch keys now", "fetch_now", lambda: c.spawn(c.fetch_keys(force=True)))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow("&Microphone", self.input)
+        form.addRow("&Speaker", self.output)
+        if error:
+            form.addRow("", _label(error, "devices_error"))
+        form.addRow("&Profile", self.profile)
+        form.addRow("KMS", kms)
+        form.addRow("Keys", self.keys)
+        form.addRow("", self.fetch)
+        form.addRow(buttons)
+        self.refresh()
+        c.keys_changed.connect(lambda _status: self.refresh())
+        self.accepted.connect(self._apply)
+
+    def refresh(self) -> None:
+        ks = self.window_.controller.current_keys()
+        if ks is None:
+            self.keys.setText("no keystore (this profile needs no KMS keys)")
+            return
+        lines = [ks.summary()]
+        if ks.periods:
+            lines.append("held periods: " + ", ".join(map(str, ks.periods)))
+        self.keys.setText("\n".join(lines))
+
+    def _apply(self) -> None:
+        w = self.window_
+        w.prefs["input_device"] = self.input.currentData()
+        w.prefs["output_device"] = self.output.currentData()
+        w.save_prefs()
+        profile = self.profile.currentData()
+        if profile and profile != w.controller.profile_name:
+            w.controller.spawn(w.controller.change_profile(profile))
+
+
+class MainWindow(QMainWindow):
+    """The softphone window over one :class:`PhoneController`."""
+
+    def __init__(self, controller: PhoneController, contacts: ContactBook, *, prefs: dict | None = None,
+                 save_prefs: Callable[[dict], None] | None = None, profiles: tuple[str, ...] = (),
+                 devices: Callable[[], tuple[list[dict], str | None]] | None = None) -> None:
+        super().__init__()
+        self.controller = controller
+        self.contacts = contacts
+        self.prefs = prefs if prefs is not None else {}
+        self._save_prefs = save_prefs
+        self.profiles = profiles or (controller.profile_name,)
+        self._devices = devices
+        self._closed: asyncio.Future[None] | None = None
+        self.setObjectName("main_window")
+        self.setWindowTitle(f"Secure Chorus softphone — {controller.account.uri}")
+        self.resize(720, 560)
+        self._build()
+        self._wire()
+        self.refresh_recent()
+        self.refresh_completion()
+        self.show_page("idle")
+
+    # --- construction ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        c = self.controller
+        root = QWidget()
+        layout = QVBoxLayout(root)
+        head = QHBoxLayout()
+        self.account = _label(c.account.display_name or c.account.uri, "account", bold=True, size=12)
+        self.account.setToolTip(c.account.uri)
+        self.registration = _label("● starting…", "registration")
+        head.addWidget(self.account, 1)
+        head.addWidget(self.registration)
+        layout.addLayout(head)
+        self.keys = _label("keys: …", "keys")
+        layout.addWidget(self.keys)
+        self.notice = _label("", "notice")
+        self.notice.setVisible(False)
+        layout.addWidget(self.notice)
+
+        self.stack = QStackedWidget()
+        self.pages: dict[str, QWidget] = {"idle": self._idle_page(), "incoming": self._incoming_page(),
+                                          "call": self._call_page()}
+        for page in self.pages.values():
+            self.stack.addWidget(page)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(root)
+
+        menu = self.menuBar().addMenu("&Phone")
+        for text, shortcut, slot in (("&Settings…", "Ctrl+,", self.open_settings),
+                                     ("Fetch &keys now", "Ctrl+R", lambda: c.spawn(c.fetch_keys(force=True))),
+                                     ("&Quit", "Ctrl+Q", self.close)):
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(shortcut))
+            action.triggered.connect(slot)
+            menu.addAction(action)
+            self.addAction(action)
+
+    def _idle_page(self) -> QWidget:
+        page = QWidget()
+        v = QVBoxLayout(page)
+        row = QHBoxLayout()
+        self.dial = QLineEdit()
+        self.dial.setObjectName("dial")
+        self.dial.setAccessibleName("number or SIP address to call")
+        self.dial.setPlaceholderText("Call… (name, user@domain or sip: URI)")
+        self.completion = QStringListModel()
+        completer = QCompleter(self.completion, self)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.dial.setCompleter(completer)
+        self.call_button = _button("&Call", "call_button", self._dial)
+        self.dial.returnPressed.connect(self._dial)
+        row.addWidget(self.dial, 1)
+        row.addWidget(self.call_button)
+        v.addLayout(row)
+        self.tabs = QTabWidget()
+        contacts = QWidget()
+        cv = QVBoxLayout(contacts)
+        self.contact_list = QListWidget()
+        self.contact_list.setObjectName("contacts")
+        self.contact_list.itemActivated.connect(lambda _item: self._dial_contact())
+        cv.addWidget(self.contact_list, 1)
+        cb = QHBoxLayout()
+        self.add_contact = _button("&Add…", "add_contact", self._add_contact)
+        self.edit_contact = _button("&Edit…", "edit_contact", self._edit_contact)
+        self.remove_contact = _button("&Remove", "remove_contact", self._remove_contact)
+        for b in (self.add_contact, self.edit_contact, self.remove_contact):
+            cb.addWidget(b)
+        cb.addStretch(1)
+        cv.addLayout(cb)
+        self.tabs.addTab(contacts, "C&ontacts")
+        self.recent = QTableWidget(0, 7)
+        self.recent.setObjectName("recent")
+        self.recent.setHorizontalHeaderLabels(["Time", "", "Peer", "Verified identity", "Security", "Duration",
+                                               "Outcome"])
+        self.recent.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.recent.horizontalHeader().setStretchLastSection(True)
+        self.recent.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.recent.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.recent.verticalHeader().setVisible(False)
+        self.recent.cellActivated.connect(lambda row, _col: self._dial_recent(row))
+        self.tabs.addTab(self.recent, "&Recent calls")
+        v.addWidget(self.tabs, 1)
+        self.refresh_contacts()
+        QWidget.setTabOrder(self.dial, self.call_button)
+        QWidget.setTabOrder(self.call_button, self.tabs)
+        return page
+
+    def _incoming_page(self) -> QWidget:
+        page = QWidget()
+        v = QVBoxLayout(page)
+        v.addWidget(_label("Incoming call", "incoming_title", bold=True, size=16))
+        self.incoming_identity = _label("", "incoming_identity", bold=True, size=14)
+        self.incoming_badge = _label("", "incoming_badge", bold=True)
+        self.incoming_detail = _label("", "incoming_detail")
+        for w in (self.incoming_identity, self.incoming_badge, self.incoming_detail):
+            v.addWidget(w)
+        row = QHBoxLayout()
+        self.accept_button = _button("&Accept", "accept_button", self.controller.accept)
+        self.accept_button.setStyleSheet("background: #1b7f3b; color: white; padding: 8px 24px;")
+        self.decline_button = _button("&Decline", "decline_button", self.controller.decline)
+        self.decline_button.setStyleSheet("background: #b3261e; color: white; padding: 8px 24px;")
+        row.addWidget(self.accept_button)
+        row.addWidget(self.decline_button)
+        row.addStretch(1)
+        v.addLayout(row)
+        v.addStretch(1)
+        QWidget.setTabOrder(self.accept_button, self.decline_button)
+        return page
+
+    def _call_page(self) -> QWidget:
+        c = self.controller
+        page = QWidget()
+        v = QVBoxLayout(page)
+        self.call_state = _label("", "call_state", bold=True, size=14)
+        self.badge = _label("", "badge", bold=True)
+        self.identity = _label("", "identity", bold=True, size=13)
+        self.details = _label("", "details")
+        self.stats = _label("", "stats")
+        self.timer = _label("00:00", "timer", bold=True, size=14)
+        for w in (self.call_state, self.badge, self.identity, self.details):
+            v.addWidget(w)
+        meters = QGridLayout()
+        self.mic_meter, self.spk_meter = QProgressBar(), QProgressBar()
+        for row, (name, bar) in enumerate((("Microphone", self.mic_meter), ("Speaker", self.spk_meter))):
+            bar.setObjectName(name.lower() + "_level")
+            bar.setAccessibleName(name + " level")
+            bar.setRange(0, 100)
+            bar.setTextVisible(False)
+            meters.addWidget(QLabel(name), row, 0)
+            meters.addWidget(bar, row, 1)
+        v.addLayout(meters)
+        row = QHBoxLayout()
+        row.addWidget(self.stats, 1)
+        row.addWidget(self.timer)
+        v.addLayout(row)
+        buttons = QHBoxLayout()
+        self.mute_button = _button("&Mute", "mute_button", self._mute)
+        self.mute_button.setCheckable(True)
+        self.hold_button = _button("&Hold", "hold_button", c.toggle_hold)
+        self.keypad_button = _button("&Keypad", "keypad_button", self._toggle_keypad)
+        self.hangup_button = _button("Hang &up", "hangup_button", c.hangup)
+        self.hangup_button.setStyleSheet("background: #b3261e; color: white; padding: 8px 24px;")
+        for b in (self.mute_button, self.hold_button, self.keypad_button, self.hangup_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        v.addLayout(buttons)
+        self.keypad = QWidget()
+        self.keypad.setObjectName("keypad")
+        grid = QGridLayout(self.keypad)
+        for i, digit in enumerate(KEYPAD):
+            b = _button(digit, f"dtmf_{'star' if digit == '*' else 'hash' if digit == '#' else digit}",
+                        lambda _=False, d=digit: c.dtmf(d))
+            b.setAutoDefault(False)
+            grid.addWidget(b, i // 3, i % 3)
+        self.keypad.setVisible(False)
+        v.addWidget(self.keypad)
+        v.addStretch(1)
+        order = (self.mute_button, self.hold_button, self.keypad_button, self.hangup_button)
+        for a, b in zip(order, order[1:]):
+            QWidget.setTabOrder(a, b)
+        return page
+
+    def _wire(self) -> None:
+        c = self.controller
+        c.registration.connect(self._on_registration)
+        c.keys_changed.connect(self._on_keys)
+        c.notice.connect(self.show_notice)
+        c.state_changed.connect(self._on_state)
+        c.incoming.connect(self._on_incoming)
+        c.call_updated.connect(self._on_call_updated)
+        c.call_ended.connect(lambda _r: self.refresh_recent())
+        for keys, slot in (("Ctrl+M", self._shortcut_mute), ("Ctrl+H", c.toggle_hold), ("Ctrl+K", self._toggle_keypad),
+                           ("Escape", c.hangup)):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.activated.connect(slot)
+        self.tick = QTimer(self)
+        self.tick.setInterval(200)
+        self.tick.timeout.connect(self._tick)
+        self.tick.start()
+
+    # --- prefs and devices -------------------------------------------------------------------------
+    def save_prefs(self) -> None:
+        if self._save_prefs is not None:
+            self._save_prefs(self.prefs)
+
+    def devices(self) -> tuple[list[dict], str | None]:
+        if self._devices is None:
+            return [], None
+        return self._devices()
+
+    # --- views -------------------------------------------------------------------------------------
+    def show_page(self, name: str) -> None:
+        self.stack.setCurrentWidget(self.pages[name])
+        focus = {"idle": self.dial, "incoming": self.accept_button, "call": self.hangup_button}[name]
+        focus.setFocus()
+
+    def show_notice(self, level: str, text: str) -> None:
+        self.notice.setText(text)
+        self.notice.setProperty("level", level)
+        self.notice.setStyleSheet(f"color: white; background: {NOTICE_COLOURS.get(level, '#444')}; padding: 6px;")
+        self.notice.setVisible(True)
+        self.statusBar().showMessage(text, 15000)
+
+    def _on_registration(self, state: str, detail: str) -> None:
+        self.registration.setText(f"● {state}")
+        self.registration.setToolTip(detail)
+        self.registration.setProperty("state", state)
+        self.registration.setStyleSheet(f"color: {REG_COLOURS.get(state, '#444')}; font-weight: bold;")
+        self._on_keys(self.controller.current_keys())
+
+    def _on_keys(self, status: Any) -> None:
+        if status is None:
+            self.keys.setText("keys: none (profile without KMS keys)" if self.controller.keystore is None
+                              and self.controller.settings is not None else "keys: …")
+        else:
+            self.keys.setText(status.summary())
+        self.keys.setProperty("key_status", status)
+
+    def _on_state(self, state: str) -> None:
+        if state == "idle":
+            self.show_page("idle")
+            self.keypad.setVisible(False)
+            self.mute_button.setChecked(False)
+            self.refresh_recent()
+            QApplication.restoreOverrideCursor()
+        elif state in ("calling", "ringing"):
+            self.call_state.setText("Calling…" if state == "calling" else "Ringing…")
+            self.badge.setText("")
+            self.badge.setStyleSheet("")
+            self.badge.setProperty("level", None)
+            self.identity.setText(self.dial.text())
+            self.details.setText("")
+            self.stats.setText("")
+            self.timer.setText("00:00")
+            self.hold_button.setEnabled(False)
+            self.mute_button.setEnabled(False)
+            self.keypad_button.setEnabled(False)
+            self.show_page("call")
+        elif state == "in-call":
+            self.hold_button.setEnabled(True)
+            self.mute_button.setEnabled(True)
+            self.keypad_button.setEnabled(True)
+            self.show_page("call")
+        elif state == "incoming":
+            self.show_page("incoming")
+            self.raise_()
+            self.activateWindow()
+            QApplication.alert(self)
+
+    def _on_incoming(self, info: dict) -> None:
+        verified = info.get("verified_identity")
+        who = verified or info.get("peer") or "unknown caller"
+        name = self.contacts.name_for(who)
+        self.incoming_identity.setText(f"{name} — {who}" if name else who)
+        security = "MIKEY-SAKKE" if verified else ("SDES" if "SDES" in str(info.get("security")) else None)
+        self._set_badge(self.incoming_badge, badge(security, verified))
+        first = f"Identity verified by ECCSI signature: {verified}" if verified else "Identity NOT verified"
+        self.incoming_detail.setText(f"{first}\n{info.get('codec', '?')} · {info.get('srtp', '?')} · "
+                                     f"key id {info.get('key_id') or '—'}")
+
+    @staticmethod
+    def _set_badge(label: QLabel, b: Any) -> None:
+        label.setText(b.text)
+        label.setProperty("level", b.level)
+        label.setStyleSheet(f"color: white; background: {b.colour}; padding: 6px; font-weight: bold;")
+
+    def _on_call_updated(self, st: dict) -> None:
+        if not st:
+            return
+        b = badge(st.get("security"), st.get("verified_identity"))
+        self._set_badge(self.badge, b)
+        peer = st.get("verified_identity") or st.get("peer", "")
+        name = self.contacts.name_for(peer)
+        verified = " (verified by ECCSI)" if st.get("verified_identity") else " (identity not verified)"
+        self.identity.setText((f"{name} — " if name else "") + peer + verified)
+        self.details.setText(f"{st.get('codec', '?')} · {st.get('srtp', '?')} · key id {st.get('key_id') or '—'}")
+        self.call_state.setText("On hold" if st.get("state") == "held" else "Connected")
+        self.hold_button.setText("Res&ume" if st.get("state") == "held" else "&Hold")
+
+    def _tick(self) -> None:
+        c = self.controller
+        if c.call is not None and self.stack.currentWidget() is self.pages["call"]:
+            st = c.status()
+            self.timer.setText(format_duration(st.get("duration_s", 0.0)))
+            self.stats.setText(f"loss {100 * st.get('loss', 0.0):.1f}% · jitter {st.get('jitter_ms', 0.0):.1f} ms · "
+                               f"tx {st.get('packets_sent', 0)} rx {st.get('packets_received', 0)}")
+            if c.mic is not None:
+                self.mic_meter.setValue(round(100 * c.mic.fraction()))
+            if c.speaker is not None:
+                self.spk_meter.setValue(round(100 * c.speaker.fraction()))
+        ks = self.keys.property("key_status")
+        if ks is not None:
+            self.keys.setText(ks.summary())
+
+    # --- actions -----------------------------------------------------------------------------------
+    def _dial(self) -> None:
+        text = self.dial.text()
+        for contact in self.contacts.contacts:  # a contact's name dials its address
+            if text.strip() in (contact.name, contact.label()):
+                text = contact.uri
+        self.controller.dial(text)
+
+    def _dial_contact(self) -> None:
+        row = self.contact_list.currentRow()
+        if 0 <= row < len(self.contacts.contacts):
+            self.dial.setText(self.contacts.contacts[row].uri)
+            self._dial()
+
+    def _dial_recent(self, row: int) -> None:
+        item = self.recent.item(row, 2)
+        if item is not None:
+            self.dial.setText(item.text())
+            self._dial()
+
+    def _mute(self) -> None:
+        muted = self.controller.toggle_mute()
+        self.mute_button.setChecked(muted)
+        self.mute_button.setText("Un&mute" if muted else "&Mute")
+
+    def _shortcut_mute(self) -> None:
+        if self.controller.call is not None:
+            self._mute()
+
+    def _toggle_keypad(self) -> None:
+        if self.controller.call is not None:
+            self.keypad.setVisible(not self.keypad.isVisible())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # digits typed during a call are DTMF
+        text = event.text()
+        if self.controller.call is not None and text and text in KEYPAD and \
+                self.stack.currentWidget() is self.pages["call"]:
+            self.controller.dtmf(text)
+            return
+        super().keyPressEvent(event)
+
+    def _add_contact(self) -> None:
+        self._contact_dialog(None)
+
+    def _edit_contact(self) -> None:
+        row = self.contact_list.currentRow()
+        if 0 <= row < len(self.contacts.contacts):
+            self._contact_dialog(row)
+
+    def _remove_contact(self) -> None:
+        row = self.contact_list.currentRow()
+        if 0 <= row < len(self.contacts.contacts):
+            self.contacts.remove(row)
+            self.refresh_contacts()
+
+    def _contact_dialog(self, row: int | None) -> None:
+        existing = self.contacts.contacts[row] if row is not None else None
+        dialog = ContactDialog(self, existing.name if existing else "",
+                               existing.uri if existing else self.dial.text())
+
+        def done() -> None:
+            try:
+                if row is None:
+                    self.contacts.add(dialog.name.text(), dialog.uri.text())
+                else:
+                    self.contacts.update(row, dialog.name.text(), dialog.uri.text())
+            except (GuiDataError, OSError) as exc:
+                self.show_notice("error", str(exc))
+            self.refresh_contacts()
+
+        dialog.accepted.connect(done)
+        dialog.open()
+        self.contact_dialog = dialog
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self)
+        dialog.open()
+        self.settings_dialog = dialog
+
+    # --- lists -------------------------------------------------------------------------------------
+    def refresh_contacts(self) -> None:
+        self.contact_list.clear()
+        for contact in self.contacts.contacts:
+            self.contact_list.addItem(contact.label())
+        self.refresh_completion()
+
+    def refresh_completion(self) -> None:
+        words: list[str] = []
+        for w in [c.uri for c in self.contacts.contacts] + [c.name for c in self.contacts.contacts] + \
+                self.controller.history.recent_peers():
+            if w and w not in words:
+                words.append(w)
+        self.completion.setStringList(words)
+
+    def refresh_recent(self) -> None:
+        records: list[CallRecord] = list(reversed(self.controller.history.records))
+        self.recent.setRowCount(len(records))
+        for i, r in enumerate(records):
+            try:
+                when = r.when.astimezone().strftime("%d %b %H:%M")
+            except ValueError:
+                when = r.started
+            cells = (when, "→" if r.direction == "outgoing" else "←", r.peer, r.verified_identity or "—",
+                     r.security or "—", format_duration(r.duration_s) if r.outcome == "answered" else "",
+                     r.outcome + (f": {r.detail}" if r.detail and r.outcome != "answered" else ""))
+            for j, text in enumerate(cells):
+                self.recent.setItem(i, j, QTableWidgetItem(text))
+        self.refresh_completion()
+
+    # --- lifetime ----------------------------------------------------------------------------------
+    async def run(self, passphrase_prompt: Callable[[], "asyncio.Future[str | None]"] | None = None) -> None:
+        """Start the phone (asking for the keystore passphrase if needed) and live until the window closes."""
+        loop = asyncio.get_running_loop()
+        self._closed = loop.create_future()
+        await self.start(passphrase_prompt)
+        await self._closed
+
+    async def start(self, passphrase_prompt: Callable[[], "asyncio.Future[str | None]"] | None = None) -> bool:
+        c = self.controller
+        passphrase = None
+        for _attempt in range(3):
+            if c.needs_passphrase():
+                passphrase = await (passphrase_prompt or self.ask_passphrase)()
+                self.activateWindow()  # focus back from the dialog (no window manager does it under Xvfb)
+                self.dial.setFocus()
+                if passphrase is None:
+                    self.show_notice("error", "keystore locked: no passphrase given — secure calls unavailable")
+                    return False
+            ok = await c.start(passphrase)
+            if ok or passphrase is None or "passphrase" not in self.notice.text().lower():
+                return ok
+            c._passphrase = None  # wrong passphrase: ask again
+        return False
+
+    def ask_passphrase(self) -> "asyncio.Future[str | None]":
+        """A non-blocking password dialog; resolves to the text or None (cancelled)."""
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        dialog = QDialog(self)
+        dialog.setObjectName("passphrase_dialog")
+        dialog.setWindowTitle("Unlock keystore")
+        form = QFormLayout(dialog)
+        form.addRow(_label(f"Passphrase for the keystore of {self.controller.account.uri}"))
+        edit = QLineEdit()
+        edit.setObjectName("passphrase")
+        edit.setEchoMode(QLineEdit.EchoMode.Password)
+        form.addRow("&Passphrase", edit)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        dialog.finished.connect(lambda result: future.done() or future.set_result(
+            edit.text() if result == QDialog.DialogCode.Accepted else None))
+        dialog.open()
+        self.passphrase_dialog = dialog
+        return future
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        c = self.controller  # closing hangs up any call (stop() closes the phone, which sends BYE)
+        event.accept()
+        self.tick.stop()
+
+        async def finish() -> None:
+            await c.stop()
+            if self._closed is not None and not self._closed.done():
+                self._closed.set_result(None)
+
+        c.spawn(finish())
+
