@@ -65,7 +65,8 @@ def devices() -> tuple[list[dict], str | None]:
 
 def build_window(account: Account, data_dir: Path, *, profile: str | None = None,
                  audio: Callable[[], tuple[AudioSource, AudioSink]] | None = None,
-                 play: Path | None = None, record: Path | None = None, call_timeout: float = 30.0):  # type: ignore[no-untyped-def]
+                 play: Path | None = None, record: Path | None = None, call_timeout: float = 30.0,
+                 device_list: Callable[[], tuple[list[dict], str | None]] = devices):  # type: ignore[no-untyped-def]
     """The controller and main window for ``account`` (a QApplication must exist)."""
     from softphone.gui.controller import PhoneController
     from softphone.gui.window import MainWindow
@@ -85,7 +86,7 @@ def build_window(account: Account, data_dir: Path, *, profile: str | None = None
         _write_private(prefs_path, json.dumps(p, indent=2))
 
     window = MainWindow(controller, contacts, prefs=prefs, save_prefs=save,
-                        profiles=available_profiles(controller.profile_name), devices=devices)
+                        profiles=available_profiles(controller.profile_name), devices=device_list)
     return controller, window
 
 

@@ -212,8 +212,7 @@ def test_place_secure_call_hold_resume_hangup(lab: Lab, speech: np.ndarray, tmp_
             assert key_id and key_id in window.details.text()
             await wait_for(lambda: window.spk_meter.value() > 20 and window.mic_meter.value() > 20,
                            "both level meters to move", 10)
-            await asyncio.sleep(1.0)
-            assert re.fullmatch(r"00:0[1-9]", window.timer.text()), window.timer.text()
+            await wait_for(lambda: re.fullmatch(r"00:0[1-9]", window.timer.text()), "the call timer to run")
             assert "loss 0.0%" in window.stats.text()
             incall = screenshot(window, screenshots, "in-call")
             assert has_colour(incall, SECURE_GREEN), "no green secure badge in the in-call screenshot"
@@ -320,7 +319,10 @@ def test_unreachable_kms_is_reported_and_app_stays_usable(lab: Lab, speech: np.n
         s.bind(("127.0.0.1", 0))
         dead = f"https://127.0.0.1:{s.getsockname()[1]}"
     fresh = account_for(lab, "carol", tmp_path / "cfg1", kms_url=dead, keystore=str(tmp_path / "empty.keystore"))
-    controller, window = build_window(fresh, tmp_path / "data1", audio=Audio(speech))
+    # PortAudio lists devices once per process: a stub here keeps it uninitialised for the media tests
+    devices = ([{"name": "Test microphone", "hostapi": "ALSA", "max_input_channels": 1, "max_output_channels": 0},
+                {"name": "Test speaker", "hostapi": "ALSA", "max_input_channels": 0, "max_output_channels": 2}], None)
+    controller, window = build_window(fresh, tmp_path / "data1", audio=Audio(speech), device_list=lambda: devices)
 
     async def scenario() -> None:
         async with opened(window):
@@ -338,6 +340,8 @@ def test_unreachable_kms_is_reported_and_app_stays_usable(lab: Lab, speech: np.n
             window.open_settings()
             await wait_for(lambda: window.settings_dialog.isVisible(), "the settings dialog")
             assert "no keys for this period" in window.settings_dialog.keys.text()
+            assert window.settings_dialog.input.itemText(1) == "Test microphone (ALSA)"
+            assert window.settings_dialog.output.itemText(1) == "Test speaker (ALSA)"
             window.notice.setText("")
             QTest.mouseClick(window.settings_dialog.fetch, Qt.MouseButton.LeftButton)  # Fetch now: still down
             await wait_for(lambda: "Cannot reach the KMS" in window.notice.text(), "the fetch-now failure")
