@@ -127,7 +127,6 @@ class Peer:
 
 def screenshot(window: Any, directory: Path, name: str) -> QImage:
     """Grab the window into ``directory/name.png`` and check it is a real rendering, not a blank."""
-    QApplication.processEvents()
     path = directory / f"{name}.png"
     assert window.grab().save(str(path)), f"could not write {path}"
     image = QImage(str(path))
@@ -159,9 +158,19 @@ async def start_window(window: Any, passphrase: str | None = None) -> None:
         dialog = await wait_for(lambda: getattr(window, "passphrase_dialog", None), "the passphrase prompt")
         await wait_for(dialog.isVisible, "the passphrase prompt to show")
         edit = dialog.findChild(type(window.dial), "passphrase")
-        QTest.keyClicks(edit, passphrase)
-        QTest.keyClick(edit, Qt.Key.Key_Return)
+        await ui(QTest.keyClicks, edit, passphrase)
+        await ui(QTest.keyClick, edit, Qt.Key.Key_Return)
     assert await asyncio.wait_for(task, 60), window.notice.text()
+
+
+async def ui(action: Any, *args: Any) -> None:
+    """Send input the way Qt's own loop would: from a loop callback, not from inside the scenario task.
+
+    QTest delivers events synchronously and may process pending ones; doing that inside a running task
+    would make qasync try to step other tasks (media) while this one is current, which asyncio refuses.
+    """
+    asyncio.get_running_loop().call_soon(action, *args)
+    await asyncio.sleep(0.05)
 
 
 async def show(window: Any) -> None:
@@ -201,8 +210,8 @@ def test_place_secure_call_hold_resume_hangup(lab: Lab, speech: np.ndarray, tmp_
             idle = screenshot(window, screenshots, "idle")
             assert not has_colour(idle, SECURE_GREEN)
 
-            QTest.keyClicks(window.dial, "bob")            # the account's domain is added
-            QTest.keyClick(window.dial, Qt.Key.Key_Return)
+            await ui(QTest.keyClicks, window.dial, "bob")            # the account's domain is added
+            await ui(QTest.keyClick, window.dial, Qt.Key.Key_Return)
             await wait_for(lambda: controller.state == "in-call", "the call to be answered", 20)
             await wait_for(lambda: window.badge.property("level") == "secure", "the secure badge")
             assert "SECURE" in window.badge.text() and "Secure Chorus" in window.badge.text()
@@ -217,19 +226,19 @@ def test_place_secure_call_hold_resume_hangup(lab: Lab, speech: np.ndarray, tmp_
             incall = screenshot(window, screenshots, "in-call")
             assert has_colour(incall, SECURE_GREEN), "no green secure badge in the in-call screenshot"
 
-            QTest.mouseClick(window.hold_button, Qt.MouseButton.LeftButton)
+            await ui(QTest.mouseClick, window.hold_button, Qt.MouseButton.LeftButton)
             await wait_for(lambda: window.call_state.text() == "On hold", "hold")
             await wait_for(lambda: "held" in bob.kinds(), "bob to see the hold")
             assert window.hold_button.text().replace("&", "") == "Resume"
-            QTest.keyClick(window, Qt.Key.Key_H, Qt.KeyboardModifier.ControlModifier)   # Ctrl+H resumes
+            await ui(QTest.keyClick, window, Qt.Key.Key_H, Qt.KeyboardModifier.ControlModifier)   # Ctrl+H resumes
             await wait_for(lambda: window.call_state.text() == "Connected", "resume")
             await wait_for(lambda: "resumed" in bob.kinds(), "bob to see the resume")
 
-            QTest.keyClick(window, Qt.Key.Key_5)                                          # DTMF from the keyboard
+            await ui(QTest.keyClick, window, Qt.Key.Key_5)                                          # DTMF from the keyboard
             await wait_for(lambda: any(e.kind == "dtmf" and e.data.get("digit") == "5" for e in bob.events),
                            "bob to receive DTMF 5")
             await asyncio.sleep(1.0)
-            QTest.keyClick(window, Qt.Key.Key_Escape)                                     # hang up
+            await ui(QTest.keyClick, window, Qt.Key.Key_Escape)                                     # hang up
             await wait_for(lambda: controller.state == "idle", "the call to end")
             await wait_for(lambda: bob.calls and bob.calls[0][0].is_ended, "bob's side to end")
             row = recent_rows(window)[0]
@@ -273,7 +282,7 @@ def test_incoming_call_forged_call_refused_and_app_stays_usable(lab: Lab, speech
             incoming = screenshot(window, screenshots, "incoming")
             assert has_colour(incoming, SECURE_GREEN)
             assert QApplication.focusWidget() is window.accept_button
-            QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)       # accept from the keyboard
+            await ui(QTest.keyClick, QApplication.focusWidget(), Qt.Key.Key_Space)       # accept from the keyboard
             carol_call = await asyncio.wait_for(placing, 20)
             await wait_for(lambda: controller.state == "in-call", "the answered call")
             assert window.identity.text() == "Carol Example — sip:carol@lab.test (verified by ECCSI)"
@@ -300,12 +309,12 @@ def test_incoming_call_forged_call_refused_and_app_stays_usable(lab: Lab, speech
             window.contacts.add("Bob", "sip:bob@lab.test")
             window.refresh_contacts()
             window.dial.clear()
-            QTest.keyClicks(window.dial, "Bob")
-            QTest.keyClick(window.dial, Qt.Key.Key_Return)
+            await ui(QTest.keyClicks, window.dial, "Bob")
+            await ui(QTest.keyClick, window.dial, Qt.Key.Key_Return)
             await wait_for(lambda: window.badge.property("level") == "secure", "a secure call to bob", 20)
             await wait_for(lambda: window.identity.text() == "Bob — sip:bob@lab.test (verified by ECCSI)",
                            f"bob's verified identity (shown: {window.identity.text()!r})", 5)
-            QTest.mouseClick(window.hangup_button, Qt.MouseButton.LeftButton)
+            await ui(QTest.mouseClick, window.hangup_button, Qt.MouseButton.LeftButton)
             await wait_for(lambda: controller.state == "idle", "hang up")
             await close_window(window)
 
@@ -333,8 +342,8 @@ def test_unreachable_kms_is_reported_and_app_stays_usable(lab: Lab, speech: np.n
             assert window.registration.property("state") == "offline"
             assert "no keys for this period" in window.keys.text()
             screenshot(window, screenshots, "kms-unreachable")
-            QTest.keyClicks(window.dial, "bob")
-            QTest.keyClick(window.dial, Qt.Key.Key_Return)
+            await ui(QTest.keyClicks, window.dial, "bob")
+            await ui(QTest.keyClick, window.dial, Qt.Key.Key_Return)
             await wait_for(lambda: "not ready" in window.notice.text(), "the not-ready notice")
             assert controller.state == "idle"
             window.open_settings()
@@ -343,7 +352,7 @@ def test_unreachable_kms_is_reported_and_app_stays_usable(lab: Lab, speech: np.n
             assert window.settings_dialog.input.itemText(1) == "Test microphone (ALSA)"
             assert window.settings_dialog.output.itemText(1) == "Test speaker (ALSA)"
             window.notice.setText("")
-            QTest.mouseClick(window.settings_dialog.fetch, Qt.MouseButton.LeftButton)  # Fetch now: still down
+            await ui(QTest.mouseClick, window.settings_dialog.fetch, Qt.MouseButton.LeftButton)  # Fetch now: still down
             await wait_for(lambda: "Cannot reach the KMS" in window.notice.text(), "the fetch-now failure")
             window.settings_dialog.reject()
             await close_window(window)
@@ -358,14 +367,14 @@ def test_unreachable_kms_is_reported_and_app_stays_usable(lab: Lab, speech: np.n
         async with Peer(lab, "bob", speech, auto_answer=True), opened(window2):
             await start_window(window2)
             await wait_for(lambda: window2.registration.property("state") == "registered", "registration")
-            QTest.keyClick(window2, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)      # fetch keys now
+            await ui(QTest.keyClick, window2, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)      # fetch keys now
             await wait_for(lambda: "Cannot reach the KMS" in window2.notice.text(), "the KMS warning")
             assert "using cached keys for period" in window2.notice.text()
             assert window2.notice.property("level") == "warning"
             window2.dial.setText("sip:bob@lab.test")
-            QTest.mouseClick(window2.call_button, Qt.MouseButton.LeftButton)
+            await ui(QTest.mouseClick, window2.call_button, Qt.MouseButton.LeftButton)
             await wait_for(lambda: window2.badge.property("level") == "secure", "a secure call with cached keys", 20)
-            QTest.keyClick(window2, Qt.Key.Key_Escape)
+            await ui(QTest.keyClick, window2, Qt.Key.Key_Escape)
             await wait_for(lambda: controller2.state == "idle", "hang up")
             await close_window(window2)
 
