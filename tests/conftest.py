@@ -57,3 +57,13 @@ def require_tool(name: str) -> str:
             pytest.fail(f"required tool {name!r} is not installed (scripts/setup should install it)")
         pytest.skip(f"{name} not installed")
     return path
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One lab per module (CA, Kamailio over TLS, HTTPS KMS with SQLite, users alice, bob, carol, mallory)."""
+    from softphone.callcontrol.lab import Lab
+
+    require_tool("kamailio")
+    with Lab(tmp_path_factory.mktemp("lab"), users=("alice", "bob", "carol", "mallory")) as running:
+        yield running

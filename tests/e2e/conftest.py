@@ -1,24 +1,15 @@
-"""End-to-end fixtures: one lab (CA, Kamailio over TLS, HTTPS KMS with SQLite, provisioned users) per module."""
+"""End-to-end fixtures (the per-module ``lab`` lives in tests/conftest.py, shared with the GUI tests)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
-from softphone.callcontrol.lab import Lab
 from softphone.media.audio import read_wav
 from tests.conftest import require_tool
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_tool("kamailio")
-    with Lab(tmp_path_factory.mktemp("lab"), users=("alice", "bob", "carol", "mallory")) as running:
-        yield running
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import socket
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 import numpy as np
 import pytest
@@ -44,13 +44,6 @@ pytestmark = pytest.mark.slow
 
 SECURE_GREEN = (0x1B, 0x7F, 0x3B)
 ERROR_RED = (0xB3, 0x26, 0x1E)
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_tool("kamailio")
-    with Lab(tmp_path_factory.mktemp("guilab"), users=("alice", "bob", "carol", "mallory")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
