@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._util import emit
-from softphone.callcontrol.lab import Lab
-from softphone.lab.baresip import Baresip
+from lab.baresip import Baresip
+from lab.deployment import Lab
+from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
-from softphone.phone import Phone
 
 
 def _tone(seconds: float = 2.0) -> np.ndarray:

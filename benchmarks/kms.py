@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="repeat with a fresh community; medians reported")
     args = parser.parse_args(argv)
 
-    from kms.xml import parse_key_prov
+    from kmsinterface.xml import parse_key_prov
     from tests.kms.helpers import make_community, start_kms
 
     rates, p50s, p99s = [], [], []

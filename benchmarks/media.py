@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._util import emit
-from softphone.lab.impair import Impairment, ImpairmentRelay
+from lab.impair import Impairment, ImpairmentRelay
+from lab.quality import pesq_wb
 from softphone.media.audio import ArraySink, ArraySource, read_wav
-from softphone.media.session import MediaSession
 from softphone.media.codecs import OPUS
-from softphone.media.quality import pesq_wb
-from softphone.media.session import MediaConfig, SrtpKeys
+from softphone.media.session import MediaConfig, MediaSession, SrtpKeys
 from softphone.media.srtp import SrtpSuite
 
 SENTENCE = ("The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "

@@ -36,8 +36,8 @@ Side channels — the honest residual risk of doing this in CPython:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import gmpy2
 from gmpy2 import mpz

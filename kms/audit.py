@@ -15,7 +15,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 GENESIS = "0" * 64
@@ -54,7 +54,7 @@ class AuditLog:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 seq, prev = self._read_head()
-                record = {"seq": seq + 1, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                record = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                           "event": event, **fields, "prev": prev}
                 line = json.dumps(record, sort_keys=False, separators=(",", ":")).encode()
                 os.write(fd, line + b"\n")

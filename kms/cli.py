@@ -11,13 +11,13 @@ import json
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kms.audit import AuditError, AuditLog
-from kms.secrets import SecretsError, read_passphrase, write_private
 from kms.store import StoreError
-from kms.xml import KmsXmlError
+from kmsinterface.sealed import SecretsError, read_passphrase, write_private
+from kmsinterface.xml import KmsXmlError
 
 AUDIT_NAME = "audit.log"
 
@@ -44,7 +44,7 @@ def _parse_time(text: str | None) -> datetime | None:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise SecretsError(f"--time {text!r} is not an ISO 8601 date/time") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -144,12 +144,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export_init(args: argparse.Namespace) -> int:
-    from kms.xml import KmsInitResponse, serialise_kms_init
+    from kmsinterface.xml import KmsInitResponse, serialise_kms_init
 
     issuer = _issuer(args)
     try:
         c = issuer.community
-        data = serialise_kms_init(KmsInitResponse(args.user or "", c.kms_uri, datetime.now(timezone.utc),
+        data = serialise_kms_init(KmsInitResponse(args.user or "", c.kms_uri, datetime.now(UTC),
                                                   c.certificate(), "offline:export-init"))
     finally:
         issuer.close()
@@ -159,7 +159,7 @@ def cmd_export_init(args: argparse.Namespace) -> int:
 
 
 def cmd_export_cert(args: argparse.Namespace) -> int:
-    from kms.xml import serialise_kms_certificate
+    from kmsinterface.xml import serialise_kms_certificate
 
     issuer = _issuer(args)
     try:
@@ -173,7 +173,7 @@ def cmd_export_cert(args: argparse.Namespace) -> int:
 
 def cmd_provision(args: argparse.Namespace) -> int:
     from kms.issue import KmsError
-    from kms.xml import KeyProvResponse, serialise_key_prov
+    from kmsinterface.xml import KeyProvResponse, serialise_key_prov
 
     when = _parse_time(args.time)
     issuer = _issuer(args)
@@ -186,7 +186,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         sets = issuer.provision(user, when, window=False)
         c = issuer.community
         data = serialise_key_prov(
-            KeyProvResponse(user.uri, c.kms_uri, datetime.now(timezone.utc), sets, "offline:provision"),
+            KeyProvResponse(user.uri, c.kms_uri, datetime.now(UTC), sets, "offline:provision"),
             issuer.transport_key(user))
     finally:
         issuer.close()

@@ -15,16 +15,16 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from crypto.eccsi import EccsiMasterKey
 from crypto.identity import NTP_UNIX_OFFSET, key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.sakke import SakkeMasterKey
 from kms.audit import AuditLog, pseudonym
-from kms.secrets import DataKey, SecretsError, seal, unseal, write_private
 from kms.store import Store, StoredKeySet, StoreError, UserRecord, open_store
-from kms.xml import KeySet, KmsCertificate, TransportKey
+from kmsinterface.sealed import DataKey, SecretsError, seal, unseal, write_private
+from kmsinterface.xml import KeySet, KmsCertificate, TransportKey
 
 CONFIG = "kms.json"
 MASTER = "master.sealed"
@@ -67,7 +67,7 @@ class Community:
 
     def period_start(self, n: int) -> datetime:
         ntp = self.user_key_offset + n * self.user_key_period
-        return datetime.fromtimestamp(ntp - NTP_UNIX_OFFSET, timezone.utc)
+        return datetime.fromtimestamp(ntp - NTP_UNIX_OFFSET, UTC)
 
 
 def _context(kms_uri: str) -> bytes:
@@ -161,7 +161,7 @@ class Issuer:
             uri=uri, salt=salt, token_hash=token_hash(token), status="active",
             trk_id=trk.key_id if trk else None,
             trk_enc=self.community.data_key.encrypt(trk.key, b"trk|" + uri.encode()) if trk else None,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         try:
             self.store.add_user(record)
@@ -224,7 +224,7 @@ class Issuer:
                 ssk, pvt = c.eccsi.issue(uid)
                 stored = StoredKeySet(user.uri, n, uid, c.data_key.encrypt(rsk, ctx + b"|rsk"),
                                       c.data_key.encrypt(ssk, ctx + b"|ssk"), pvt,
-                                      datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                      datetime.now(UTC).isoformat(timespec="seconds"))
                 if self.store.put_keyset(stored):
                     self.audit.append("key.issue", user=pseudonym(user.salt, user.uri), period=n)
                 else:  # another KMS process issued this period first: deliver its keys, not ours
@@ -245,7 +245,7 @@ class Issuer:
         Periods more than one ahead of or behind the current one are refused: future keys are never
         handed out early, and old keys are not re-issued (``window=False``: the offline CLI).
         """
-        now_n = self.community.period_at(datetime.now(timezone.utc))
+        now_n = self.community.period_at(datetime.now(UTC))
         n = self.community.period_at(when) if when else now_n
         if window and not now_n - 1 <= n <= now_n + 1:
             raise KmsError(f"key period {n} is outside the provisioning window {now_n - 1}..{now_n + 1}", 400)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -21,9 +21,9 @@ from urllib.parse import unquote
 from crypto.identity import NTP_UNIX_OFFSET
 from kms.audit import pseudonym
 from kms.issue import Issuer, KmsError
-from kms.secrets import write_private
 from kms.store import StoreError
-from kms.xml import (
+from kmsinterface.sealed import write_private
+from kmsinterface.xml import (
     KeyProvResponse,
     KmsErrorResponse,
     KmsInitResponse,
@@ -45,7 +45,7 @@ def parse_ntp_hex(text: str) -> datetime:
         value = int(text, 16)
     except ValueError:
         raise KmsError("time must be 16 hex digits (64-bit NTP timestamp)", 400) from None
-    return datetime.fromtimestamp((value >> 32) - NTP_UNIX_OFFSET + (value & 0xFFFFFFFF) / 2**32, timezone.utc)
+    return datetime.fromtimestamp((value >> 32) - NTP_UNIX_OFFSET + (value & 0xFFFFFFFF) / 2**32, UTC)
 
 
 class KmsRequestHandler(BaseHTTPRequestHandler):
@@ -55,7 +55,7 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
     server_version = "softphone-kms"
     sys_version = ""
     timeout = IDLE_TIMEOUT
-    server: "KmsHttpsServer"
+    server: KmsHttpsServer
 
     def setup(self) -> None:
         self.request.settimeout(self.timeout)
@@ -78,7 +78,7 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str, user_uri: str = "") -> None:
         body = serialise_kms_error(KmsErrorResponse(
-            user_uri, self.server.issuer.community.kms_uri, datetime.now(timezone.utc), status, message, self._url()))
+            user_uri, self.server.issuer.community.kms_uri, datetime.now(UTC), status, message, self._url()))
         extra = {"WWW-Authenticate": 'Bearer realm="kms", error="invalid_token"'} if status == 401 else {}
         if status == 405:
             extra["Allow"] = "POST"
@@ -130,7 +130,7 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
         if scheme.lower() != "bearer" or not token.strip():
             raise KmsError("missing bearer token", 401)
         user = issuer.authenticate(token.strip())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         c = issuer.community
         if parts[0] == "init":
             body = serialise_kms_init(KmsInitResponse(user.uri, c.kms_uri, now, c.certificate(), self._url()))
@@ -200,7 +200,7 @@ def self_signed_certificate(directory: Path, hosts: list[str]) -> tuple[Path, Pa
         except ValueError:
             names.append(x509.DNSName(host))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))

@@ -2,7 +2,7 @@
 
 One SQL schema, two backends: SQLite in WAL mode (default, a file in the KMS directory) and
 PostgreSQL (``postgresql://…`` URL, psycopg 3). Secret columns hold values already encrypted by
-the caller (:class:`kms.secrets.DataKey`); the store never sees a key in clear.
+the caller (:class:`kmsinterface.sealed.DataKey`); the store never sees a key in clear.
 """
 
 from __future__ import annotations

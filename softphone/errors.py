@@ -1,9 +1,10 @@
-"""Errors shared across the phone's user-facing layers."""
+"""The root of every error the phone raises on purpose.
+
+Each subpackage has one root under :class:`SoftphoneError` (``SipError``, ``MediaError``,
+``KeysError``, ``CallError``, ``ConfigError``, ``CliError``), so a boundary (the CLI, the GUI)
+catches one class and shows its one-line message. Messages never hold key material.
+"""
 
 
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit code ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
+class SoftphoneError(Exception):
+    """Something the phone refused or could not do; ``str(exc)`` is one line without secrets."""

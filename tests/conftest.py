@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference vectors live outside the repo, in ../shared/specs/vectors."""
+"""Shared fixtures: the published vectors (``tests/vectors``, see its PROVENANCE.md), tool lookup, the lab."""
 
 from __future__ import annotations
 
@@ -12,21 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _find_vectors() -> Path:
-    env = os.environ.get("SECURECHORUS_VECTORS")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared" / "specs" / "vectors"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise RuntimeError(
-        "test vectors not found: expected ../shared/specs/vectors beside the repository "
-        "(or set SECURECHORUS_VECTORS)"
-    )
-
-
-VECTORS = _find_vectors()
-SPECS = VECTORS.parent
+#: The published vectors, vendored so that a clean clone runs its suite ($SECURECHORUS_VECTORS overrides).
+VECTORS = Path(os.environ.get("SECURECHORUS_VECTORS") or REPO / "tests" / "vectors")
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +49,7 @@ def require_tool(name: str) -> str:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One lab per module (CA, Kamailio over TLS, HTTPS KMS with SQLite, users alice, bob, carol, mallory)."""
-    from softphone.callcontrol.lab import Lab
+    from lab.deployment import Lab
 
     require_tool("kamailio")
     with Lab(tmp_path_factory.mktemp("lab"), users=("alice", "bob", "carol", "mallory")) as running:

@@ -7,7 +7,7 @@ SRTP master keys) appear only when ``show_secrets`` is set.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from crypto.identity import NTP_UNIX_OFFSET
@@ -25,7 +25,7 @@ FIELDS = ("valid", "verified", "error", "data_type", "csb_id", "initiator", "res
 def ntp_to_iso(seconds: int) -> str:
     """ISO 8601 UTC (``…Z``) of NTP seconds."""
     unix = seconds - NTP_UNIX_OFFSET
-    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(unix, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def empty_description(error: str | None) -> dict[str, Any]:

@@ -24,12 +24,12 @@ from crypto.mikey.build import srtp_for
 from crypto.mikey.errors import (
     ExpiredKeyPeriod,
     IdentityMismatch,
+    KeyUnwrapFailed,
     MalformedMessage,
     MikeyError,
     ReplayedMessage,
     SignatureRejected,
     StaleTimestamp,
-    KeyUnwrapFailed,
     UnsupportedMessage,
 )
 from crypto.mikey.keyparams import KeyParameters, ProtectedKeyParameters

@@ -10,16 +10,23 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from softphone.calls.profile import ProfileError, load_profile
+from softphone.calls.profile import available_profiles as known_profiles
 from softphone.config import Account
 from softphone.gui.model import CallHistory, ContactBook, GuiDataError, _write_private
-from softphone.media.audio import (AudioError, AudioSink, AudioSource, SoundDeviceSink, SoundDeviceSource, WavSink,
-                                   WavSource, list_devices)
-from softphone.profile import ProfileError, load_profile
-
-REPO_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+from softphone.media.audio import (
+    AudioError,
+    AudioSink,
+    AudioSource,
+    SoundDeviceSink,
+    SoundDeviceSource,
+    WavSink,
+    WavSource,
+    list_devices,
+)
 
 
 def load_prefs(path: Path) -> dict:
@@ -32,13 +39,13 @@ def load_prefs(path: Path) -> dict:
 
 def available_profiles(current: str) -> tuple[str, ...]:
     names = [current]
-    for p in sorted(REPO_PROFILES.glob("*.toml")):
+    for name in known_profiles():
         try:
-            load_profile(p.stem)
+            load_profile(name)
         except ProfileError:
             continue
-        if p.stem not in names:
-            names.append(p.stem)
+        if name not in names:
+            names.append(name)
     return tuple(names)
 
 

@@ -1,7 +1,7 @@
-"""The GUI's bridge to the call core: one :class:`~softphone.phone.Phone`, driven from Qt via asyncio.
+"""The GUI's bridge to the call core: one :class:`~softphone.calls.phone.Phone`, driven from Qt via asyncio.
 
 The controller owns no call logic of its own — it calls the same ``Phone``/``Call`` API as the CLI
-and turns their :class:`~softphone.call.CallEvent` values into Qt signals. Every coroutine here runs
+and turns their :class:`~softphone.calls.call.CallEvent` values into Qt signals. Every coroutine here runs
 on the Qt thread's asyncio loop (qasync); blocking work (keystore KDF, KMS HTTPS) goes to threads, so
 the window never freezes. Failures become a :attr:`notice` in plain words; nothing raises into Qt.
 """
@@ -12,20 +12,30 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from softphone.call import Call, CallError, CallEvent
+from softphone.calls.call import Call, CallError, CallEvent
+from softphone.calls.phone import IncomingCall, Phone, PhoneSettings, settings_from_account
 from softphone.config import Account, ConfigError
 from softphone.gui.levels import MeteredSink, MeteredSource
-from softphone.gui.model import (CallHistory, CallRecord, GuiDataError, KeyStatus, explain, format_duration, key_status,
-                                 normalise_uri, now_iso)
-from softphone.keystore import Keystore, KeystoreError
-from softphone.kms_client import KmsClient, KmsClientError, KmsUnreachable, refresh
+from softphone.gui.model import (
+    CallHistory,
+    CallRecord,
+    GuiDataError,
+    KeyStatus,
+    explain,
+    format_duration,
+    key_status,
+    normalise_uri,
+    now_iso,
+)
+from softphone.keys.keystore import Keystore, KeystoreError
+from softphone.keys.kms_client import KmsClient, KmsClientError, KmsUnreachable, refresh
 from softphone.media.audio import AudioError, AudioSink, AudioSource
-from softphone.phone import IncomingCall, Phone, PhoneSettings, settings_from_account
 from softphone.sip.errors import SipError
 from softphone.sip.session import CallState
 
@@ -137,7 +147,7 @@ class PhoneController(QObject):
         self._incoming_task = self.spawn(self._incoming_loop())
         try:
             expires = await phone.register()
-        except (SipError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, SipError, OSError) as exc:
             self.registration.emit("failed", f"registration failed: {exc or 'timeout'}")
             self.notice.emit("error", f"Registration failed: {exc or 'timeout'} — incoming calls may not reach you")
             return True
@@ -202,7 +212,7 @@ class PhoneController(QObject):
             phone, self.phone = self.phone, None
             try:
                 await asyncio.wait_for(phone.close(), 5)
-            except (SipError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, SipError, OSError):
                 pass
         self.call = self.pending = None
         self.registration.emit("offline", "stopped")

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Sequence
 
 MAX_HISTORY = 200
 
@@ -182,7 +182,7 @@ class CallHistory:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def format_duration(seconds: float) -> str:
@@ -266,7 +266,7 @@ class KeyStatus:
 
 
 def countdown(until: datetime, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     s = int((until - now).total_seconds())
     if s <= 0:
         return "expired"
@@ -277,9 +277,9 @@ def countdown(until: datetime, now: datetime | None = None) -> str:
 
 
 def key_status(summaries: Iterable[object], user_uri: str, now: datetime | None = None) -> KeyStatus:
-    """From :meth:`softphone.keystore.Keystore.list` entries (public fields only)."""
-    now = now or datetime.now(timezone.utc)
-    mine: Sequence = sorted((s for s in summaries if getattr(s, "user_uri") == user_uri),
+    """From :meth:`softphone.keys.keystore.Keystore.list` entries (public fields only)."""
+    now = now or datetime.now(UTC)
+    mine: Sequence = sorted((s for s in summaries if s.user_uri == user_uri),
                             key=lambda s: s.key_period_no)
     current = next((s for s in mine if (s.valid_from is None or s.valid_from <= now)
                     and (s.valid_to is None or now < s.valid_to)), None)

@@ -9,17 +9,38 @@ Esc hangs up (declines an incoming call); Alt+A accepts; Ctrl+, opens Settings; 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QStringListModel, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QCompleter, QDialog, QDialogButtonBox,
-                               QFormLayout, QGridLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget,
-                               QMainWindow, QProgressBar, QPushButton, QStackedWidget, QTableWidget,
-                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QCompleter,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from softphone.gui.controller import PhoneController
-from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, countdown, format_duration
+from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
 
 NOTICE_COLOURS = {"info": "#1f4e79", "warning": "#8a5a00", "error": "#b3261e"}
 REG_COLOURS = {"registered": "#1b7f3b", "starting": "#8a5a00", "offline": "#b3261e", "failed": "#b3261e"}
@@ -71,7 +92,7 @@ class ContactDialog(QDialog):
 class SettingsDialog(QDialog):
     """Audio devices, profile, KMS and key status (with expiry countdown and Fetch now)."""
 
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window_ = window
         self.setObjectName("settings")
@@ -567,14 +588,14 @@ class MainWindow(QMainWindow):
         self.refresh_completion()
 
     # --- lifetime ----------------------------------------------------------------------------------
-    async def run(self, passphrase_prompt: Callable[[], "asyncio.Future[str | None]"] | None = None) -> None:
+    async def run(self, passphrase_prompt: Callable[[], asyncio.Future[str | None]] | None = None) -> None:
         """Start the phone (asking for the keystore passphrase if needed) and live until the window closes."""
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
         await self.start(passphrase_prompt)
         await self._closed
 
-    async def start(self, passphrase_prompt: Callable[[], "asyncio.Future[str | None]"] | None = None) -> bool:
+    async def start(self, passphrase_prompt: Callable[[], asyncio.Future[str | None]] | None = None) -> bool:
         c = self.controller
         passphrase = None
         for _attempt in range(3):
@@ -591,7 +612,7 @@ class MainWindow(QMainWindow):
             c._passphrase = None  # wrong passphrase: ask again
         return False
 
-    def ask_passphrase(self) -> "asyncio.Future[str | None]":
+    def ask_passphrase(self) -> asyncio.Future[str | None]:
         """A non-blocking password dialog; resolves to the text or None (cancelled)."""
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         dialog = QDialog(self)

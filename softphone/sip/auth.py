@@ -23,7 +23,7 @@ class Challenge:
     stale: bool = False
 
     @classmethod
-    def parse(cls, value: str) -> "Challenge":
+    def parse(cls, value: str) -> Challenge:
         scheme, _, rest = value.strip().partition(" ")
         if scheme.lower() != "digest":
             raise ParseError(f"unsupported auth scheme {scheme[:20]!r}")

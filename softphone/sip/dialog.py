@@ -28,7 +28,7 @@ class Dialog:
         return (self.call_id, self.local_tag, self.remote_tag)
 
     @classmethod
-    def from_uac(cls, invite: Request, resp: Response) -> "Dialog":
+    def from_uac(cls, invite: Request, resp: Response) -> Dialog:
         """The dialog a UAC creates from a 2xx/1xx with To tag (§12.1.2): route set reversed."""
         contact = resp.contact
         if contact is None:
@@ -40,7 +40,7 @@ class Dialog:
                    list(reversed(resp.headers.get_all("Record-Route"))), invite.cseq[0], None)
 
     @classmethod
-    def from_uas(cls, invite: Request, local_tag: str) -> "Dialog":
+    def from_uas(cls, invite: Request, local_tag: str) -> Dialog:
         """The dialog a UAS creates when answering (§12.1.1): route set in Record-Route order."""
         contact = invite.contact
         if contact is None:

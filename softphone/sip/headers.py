@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from .errors import ParseError
 
@@ -128,7 +128,7 @@ class Headers:
     def __len__(self) -> int:
         return len(self._items)
 
-    def copy(self) -> "Headers":
+    def copy(self) -> Headers:
         h = Headers()
         h._items = list(self._items)
         return h
@@ -144,7 +144,7 @@ class Via:
     params: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "Via":
+    def parse(cls, text: str) -> Via:
         m = _VIA_PROTO.match(text)
         if m is None:
             raise ParseError("bad Via protocol")

@@ -99,7 +99,7 @@ class SessionDescription:
     extra: list[str] = field(default_factory=list)  # i=, u=, e=, p=, z= ... kept verbatim
 
     @classmethod
-    def parse(cls, data: bytes | str) -> "SessionDescription":
+    def parse(cls, data: bytes | str) -> SessionDescription:
         """Parse an SDP body; ParseError on grammar errors (RFC 4566 §5)."""
         if isinstance(data, bytes):
             if len(data) > MAX_SDP_SIZE:
@@ -187,7 +187,7 @@ class SessionDescription:
         conn = media.connection or self.connection
         return conn.split()[2].split("/")[0] if conn else None
 
-    def copy(self) -> "SessionDescription":
+    def copy(self) -> SessionDescription:
         return copy.deepcopy(self)
 
 

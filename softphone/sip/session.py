@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .dialog import Dialog
 from .errors import CallFailed, ParseError, SipError, TransactionTimeout
@@ -63,7 +64,7 @@ class InviteSession:
     ``on_offer(body) -> answer body`` answers incoming re-INVITEs (raise :class:`Reject` to refuse).
     """
 
-    def __init__(self, ua: "UserAgent", invite: Request, outgoing: bool) -> None:
+    def __init__(self, ua: UserAgent, invite: Request, outgoing: bool) -> None:
         self.ua = ua
         self.invite = invite
         self.outgoing = outgoing

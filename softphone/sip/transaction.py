@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import TransactionTimeout
 from .message import Request, Response
@@ -42,7 +42,7 @@ Send = Callable[[bytes], None]
 
 class _Base:
     def __init__(self, request: Request, send: Send, reliable: bool, timers: Timers,
-                 on_terminated: Callable[["_Base"], None]) -> None:
+                 on_terminated: Callable[[_Base], None]) -> None:
         self.request = request
         self.send = send
         self.reliable = reliable

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import ParseError, TransportError
 from .message import MAX_MESSAGE_SIZE, Message, StreamFramer, parse_message
@@ -39,7 +39,7 @@ class Source:
     proto: str
     host: str
     port: int
-    conn: "StreamConnection | None" = field(default=None, repr=False)
+    conn: StreamConnection | None = field(default=None, repr=False)
 
 
 OnMessage = Callable[[Message, Source], None]
@@ -47,7 +47,7 @@ OnError = Callable[[bytes, ParseError, Source], None]
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, layer: "TransportLayer") -> None:
+    def __init__(self, layer: TransportLayer) -> None:
         self.layer = layer
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -73,7 +73,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection, framed by Content-Length."""
 
-    def __init__(self, layer: "TransportLayer", proto: str) -> None:
+    def __init__(self, layer: TransportLayer, proto: str) -> None:
         self.layer = layer
         self.proto = proto
         self.framer = StreamFramer(layer.max_size)
@@ -199,7 +199,7 @@ class TransportLayer:
             _, conn = await asyncio.wait_for(loop.create_connection(
                 lambda: StreamConnection(self, dest.proto), dest.host, dest.port, ssl=ctx,
                 server_hostname=(server_hostname or dest.host) if ctx else None), 10.0)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             raise TransportError(f"cannot connect to {dest.proto}:{dest.host}:{dest.port}: "
                                  f"{type(exc).__name__}") from None
         return conn

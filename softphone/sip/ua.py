@@ -16,11 +16,11 @@ import asyncio
 import logging
 import secrets
 import ssl
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Coroutine
+from typing import Any
 
 from .auth import Challenge, DigestCredentials
-
 from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
 from .headers import Headers, Via
 from .message import MAX_MESSAGE_SIZE, Message, Request, Response, make_response, parse_cseq
@@ -42,7 +42,7 @@ class UAConfig:
 
     ``transport`` is the one used for REGISTER and initial requests (``udp``, ``tcp``, ``tls``);
     the UA always also listens on TCP beside UDP so large requests can switch (§18.1.1).
-    ``tls_server``/``tls_client`` are ``ssl.SSLContext`` objects (see ``softphone.lab.certs``).
+    ``tls_server``/``tls_client`` are ``ssl.SSLContext`` objects (see ``lab.certs``).
     """
 
     aor: str
@@ -122,7 +122,7 @@ class UserAgent:
         if self.registered_expires:
             try:
                 await asyncio.wait_for(self.unregister(), 5.0)
-            except (SipError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, SipError) as exc:
                 log.info("unregister on exit failed: %s", exc)
         for task in list(self._tasks):
             task.cancel()
@@ -130,7 +130,7 @@ class UserAgent:
             tx.terminate()
         await self.transport.close()
 
-    async def __aenter__(self) -> "UserAgent":
+    async def __aenter__(self) -> UserAgent:
         await self.start()
         return self
 
@@ -254,7 +254,7 @@ class UserAgent:
             tx = await self.send_request(req, dest_uri=dest_uri)
             try:
                 resp = await asyncio.wait_for(asyncio.shield(tx.final), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 tx.terminate()
                 raise TransactionTimeout(f"no final response to {req.method}") from None
             if resp.status in (401, 407) and attempt == 0 and self.credentials and "tag" not in req.to.params:
@@ -370,7 +370,7 @@ class UserAgent:
             await asyncio.sleep(max(0.5, expires / 2 if expires < 60 else expires - 30))
             try:
                 expires = await self._register_once(expires)
-            except (SipError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, SipError) as exc:
                 log.warning("registration refresh failed: %s", exc)
                 expires = max(expires // 2, 2)
 

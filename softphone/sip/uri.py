@@ -41,7 +41,7 @@ class SipUri:
     headers: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "SipUri":
+    def parse(cls, text: str) -> SipUri:
         text = text.strip()
         scheme, sep, rest = text.partition(":")
         scheme = scheme.lower()
@@ -112,7 +112,7 @@ class NameAddr:
     wildcard: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> "NameAddr":
+    def parse(cls, text: str) -> NameAddr:
         text = text.strip()
         if text == "*":
             return cls(SipUri(host="*"), wildcard=True)

@@ -11,12 +11,12 @@ from crypto.mikey.build import Initiator
 from crypto.mikey.errors import (
     ExpiredKeyPeriod,
     IdentityMismatch,
+    KeyUnwrapFailed,
     MalformedMessage,
     MikeyError,
     ReplayedMessage,
     SignatureRejected,
     StaleTimestamp,
-    KeyUnwrapFailed,
     UnsupportedMessage,
 )
 from crypto.mikey.keys import KeyType, KmsParams, UserKeys

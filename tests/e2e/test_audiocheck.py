@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from softphone.callcontrol.audiocheck import compare
+from lab.audiocheck import compare
 
 
 def test_alignment_both_ways_and_rejections() -> None:

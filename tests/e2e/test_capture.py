@@ -13,15 +13,15 @@ import base64
 import select
 import subprocess
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from softphone.callcontrol.lab import Lab
+from lab.deployment import Lab
+from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
-from softphone.phone import Phone
-from softphone.profile import PROFILES_DIR
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def _stop(proc: subprocess.Popen) -> None:
 async def test_capture_shows_mikey_and_srtp_but_no_key(lab: Lab, tmp_path: Path) -> None:
     tshark = require_tool("tshark")
     profile = tmp_path / "pcmu.toml"
-    profile.write_text((PROFILES_DIR / "securechorus.toml").read_text().replace(
+    profile.write_text(resources.files("profiles").joinpath("securechorus.toml").read_text().replace(
         'codecs = ["opus/48000/2", "PCMU/8000", "PCMA/8000"]', 'codecs = ["PCMU/8000"]').replace(
         'key_mgmt_level = "media"', 'key_mgmt_level = "session"'))   # where tshark 4.0 dissects MIKEY
     keylog = tmp_path / "tls-keys.log"

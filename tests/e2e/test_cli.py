@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from softphone.callcontrol.audiocheck import compare
-from softphone.callcontrol.lab import Lab
+from lab.audiocheck import compare
+from lab.deployment import Lab
 from softphone.media.audio import read_wav
 
 pytestmark = pytest.mark.slow

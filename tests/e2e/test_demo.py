@@ -1,4 +1,4 @@
-"""scripts/demo's flow (softphone.demo) as a test: exit 0 and a final JSON line saying the call matched."""
+"""scripts/demo's flow (lab.demo) as a test: exit 0 and a final JSON line saying the call matched."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_demo_call_matches(tmp_path: Path) -> None:
     require_tool("kamailio")
     require_tool("espeak-ng")
-    out = subprocess.run([sys.executable, "-m", "softphone.demo", "--keep", str(tmp_path / "demo")],
+    out = subprocess.run([sys.executable, "-m", "lab.demo", "--keep", str(tmp_path / "demo")],
                          capture_output=True, text=True, timeout=90, cwd=REPO)
     lines = out.stdout.strip().splitlines()
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softphone.callcontrol.audiocheck import compare
-from softphone.lab.baresip import Baresip
+from lab.audiocheck import compare
+from lab.baresip import Baresip
+from softphone.calls.phone import Phone, PhoneSettings
+from softphone.calls.profile import load_profile
 from softphone.media.audio import ArraySink, ArraySource, read_wav
-from softphone.phone import Phone, PhoneSettings
-from softphone.profile import load_profile
 from softphone.sip.transaction import Timers
 from softphone.sip.ua import UAConfig
 from tests.conftest import require_tool

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from softphone.callcontrol.audiocheck import compare
-from softphone.lab._proc import free_port
+from lab.audiocheck import compare
+from lab.proc import free_port
+from softphone.calls.phone import Phone, PhoneSettings
+from softphone.calls.profile import load_profile
 from softphone.media.audio import ArraySink, ArraySource, read_wav
-from softphone.phone import Phone, PhoneSettings
-from softphone.profile import load_profile
 from softphone.sip.transaction import Timers
 from softphone.sip.ua import UAConfig
 from tests.conftest import require_tool

@@ -1,4 +1,4 @@
-"""Offer/answer with MIKEY-SAKKE and SDES (softphone.callcontrol.negotiation), sans-IO, with fresh KMS keys."""
+"""Offer/answer with MIKEY-SAKKE and SDES (softphone.calls.negotiation), sans-IO, with fresh KMS keys."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from crypto.mikey.build import Initiator
 from crypto.mikey.keys import KmsParams, UserKeys
 from crypto.mikey.verify import Responder
 from crypto.sakke import SakkeMasterKey
-from softphone.callcontrol.negotiation import Answerer, NegotiationError, Offerer
-from softphone.profile import load_profile
+from softphone.calls.negotiation import Answerer, NegotiationError, Offerer
+from softphone.calls.profile import load_profile
 
 ALICE, BOB, CAROL = "sip:alice@example.org", "sip:bob@example.org", "sip:carol@example.org"
 

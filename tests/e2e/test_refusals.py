@@ -9,12 +9,12 @@ import socket
 import pytest
 
 from crypto.mikey.sdp import find_key_mgmt
-from softphone.call import CallError, reserve_port
-from softphone.callcontrol.lab import Lab
-from softphone.callcontrol.negotiation import Offerer
-from softphone.kms_client import KmsClient, KmsClientError, refresh
+from lab.deployment import Lab
+from softphone.calls.call import CallError, reserve_port
+from softphone.calls.negotiation import Offerer
+from softphone.calls.phone import Phone
+from softphone.keys.kms_client import KmsClient, KmsClientError, refresh
 from softphone.media.audio import ArraySink, ArraySource
-from softphone.phone import Phone
 from softphone.sip.errors import CallFailed
 
 pytestmark = pytest.mark.slow

@@ -7,11 +7,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from softphone.call import CallEvent
-from softphone.callcontrol.audiocheck import compare
-from softphone.callcontrol.lab import Lab
+from lab.audiocheck import compare
+from lab.deployment import Lab
+from softphone.calls.call import CallEvent
+from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
-from softphone.phone import Phone
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,9 @@ import asyncio
 import os
 import shutil
 import subprocess
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from softphone.gui.model import (CallHistory, CallRecord, ContactBook, GuiDataError, badge, explain, key_status,
-                                 normalise_uri)
+from softphone.gui.model import (
+    CallHistory,
+    CallRecord,
+    ContactBook,
+    GuiDataError,
+    badge,
+    explain,
+    key_status,
+    normalise_uri,
+)
 
 
 def test_contacts_round_trip_edit_and_0600(tmp_path: Path) -> None:
@@ -66,7 +74,7 @@ def test_badges_and_explanations() -> None:
 
 
 def test_key_status_current_next_and_countdown() -> None:
-    now = datetime(2026, 11, 29, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 29, tzinfo=UTC)
     s = lambda n, a, b: SimpleNamespace(user_uri="sip:a@x", key_period_no=n, valid_from=a, valid_to=b)  # noqa: E731
     cur = s(10, now - timedelta(days=5), now + timedelta(days=2, hours=3))
     ks = key_status([cur, s(11, cur.valid_to, cur.valid_to + timedelta(days=30)),

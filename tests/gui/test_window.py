@@ -1,6 +1,6 @@
 """The real window under Xvfb, driven by keyboard and mouse, against a real lab (Kamailio TLS + HTTPS KMS).
 
-Phones on the other end are real :class:`~softphone.phone.Phone` instances in the same loop: bob
+Phones on the other end are real :class:`~softphone.calls.phone.Phone` instances in the same loop: bob
 answers automatically and plays speech, carol calls in, mallory sends a forged I_MESSAGE.
 Screenshots of the idle, in-call and incoming-call states are written to ``build/screenshots``.
 """
@@ -13,18 +13,19 @@ import re
 import socket
 import subprocess
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
 
-from softphone.call import Call, CallEvent, reserve_port
-from softphone.callcontrol.audiocheck import compare
-from softphone.callcontrol.lab import Lab
+from lab.audiocheck import compare
+from lab.deployment import Lab
+from softphone.calls.call import Call, CallEvent, reserve_port
+from softphone.calls.phone import Phone
 from softphone.config import Account, load_accounts, select_account
 from softphone.media.audio import ArraySink, ArraySource, read_wav
-from softphone.phone import Phone
 from softphone.sip.errors import CallFailed
 from tests.conftest import require_tool
 from tests.e2e.test_refusals import _offer, _tamper
@@ -96,7 +97,7 @@ class Peer:
         self.calls: list[tuple[Call, ArraySink]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> "Peer":
+    async def __aenter__(self) -> Peer:
         await self.phone.start()
         await self.phone.register()
         if self.auto_answer:

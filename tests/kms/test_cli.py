@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from kms.xml import TransportKey, parse_key_prov, parse_kms_certificate, parse_kms_init
+from kmsinterface.xml import TransportKey, parse_key_prov, parse_kms_certificate, parse_kms_init
 from tests.kms.helpers import PASSPHRASE, run_kms
 
 ALICE = "sip:alice@example.org"

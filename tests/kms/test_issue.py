@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ def test_community_files_sealed_and_private(tmp_path: Path) -> None:
 
 def test_period_is_ntp_based(tmp_path: Path) -> None:
     c = init_community(tmp_path / "kms", KMS_URI, PW, period=2592000)
-    when = datetime(2021, 5, 17, 13, 25, 16, tzinfo=timezone.utc)  # the reference sample's time
+    when = datetime(2021, 5, 17, 13, 25, 16, tzinfo=UTC)  # the reference sample's time
     assert c.period_at(when) == (int(when.timestamp()) + NTP_UNIX_OFFSET) // 2592000 == 1477
     assert c.period_start(1477) <= when < c.period_start(1478)
 
@@ -52,7 +52,7 @@ def test_issued_keys_validate_independently_and_repeat(issuer: Issuer) -> None:
     alice = issuer.add_user("sip:alice@example.org")
     user = issuer.authenticate(alice.token)
     first = issuer.provision(user)
-    n = issuer.community.period_at(datetime.now(timezone.utc))
+    n = issuer.community.period_at(datetime.now(UTC))
     assert [ks.key_period_no for ks in first] == [n, n + 1]
     c = issuer.community
     for ks in first:
@@ -84,7 +84,7 @@ def test_authentication_and_revocation(issuer: Issuer) -> None:
 
 def test_provisioning_window(issuer: Issuer) -> None:
     user = issuer.authenticate(issuer.add_user("sip:alice@example.org").token)
-    far = datetime.now(timezone.utc) + timedelta(seconds=3 * issuer.community.user_key_period)
+    far = datetime.now(UTC) + timedelta(seconds=3 * issuer.community.user_key_period)
     with pytest.raises(KmsError, match="outside the provisioning window"):
         issuer.provision(user, far)
     assert issuer.provision(user, far, window=False, only_period=True)[0].key_period_no == \

@@ -10,7 +10,7 @@ import pytest
 from benchmarks.kms import run_load
 from crypto.identity import ntp_seconds
 from kms.audit import AuditLog
-from kms.xml import parse_key_prov
+from kmsinterface.xml import parse_key_prov
 from tests.kms.helpers import make_community, run_kms, start_kms
 
 TOTAL, CONCURRENCY, USERS = 1000, 50, 50

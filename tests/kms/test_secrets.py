@@ -1,4 +1,4 @@
-"""kms.secrets: scrypt + AES-GCM sealing, passphrase sources, 0600 files."""
+"""kmsinterface.sealed: scrypt + AES-GCM sealing, passphrase sources, 0600 files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kms.secrets import DataKey, SecretsError, read_passphrase, seal, unseal, write_private
+from kmsinterface.sealed import DataKey, SecretsError, read_passphrase, seal, unseal, write_private
 
 
 def test_seal_round_trip_and_binding() -> None:
@@ -61,7 +61,7 @@ def test_write_private(tmp_path: Path) -> None:
 
 
 def test_derive_key_is_deterministic_per_salt() -> None:
-    from kms.secrets import derive_key
+    from kmsinterface.sealed import derive_key
 
     a, b = derive_key(b"pw", b"s" * 16, 12), derive_key(b"pw", b"s" * 16, 12)
     assert a.decrypt(b.encrypt(b"x", b"c"), b"c") == b"x"

@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from crypto.identity import ntp_seconds
-from kms.xml import KmsXmlError, TransportKey, parse_key_prov, parse_kms_error, parse_kms_init
+from kmsinterface.xml import KmsXmlError, TransportKey, parse_key_prov, parse_kms_error, parse_kms_init
 from tests.kms.helpers import KMS_URI, RunningKms, make_community, run_kms, start_kms
 
 ALICE, BOB = "sip:alice@example.org", "sip:bob@example.org"

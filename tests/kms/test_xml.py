@@ -1,10 +1,10 @@
-"""kms.xml: TS 33.180 Annex D XML parsed from the published samples and written schema-valid."""
+"""kmsinterface.xml: TS 33.180 Annex D XML parsed from the published samples and written schema-valid."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from kms.xml import (
+from kmsinterface.xml import (
     KeyProvResponse,
     KeySet,
     KmsCertificate,
@@ -47,7 +47,7 @@ def test_parse_reference_init(vectors_dir: Path, rfc_vectors: dict) -> None:
     resp = parse_kms_init((vectors_dir / "kms_xml" / "test_init_response.xml").read_bytes())
     assert resp.user_uri == "alice@org.com"
     assert resp.kms_uri == "localhost:8080"
-    assert resp.time == datetime(2021, 5, 10, 11, 23, 2, tzinfo=timezone.utc)
+    assert resp.time == datetime(2021, 5, 10, 11, 23, 2, tzinfo=UTC)
     cert = resp.certificate
     assert (cert.kms_uri, cert.user_key_period, cert.user_key_offset, cert.user_id_format) == (
         "localhost:8080", 2592000, 0, "2")
@@ -103,10 +103,10 @@ def _init() -> KmsInitResponse:
         kms_uri="kms.example.org", user_key_period=2592000, user_key_offset=0,
         pub_enc_key=b"\x04" + bytes(range(256)), pub_auth_key=b"\x04" + bytes(64),
         cert_uri="kms.example.org/cert", issuer="Example IT", parameter_set=1,
-        valid_from=datetime(2026, 1, 1, tzinfo=timezone.utc), kms_domains=("example.org",),
+        valid_from=datetime(2026, 1, 1, tzinfo=UTC), kms_domains=("example.org",),
     )
     return KmsInitResponse("sip:alice@example.org", "kms.example.org",
-                           datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc), cert,
+                           datetime(2026, 11, 28, 12, 0, tzinfo=UTC), cert,
                            "https://kms.example.org/keymanagement/identity/v1/init")
 
 
@@ -114,11 +114,11 @@ def _keyprov() -> KeyProvResponse:
     sets = [
         KeySet("kms.example.org", "sip:alice@example.org", bytes([n]) * 32, 1500 + n,
                rsk=b"\x04" + os.urandom(256), ssk=os.urandom(32), pvt=b"\x04" + os.urandom(64),
-               valid_from=datetime(2026, 11, 1, tzinfo=timezone.utc))
+               valid_from=datetime(2026, 11, 1, tzinfo=UTC))
         for n in range(2)
     ]
     return KeyProvResponse("sip:alice@example.org", "kms.example.org",
-                           datetime(2026, 11, 28, tzinfo=timezone.utc), sets, "https://x/keyprov")
+                           datetime(2026, 11, 28, tzinfo=UTC), sets, "https://x/keyprov")
 
 
 def test_init_round_trip_is_schema_valid(schema: etree.XMLSchema) -> None:
@@ -174,7 +174,7 @@ def test_tampered_ciphertext_rejected() -> None:
 
 
 def test_error_round_trip(schema: etree.XMLSchema) -> None:
-    err = KmsErrorResponse("", "kms.example.org", datetime(2026, 1, 1, tzinfo=timezone.utc), 403,
+    err = KmsErrorResponse("", "kms.example.org", datetime(2026, 1, 1, tzinfo=UTC), 403,
                            "user is revoked", "https://x/keyprov")
     data = serialise_kms_error(err)
     schema.assertValid(etree.fromstring(data))
@@ -234,12 +234,12 @@ def test_our_parser_and_schema_agree_on_streamwide_samples(vectors_dir: Path, sc
 
 
 def test_document_kind(vectors_dir: Path) -> None:
-    from kms.xml import document_kind
+    from kmsinterface.xml import document_kind
 
     assert document_kind((vectors_dir / "kms_xml" / "test_init_response.xml").read_bytes()) == "init"
     assert document_kind((vectors_dir / "kms_xml" / "test_key_prov_response.xml").read_bytes()) == "keyprov"
     assert document_kind(serialise_kms_certificate(_init().certificate)) == "certificate"
-    assert document_kind(serialise_kms_error(KmsErrorResponse("", "k", datetime.now(timezone.utc), 1, "x"))) == "error"
+    assert document_kind(serialise_kms_error(KmsErrorResponse("", "k", datetime.now(UTC), 1, "x"))) == "error"
     with pytest.raises(KmsXmlError, match="not well-formed"):
         document_kind(b"\x00garbage")
 

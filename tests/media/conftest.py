@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+
 import numpy as np
 import pytest
 
+from lab.quality import align, pesq_wb
 from softphone.media.audio import read_wav
 from softphone.media.codecs import OPUS, CodecSpec
-from softphone.media.quality import align, pesq_wb
 from softphone.media.session import MediaConfig, SrtpKeys
 from softphone.media.srtp import SrtpSuite
 from tests.conftest import require_tool
@@ -54,7 +55,7 @@ def configs(codec: CodecSpec = OPUS, suite: SrtpSuite = SrtpSuite.AEAD_AES_128_G
 
 
 def aligned_corr(sent: np.ndarray, received: np.ndarray) -> tuple[float, int]:
-    """Peak normalised cross-correlation and lag (see :func:`softphone.media.quality.align`)."""
+    """Peak normalised cross-correlation and lag (see :func:`lab.quality.align`)."""
     return align(sent, received)
 
 

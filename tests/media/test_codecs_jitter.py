@@ -5,8 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from softphone.media.codecs import (FRAME_SAMPLES, OPUS, PCMA, PCMU, CodecError, CodecSpec, G711Codec, OpusCodec,
-                                    _ALAW_DEC, _ULAW_DEC, _alaw_encode, _ulaw_encode, make_codec)
+from softphone.media.codecs import (
+    _ALAW_DEC,
+    _ULAW_DEC,
+    FRAME_SAMPLES,
+    OPUS,
+    PCMA,
+    PCMU,
+    CodecError,
+    CodecSpec,
+    G711Codec,
+    OpusCodec,
+    _alaw_encode,
+    _ulaw_encode,
+    make_codec,
+)
 from softphone.media.jitter import JitterBuffer
 
 

@@ -9,7 +9,7 @@ import socket
 import numpy as np
 import pytest
 
-from softphone.lab.impair import ImpairError, Impairment, ImpairmentRelay
+from lab.impair import ImpairError, Impairment, ImpairmentRelay
 from softphone.media.audio import ArraySink, ArraySource, WavSink, WavSource, read_wav, write_wav
 from softphone.media.codecs import PCMA, PCMU
 from softphone.media.session import MediaConfig, MediaError, MediaSession

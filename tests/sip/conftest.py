@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from softphone.lab import certs
-from softphone.lab.kamailio import Kamailio
+from lab import certs
+from lab.kamailio import Kamailio
 from softphone.sip.transaction import Timers
 from softphone.sip.ua import UAConfig
 from tests.conftest import require_tool

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from softphone.lab.baresip import Baresip
+from lab.baresip import Baresip
 from softphone.sip.sdp import Attributes, Media, SessionDescription, connection_line, with_direction
 from softphone.sip.session import CallState
 from softphone.sip.ua import UserAgent

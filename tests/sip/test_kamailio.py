@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from softphone.lab import certs
-from softphone.lab.kamailio import Kamailio
+from lab import certs
+from lab.kamailio import Kamailio
 from softphone.sip.errors import CallFailed, RegistrationFailed
 from softphone.sip.sdp import SessionDescription, reverse_direction, with_direction
 from softphone.sip.session import CallState

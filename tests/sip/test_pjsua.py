@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from softphone.lab.pjsua_peer import PjsuaPeer
+from lab.pjsua_peer import PjsuaPeer
 from softphone.sip.errors import CallFailed
 from softphone.sip.sdp import SessionDescription
 from softphone.sip.session import CallState

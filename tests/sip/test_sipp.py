@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from softphone.lab._proc import free_port
+from lab.proc import free_port
 from softphone.sip.ua import UserAgent
 from tests.conftest import require_tool
 

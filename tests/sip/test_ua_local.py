@@ -12,7 +12,7 @@ from softphone.sip.message import Response, parse_message
 from softphone.sip.session import CallState, Reject
 from softphone.sip.ua import UserAgent
 
-from .conftest import ua_config, sdp_offer
+from .conftest import sdp_offer, ua_config
 
 
 def _request(method: str, port: int, call_id: str = "raw-1", extra: str = "", body: bytes = b"",
@@ -27,7 +27,7 @@ def _exchange(sock: socket.socket, port: int, data: bytes) -> Response | None:
     sock.sendto(data, ("127.0.0.1", port))
     try:
         reply, _ = sock.recvfrom(65535)
-    except socket.timeout:
+    except TimeoutError:
         return None
     try:
         msg = parse_message(reply)
@@ -184,7 +184,7 @@ async def test_timer_e_retransmits_and_timer_f_times_out_then_timer_b_gives_408(
             while True:
                 try:
                     copies.append(silent.recv(65535))
-                except socket.timeout:
+                except TimeoutError:
                     break
             # T1 doubling capped at T2 over 64*T1 = 1.92 s: 0.03, .06, .12, then every .12 s -> ~17 sends
             assert 10 <= len(copies) <= 20 and len(set(copies)) == 1

@@ -1,16 +1,16 @@
-"""softphone.keystore: validated imports (Streamwide/Alea samples, our KMS), encryption at rest, API."""
+"""softphone.keys.keystore: validated imports (Streamwide/Alea samples, our KMS), encryption at rest, API."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from kms.issue import Issuer, open_community
-from kms.xml import KeyProvResponse, parse_key_prov, parse_kms_init
-from softphone.keystore import Keystore, KeystoreError, NoKeysError
+from kmsinterface.xml import KeyProvResponse, parse_key_prov, parse_kms_init
+from softphone.keys.keystore import Keystore, KeystoreError, NoKeysError
 from tests.kms.helpers import PASSPHRASE, make_community
 
 PW = b"phone passphrase"
@@ -102,7 +102,7 @@ def test_our_kms_keys_keep_three_newest_periods(tmp_path: Path) -> None:
     try:
         user = issuer.store.get_user("sip:alice@example.org")
         c = issuer.community
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         n = c.period_at(now)
         ks = Keystore.create(tmp_path / "ks", PW)
         ks.add_certificate(c.certificate())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,8 @@ from crypto.identity import ntp_seconds
 from crypto.mikey.build import Initiator
 from crypto.mikey.errors import MikeyError
 from crypto.mikey.verify import Responder
-from softphone.keystore import Keystore
-from softphone.kms_client import KmsClient, refresh
+from softphone.keys.keystore import Keystore
+from softphone.keys.kms_client import KmsClient, refresh
 from tests.kms.helpers import make_community, start_kms
 
 ALICE, BOB, EVE = "sip:alice@example.org", "sip:bob@example.org", "sip:eve@example.org"
@@ -28,7 +28,7 @@ def test_alice_to_bob_with_keys_from_our_kms(tmp_path: Path) -> None:
             assert len(refresh(stores[uri], KmsClient(server.url, users[uri].token, cafile=server.cafile), uri).fetched) == 2
     finally:
         server.stop()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     alice = stores[ALICE].current(ALICE, now)
     built = Initiator(alice.for_mikey()).build(BOB, ntp_time=ntp_seconds(now.timestamp()))
     bob = Responder(stores[BOB].mikey_key_sets(BOB))

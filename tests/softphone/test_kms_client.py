@@ -1,15 +1,15 @@
-"""softphone.kms_client against a real ``softphone-kms serve`` over HTTPS."""
+"""softphone.keys.kms_client against a real ``softphone-kms serve`` over HTTPS."""
 
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from softphone.keystore import Keystore
-from softphone.kms_client import KmsClient, KmsClientError, KmsUnreachable, ntp_hex, read_transport_key, refresh
+from softphone.keys.keystore import Keystore
+from softphone.keys.kms_client import KmsClient, KmsClientError, KmsUnreachable, ntp_hex, read_transport_key, refresh
 from tests.kms.helpers import make_community, start_kms
 
 ALICE, BOB, TK = "sip:alice@example.org", "sip:bob@example.org", "sip:tk@example.org"
@@ -27,7 +27,7 @@ def kms(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_ntp_hex_matches_ts_example() -> None:
-    assert ntp_hex(datetime(2014, 2, 23, 8, 39, 14, tzinfo=timezone.utc)) == "D6B4323200000000"
+    assert ntp_hex(datetime(2014, 2, 23, 8, 39, 14, tzinfo=UTC)) == "D6B4323200000000"
 
 
 def test_fetch_validates_and_stores_then_idles(kms, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_fetch_validates_and_stores_then_idles(kms, tmp_path: Path) -> None:
     assert first.fetched == [n, n + 1] and first.warning is None
     assert refresh(store, client, ALICE).fetched == []  # next period already held: no request
     keys = store.current(ALICE)
-    again = client.key_prov(ALICE, datetime.now(timezone.utc))
+    again = client.key_prov(ALICE, datetime.now(UTC))
     assert [k.ssk for k in again.key_sets] == [keys.ssk]
     assert token_not_in_repr(client, users[ALICE].token)
 

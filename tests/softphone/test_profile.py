@@ -2,7 +2,7 @@
 
 import pytest
 
-from softphone.profile import ProfileError, available_profiles, load_profile, parse_profile
+from softphone.calls.profile import ProfileError, available_profiles, load_profile, parse_profile
 
 
 def test_shipped_profiles_load():

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from softphone import sdes
+from softphone.calls import sdes
 
 # RFC 4568 §6.1-style example line (AES_CM with lifetime and MKI).
 RFC_LINE = "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4"

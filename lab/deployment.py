@@ -1,0 +1,194 @@
+"""A complete local Secure Chorus deployment on 127.0.0.1 for the demo, tests and benchmarks.
+
+Lab CA → Kamailio (SIP over TLS, digest auth) → a KMS community in a temp dir (SQLite) served by
+``softphone-kms serve`` over HTTPS → users provisioned over the TS 33.180 interface into encrypted
+keystores (0600) → :class:`~softphone.calls.phone.PhoneSettings` per user.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import selectors
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from kms.issue import Issuer, init_community, open_community
+from lab import certs
+from lab.kamailio import Kamailio
+from softphone.calls.phone import PhoneSettings
+from softphone.calls.profile import load_profile
+from softphone.keys.keystore import Keystore
+from softphone.keys.kms_client import KmsClient, refresh
+from softphone.sip.transaction import Timers
+from softphone.sip.ua import UAConfig
+
+REPO = Path(__file__).resolve().parents[1]
+KMS_URI = "kms.lab.test"
+DOMAIN = "lab.test"
+
+
+class LabError(Exception):
+    """A lab component failed to start (one line)."""
+
+
+class Lab:
+    """PKI + Kamailio (TLS) + KMS (HTTPS, SQLite) + provisioned users; a context manager."""
+
+    def __init__(self, workdir: Path, users: tuple[str, ...] = ("alice", "bob")) -> None:
+        self.workdir = Path(workdir)
+        self.users = users
+        self.passwords = {u: secrets.token_urlsafe(12) for u in users}
+        self._kms_passphrase = secrets.token_urlsafe(16)
+        self.tokens: dict[str, str] = {}
+        self.keystores: dict[str, Keystore] = {}
+        self.keystore_passphrases: dict[str, str] = {}
+        self.kamailio: Kamailio | None = None
+        self.kms_proc: subprocess.Popen | None = None
+        self.kms_url = ""
+        self.kms_ca: Path | None = None
+        self.pki: dict[str, certs.CertFiles] = {}
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.workdir} users={self.users}>"
+
+    def uri(self, user: str) -> str:
+        return f"sip:{user}@{DOMAIN}"
+
+    # --- start/stop --------------------------------------------------------------------------------
+    def start(self) -> Lab:
+        base = self.workdir / "pki"
+        ca = certs.make_ca(base)
+        self.pki = {"ca": ca, "kamailio": certs.issue(ca, base, "kamailio"), "ua": certs.issue(ca, base, "ua")}
+        self.kamailio = Kamailio(self.workdir / "kamailio", self.passwords, tls=self.pki["kamailio"],
+                                 algorithm="SHA-256")
+        self.kamailio.start()
+        self._start_kms()
+        for user in self.users:
+            self.provision(user)
+        return self
+
+    def _kms_env(self) -> dict[str, str]:
+        env = dict(os.environ, SOFTPHONE_KMS_PASSPHRASE=self._kms_passphrase)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(REPO)) if p)
+        return env
+
+    def _start_kms(self, timeout: float = 30.0) -> None:
+        directory = self.workdir / "kms"
+        init_community(directory, KMS_URI, self._kms_passphrase.encode())
+        issuer = Issuer(open_community(directory, self._kms_passphrase.encode()))
+        try:
+            for user in self.users:
+                self.tokens[user] = issuer.add_user(self.uri(user)).token
+        finally:
+            issuer.close()
+        proc = subprocess.Popen([sys.executable, "-m", "kms.cli", "serve", "--dir", str(directory),
+                                 "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=self._kms_env(), cwd=REPO)
+        self.kms_proc = proc
+        assert proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline, out = time.monotonic() + timeout, b""
+        try:
+            while time.monotonic() < deadline and b"\n" not in out:
+                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                    break
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            sel.close()
+        m = re.search(rb"serving (https://127\.0\.0\.1:\d+)\S* \(certificate (.+)\)", out)
+        if m is None:
+            raise LabError(f"KMS did not start: {out.decode(errors='replace')[:300]}")
+        self.kms_url, self.kms_ca = m.group(1).decode(), Path(m.group(2).decode())
+
+    def revoke(self, user: str) -> None:
+        """Revoke ``user`` at the KMS (``softphone-kms user revoke``)."""
+        out = subprocess.run([sys.executable, "-m", "kms.cli", "user", "revoke", "--dir", str(self.workdir / "kms"),
+                              self.uri(user)], capture_output=True, text=True, env=self._kms_env(), cwd=REPO,
+                             timeout=60)
+        if out.returncode != 0:
+            raise LabError(f"revoke failed: {out.stderr.strip()[:200]}")
+
+    def provision(self, user: str) -> Keystore:
+        """Fetch ``user``'s key sets from the KMS into a fresh encrypted keystore."""
+        passphrase = secrets.token_urlsafe(16)
+        store = Keystore.create(self.workdir / f"{user}.keystore", passphrase.encode())
+        self.keystore_passphrases[user] = passphrase
+        client = KmsClient(self.kms_url, self.tokens[user], cafile=self.kms_ca)
+        refresh(store, client, self.uri(user))
+        self.keystores[user] = store
+        return store
+
+    def stop(self) -> None:
+        if self.kms_proc is not None:
+            if self.kms_proc.poll() is None:
+                self.kms_proc.terminate()
+                try:
+                    self.kms_proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.kms_proc.kill()
+                    self.kms_proc.wait(10)
+            if self.kms_proc.stdout:
+                self.kms_proc.stdout.close()
+            self.kms_proc = None
+        if self.kamailio is not None:
+            self.kamailio.stop()
+            self.kamailio = None
+
+    def __enter__(self) -> Lab:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def account_file(self, user: str, directory: Path) -> Path:
+        """An accounts TOML for ``user`` (secrets in 0600 files beside it), for the ``softphone`` CLI."""
+        assert self.kamailio is not None and self.kms_ca is not None
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {"pw": self.passwords[user], "pass": self.keystore_passphrases[user], "token": self.tokens[user]}
+        for name, value in files.items():
+            path = directory / f"{user}.{name}"
+            path.write_text(value + "\n")
+            path.chmod(0o600)
+        config = directory / f"{user}.toml"
+        config.write_text(f"""[[account]]
+name = "{user}"
+uri = "{self.uri(user)}"
+registrar = "sip:127.0.0.1:{self.kamailio.tls_port};transport=tls"
+password_file = "{user}.pw"
+profile = "securechorus"
+ca_file = "{self.pki['ca'].cert}"
+tls_cert_file = "{self.pki['ua'].cert}"
+tls_key_file = "{self.pki['ua'].key}"
+keystore = "{self.workdir / f'{user}.keystore'}"
+keystore_passphrase_file = "{user}.pass"
+kms_url = "{self.kms_url}"
+kms_token_file = "{user}.token"
+kms_ca_file = "{self.kms_ca}"
+""")
+        return config
+
+    # --- phones ------------------------------------------------------------------------------------
+    def ua_config(self, user: str) -> UAConfig:
+        assert self.kamailio is not None
+        return UAConfig(aor=self.uri(user), username=user, password=self.passwords[user],
+                        proxy=f"sip:127.0.0.1:{self.kamailio.tls_port};transport=tls", transport="tls",
+                        tls_server=certs.server_context(self.pki["ua"]),
+                        tls_client=certs.client_context(self.pki["ca"].cert), expires=300,
+                        timers=Timers(t1=0.1, t2=0.4, t4=0.5))
+
+    def settings(self, user: str, profile: str = "securechorus", **kw: object) -> PhoneSettings:
+        return PhoneSettings(uri=self.uri(user), ua=self.ua_config(user), profile=load_profile(profile),
+                             keystore=self.keystores.get(user), **kw)  # type: ignore[arg-type]

@@ -1,0 +1,178 @@
+"""Kamailio as a lab registrar/proxy (Debian ``kamailio`` + tls modules), started from a generated config.
+
+    with Kamailio(tmp_path, users={"alice": "pw-a", "bob": "pw-b"}, tls=certs) as kam:
+        kam.udp_port, kam.tcp_port, kam.tls_port, kam.realm
+        kam.wait_for(r"LAB REGISTER aor=sip:alice@")   # log lines written by the config
+
+REGISTER needs digest auth (``www_challenge`` with qop=auth, MD5 or SHA-256), INVITEs from
+local users need proxy auth, calls are record-routed and relayed to registered contacts.
+The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…`` (each prefixed with the Call-ID).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from types import TracebackType
+
+from lab.certs import CertFiles
+from lab.proc import LogProcess, free_port, wait_tcp
+
+MODULE_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+MODULES = ("tm", "tmx", "sl", "rr", "pv", "maxfwd", "usrloc", "registrar", "textops", "siputils",
+           "xlog", "sanity", "auth", "kex", "corex")
+
+
+def _quote(text: str) -> str:
+    if any(c in text for c in '"\\\n$'):
+        raise ValueError("lab user names and passwords must not contain quotes, backslashes or $")
+    return text
+
+
+class Kamailio:
+    """A foreground Kamailio on 127.0.0.1 with UDP+TCP (same port) and optional TLS listeners."""
+
+    def __init__(self, workdir: Path, users: dict[str, str], *, tls: CertFiles | None = None,
+                 algorithm: str = "MD5", realm: str = "lab.test", min_expires: int = 1,
+                 auth_invite: bool = True) -> None:
+        self.workdir = Path(workdir)
+        self.users = users
+        self.tls = tls
+        self.algorithm = algorithm
+        self.realm = realm
+        self.min_expires = min_expires
+        self.auth_invite = auth_invite
+        self.udp_port = free_port()
+        self.tcp_port = self.udp_port
+        self.tls_port = free_port(also_tcp=True) if tls else None
+        self.proc: LogProcess | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"sip:127.0.0.1:{self.udp_port}"
+
+    def config(self) -> str:
+        """The generated kamailio.cfg text."""
+        listens = [f"listen=udp:127.0.0.1:{self.udp_port}", f"listen=tcp:127.0.0.1:{self.tcp_port}"]
+        mods = list(MODULES)
+        if self.tls:
+            listens.append(f"listen=tls:127.0.0.1:{self.tls_port}")
+            mods.append("tls")
+        pw_lines = "\n".join(f'    if ($au == "{_quote(u)}") $var(pw) = "{_quote(p)}";' for u, p in self.users.items())
+        tls_params = f'modparam("tls", "config", "{self.workdir / "tls.cfg"}")\n' if self.tls else ""
+        invite_auth = """
+    if (is_method("INVITE") && from_uri == myself) {
+        if (!is_present_hf("Proxy-Authorization")) { proxy_challenge("$var(realm)", "1"); exit; }
+        route(PASSWD);
+        if (!pv_proxy_authenticate("$var(realm)", "$var(pw)", "0")) {
+            xlog("L_NOTICE", "LAB AUTHFAIL $au\n");
+            proxy_challenge("$var(realm)", "1");
+            exit;
+        }
+        consume_credentials();
+    }""" if self.auth_invite else ""
+        return f"""#!KAMAILIO
+debug=2
+log_stderror=yes
+log_prefix="{{$mt $hdr(CSeq) $ci}} "
+children=2
+tcp_children=2
+auto_aliases=no
+alias="{self.realm}"
+{'enable_tls=yes' if self.tls else ''}
+tcp_accept_no_cl=no
+{chr(10).join(listens)}
+mpath="{MODULE_DIR}"
+{chr(10).join(f'loadmodule "{m}.so"' for m in mods)}
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "min_expires", {self.min_expires})
+modparam("registrar", "default_expires", 60)
+modparam("auth", "secret", "lab-nonce-secret")
+modparam("auth", "algorithm", "{self.algorithm}")
+modparam("rr", "enable_double_rr", 1)
+{tls_params}
+request_route {{
+    $var(realm) = "{self.realm}";
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (!sanity_check("17895", "7")) {{ xlog("L_NOTICE", "LAB MALFORMED $rm\\n"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr\\n"); t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) t_relay(); exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
+    t_check_trans();
+    if (is_method("REGISTER")) {{
+        if (!is_present_hf("Authorization")) {{ www_challenge("$var(realm)", "1"); exit; }}
+        route(PASSWD);
+        if (!pv_www_authenticate("$var(realm)", "$var(pw)", "0")) {{
+            xlog("L_NOTICE", "LAB AUTHFAIL $au\n");
+            www_challenge("$var(realm)", "1");
+            exit;
+        }}
+        consume_credentials();
+        xlog("L_NOTICE", "LAB REGISTER aor=$tu contact=$ct expires=$hdr(Expires) proto=$pr\\n");
+        if (!save("location")) sl_reply_error();
+        exit;
+    }}
+    if (is_method("OPTIONS") && uri == myself && $rU == $null) {{ sl_send_reply("200", "OK"); exit; }}{invite_auth}
+    if (is_method("INVITE")) record_route();
+    if (!lookup("location")) {{ xlog("L_NOTICE", "LAB NOTFOUND $rm $ru\\n"); sl_send_reply("404", "Not Found"); exit; }}
+    xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr\\n");
+    if (!t_relay()) sl_reply_error();
+    exit;
+}}
+
+route[PASSWD] {{
+    $var(pw) = "";
+{pw_lines}
+}}
+"""
+
+    def start(self) -> Kamailio:
+        binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "run").mkdir(exist_ok=True)
+        if self.tls:
+            (self.workdir / "tls.cfg").write_text(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
+                f"private_key = {self.tls.key}\ncertificate = {self.tls.cert}\nca_list = {self.tls.ca}\n\n"
+                "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n")
+        cfg = self.workdir / "kamailio.cfg"
+        cfg.write_text(self.config())
+        self.proc = LogProcess([binary, "-f", str(cfg), "-DD", "-E", "-m", "64", "-M", "16",
+                                "-Y", str(self.workdir / "run"), "-w", str(self.workdir)])
+        try:
+            wait_tcp(self.tcp_port, 15.0, self.proc)
+            if self.tls_port:
+                wait_tcp(self.tls_port, 15.0, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_for(self, pattern: str, timeout: float = 10.0, count: int = 1) -> list[str]:
+        """Block until Kamailio logged ``count`` lines matching ``pattern``."""
+        assert self.proc is not None
+        return self.proc.wait_for(pattern, timeout, count)
+
+    async def await_log(self, pattern: str, timeout: float = 10.0, count: int = 1) -> list[str]:
+        """:meth:`wait_for` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait_for, pattern, timeout, count)
+
+    def matching(self, pattern: str) -> list[str]:
+        """Log lines seen so far that match ``pattern``."""
+        assert self.proc is not None
+        return self.proc.matching(pattern)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+    def __enter__(self) -> Kamailio:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Call profiles shipped as package data (``*.toml``), read with :mod:`importlib.resources`."""

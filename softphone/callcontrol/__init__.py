@@ -1,1 +1,0 @@
-"""Call control: SDP offer/answer with MIKEY-SAKKE or SDES keying (sans-IO)."""

@@ -1,0 +1,287 @@
+"""One secure call: the SIP INVITE session joined to its negotiated SRTP media session.
+
+A :class:`Call` is made by :class:`softphone.calls.phone.Phone` (outgoing: after the 2xx; incoming: after
+the offer verified). It owns the :class:`~softphone.media.session.MediaSession` and restarts it with
+new keys when a re-INVITE carries a new I_MESSAGE (rekey, TS 33.180 §7.4); hold/resume re-offers keep
+the keys (RFC 3264 §8.4). Events go to the phone's callback as :class:`CallEvent` values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
+from softphone.media.audio import AudioSink, AudioSource
+from softphone.media.session import MediaConfig, MediaError, MediaSession
+from softphone.sip.errors import SipError
+from softphone.sip.session import CallState, InviteSession, Reject
+
+log = logging.getLogger(__name__)
+
+
+class CallError(Exception):
+    """A call could not be placed, answered or changed; the message is one line without secrets."""
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """Something that happened to a call; ``data`` is JSON-safe and never holds key material."""
+
+    kind: str            # calling, ringing, verified, answered, media, held, resumed, rekeyed, failed, ended, dtmf
+    call_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+EventSink = Callable[[CallEvent], None]
+
+
+def reserve_port(host: str) -> int:
+    """A UDP port free on ``host`` now (for the SDP before the media session binds it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class _Shared:
+    """Source/sink wrapper that survives a media restart (rekey): ``close`` is deferred to the call's end."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def read(self) -> np.ndarray | None:
+        return self.inner.read()
+
+    def write(self, frame: np.ndarray) -> None:
+        self.inner.write(frame)
+
+    def close(self) -> None:
+        """Kept open across media restarts; :meth:`Call._finish` closes the real one."""
+
+
+class Call:
+    """A confirmed (or confirming) secure call. Use :meth:`hold`, :meth:`resume`, :meth:`rekey`,
+    :meth:`send_dtmf`, :meth:`hangup`, :meth:`status`; ``await ended()`` waits for the end."""
+
+    def __init__(self, session: InviteSession, host: str, port: int, source: AudioSource, sink: AudioSink,
+                 emit: EventSink, *, offerer: Offerer | None = None, answerer: Answerer | None = None,
+                 trace: bool = False) -> None:
+        self.session = session
+        self.host = host
+        self.port = port
+        self.offerer = offerer
+        self.answerer = answerer
+        self.negotiated: Negotiated | None = None
+        self.media: MediaSession | None = None
+        self.held = False
+        self.invite_sent_at: float | None = None
+        self.trace = trace
+        self._source = source
+        self._sink = sink
+        self._emit_cb = emit
+        self._ended = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
+        self._restart: asyncio.Task[None] | None = None
+        session.on_offer = self._on_reoffer
+
+    def __repr__(self) -> str:
+        neg = self.negotiated
+        return (f"<Call {self.call_id!r} {self.session.state.value} "
+                f"{neg.security + ' ' + neg.suite if neg else 'unkeyed'}>")
+
+    @property
+    def call_id(self) -> str:
+        return self.session.call_id
+
+    @property
+    def peer(self) -> str:
+        msg = self.session.invite
+        uri = msg.to.uri if self.session.outgoing else msg.from_.uri
+        return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
+
+    def emit(self, kind: str, **data: Any) -> None:
+        self._emit_cb(CallEvent(kind, self.call_id, data))
+
+    # --- media -------------------------------------------------------------------------------------
+    async def start_media(self, negotiated: Negotiated) -> None:
+        """Start SRTP media for ``negotiated`` (restarting on the same port if keys changed)."""
+        old = self.media
+        self.negotiated = negotiated
+        if old is not None:
+            await old.stop(send_bye=False)
+        cfg = MediaConfig(local_addr=(self.host, self.port), remote_addr=negotiated.remote_addr,
+                          codec=negotiated.codec, srtp=negotiated.srtp,
+                          dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace)
+        self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),  # type: ignore[arg-type]
+                                  on_dtmf=lambda d: self.emit("dtmf", digit=d))
+        for attempt in range(20):  # a restarted session rebinds the port the old one is releasing
+            try:
+                await self.media.start()
+                break
+            except MediaError as exc:
+                if old is None or attempt == 19:
+                    self.media = None
+                    raise CallError(str(exc)) from None
+                await asyncio.sleep(0.01)
+        self._apply_direction(negotiated.direction)
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_session())
+        self.emit("media", **self.status())
+
+    def _apply_direction(self, direction: str) -> None:
+        if self.media is None:
+            return
+        if direction in ("sendrecv", "sendonly") and not self.held:
+            self.media.resume()
+        else:
+            self.media.hold()
+
+    async def _watch_session(self) -> None:
+        await self.session.wait_state(CallState.TERMINATED, timeout=float("inf"))
+        await self._finish("remote hangup" if self.session.history[-1] is CallState.TERMINATED else "")
+
+    async def _finish(self, reason: str) -> None:
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        stats = self.status()
+        if self.media is not None:
+            await self.media.stop()
+        for end in (self._source, self._sink):
+            end.close()
+        self.emit("ended", reason=reason, **stats)
+
+    async def ended(self, timeout: float | None = None) -> None:
+        """Wait until the call is over (either side hung up)."""
+        await asyncio.wait_for(self._ended.wait(), timeout)
+
+    @property
+    def is_ended(self) -> bool:
+        return self._ended.is_set()
+
+    # --- in-call actions ---------------------------------------------------------------------------
+    def _ensure_offerer(self) -> Offerer:
+        if self.offerer is None:
+            raise CallError("this call cannot send re-offers (no key set for the peer)")
+        return self.offerer
+
+    async def _reoffer(self, direction: str, rekey: bool) -> Negotiated:
+        offerer = self._ensure_offerer()
+        try:
+            body = offerer.offer(direction, rekey=rekey)
+            resp = await self.session.reinvite(body, timeout=10)
+            negotiated = offerer.apply_answer(resp.body)
+        except (TimeoutError, SipError, NegotiationError) as exc:
+            raise CallError(f"re-INVITE failed: {exc}") from None
+        return negotiated
+
+    async def hold(self) -> None:
+        """Put the peer on hold (a=sendonly, same keys) and stop sending audio."""
+        negotiated = await self._reoffer("sendonly", rekey=False)
+        self.held = True
+        await self._adopt(negotiated)
+        self.emit("held", **self.status())
+
+    async def resume(self) -> None:
+        """Take the call off hold (a=sendrecv, same keys)."""
+        negotiated = await self._reoffer("sendrecv", rekey=False)
+        self.held = False
+        await self._adopt(negotiated)
+        self.emit("resumed", **self.status())
+
+    async def _adopt(self, negotiated: Negotiated) -> None:
+        """Apply a re-negotiation: same keys → new remote/direction; new keys (our first offer as the
+        original callee carries a fresh I_MESSAGE) → restart media with them."""
+        if self.negotiated is not None and negotiated.srtp != self.negotiated.srtp:
+            await self.start_media(negotiated)
+            return
+        self.negotiated = negotiated
+        if self.media is not None:
+            self.media.set_remote(negotiated.remote_addr)
+        self._apply_direction(negotiated.direction)
+
+    async def rekey(self) -> None:
+        """Send a re-INVITE with a new I_MESSAGE (new PCK) or new SDES keys; media restarts with them."""
+        negotiated = await self._reoffer("sendonly" if self.held else "sendrecv", rekey=True)
+        await self.start_media(negotiated)
+        self.emit("rekeyed", **self.status())
+
+    def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
+        """Queue RFC 4733 DTMF events."""
+        if self.media is None:
+            raise CallError("no media yet")
+        try:
+            for digit in digits:
+                self.media.send_dtmf(digit, duration_ms)
+        except ValueError as exc:
+            raise CallError(str(exc)) from None
+
+    async def hangup(self) -> None:
+        """BYE (or CANCEL before the answer) and stop media."""
+        try:
+            if self.session.state is CallState.CONFIRMED:
+                await self.session.bye(timeout=5)
+            elif self.session.outgoing and self.session.state in (CallState.CALLING, CallState.PROCEEDING,
+                                                                    CallState.EARLY):
+                await self.session.cancel()
+        except SipError as exc:
+            log.info("hangup: %s", exc)
+        await self._finish("local hangup")
+
+    def _on_reoffer(self, body: bytes) -> bytes:
+        """A re-INVITE from the peer: same I_MESSAGE → hold/resume with the same keys; new → rekey."""
+        if self.answerer is None:
+            raise Reject(488, "re-offer without a MIKEY responder for this call")
+        before = self.negotiated
+        try:
+            negotiated = self.answerer.process_offer(body, self.peer)
+        except NegotiationError as exc:
+            raise Reject(exc.status, exc.warning) from None
+        answer = self.answerer.answer()
+        if before is not None and negotiated.srtp == before.srtp:
+            self.negotiated = negotiated
+            if self.media is not None:
+                self.media.set_remote(negotiated.remote_addr)
+            self._apply_direction(negotiated.direction)
+            self.emit("held" if negotiated.direction in ("recvonly", "inactive") else "resumed", **self.status())
+        else:
+            self._restart = asyncio.get_running_loop().create_task(self._rekeyed(negotiated))
+        return answer
+
+    async def _rekeyed(self, negotiated: Negotiated) -> None:
+        try:
+            await self.start_media(negotiated)
+        except CallError as exc:
+            self.emit("failed", reason=str(exc))
+            await self.hangup()
+            return
+        self.emit("rekeyed", **self.status())
+
+    # --- status ------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What a status line shows: state, verified peer identity, codec, suite, key id, packets, loss, jitter."""
+        neg = self.negotiated
+        out: dict[str, Any] = {"state": "held" if self.held else self.session.state.value, "peer": self.peer}
+        if neg is not None:
+            out.update(security=neg.security, label=neg.security_label, verified_identity=neg.peer_identity, codec=neg.codec.name,
+                       srtp=neg.suite, key_id=neg.key_id)
+        if self.media is not None:
+            s = self.media.stats()
+            total = s.packets_received + s.packets_lost
+            out.update(packets_sent=s.packets_sent, packets_received=s.packets_received,
+                       loss=round(s.packets_lost / total, 4) if total > 0 else 0.0,
+                       jitter_ms=round(s.jitter_ms, 2), srtp_failures=sum(s.srtp_failures.values()))
+        return out
+
+    def first_played_at(self) -> float | None:
+        """Loop time of the first decrypted frame played (needs ``trace``)."""
+        if self.media is None or not self.media.trace_played:
+            return None
+        return self.media.trace_played[0][1]

@@ -1,0 +1,320 @@
+"""SDP offer/answer for one secure audio stream (RFC 3264) keyed by MIKEY-SAKKE or SDES.
+
+Sans-IO: profiles, key material and SDP bytes in, :class:`Negotiated` (what the media session
+needs) out. MIKEY-SAKKE (RFC 6509, TS 33.180 §7.4, SDP-SRTP.md §1 and §5): the offer carries a PCK
+I_MESSAGE in ``a=key-mgmt:mikey``; the answer carries no MIKEY response; the initiator sends
+with the CS ID 0 keys and receives with CS ID 1, MKI = the PCK-ID. SDES (RFC 4568, RFC 7714):
+each side's ``a=crypto`` key protects what that side sends. Every refusal is a
+:class:`NegotiationError` with the SIP status (488) and a Warning text that names the reason and
+never contains key material.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from crypto.errors import CryptoError
+from crypto.identity import ntp_seconds
+from crypto.mikey import errors as mikey_errors
+from crypto.mikey.build import Initiator
+from crypto.mikey.sdp import add_key_mgmt, find_key_mgmt
+from crypto.mikey.verify import Responder, VerifiedMessage
+from softphone.calls import sdes
+from softphone.calls.profile import Profile
+from softphone.media.codecs import CodecSpec
+from softphone.media.session import SrtpKeys
+from softphone.media.srtp import SrtpSuite
+from softphone.sip.errors import ParseError
+from softphone.sip.sdp import DIRECTIONS, Attributes, Media, SessionDescription, connection_line, reverse_direction
+
+TELEPHONE_EVENT_PT = 101
+# profile codec name -> (our payload type, rtpmap encoding, codec name used by the media engine, channels)
+CODEC_TABLE: dict[str, tuple[int, str, str, int]] = {
+    "opus/48000/2": (111, "opus/48000/2", "opus", 2),
+    "PCMU/8000": (0, "PCMU/8000", "PCMU", 1),
+    "PCMA/8000": (8, "PCMA/8000", "PCMA", 1),
+}
+_STATIC = {"0": "pcmu/8000", "8": "pcma/8000"}
+SECURE_PROTOS = ("RTP/SAVP", "RTP/SAVPF")
+
+
+class NegotiationError(Exception):
+    """The offer or answer is unusable: ``status`` is the SIP response to send (488), ``warning`` says why."""
+
+    def __init__(self, warning: str, status: int = 488) -> None:
+        super().__init__(warning)
+        self.warning = warning
+        self.status = status
+
+
+def mikey_reason(exc: CryptoError) -> str:
+    """A short Warning text for a refused I_MESSAGE (named reason first, then the detail)."""
+    names = {
+        mikey_errors.SignatureRejected: "bad signature",
+        mikey_errors.IdentityMismatch: "unknown identity",
+        mikey_errors.ExpiredKeyPeriod: "expired key period",
+        mikey_errors.StaleTimestamp: "expired timestamp",
+        mikey_errors.ReplayedMessage: "replay",
+        mikey_errors.KeyUnwrapFailed: "key unwrap failed",
+        mikey_errors.MalformedMessage: "malformed I_MESSAGE",
+        mikey_errors.UnsupportedMessage: "unsupported I_MESSAGE",
+    }
+    name = next((v for k, v in names.items() if isinstance(exc, k)), "invalid I_MESSAGE")
+    return f"MIKEY-SAKKE {name}: {exc}"
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """The agreed audio stream: where to send, codec, SRTP keys (secret), and who the peer is."""
+
+    remote_addr: tuple[str, int]
+    codec: CodecSpec
+    dtmf_payload_type: int | None
+    srtp: SrtpKeys = field(repr=False)
+    direction: str
+    security: str                    # "MIKEY-SAKKE" or "SDES"
+    peer_identity: str | None        # as verified by ECCSI (MIKEY-SAKKE), else None
+    key_id: str | None               # PCK-ID (hex) for MIKEY-SAKKE
+
+    @property
+    def suite(self) -> str:
+        return self.srtp.suite.name
+
+    @property
+    def security_label(self) -> str:
+        """How every UI names the call: only MIKEY-SAKKE calls are Secure Chorus."""
+        return "Secure Chorus (MIKEY-SAKKE)" if self.security == "MIKEY-SAKKE" else "SDES — not Secure Chorus"
+
+
+def _audio(sdp: SessionDescription) -> Media:
+    for m in sdp.media:
+        if m.media == "audio" and m.port != 0:
+            return m
+    raise NegotiationError("no active audio stream in the SDP")
+
+
+def _remote_addr(sdp: SessionDescription, media: Media) -> tuple[str, int]:
+    addr = sdp.connection_address(media)
+    if not addr:
+        raise NegotiationError("SDP has no connection address for audio")
+    return addr, media.port
+
+
+def _pick_codec(media: Media, profile: Profile) -> tuple[CodecSpec, int | None]:
+    """The first offered format (offerer's order) that the profile allows, and telephone-event's PT."""
+    allowed = {"/".join(CODEC_TABLE[c][1].lower().split("/")[:2]): c for c in profile.codecs}
+    rtpmap = media.rtpmap()
+    codec: CodecSpec | None = None
+    dtmf: int | None = None
+    for pt in media.formats:
+        enc = rtpmap.get(pt, _STATIC.get(pt, "")).lower()
+        name_clock = "/".join(enc.split("/")[:2])
+        if name_clock == "telephone-event/8000" and profile.telephone_event and pt.isdigit():
+            dtmf = int(pt) if dtmf is None else dtmf
+        elif codec is None and name_clock in allowed and pt.isdigit():
+            _, _, name, channels = CODEC_TABLE[allowed[name_clock]]
+            clock = 48000 if name == "opus" else 8000
+            codec = CodecSpec(int(pt), name, clock, channels)
+    if codec is None:
+        raise NegotiationError("no common audio codec (we offer " + ", ".join(profile.codecs) + ")")
+    return codec, dtmf
+
+
+def audio_media(port: int, profile: Profile, *, direction: str = "sendrecv",
+                codec: CodecSpec | None = None, dtmf_pt: int | None = TELEPHONE_EVENT_PT) -> Media:
+    """``m=audio <port> RTP/SAVP …`` with every profile codec (or just ``codec`` in an answer)."""
+    attrs = Attributes()
+    formats: list[str] = []
+    if codec is not None:
+        enc = f"{codec.name}/{codec.clock_rate}" + (f"/{codec.channels}" if codec.channels > 1 else "")
+        formats.append(str(codec.payload_type))
+        attrs.add("rtpmap", f"{codec.payload_type} {enc}")
+        if codec.name == "opus":
+            attrs.add("fmtp", f"{codec.payload_type} useinbandfec=1")
+    else:
+        for name in profile.codecs:
+            pt, enc, _, _ = CODEC_TABLE[name]
+            formats.append(str(pt))
+            attrs.add("rtpmap", f"{pt} {enc}")
+            if enc.startswith("opus"):
+                attrs.add("fmtp", f"{pt} useinbandfec=1")
+    if profile.telephone_event and dtmf_pt is not None:
+        formats.append(str(dtmf_pt))
+        attrs.add("rtpmap", f"{dtmf_pt} telephone-event/8000")
+        attrs.add("fmtp", f"{dtmf_pt} 0-16")
+    attrs.add("ptime", str(profile.ptime_ms))
+    attrs.add("rtcp-mux")
+    attrs.add(direction)
+    return Media("audio", port, "RTP/SAVP", formats, attributes=attrs)
+
+
+def _session(host: str, session_id: int, version: int, media: Media) -> SessionDescription:
+    sdp = SessionDescription(origin_user="-", session_id=session_id, session_version=version, address=host,
+                             name="securechorus", connection=connection_line(host))
+    sdp.media.append(media)
+    return sdp
+
+
+def parse_sdp(body: bytes) -> SessionDescription:
+    try:
+        return SessionDescription.parse(body)
+    except ParseError as exc:
+        raise NegotiationError(f"malformed SDP: {exc}") from None
+
+
+@dataclass
+class Offerer:
+    """The offering side of one call: builds (re-)offers and applies the answer.
+
+    MIKEY-SAKKE: each :meth:`offer` with ``rekey=True`` (the first one always) makes a new PCK
+    I_MESSAGE for ``peer_uri``; offers without rekey (hold/resume) repeat the current one, so the
+    keys stay the same.
+    """
+
+    profile: Profile
+    host: str
+    port: int
+    peer_uri: str
+    initiator: Initiator | None = None
+    session_id: int = field(default_factory=lambda: secrets.randbits(31))
+    version: int = 0
+    _imessage: bytes | None = field(default=None, repr=False)
+    _srtp: dict | None = field(default=None, repr=False)
+    _key_id: int | None = None
+    _crypto: list[sdes.CryptoAttribute] = field(default_factory=list, repr=False)
+
+    def offer(self, direction: str = "sendrecv", rekey: bool = False) -> bytes:
+        """The SDP offer (RFC 3264 §5); a new I_MESSAGE / SDES keys when first made or ``rekey``."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"bad direction {direction!r}")
+        self.version += 1
+        media = audio_media(self.port, self.profile, direction=direction)
+        if self.profile.keying == "mikey-sakke":
+            if self._imessage is None or rekey:
+                if self.initiator is None:
+                    raise NegotiationError("MIKEY-SAKKE needs our key set", 500)
+                built = self.initiator.build(self.peer_uri, ntp_time=ntp_seconds())
+                self._imessage, self._srtp, self._key_id = built.data, built.srtp, built.key_id
+            sdp = _session(self.host, self.session_id, self.version, media).encode().decode("ascii")
+            level = None if self.profile.key_mgmt_level == "session" else 0
+            return add_key_mgmt(sdp, self._imessage, level).encode("ascii")
+        if not self._crypto or rekey:
+            self._crypto = sdes.make_offer(self.profile.srtp_suites)
+        for attr in self._crypto:
+            media.attributes.add("crypto", attr.to_sdp_value())
+        return _session(self.host, self.session_id, self.version, media).encode()
+
+    def apply_answer(self, body: bytes) -> Negotiated:
+        """Check the answer (RTP/SAVP, a codec we offered, the SDES line) and derive the keys."""
+        sdp = parse_sdp(body)
+        media = _audio(sdp)
+        if media.proto not in SECURE_PROTOS:
+            raise NegotiationError(f"answer uses {media.proto}: SRTP is mandatory")
+        codec, dtmf = _pick_codec(media, self.profile)
+        remote = _remote_addr(sdp, media)
+        direction = reverse_direction(media.direction)
+        if self.profile.keying == "mikey-sakke":
+            assert self._srtp is not None and self._key_id is not None
+            tx, rx = self._srtp[0], self._srtp[1]
+            keys = SrtpKeys(SrtpSuite.AEAD_AES_128_GCM, tx.master_key, tx.master_salt, rx.master_key,
+                            rx.master_salt, send_mki=tx.mki, recv_mki=rx.mki)
+            return Negotiated(remote, codec, dtmf, keys, direction, "MIKEY-SAKKE", self.peer_uri,
+                              f"{self._key_id:08x}")
+        lines = media.attributes.get_all("crypto")
+        if len(lines) != 1:
+            raise NegotiationError("SDES answer must carry exactly one a=crypto line")
+        try:
+            ours, theirs = sdes.select_answered(self._crypto, lines[0])
+        except sdes.SdesError as exc:
+            raise NegotiationError(f"SDES: {exc}") from None
+        keys = SrtpKeys(SrtpSuite.from_name(ours.suite), ours.master_key, ours.master_salt,
+                        theirs.master_key, theirs.master_salt)
+        return Negotiated(remote, codec, dtmf, keys, direction, "SDES", None, None)
+
+
+@dataclass
+class Answerer:
+    """The answering side: verifies the offer's keys *before* the phone alerts, then answers."""
+
+    profile: Profile
+    host: str
+    port: int
+    responder: Responder | None = None
+    session_id: int = field(default_factory=lambda: secrets.randbits(31))
+    version: int = 0
+    current: Negotiated | None = None
+    verified: VerifiedMessage | None = field(default=None, repr=False)
+    _answer_crypto: sdes.CryptoAttribute | None = field(default=None, repr=False)
+    _offered_crypto: tuple[int, bytes] | None = field(default=None, repr=False)
+
+    def process_offer(self, body: bytes, claimed_sender: str | None) -> Negotiated:
+        """Check an (re-)offer and derive keys. A re-offer repeating the current I_MESSAGE keeps the keys;
+        a new I_MESSAGE is verified in full and rekeys. Raises :class:`NegotiationError` (488)."""
+        sdp = parse_sdp(body)
+        media = _audio(sdp)
+        if media.proto not in SECURE_PROTOS:
+            raise NegotiationError(f"offer uses {media.proto}: SRTP is mandatory in profile {self.profile.name}")
+        codec, dtmf = _pick_codec(media, self.profile)
+        remote = _remote_addr(sdp, media)
+        direction = reverse_direction(media.direction)
+        if self.profile.keying == "mikey-sakke":
+            negotiated = self._mikey(sdp, media, codec, dtmf, remote, direction, claimed_sender)
+        else:
+            negotiated = self._sdes(media, codec, dtmf, remote, direction)
+        self.current = negotiated
+        return negotiated
+
+    def _mikey(self, sdp: SessionDescription, media: Media, codec: CodecSpec, dtmf: int | None,
+               remote: tuple[str, int], direction: str, claimed: str | None) -> Negotiated:
+        if self.responder is None:
+            raise NegotiationError("MIKEY-SAKKE: no key set for this phone", 500)
+        index = sdp.media.index(media)
+        try:
+            data = find_key_mgmt(sdp.encode().decode("utf-8"), index)
+        except CryptoError as exc:
+            raise NegotiationError(mikey_reason(exc)) from None
+        if data is None:
+            raise NegotiationError("MIKEY-SAKKE is mandatory: the offer has no a=key-mgmt:mikey")
+        if self.verified is not None and data == self.verified.imessage.raw and self.current is not None:
+            verified = self.verified  # hold/resume re-offer: same I_MESSAGE, same keys
+        else:
+            try:
+                verified = self.responder.process(data, now=ntp_seconds(), claimed_sender=claimed)
+            except CryptoError as exc:
+                raise NegotiationError(mikey_reason(exc)) from None
+            if 0 not in verified.srtp or 1 not in verified.srtp:
+                raise NegotiationError("MIKEY-SAKKE: I_MESSAGE does not carry a private-call key (PCK)")
+        self.verified = verified
+        rx, tx = verified.srtp[0], verified.srtp[1]
+        keys = SrtpKeys(SrtpSuite.AEAD_AES_128_GCM, tx.master_key, tx.master_salt, rx.master_key, rx.master_salt,
+                        send_mki=tx.mki, recv_mki=rx.mki)
+        return Negotiated(remote, codec, dtmf, keys, direction, "MIKEY-SAKKE", verified.sender_uri,
+                          f"{verified.key_id:08x}")
+
+    def _sdes(self, media: Media, codec: CodecSpec, dtmf: int | None, remote: tuple[str, int],
+              direction: str) -> Negotiated:
+        try:
+            offered, ours = sdes.answer(media.attributes.get_all("crypto"), self.profile.srtp_suites)
+        except sdes.SdesError as exc:
+            raise NegotiationError(f"SDES: {exc}") from None
+        if (self.current is not None and self._answer_crypto is not None
+                and self._offered_crypto == (offered.tag, offered.key_and_salt)):
+            ours = self._answer_crypto  # same offered key: keep ours too
+        self._answer_crypto = ours
+        self._offered_crypto = (offered.tag, offered.key_and_salt)
+        keys = SrtpKeys(SrtpSuite.from_name(ours.suite), ours.master_key, ours.master_salt,
+                        offered.master_key, offered.master_salt)
+        return Negotiated(remote, codec, dtmf, keys, direction, "SDES", None, None)
+
+    def answer(self) -> bytes:
+        """Our SDP answer for the last accepted offer."""
+        if self.current is None:
+            raise NegotiationError("no offer accepted yet", 500)
+        self.version += 1
+        neg = self.current
+        media = audio_media(self.port, self.profile, direction=neg.direction, codec=neg.codec,
+                            dtmf_pt=neg.dtmf_payload_type)
+        if neg.security == "SDES" and self._answer_crypto is not None:
+            media.attributes.add("crypto", self._answer_crypto.to_sdp_value())
+        return _session(self.host, self.session_id, self.version, media).encode()

@@ -1,0 +1,368 @@
+"""The phone: one account's UA, keys and calls, UI-agnostic (CLI and GUI drive it alike).
+
+    phone = Phone(PhoneSettings(...), on_event=print)       # or iterate ``phone.events()``
+    await phone.start(); await phone.register()
+    call = await phone.call("sip:bob@example.org", WavSource(p), WavSink(q))
+    incoming = await phone.next_incoming()                  # offer already verified (MIKEY before alerting)
+    call = await incoming.accept(source, sink)              # or await incoming.reject()
+
+Incoming INVITEs are checked *before* 180 Ringing: the I_MESSAGE must verify (ECCSI signature from
+the identity in From, our identity and key period, timestamp window, no replay) and the sender must
+not be on the revocation list; otherwise 488 with a Warning naming the reason (SDP-SRTP.md §1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from crypto.mikey.build import Initiator
+from crypto.mikey.verify import ReplayCache, Responder
+from softphone.calls.call import Call, CallError, CallEvent, reserve_port
+from softphone.calls.negotiation import Answerer, NegotiationError, Offerer
+from softphone.calls.profile import Profile, ProfileError, load_profile
+from softphone.config import Account, ConfigError
+from softphone.keys.keystore import Keystore, KeystoreError
+from softphone.keys.kms_client import KmsClient, KmsClientError, refresh
+from softphone.media.audio import AudioSink, AudioSource
+from softphone.sip.errors import CallFailed, SipError
+from softphone.sip.session import CallState, InviteSession
+from softphone.sip.ua import UAConfig, UserAgent
+from softphone.sip.uri import NameAddr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PhoneSettings:
+    """What a phone needs: identity, SIP settings, profile, keys, and identities to refuse."""
+
+    uri: str
+    ua: UAConfig
+    profile: Profile
+    keystore: Keystore | None = None
+    revoked: frozenset[str] = frozenset()
+    trace_media: bool = False
+
+
+class IncomingCall:
+    """An INVITE whose offer verified; the phone is alerting. :meth:`accept` or :meth:`reject`."""
+
+    def __init__(self, phone: Phone, session: InviteSession, answerer: Answerer, received_at: float) -> None:
+        self.phone = phone
+        self.session = session
+        self.answerer = answerer
+        self.received_at = received_at
+
+    def __repr__(self) -> str:
+        return f"<IncomingCall from {self.peer_identity!r} ({self.security})>"
+
+    @property
+    def peer_identity(self) -> str | None:
+        neg = self.answerer.current
+        return neg.peer_identity if neg else None
+
+    @property
+    def security(self) -> str:
+        return self.phone.settings.profile.security_label
+
+    async def accept(self, source: AudioSource, sink: AudioSink) -> Call:
+        """Start SRTP media with the verified keys, then send 200 OK with our answer."""
+        return await self.phone._accept(self, source, sink)
+
+    async def reject(self, status: int = 486, warning: str | None = None) -> None:
+        await self.session.reject(status, warning=warning)
+        self.phone._emit(CallEvent("rejected", self.session.call_id, {"status": status, "warning": warning}))
+
+
+class Phone:
+    """One account's SIP UA plus MIKEY-SAKKE keys, placing and receiving secure calls."""
+
+    def __init__(self, settings: PhoneSettings, on_event: Callable[[CallEvent], None] | None = None) -> None:
+        self.settings = settings
+        self.ua = UserAgent(settings.ua)
+        self.calls: dict[str, Call] = {}
+        self._on_event = on_event
+        self._queue: asyncio.Queue[CallEvent] = asyncio.Queue(maxsize=1024)
+        self._incoming: asyncio.Queue[IncomingCall] = asyncio.Queue(maxsize=16)
+        self._accept_task: asyncio.Task[None] | None = None
+        self._replay = ReplayCache(settings.profile.replay_window_s)
+        self._responder: Responder | None = None
+        self._responder_periods: tuple[int, ...] = ()
+        self._verify_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Phone {self.settings.uri} profile={self.settings.profile.name}>"
+
+    @property
+    def host(self) -> str:
+        return self.settings.ua.host
+
+    # --- events ------------------------------------------------------------------------------------
+    def _emit(self, event: CallEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._queue.get_nowait()
+            self._queue.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[CallEvent]:
+        """Every call event, as they happen (an alternative to the ``on_event`` callback)."""
+        while True:
+            yield await self._queue.get()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the SIP transports, prepare the MIKEY responder and listen for calls."""
+        if self.settings.profile.keying == "mikey-sakke":
+            self._mikey_responder()  # fails early (one line) when the keystore holds no keys
+        await self.ua.start()
+        self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
+
+    async def register(self) -> int:
+        """REGISTER with the registrar; returns the granted expiry."""
+        return await self.ua.register()
+
+    async def close(self) -> None:
+        """Hang up every call, unregister and close sockets."""
+        for call in list(self.calls.values()):
+            await call.hangup()
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+        await self.ua.close()
+
+    async def __aenter__(self) -> Phone:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- keys --------------------------------------------------------------------------------------
+    def _keystore(self) -> Keystore:
+        if self.settings.keystore is None:
+            raise CallError(f"profile {self.settings.profile.name} needs MIKEY-SAKKE keys: no keystore configured")
+        return self.settings.keystore
+
+    def _initiator(self) -> Initiator:
+        try:
+            return Initiator(self._keystore().current(self.settings.uri).for_mikey())
+        except KeystoreError as exc:
+            raise CallError(f"no MIKEY-SAKKE keys for {self.settings.uri}: {exc}") from None
+
+    def _mikey_responder(self) -> Responder:
+        """One responder for every held key period, sharing the phone's replay cache; rebuilt on refresh."""
+        try:
+            sets = self._keystore().mikey_key_sets(self.settings.uri)
+        except KeystoreError as exc:
+            raise CallError(f"no MIKEY-SAKKE keys for {self.settings.uri}: {exc}") from None
+        periods = tuple(k.key_period_no for k in sets)
+        if self._responder is None or periods != self._responder_periods:
+            self._responder = Responder(sets, window_seconds=self.settings.profile.max_clock_skew_s,
+                                        replay_cache=self._replay, precompute=True)
+            self._responder_periods = periods
+        return self._responder
+
+    # --- outgoing ----------------------------------------------------------------------------------
+    async def call(self, target: str, source: AudioSource, sink: AudioSink, *, timeout: float = 30.0) -> Call:
+        """Place a call: MIKEY-SAKKE PCK offer (or SDES), wait for the answer, start SRTP media.
+
+        Raises :class:`CallError` with a one-line reason (e.g. ``488 … MIKEY-SAKKE bad signature``).
+        """
+        profile = self.settings.profile
+        port = reserve_port(self.host)
+        initiator = self._initiator() if profile.keying == "mikey-sakke" else None
+        offerer = Offerer(profile, self.host, port, target, initiator)
+        answerer = Answerer(profile, self.host, port, self._mikey_responder() if initiator else None)
+        try:
+            body = offerer.offer()
+        except NegotiationError as exc:
+            raise CallError(exc.warning) from None
+        except Exception as exc:  # crypto errors from building the I_MESSAGE carry no secrets
+            raise CallError(f"cannot build the MIKEY-SAKKE offer: {exc}") from None
+        started = time.monotonic()
+        try:
+            session = await self.ua.invite(target, body)
+        except SipError as exc:
+            raise CallError(f"cannot send INVITE to {target}: {exc}") from None
+        call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
+                    trace=self.settings.trace_media)
+        call.invite_sent_at = started
+        call.emit("calling", peer=target, security=profile.security_label)
+        ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
+        try:
+            resp = await session.answered(timeout)
+        except CallFailed as exc:
+            warning = f" ({exc.warning})" if exc.warning else ""
+            call.emit("failed", status=exc.status, reason=exc.reason, warning=exc.warning)
+            raise CallError(f"call to {target} failed: {exc.status} {exc.reason}{warning}") from None
+        except TimeoutError:
+            await call.hangup()
+            raise CallError(f"call to {target} not answered within {timeout:g} s") from None
+        except asyncio.CancelledError:  # the user gave up while it rang: CANCEL, then stop
+            await asyncio.shield(call.hangup())
+            raise
+        finally:
+            ringing.cancel()
+        try:
+            negotiated = offerer.apply_answer(resp.body)
+            answerer.current = negotiated
+        except NegotiationError as exc:
+            await call.hangup()
+            call.emit("failed", reason=exc.warning)
+            raise CallError(f"unusable answer from {target}: {exc.warning}") from None
+        self.calls[call.call_id] = call
+        await call.start_media(negotiated)
+        call.emit("answered", **call.status())
+        asyncio.get_running_loop().create_task(self._forget_when_ended(call))
+        return call
+
+    async def _report_ringing(self, call: Call) -> None:
+        await call.session.wait_state(CallState.EARLY, timeout=float("inf"))
+        call.emit("ringing")
+
+    async def _forget_when_ended(self, call: Call) -> None:
+        await call.ended()
+        self.calls.pop(call.call_id, None)
+
+    # --- incoming ----------------------------------------------------------------------------------
+    async def next_incoming(self, timeout: float | None = None) -> IncomingCall:
+        """The next verified incoming call (already ringing)."""
+        return await asyncio.wait_for(self._incoming.get(), timeout)
+
+    async def _accept_loop(self) -> None:
+        while True:
+            session = await self.ua.incoming.get()
+            try:
+                await self._screen(session)
+            except Exception as exc:  # never leave a caller hanging: answer 500 and keep listening
+                log.warning("incoming call %s failed: %s", session.call_id, exc.__class__.__name__)
+                if session.state is CallState.INCOMING:
+                    try:
+                        await session.reject(500, warning="internal error while checking the offer")
+                    except SipError:
+                        pass
+
+    async def _screen(self, session: InviteSession) -> None:
+        """Verify the offer before alerting (488 + Warning on any failure), then ring."""
+        received = time.monotonic()
+        profile = self.settings.profile
+        claimed = claimed_sender(session)
+        try:
+            responder = self._mikey_responder() if profile.keying == "mikey-sakke" else None
+        except CallError as exc:
+            await session.reject(500, warning=str(exc))
+            return
+        answerer = Answerer(profile, self.host, reserve_port(self.host), responder)
+        try:
+            async with self._verify_lock:  # one I_MESSAGE at a time through the shared replay cache
+                negotiated = await asyncio.to_thread(answerer.process_offer, session.remote_body, claimed)
+            if negotiated.peer_identity in self.settings.revoked or (
+                    negotiated.security == "SDES" and claimed in self.settings.revoked):
+                raise NegotiationError(f"MIKEY-SAKKE revoked identity: {negotiated.peer_identity or claimed} is revoked")
+        except NegotiationError as exc:
+            if session.state is CallState.INCOMING:
+                await session.reject(exc.status, warning=exc.warning)
+            self._emit(CallEvent("rejected", session.call_id,
+                                 {"status": exc.status, "warning": exc.warning, "peer": claimed}))
+            return
+        if session.state is not CallState.INCOMING:
+            return  # cancelled while we verified
+        await session.ring()
+        incoming = IncomingCall(self, session, answerer, received)
+        self._emit(CallEvent("incoming", session.call_id, {
+            "peer": claimed, "verified_identity": negotiated.peer_identity, "security": profile.security_label,
+            "codec": negotiated.codec.name, "srtp": negotiated.suite, "key_id": negotiated.key_id}))
+        try:
+            self._incoming.put_nowait(incoming)
+        except asyncio.QueueFull:
+            await session.reject(486, warning="too many calls waiting")
+
+    async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
+        session, answerer = incoming.session, incoming.answerer
+        if session.state is not CallState.INCOMING or answerer.current is None:
+            raise CallError("the call is no longer waiting for an answer")
+        offerer = None
+        if self.settings.profile.keying == "mikey-sakke":
+            offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
+                              self._initiator())
+        call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
+                    answerer=answerer, trace=self.settings.trace_media)
+        call.invite_sent_at = incoming.received_at
+        await call.start_media(answerer.current)
+        try:
+            await session.answer(answerer.answer(), ack_timeout=10)
+        except (TimeoutError, SipError) as exc:
+            await call.hangup()
+            raise CallError(f"answer failed: {exc or 'no ACK'}") from None
+        self.calls[call.call_id] = call
+        call.emit("answered", **call.status())
+        asyncio.get_running_loop().create_task(self._forget_when_ended(call))
+        return call
+
+
+def claimed_sender(session: InviteSession) -> str:
+    """The caller's identity as SIP asserts it (P-Asserted-Identity if present, else From), as the
+    bare ``sip:user@host`` the MIKEY-SAKKE UID is formed from (TS 33.180 F.2.1)."""
+    uri = session.invite.from_.uri
+    pai = session.invite.headers.get("P-Asserted-Identity")
+    if pai:
+        try:
+            uri = NameAddr.parse(pai).uri
+        except SipError:
+            pass
+    return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
+
+
+def settings_from_account(account: Account, profile_name: str | None = None, *, passphrase: str | None = None,
+                          fetch_keys: bool = True) -> PhoneSettings:
+    """PhoneSettings for a configured account: UA over the profile's transport to the registrar,
+    TLS trust from ``ca_file``, the keystore opened with its passphrase (``passphrase`` overrides the
+    account's, e.g. typed into the GUI), keys refreshed from the KMS unless ``fetch_keys`` is false.
+
+    Raises :class:`CallError` (one line) for any configuration, keystore or KMS problem.
+    """
+    try:
+        profile = load_profile(profile_name or account.profile)
+    except ProfileError as exc:
+        raise CallError(str(exc)) from None
+    try:
+        tls_client = tls_server = None
+        if profile.transport == "tls":
+            tls_client = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
+            tls_client.minimum_version = (ssl.TLSVersion.TLSv1_3 if profile.tls_min_version == "1.3"
+                                          else ssl.TLSVersion.TLSv1_2)
+            if not profile.verify_server_certificate:
+                tls_client.check_hostname = False
+                tls_client.verify_mode = ssl.CERT_NONE
+            if account.tls_cert_file is not None:
+                tls_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls_server.minimum_version = tls_client.minimum_version
+                tls_server.load_cert_chain(account.tls_cert_file, account.tls_key_file)
+        ua = UAConfig(aor=account.uri, username=account.username, password=account.password(),
+                      proxy=account.registrar, transport=profile.transport, host=account.local_host,
+                      tls_server=tls_server, tls_client=tls_client, display_name=account.display_name)
+        keystore = None
+        if profile.keying == "mikey-sakke":
+            if account.keystore is None:
+                raise CallError(f"account {account.name}: profile {profile.name} needs a keystore (keystore = ...)")
+            passphrase = passphrase or account.keystore_passphrase()
+            if not passphrase:
+                raise CallError(f"account {account.name}: no keystore passphrase configured")
+            keystore = Keystore.open_or_create(account.keystore, passphrase.encode())
+            if account.kms_url and fetch_keys:
+                client = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+                result = refresh(keystore, client, account.uri)
+                if result.warning:
+                    log.warning("%s", result.warning)
+        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
+    except (ConfigError, KeystoreError, KmsClientError) as exc:
+        raise CallError(str(exc)) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise CallError(f"account {account.name}: TLS files: {exc.strerror or exc}") from None

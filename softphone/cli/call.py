@@ -1,0 +1,238 @@
+"""``softphone register|call|answer``: secure calls from the command line.
+
+Audio comes from the default microphone and goes to the default speaker unless ``--play WAV`` /
+``--record WAV`` are given (headless use). ``--json`` prints one JSON object per event (line
+buffered) for scripts; otherwise progress lines and, on a terminal, a live status line with keys:
+``h`` hold/resume, ``r`` rekey, ``0-9*#ABCD`` DTMF, ``q`` hang up (each followed by Enter).
+Exit status: 0 call completed, 1 call failed or refused, 2 usage/configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from softphone.calls.call import Call, CallError, CallEvent
+from softphone.calls.phone import Phone, PhoneSettings, settings_from_account
+from softphone.cli import CliError
+from softphone.config import ConfigError, load_accounts, select_account
+from softphone.media.audio import (
+    AudioError,
+    AudioSink,
+    AudioSource,
+    SoundDeviceSink,
+    SoundDeviceSource,
+    WavSink,
+    WavSource,
+)
+from softphone.sip.errors import SipError
+
+STATUS_KEYS = "h=hold/resume r=rekey 0-9*# DTMF q=hang up"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="accounts TOML file (default ~/.config/softphone/accounts.toml)")
+    common.add_argument("--account", help="account name or URI")
+    common.add_argument("--profile", help="profile name or .toml path (default: the account's)")
+    common.add_argument("--json", action="store_true", help="print events as JSON lines")
+    audio = argparse.ArgumentParser(add_help=False)
+    audio.add_argument("--play", type=Path, help="send this WAV file instead of the microphone")
+    audio.add_argument("--record", type=Path, help="write received audio to this WAV file instead of the speaker")
+    audio.add_argument("--duration", type=float, help="hang up after this many seconds of call")
+
+    p = subparsers.add_parser("register", parents=[common], help="register the account with its registrar")
+    p.add_argument("--stay", type=float, default=0.0, help="stay registered this many seconds, then unregister")
+    p.set_defaults(func=cmd_register)
+    p = subparsers.add_parser("call", parents=[common, audio], help="place a secure call")
+    p.add_argument("uri", help="whom to call, e.g. sip:bob@example.org")
+    p.add_argument("--timeout", type=float, default=30.0, help="give up if unanswered after this many seconds")
+    p.set_defaults(func=cmd_call)
+    p = subparsers.add_parser("answer", parents=[common, audio], help="wait for a call and answer it")
+    p.add_argument("--auto", action="store_true", help="answer at once (otherwise press Enter to answer)")
+    p.add_argument("--timeout", type=float, default=300.0, help="give up if no call arrives in this many seconds")
+    p.set_defaults(func=cmd_answer)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def _settings(args: argparse.Namespace) -> PhoneSettings:
+    try:
+        account = select_account(load_accounts(args.config), args.account)
+    except ConfigError as exc:
+        raise CliError(str(exc), 2) from None
+    try:
+        return settings_from_account(account, args.profile)
+    except CallError as exc:
+        raise CliError(str(exc), 2) from None
+
+
+def _audio(args: argparse.Namespace) -> tuple[AudioSource, AudioSink]:
+    try:
+        source: AudioSource = WavSource(args.play) if args.play else SoundDeviceSource()
+        sink: AudioSink = WavSink(args.record) if args.record else SoundDeviceSink()
+    except (AudioError, OSError) as exc:
+        raise CliError(f"audio: {exc}", 2) from None
+    return source, sink
+
+
+class Printer:
+    """Events as JSON lines (``--json``) or as short human lines plus a live status line."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.tty = sys.stdout.isatty() and not as_json
+
+    def event(self, ev: CallEvent) -> None:
+        if self.as_json:
+            print(json.dumps({"event": ev.kind, "call_id": ev.call_id, **ev.data}, default=str), flush=True)
+            return
+        d = ev.data
+        text = {
+            "calling": lambda: f"calling {d.get('peer')} ({d.get('security')})",
+            "incoming": lambda: f"incoming call from {d.get('verified_identity') or d.get('peer')} "
+                                f"({d.get('security')}, {d.get('srtp')}, key {d.get('key_id')})",
+            "ringing": lambda: "ringing",
+            "answered": lambda: "answered: " + self.summary(d),
+            "rejected": lambda: f"refused call from {d.get('peer')}: {d.get('status')} {d.get('warning') or ''}",
+            "failed": lambda: f"call failed: {d.get('status', '')} {d.get('reason', '')} {d.get('warning') or ''}",
+            "ended": lambda: f"call ended ({d.get('reason')}): {d.get('packets_sent', 0)} packets sent, "
+                             f"{d.get('packets_received', 0)} received, loss {d.get('loss', 0)}",
+        }.get(ev.kind)
+        if text is not None:
+            self.line(text().strip())
+        elif ev.kind in ("held", "resumed", "rekeyed", "dtmf"):
+            self.line(f"{ev.kind} {d.get('digit', '')}".strip() + (f" — key {d.get('key_id')}" if ev.kind == "rekeyed" else ""))
+
+    @staticmethod
+    def summary(d: dict[str, Any]) -> str:
+        who = d.get("verified_identity") or d.get("peer")
+        return (f"{d.get('state')} {who} | {d.get('label') or d.get('security')} {d.get('srtp')} key {d.get('key_id')} | "
+                f"{d.get('codec')} | tx {d.get('packets_sent', 0)} rx {d.get('packets_received', 0)} "
+                f"loss {d.get('loss', 0)} jitter {d.get('jitter_ms', 0)} ms")
+
+    def line(self, text: str) -> None:
+        print(("\r\x1b[K" if self.tty else "") + text, flush=True)
+
+    def status(self, call: Call) -> None:
+        if self.tty:
+            sys.stdout.write("\r\x1b[K" + self.summary(call.status()) + f"  [{STATUS_KEYS}]")
+            sys.stdout.flush()
+
+
+async def _in_call(call: Call, printer: Printer, duration: float | None) -> None:
+    """Keep the call up until it ends, ``duration`` passes, or the user hangs up; handle keys."""
+    loop = asyncio.get_running_loop()
+    keys: asyncio.Queue[str] = asyncio.Queue()
+    reading = False
+    if sys.stdin.isatty() and not printer.as_json:
+        loop.add_reader(sys.stdin.fileno(), lambda: keys.put_nowait(sys.stdin.readline().strip()))
+        reading = True
+    deadline = None if duration is None else loop.time() + duration
+    try:
+        while not call.is_ended:
+            if deadline is not None and loop.time() >= deadline:
+                break
+            printer.status(call)
+            try:
+                key = await asyncio.wait_for(keys.get(), 1.0 if deadline is None else
+                                             max(0.01, min(1.0, deadline - loop.time())))
+            except TimeoutError:
+                continue
+            try:
+                if key == "q":
+                    break
+                if key == "h":
+                    await (call.resume() if call.held else call.hold())
+                elif key == "r":
+                    await call.rekey()
+                elif key:
+                    call.send_dtmf(key)
+            except CallError as exc:
+                printer.line(f"error: {exc}")
+    finally:
+        if reading:
+            loop.remove_reader(sys.stdin.fileno())
+    if not call.is_ended:
+        await call.hangup()
+
+
+# --- commands --------------------------------------------------------------------------------------
+def cmd_register(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    printer = Printer(args.json)
+
+    async def run() -> int:
+        async with Phone(settings) as phone:
+            expires = await phone.register()
+            if args.json:
+                print(json.dumps({"event": "registered", "uri": settings.uri, "expires": expires}), flush=True)
+            else:
+                printer.line(f"registered {settings.uri} for {expires} s ({settings.profile.security_label})")
+            if args.stay > 0:
+                await asyncio.sleep(args.stay)
+        return 0
+
+    return _run(run())
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    printer = Printer(args.json)
+    source, sink = _audio(args)
+
+    async def run() -> int:
+        async with Phone(settings, on_event=printer.event) as phone:
+            await phone.register()
+            call = await phone.call(args.uri, source, sink, timeout=args.timeout)
+            await _in_call(call, printer, args.duration)
+            await call.ended(10)
+        return 0
+
+    return _run(run())
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    printer = Printer(args.json)
+    source, sink = _audio(args)
+
+    async def run() -> int:
+        async with Phone(settings, on_event=printer.event) as phone:
+            await phone.register()
+            if not args.json:
+                printer.line(f"waiting for a call to {settings.uri} ({settings.profile.security_label})")
+            try:
+                incoming = await phone.next_incoming(args.timeout)
+            except TimeoutError:
+                raise CallError(f"no call within {args.timeout:g} s") from None
+            if not args.auto:
+                printer.line("press Enter to answer, or type n and Enter to refuse")
+                reply = await asyncio.to_thread(sys.stdin.readline)
+                if reply.strip().lower().startswith("n"):
+                    await incoming.reject(603)
+                    return 1
+            call = await incoming.accept(source, sink)
+            await _in_call(call, printer, args.duration)
+            await call.ended(10)
+        return 0
+
+    return _run(run())
+
+
+def _run(coro: Any) -> int:
+    try:
+        return asyncio.run(coro)
+    except CallError as exc:
+        raise CliError(str(exc), 1) from None
+    except SipError as exc:
+        raise CliError(f"SIP: {exc}", 1) from None
+    except OSError as exc:
+        raise CliError(f"network: {exc.strerror or exc}", 1) from None
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()

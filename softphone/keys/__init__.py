@@ -1,0 +1,1 @@
+"""The phone's keys: the encrypted keystore of per-period key sets and the KMS client that fills it."""

@@ -1,0 +1,171 @@
+"""HTTPS client for the TS 33.180 Annex D KMS interface, and the phone's key refresh policy.
+
+Requests are ``POST`` with ``Authorization: Bearer`` and an empty body (D.2.1); the user URI in
+``keyprov/<URI>`` is percent-encoded and the time is 16 upper-case hex digits of a 64-bit NTP
+timestamp, as in the TS example (KMS.md §1). TLS 1.2 minimum with certificate verification.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from crypto.identity import ntp_seconds
+from kmsinterface.xml import (
+    KeyProvResponse,
+    KmsCertificate,
+    KmsInitResponse,
+    KmsXmlError,
+    TransportKey,
+    parse_key_prov,
+    parse_kms_error,
+    parse_kms_init,
+)
+from softphone.keys.keystore import Keystore, KeystoreError
+
+BASE = "/keymanagement/identity/v1"
+MAX_RESPONSE = 1 << 20
+
+
+class KmsClientError(Exception):
+    """The KMS refused the request or answered something unusable; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KmsUnreachable(KmsClientError):
+    """No answer from the KMS (connection refused, timeout, TLS failure)."""
+
+
+def ntp_hex(when: datetime) -> str:
+    """``when`` → 64-bit NTP timestamp as 16 upper-case hex digits (fraction zero)."""
+    return f"{ntp_seconds(when.timestamp()) << 32:016X}"
+
+
+def read_transport_key(path: str | Path) -> TransportKey:
+    """Read a TrK file written by ``softphone-kms user add --trk-out`` (``KEY_ID HEX``, mode 0600)."""
+    p = Path(path).expanduser()
+    try:
+        if p.stat().st_mode & 0o077:
+            raise KmsClientError(f"transport key file {p} is readable by others (chmod 600)")
+        key_id, key_hex = p.read_text().split()
+        return TransportKey(key_id, bytes.fromhex(key_hex))
+    except OSError as exc:
+        raise KmsClientError(f"cannot read transport key file {p}: {exc.strerror}") from None
+    except (ValueError, KmsXmlError):
+        raise KmsClientError(f"transport key file {p} must hold 'KEY_ID HEX' with a 32-octet key") from None
+
+
+@dataclass
+class KmsClient:
+    """One KMS: ``base_url`` like ``https://kms.example.org:8443``; ``token`` is the bearer credential."""
+
+    base_url: str
+    token: str = field(repr=False)
+    cafile: str | Path | None = None
+    transport_key: TransportKey | None = None
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise KmsClientError(f"KMS URL must be https://HOST[:PORT], got {self.base_url!r}")
+        self._host = parts.hostname
+        self._port = parts.port or 443
+        prefix = parts.path.rstrip("/")
+        self._prefix = prefix if prefix.endswith(BASE) else prefix + BASE
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+        except (OSError, ssl.SSLError):
+            raise KmsClientError(f"cannot load KMS CA file {self.cafile}") from None
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._ctx = ctx
+
+    def _post(self, path: str) -> bytes:
+        conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._ctx)
+        try:
+            conn.request("POST", self._prefix + path, body=b"", headers={
+                "Authorization": f"Bearer {self.token}", "Content-Type": "application/xml",
+                "Accept": "application/xml"})
+            resp = conn.getresponse()
+            body = resp.read(MAX_RESPONSE + 1)
+        except ssl.SSLError as exc:
+            raise KmsUnreachable(f"TLS with KMS {self._host}:{self._port} failed: {exc.reason or 'error'}") from None
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            raise KmsUnreachable(f"KMS {self._host}:{self._port} unreachable: "
+                                 f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
+        finally:
+            conn.close()
+        if len(body) > MAX_RESPONSE:
+            raise KmsClientError("KMS response too large")
+        if resp.status != 200:
+            try:
+                detail = parse_kms_error(body).message
+            except KmsXmlError:
+                detail = resp.reason
+            raise KmsClientError(f"KMS refused the request: HTTP {resp.status} {detail}", resp.status)
+        return body
+
+    def init(self) -> KmsInitResponse:
+        """KMS Initialize (D.3.2): the KMS certificate and the URI the KMS knows us by."""
+        try:
+            return parse_kms_init(self._post("/init"))
+        except KmsXmlError as exc:
+            raise KmsClientError(f"bad KmsInit from KMS: {exc}") from None
+
+    def key_prov(self, user_uri: str | None = None, when: datetime | None = None) -> KeyProvResponse:
+        """KMS KeyProvision (D.3.3): current+next period, or the one period containing ``when``."""
+        path = "/keyprov"
+        if user_uri is not None:
+            path += "/" + quote(user_uri, safe="")
+            if when is not None:
+                path += "/" + ntp_hex(when)
+        elif when is not None:
+            raise KmsClientError("a key provisioning time needs the user URI")
+        try:
+            return parse_key_prov(self._post(path), self.transport_key)
+        except KmsXmlError as exc:
+            raise KmsClientError(f"bad KmsKeyProv from KMS: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    fetched: list[int]
+    warning: str | None = None
+
+
+def _public(cert: KmsCertificate) -> tuple:
+    return cert.pub_enc_key, cert.pub_auth_key, cert.user_key_period, cert.user_key_offset
+
+
+def refresh(keystore: Keystore, client: KmsClient, user_uri: str, *, force: bool = False,
+            when: datetime | None = None) -> RefreshResult:
+    """Fetch keys when the next period's set is not yet held (or ``force``).
+
+    If the KMS is unreachable but keys for the current period are cached, the phone keeps working:
+    the result carries a warning instead of raising. Refused or invalid responses always raise.
+    """
+    when = when or datetime.now(UTC)
+    known = [c.kms_uri for c in keystore.certificates()]
+    try:
+        if not force and known and not any(keystore.needs_refresh(user_uri, k, when) for k in known):
+            return RefreshResult([])
+        init = client.init()
+        cert = init.certificate
+        if cert.kms_uri not in known or _public(keystore.certificate(cert.kms_uri)) != _public(cert):
+            keystore.add_certificate(cert)
+        prov = client.key_prov(user_uri)
+    except KmsUnreachable as exc:
+        try:
+            held = keystore.current(user_uri, when)
+        except KeystoreError:
+            raise exc from None
+        return RefreshResult([], f"{exc}; using cached keys for period {held.key_period_no}")
+    summaries = keystore.import_key_prov(prov)
+    return RefreshResult([s.key_period_no for s in summaries])
