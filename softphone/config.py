@@ -33,10 +33,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from softphone.errors import SoftphoneError
+
 DEFAULT_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", "~/.config")).expanduser() / "softphone" / "accounts.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(SoftphoneError):
     """The configuration is missing, unreadable or invalid."""
 
 

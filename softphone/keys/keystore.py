@@ -25,12 +25,13 @@ from crypto.identity import key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.mikey import keys as mikey_keys
 from kmsinterface.sealed import DEFAULT_N_LOG2, DataKey, SecretsError, derive_key, write_private
 from kmsinterface.xml import KeyProvResponse, KeySet, KmsCertificate
+from softphone.keys.errors import KeysError
 
 MAGIC = b"SCKEYST1"
 KEEP_PERIODS = 3
 
 
-class KeystoreError(Exception):
+class KeystoreError(KeysError):
     """The keystore cannot be opened/written, or a key set was refused (one line, no key bytes)."""
 
 
