@@ -17,7 +17,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from softphone.calls.call import Call, CallError, CallEvent
+from softphone.calls.call import Call
+from softphone.calls.errors import CallError
+from softphone.calls.events import (
+    Answered,
+    CallEvent,
+    Calling,
+    Dtmf,
+    Ended,
+    Failed,
+    Held,
+    Incoming,
+    Rejected,
+    Rekeyed,
+    Resumed,
+    Ringing,
+)
 from softphone.calls.phone import Phone, PhoneSettings, settings_from_account
 from softphone.cli import CliError
 from softphone.config import ConfigError, load_accounts, select_account
@@ -89,24 +104,40 @@ class Printer:
 
     def event(self, ev: CallEvent) -> None:
         if self.as_json:
-            print(json.dumps({"event": ev.kind, "call_id": ev.call_id, **ev.data}, default=str), flush=True)
+            print(json.dumps(ev.to_json(), default=str), flush=True)
             return
-        d = ev.data
-        text = {
-            "calling": lambda: f"calling {d.get('peer')} ({d.get('security')})",
-            "incoming": lambda: f"incoming call from {d.get('verified_identity') or d.get('peer')} "
-                                f"({d.get('security')}, {d.get('srtp')}, key {d.get('key_id')})",
-            "ringing": lambda: "ringing",
-            "answered": lambda: "answered: " + self.summary(d),
-            "rejected": lambda: f"refused call from {d.get('peer')}: {d.get('status')} {d.get('warning') or ''}",
-            "failed": lambda: f"call failed: {d.get('status', '')} {d.get('reason', '')} {d.get('warning') or ''}",
-            "ended": lambda: f"call ended ({d.get('reason')}): {d.get('packets_sent', 0)} packets sent, "
-                             f"{d.get('packets_received', 0)} received, loss {d.get('loss', 0)}",
-        }.get(ev.kind)
+        text = self.describe(ev)
         if text is not None:
-            self.line(text().strip())
-        elif ev.kind in ("held", "resumed", "rekeyed", "dtmf"):
-            self.line(f"{ev.kind} {d.get('digit', '')}".strip() + (f" — key {d.get('key_id')}" if ev.kind == "rekeyed" else ""))
+            self.line(text.strip())
+
+    @classmethod
+    def describe(cls, ev: CallEvent) -> str | None:
+        """The progress line for ``ev`` (None: nothing to print, e.g. media restarted)."""
+        match ev:
+            case Calling():
+                return f"calling {ev.peer} ({ev.security})"
+            case Incoming():
+                return (f"incoming call from {ev.verified_identity or ev.peer} "
+                        f"({ev.security}, {ev.srtp}, key {ev.key_id})")
+            case Ringing():
+                return "ringing"
+            case Answered():
+                return "answered: " + cls.summary(ev.status.to_json())
+            case Rejected():
+                return f"refused call from {ev.peer}: {ev.status} {ev.warning or ''}"
+            case Failed():
+                return f"call failed: {'' if ev.status is None else ev.status} {ev.reason} {ev.warning or ''}"
+            case Ended():
+                media = ev.status.media
+                sent, received, loss = (media.packets_sent, media.packets_received, media.loss) if media else (0, 0, 0)
+                return f"call ended ({ev.reason}): {sent} packets sent, {received} received, loss {loss}"
+            case Rekeyed():
+                return f"rekeyed — key {ev.status.key_id}"
+            case Held() | Resumed():
+                return ev.kind
+            case Dtmf():
+                return f"dtmf {ev.digit}".strip()
+        return None
 
     @staticmethod
     def summary(d: dict[str, Any]) -> str:

@@ -20,10 +20,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from softphone.calls.profile import SecurityLevel
+from softphone.errors import SoftphoneError
+
 MAX_HISTORY = 200
 
 
-class GuiDataError(Exception):
+class GuiDataError(SoftphoneError):
     """A contacts or history file is unreadable or invalid (one line)."""
 
 
@@ -130,7 +133,7 @@ class CallRecord:
     direction: str                   # "outgoing" | "incoming"
     peer: str                        # the SIP URI dialled / claimed
     verified_identity: str | None    # as verified by ECCSI (None for SDES or failed calls)
-    security: str | None             # "MIKEY-SAKKE", "SDES" or None
+    security: str | None             # a SecurityLevel's text ("MIKEY-SAKKE", "SDES") or None
     outcome: str                     # "answered", "refused", "failed", "missed", "declined"
     duration_s: float = 0.0
     detail: str = ""
@@ -199,13 +202,19 @@ class Badge:
     colour: str  # background colour for the badge
 
 
+_BADGES = {
+    SecurityLevel.SECURE: Badge("secure", "SECURE — Secure Chorus (MIKEY-SAKKE), identity verified", "#1b7f3b"),
+    SecurityLevel.SDES_INTEROP: Badge("interop", "ENCRYPTED — SDES interop, identity NOT verified", "#b36b00"),
+    SecurityLevel.NOT_SECURE: Badge("insecure", "NOT SECURE — no verified keys", "#b3261e"),
+}
+
+
 def badge(security: str | None, verified_identity: str | None = None) -> Badge:
-    """Secure Chorus (MIKEY-SAKKE, identity verified by ECCSI) vs SDES interop vs failed/none."""
-    if security == "MIKEY-SAKKE" and verified_identity:
-        return Badge("secure", "SECURE — Secure Chorus (MIKEY-SAKKE), identity verified", "#1b7f3b")
-    if security == "SDES":
-        return Badge("interop", "ENCRYPTED — SDES interop, identity NOT verified", "#b36b00")
-    return Badge("insecure", "NOT SECURE — no verified keys", "#b3261e")
+    """Secure Chorus (MIKEY-SAKKE, identity verified by ECCSI) vs SDES interop vs failed/none.
+
+    ``security`` is a :class:`SecurityLevel` or its text (``"MIKEY-SAKKE"``, ``"SDES"``, as the call
+    history stores it), or None."""
+    return _BADGES[SecurityLevel.of(security, verified_identity)]
 
 
 # --- plain words -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Esc hangs up (declines an incoming call); Alt+A accepts; Ctrl+, opens Settings; 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from softphone.calls.events import CallStatus, Incoming
+from softphone.calls.profile import SecurityLevel
 from softphone.gui.controller import PhoneController
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
 
@@ -342,7 +345,7 @@ class MainWindow(QMainWindow):
         v.addWidget(self.keypad)
         v.addStretch(1)
         order = (self.mute_button, self.hold_button, self.keypad_button, self.hangup_button)
-        for a, b in zip(order, order[1:]):
+        for a, b in itertools.pairwise(order):
             QWidget.setTabOrder(a, b)
         return page
 
@@ -433,16 +436,17 @@ class MainWindow(QMainWindow):
             self.activateWindow()
             QApplication.alert(self)
 
-    def _on_incoming(self, info: dict) -> None:
-        verified = info.get("verified_identity")
-        who = verified or info.get("peer") or "unknown caller"
+    def _on_incoming(self, info: Incoming) -> None:
+        verified = info.verified_identity
+        who = verified or info.peer or "unknown caller"
         name = self.contacts.name_for(who)
         self.incoming_identity.setText(f"{name} — {who}" if name else who)
-        security = "MIKEY-SAKKE" if verified else ("SDES" if "SDES" in str(info.get("security")) else None)
+        security = (SecurityLevel.SECURE if verified else
+                    SecurityLevel.SDES_INTEROP if info.security == SecurityLevel.SDES_INTEROP.label else None)
         self._set_badge(self.incoming_badge, badge(security, verified))
         first = f"Identity verified by ECCSI signature: {verified}" if verified else "Identity NOT verified"
-        self.incoming_detail.setText(f"{first}\n{info.get('codec', '?')} · {info.get('srtp', '?')} · "
-                                     f"key id {info.get('key_id') or '—'}")
+        self.incoming_detail.setText(f"{first}\n{info.codec or '?'} · {info.srtp or '?'} · "
+                                     f"key id {info.key_id or '—'}")
 
     @staticmethod
     def _set_badge(label: QLabel, b: Any) -> None:
@@ -450,18 +454,18 @@ class MainWindow(QMainWindow):
         label.setProperty("level", b.level)
         label.setStyleSheet(f"color: white; background: {b.colour}; padding: 6px; font-weight: bold;")
 
-    def _on_call_updated(self, st: dict) -> None:
-        if not st:
-            return
-        b = badge(st.get("security"), st.get("verified_identity"))
+    def _on_call_updated(self, st: CallStatus) -> None:
+        b = badge(st.security, st.verified_identity)
         self._set_badge(self.badge, b)
-        peer = st.get("verified_identity") or st.get("peer", "")
+        peer = st.verified_identity or st.peer
         name = self.contacts.name_for(peer)
-        verified = " (verified by ECCSI)" if st.get("verified_identity") else " (identity not verified)"
+        verified = " (verified by ECCSI)" if st.verified_identity else " (identity not verified)"
         self.identity.setText((f"{name} — " if name else "") + peer + verified)
-        self.details.setText(f"{st.get('codec', '?')} · {st.get('srtp', '?')} · key id {st.get('key_id') or '—'}")
-        self.call_state.setText("On hold" if st.get("state") == "held" else "Connected")
-        self.hold_button.setText("Res&ume" if st.get("state") == "held" else "&Hold")
+        keys = st.keys
+        self.details.setText(f"{keys.codec if keys else '?'} · {keys.srtp if keys else '?'} · "
+                             f"key id {st.key_id or '—'}")
+        self.call_state.setText("On hold" if st.held else "Connected")
+        self.hold_button.setText("Res&ume" if st.held else "&Hold")
 
     def _tick(self) -> None:
         c = self.controller
