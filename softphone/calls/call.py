@@ -125,7 +125,7 @@ class Call:
         cfg = MediaConfig(local_addr=(self.host, self.port), remote_addr=negotiated.remote_addr,
                           codec=negotiated.codec, srtp=negotiated.srtp,
                           dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace)
-        self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),  # type: ignore[arg-type]
+        self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),
                                   on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)))
         for attempt in range(20):  # a restarted session rebinds the port the old one is releasing
             try:

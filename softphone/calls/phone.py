@@ -267,7 +267,8 @@ class Phone:
                 negotiated = await asyncio.to_thread(answerer.process_offer, session.remote_body, claimed)
             if negotiated.peer_identity in self.settings.revoked or (
                     negotiated.security is SecurityLevel.SDES_INTEROP and claimed in self.settings.revoked):
-                raise NegotiationError(f"MIKEY-SAKKE revoked identity: {negotiated.peer_identity or claimed} is revoked")
+                who = negotiated.peer_identity or claimed
+                raise NegotiationError(f"MIKEY-SAKKE revoked identity: {who} is revoked")
         except NegotiationError as exc:
             if session.state is CallState.INCOMING:
                 await session.reject(exc.status, warning=exc.warning)

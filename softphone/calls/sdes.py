@@ -134,7 +134,8 @@ def make_offer(suites: tuple[str, ...] | list[str]) -> list[CryptoAttribute]:
     return [generate(i + 1, suite) for i, suite in enumerate(suites)]
 
 
-def answer(offered_values: list[str], acceptable: tuple[str, ...] | list[str]) -> tuple[CryptoAttribute, CryptoAttribute]:
+def answer(offered_values: list[str],
+           acceptable: tuple[str, ...] | list[str]) -> tuple[CryptoAttribute, CryptoAttribute]:
     """Pick the first offered line whose suite we accept (offerer's preference order) and whose
     parameters we support; return ``(offered, ours)`` where ``ours`` carries a fresh key under the
     same tag and suite. Raises :class:`SdesError` when nothing usable was offered."""

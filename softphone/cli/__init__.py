@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from softphone import __version__
 from softphone.errors import SoftphoneError
@@ -35,7 +36,7 @@ class CliError(SoftphoneError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (usage)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (usage)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

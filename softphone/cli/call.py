@@ -142,7 +142,8 @@ class Printer:
     @staticmethod
     def summary(d: dict[str, Any]) -> str:
         who = d.get("verified_identity") or d.get("peer")
-        return (f"{d.get('state')} {who} | {d.get('label') or d.get('security')} {d.get('srtp')} key {d.get('key_id')} | "
+        return (f"{d.get('state')} {who} | {d.get('label') or d.get('security')} {d.get('srtp')} "
+                f"key {d.get('key_id')} | "
                 f"{d.get('codec')} | tx {d.get('packets_sent', 0)} rx {d.get('packets_received', 0)} "
                 f"loss {d.get('loss', 0)} jitter {d.get('jitter_ms', 0)} ms")
 

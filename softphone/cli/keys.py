@@ -72,6 +72,7 @@ def _keystore(args: argparse.Namespace, account: Account | None, create: bool) -
     path = args.keystore or (account.keystore if account else None)
     if path is None:
         raise CliError("no keystore: give --keystore or configure the account's keystore")
+    passphrase: str | None
     if args.passphrase_file:
         passphrase = _read_secret_file(args.passphrase_file, "keystore passphrase")
     else:
@@ -94,6 +95,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     url = args.kms or (account.kms_url if account else None)
     if not url:
         raise CliError("no KMS URL: give --kms or set kms_url in the account")
+    token: str | None
     if args.token_file:
         token = _read_secret_file(args.token_file, "KMS token")
     else:
@@ -103,7 +105,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     if not token:
         raise CliError("no KMS token: give --token-file or set kms_token_file in the account")
-    user = args.user or (account.uri if account else None)
+    user: str | None = args.user or (account.uri if account else None)
+    if user is None:  # an account is required when --user is not given
+        raise CliError("no identity: give --user or configure the account")
     ca = args.ca or (account.kms_ca_file or account.ca_file if account else None)
     store = _keystore(args, account, create=True)
     try:

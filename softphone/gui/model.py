@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from softphone.calls.profile import SecurityLevel
 from softphone.errors import SoftphoneError
@@ -285,10 +286,23 @@ def countdown(until: datetime, now: datetime | None = None) -> str:
     return f"{d}d {h:02d}h {m:02d}m" if d else f"{h}h {m:02d}m"
 
 
-def key_status(summaries: Iterable[object], user_uri: str, now: datetime | None = None) -> KeyStatus:
+class KeySetFacts(Protocol):
+    """The public fields of a held key set (:class:`softphone.keys.keystore.KeySetSummary`)."""
+
+    @property
+    def user_uri(self) -> str: ...
+    @property
+    def key_period_no(self) -> int: ...
+    @property
+    def valid_from(self) -> datetime | None: ...
+    @property
+    def valid_to(self) -> datetime | None: ...
+
+
+def key_status(summaries: Iterable[KeySetFacts], user_uri: str, now: datetime | None = None) -> KeyStatus:
     """From :meth:`softphone.keys.keystore.Keystore.list` entries (public fields only)."""
     now = now or datetime.now(UTC)
-    mine: Sequence = sorted((s for s in summaries if s.user_uri == user_uri),
+    mine: Sequence[KeySetFacts] = sorted((s for s in summaries if s.user_uri == user_uri),
                             key=lambda s: s.key_period_no)
     current = next((s for s in mine if (s.valid_from is None or s.valid_from <= now)
                     and (s.valid_to is None or now < s.valid_to)), None)

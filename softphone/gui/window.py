@@ -63,6 +63,13 @@ def _label(text: str = "", name: str = "", bold: bool = False, size: int | None 
     return w
 
 
+def _dtmf_slot(controller: PhoneController, digit: str) -> Callable[[], None]:
+    """A button slot sending ``digit`` (``clicked`` may pass its checked flag: ignored)."""
+    def send(_checked: bool = False) -> None:
+        controller.dtmf(digit)
+    return send
+
+
 def _button(text: str, name: str, slot: Callable[[], Any]) -> QPushButton:
     b = QPushButton(text)
     b.setObjectName(name)
@@ -318,10 +325,10 @@ class MainWindow(QMainWindow):
             meters.addWidget(QLabel(name), row, 0)
             meters.addWidget(bar, row, 1)
         v.addLayout(meters)
-        row = QHBoxLayout()
-        row.addWidget(self.stats, 1)
-        row.addWidget(self.timer)
-        v.addLayout(row)
+        stats_row = QHBoxLayout()
+        stats_row.addWidget(self.stats, 1)
+        stats_row.addWidget(self.timer)
+        v.addLayout(stats_row)
         buttons = QHBoxLayout()
         self.mute_button = _button("&Mute", "mute_button", self._mute)
         self.mute_button.setCheckable(True)
@@ -338,7 +345,7 @@ class MainWindow(QMainWindow):
         grid = QGridLayout(self.keypad)
         for i, digit in enumerate(KEYPAD):
             b = _button(digit, f"dtmf_{'star' if digit == '*' else 'hash' if digit == '#' else digit}",
-                        lambda _=False, d=digit: c.dtmf(d))
+                        _dtmf_slot(c, digit))
             b.setAutoDefault(False)
             grid.addWidget(b, i // 3, i % 3)
         self.keypad.setVisible(False)
@@ -632,8 +639,11 @@ class MainWindow(QMainWindow):
         buttons.accepted.connect(dialog.accept)
         buttons.rejected.connect(dialog.reject)
         form.addRow(buttons)
-        dialog.finished.connect(lambda result: future.done() or future.set_result(
-            edit.text() if result == QDialog.DialogCode.Accepted else None))
+        def finished(result: int) -> None:
+            if not future.done():
+                future.set_result(edit.text() if result == QDialog.DialogCode.Accepted else None)
+
+        dialog.finished.connect(finished)
         dialog.open()
         self.passphrase_dialog = dialog
         return future
