@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,7 @@ from softphone.calls.events import (
     Ringing,
 )
 from softphone.calls.phone import Phone, PhoneSettings, settings_from_account
-from softphone.cli import CliError
-from softphone.config import ConfigError, load_accounts, select_account
+from softphone.cli import CliError, configured_account, user_errors
 from softphone.media.audio import (
     AudioError,
     AudioSink,
@@ -45,7 +45,6 @@ from softphone.media.audio import (
     WavSink,
     WavSource,
 )
-from softphone.sip.errors import SipError
 
 STATUS_KEYS = "h=hold/resume r=rekey 0-9*# DTMF q=hang up"
 
@@ -76,14 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # --- helpers ---------------------------------------------------------------------------------------
 def _settings(args: argparse.Namespace) -> PhoneSettings:
-    try:
-        account = select_account(load_accounts(args.config), args.account)
-    except ConfigError as exc:
-        raise CliError(str(exc), 2) from None
-    try:
+    account = configured_account(args.config, args.account, code=2)
+    with user_errors(2):
         return settings_from_account(account, args.profile)
-    except CallError as exc:
-        raise CliError(str(exc), 2) from None
 
 
 def _audio(args: argparse.Namespace) -> tuple[AudioSource, AudioSink]:
@@ -212,7 +206,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     return _run(run())
 
 
-def cmd_call(args: argparse.Namespace) -> int:
+Connect = Callable[[Phone, PhoneSettings, Printer, AudioSource, AudioSink], Awaitable[Call | None]]
+
+
+def _call_command(args: argparse.Namespace, connect: Connect) -> int:
+    """Register, let ``connect`` set up the call (None: refused, exit 1), then stay in it until it ends."""
     settings = _settings(args)
     printer = Printer(args.json)
     source, sink = _audio(args)
@@ -220,49 +218,48 @@ def cmd_call(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with Phone(settings, on_event=printer.event) as phone:
             await phone.register()
-            call = await phone.call(args.uri, source, sink, timeout=args.timeout)
+            call = await connect(phone, settings, printer, source, sink)
+            if call is None:
+                return 1
             await _in_call(call, printer, args.duration)
             await call.ended(10)
         return 0
 
     return _run(run())
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    async def place(phone: Phone, settings: PhoneSettings, printer: Printer, source: AudioSource,
+                    sink: AudioSink) -> Call:
+        return await phone.call(args.uri, source, sink, timeout=args.timeout)
+
+    return _call_command(args, place)
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    printer = Printer(args.json)
-    source, sink = _audio(args)
+    async def answer(phone: Phone, settings: PhoneSettings, printer: Printer, source: AudioSource,
+                     sink: AudioSink) -> Call | None:
+        if not args.json:
+            printer.line(f"waiting for a call to {settings.uri} ({settings.profile.security_label})")
+        try:
+            incoming = await phone.next_incoming(args.timeout)
+        except TimeoutError:
+            raise CallError(f"no call within {args.timeout:g} s") from None
+        if not args.auto:
+            printer.line("press Enter to answer, or type n and Enter to refuse")
+            reply = await asyncio.to_thread(sys.stdin.readline)
+            if reply.strip().lower().startswith("n"):
+                await incoming.reject(603)
+                return None
+        return await incoming.accept(source, sink)
 
-    async def run() -> int:
-        async with Phone(settings, on_event=printer.event) as phone:
-            await phone.register()
-            if not args.json:
-                printer.line(f"waiting for a call to {settings.uri} ({settings.profile.security_label})")
-            try:
-                incoming = await phone.next_incoming(args.timeout)
-            except TimeoutError:
-                raise CallError(f"no call within {args.timeout:g} s") from None
-            if not args.auto:
-                printer.line("press Enter to answer, or type n and Enter to refuse")
-                reply = await asyncio.to_thread(sys.stdin.readline)
-                if reply.strip().lower().startswith("n"):
-                    await incoming.reject(603)
-                    return 1
-            call = await incoming.accept(source, sink)
-            await _in_call(call, printer, args.duration)
-            await call.ended(10)
-        return 0
-
-    return _run(run())
+    return _call_command(args, answer)
 
 
 def _run(coro: Any) -> int:
     try:
-        return asyncio.run(coro)
-    except CallError as exc:
-        raise CliError(str(exc), 1) from None
-    except SipError as exc:
-        raise CliError(f"SIP: {exc}", 1) from None
+        with user_errors(1):
+            return asyncio.run(coro)
     except OSError as exc:
         raise CliError(f"network: {exc.strerror or exc}", 1) from None
     finally:
