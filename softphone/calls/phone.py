@@ -28,8 +28,9 @@ from softphone.calls.events import Answered, CallEvent, Calling, Failed, Incomin
 from softphone.calls.negotiation import Answerer, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
 from softphone.config import Account, ConfigError
+from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
-from softphone.keys.kms_client import KmsClient, KmsClientError, refresh
+from softphone.keys.kms_client import KmsClient, refresh
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.session import CallState, InviteSession
@@ -363,7 +364,7 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
                 if result.warning:
                     log.warning("%s", result.warning)
         return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
-    except (ConfigError, KeystoreError, KmsClientError) as exc:
+    except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:
         raise CallError(f"account {account.name}: TLS files: {exc.strerror or exc}") from None
