@@ -5,7 +5,7 @@ on the class (``match ev: case Ringing(): …``). Each event's :meth:`~CallEvent
 object ``softphone call --json`` prints: ``{"event": kind, "call_id": …, …fields}``. No event ever
 holds key material.
 
-    Calling → Ringing → Answered, MediaStarted … Held / Resumed / Rekeyed / Dtmf … Ended
+    Calling → Ringing → MediaStarted → Answered … Held / Resumed / Rekeyed (+ MediaStarted) / Dtmf … Ended
     Incoming (the offer verified, ringing) or Rejected (refused before alerting, or declined)
     Failed (the call or a rekey failed; Ended follows when the call was up)
 """
