@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kms.errors import KmsError
+
 GENESIS = "0" * 64
 
 
-class AuditError(Exception):
+class AuditError(KmsError):
     """The audit log was edited, reordered, truncated, or cannot be written."""
 
 

@@ -22,6 +22,7 @@ from crypto.eccsi import EccsiMasterKey
 from crypto.identity import NTP_UNIX_OFFSET, key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.sakke import SakkeMasterKey
 from kms.audit import AuditLog, pseudonym
+from kms.errors import KmsError
 from kms.store import Store, StoredKeySet, StoreError, UserRecord, open_store
 from kmsinterface.sealed import DataKey, SecretsError, seal, unseal, write_private
 from kmsinterface.xml import KeySet, KmsCertificate, TransportKey
@@ -31,14 +32,6 @@ MASTER = "master.sealed"
 SQLITE = "kms.sqlite3"
 AUDIT = "audit.log"
 DEFAULT_PERIOD = 2592000  # 30 days, as in the published samples
-
-
-class KmsError(Exception):
-    """A KMS operation was refused; ``status`` is the HTTP status it maps to."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

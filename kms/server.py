@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from crypto.identity import NTP_UNIX_OFFSET
-from kms.audit import pseudonym
+from kms.audit import AuditError, pseudonym
 from kms.issue import Issuer, KmsError
 from kms.store import StoreError
 from kmsinterface.sealed import write_private
@@ -112,10 +112,12 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
             return
         try:
             self._dispatch()
-        except KmsError as exc:
-            self._error(exc.status, str(exc))
         except StoreError:
             self._error(503, "KMS storage unavailable")
+        except AuditError:
+            raise  # not a refusal of the request: the connection ends, as for any internal failure
+        except KmsError as exc:
+            self._error(exc.status, str(exc))
 
     def _dispatch(self) -> None:
         issuer = self.server.issuer

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kms.errors import KmsError
+
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS users (
         uri TEXT PRIMARY KEY, salt {blob} NOT NULL, token_hash TEXT NOT NULL UNIQUE,
@@ -24,7 +26,7 @@ SCHEMA = (
 )
 
 
-class StoreError(Exception):
+class StoreError(KmsError):
     """A storage operation failed (duplicate user, unknown user, database unreachable)."""
 
 

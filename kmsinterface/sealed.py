@@ -15,12 +15,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from kmsinterface.errors import KmsInterfaceError
+
 MAGIC = b"SCSEAL1\x00"
 DEFAULT_N_LOG2 = 15  # 32 MiB, ~0.1 s: memory-hard against offline guessing
 PASSPHRASE_ENV = "SOFTPHONE_KMS_PASSPHRASE"
 
 
-class SecretsError(Exception):
+class SecretsError(KmsInterfaceError):
     """A sealed blob cannot be opened (wrong passphrase, tampering) or a passphrase is missing."""
 
 

@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.keywrap import (
 )
 from lxml import etree
 
+from kmsinterface.errors import KmsInterfaceError
+
 NS = "urn:3gpp:ns:mcsecKMSInterface:1.0"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XENC = "http://www.w3.org/2001/04/xmlenc#"
@@ -40,7 +42,7 @@ RSK_LEN, SSK_LEN, PVT_LEN, Z_LEN, KPAK_LEN, UID_LEN = 257, 32, 65, 257, 65, 32
 _NSMAP = {None: NS, "xsi": XSI}
 
 
-class KmsXmlError(ValueError):
+class KmsXmlError(KmsInterfaceError, ValueError):
     """A KMS XML document is malformed or inconsistent (one-line message, no key bytes)."""
 
 

@@ -33,10 +33,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from softphone.errors import SoftphoneError
+
 DEFAULT_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", "~/.config")).expanduser() / "softphone" / "accounts.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(SoftphoneError):
     """The configuration is missing, unreadable or invalid."""
 
 
@@ -182,7 +184,8 @@ def select_account(accounts: list[Account], name: str | None) -> Account:
     if name is None:
         if len(accounts) == 1:
             return accounts[0]
-        raise ConfigError(f"several accounts configured; choose one with --account ({', '.join(a.name for a in accounts)})")
+        names = ", ".join(a.name for a in accounts)
+        raise ConfigError(f"several accounts configured; choose one with --account ({names})")
     for account in accounts:
         if account.name == name or account.uri == name:
             return account

@@ -3,7 +3,7 @@
 A :class:`Call` is made by :class:`softphone.calls.phone.Phone` (outgoing: after the 2xx; incoming: after
 the offer verified). It owns the :class:`~softphone.media.session.MediaSession` and restarts it with
 new keys when a re-INVITE carries a new I_MESSAGE (rekey, TS 33.180 §7.4); hold/resume re-offers keep
-the keys (RFC 3264 §8.4). Events go to the phone's callback as :class:`CallEvent` values.
+the keys (RFC 3264 §8.4). Events go to the phone's callback as :mod:`softphone.calls.events` values.
 """
 
 from __future__ import annotations
@@ -12,11 +12,25 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from softphone.calls.errors import CallError
+from softphone.calls.events import (
+    CallEvent,
+    CallKeys,
+    CallStatus,
+    Dtmf,
+    Ended,
+    Failed,
+    Held,
+    MediaCounters,
+    MediaStarted,
+    Rekeyed,
+    Resumed,
+    StatusEvent,
+)
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.session import MediaConfig, MediaError, MediaSession
@@ -26,18 +40,7 @@ from softphone.sip.session import CallState, InviteSession, Reject
 log = logging.getLogger(__name__)
 
 
-class CallError(Exception):
-    """A call could not be placed, answered or changed; the message is one line without secrets."""
-
-
-@dataclass(frozen=True)
-class CallEvent:
-    """Something that happened to a call; ``data`` is JSON-safe and never holds key material."""
-
-    kind: str            # calling, ringing, verified, answered, media, held, resumed, rekeyed, failed, ended, dtmf
-    call_id: str
-    data: dict[str, Any] = field(default_factory=dict)
-
+__all__ = ["Call", "CallError", "CallEvent", "EventSink", "reserve_port"]
 
 EventSink = Callable[[CallEvent], None]
 
@@ -106,8 +109,11 @@ class Call:
         uri = msg.to.uri if self.session.outgoing else msg.from_.uri
         return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
-    def emit(self, kind: str, **data: Any) -> None:
-        self._emit_cb(CallEvent(kind, self.call_id, data))
+    def emit(self, event: CallEvent) -> None:
+        self._emit_cb(event)
+
+    def _emit_status(self, kind: type[StatusEvent]) -> None:
+        self.emit(kind(self.call_id, self.snapshot()))
 
     # --- media -------------------------------------------------------------------------------------
     async def start_media(self, negotiated: Negotiated) -> None:
@@ -119,8 +125,8 @@ class Call:
         cfg = MediaConfig(local_addr=(self.host, self.port), remote_addr=negotiated.remote_addr,
                           codec=negotiated.codec, srtp=negotiated.srtp,
                           dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace)
-        self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),  # type: ignore[arg-type]
-                                  on_dtmf=lambda d: self.emit("dtmf", digit=d))
+        self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),
+                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)))
         for attempt in range(20):  # a restarted session rebinds the port the old one is releasing
             try:
                 await self.media.start()
@@ -133,7 +139,7 @@ class Call:
         self._apply_direction(negotiated.direction)
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._watch_session())
-        self.emit("media", **self.status())
+        self._emit_status(MediaStarted)
 
     def _apply_direction(self, direction: str) -> None:
         if self.media is None:
@@ -151,12 +157,12 @@ class Call:
         if self._ended.is_set():
             return
         self._ended.set()
-        stats = self.status()
+        last = self.snapshot()
         if self.media is not None:
             await self.media.stop()
         for end in (self._source, self._sink):
             end.close()
-        self.emit("ended", reason=reason, **stats)
+        self.emit(Ended(self.call_id, reason, last))
 
     async def ended(self, timeout: float | None = None) -> None:
         """Wait until the call is over (either side hung up)."""
@@ -187,14 +193,14 @@ class Call:
         negotiated = await self._reoffer("sendonly", rekey=False)
         self.held = True
         await self._adopt(negotiated)
-        self.emit("held", **self.status())
+        self._emit_status(Held)
 
     async def resume(self) -> None:
         """Take the call off hold (a=sendrecv, same keys)."""
         negotiated = await self._reoffer("sendrecv", rekey=False)
         self.held = False
         await self._adopt(negotiated)
-        self.emit("resumed", **self.status())
+        self._emit_status(Resumed)
 
     async def _adopt(self, negotiated: Negotiated) -> None:
         """Apply a re-negotiation: same keys → new remote/direction; new keys (our first offer as the
@@ -211,7 +217,7 @@ class Call:
         """Send a re-INVITE with a new I_MESSAGE (new PCK) or new SDES keys; media restarts with them."""
         negotiated = await self._reoffer("sendonly" if self.held else "sendrecv", rekey=True)
         await self.start_media(negotiated)
-        self.emit("rekeyed", **self.status())
+        self._emit_status(Rekeyed)
 
     def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         """Queue RFC 4733 DTMF events."""
@@ -250,7 +256,7 @@ class Call:
             if self.media is not None:
                 self.media.set_remote(negotiated.remote_addr)
             self._apply_direction(negotiated.direction)
-            self.emit("held" if negotiated.direction in ("recvonly", "inactive") else "resumed", **self.status())
+            self._emit_status(Held if negotiated.direction in ("recvonly", "inactive") else Resumed)
         else:
             self._restart = asyncio.get_running_loop().create_task(self._rekeyed(negotiated))
         return answer
@@ -259,26 +265,29 @@ class Call:
         try:
             await self.start_media(negotiated)
         except CallError as exc:
-            self.emit("failed", reason=str(exc))
+            self.emit(Failed(self.call_id, str(exc)))
             await self.hangup()
             return
-        self.emit("rekeyed", **self.status())
+        self._emit_status(Rekeyed)
 
     # --- status ------------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def snapshot(self) -> CallStatus:
         """What a status line shows: state, verified peer identity, codec, suite, key id, packets, loss, jitter."""
         neg = self.negotiated
-        out: dict[str, Any] = {"state": "held" if self.held else self.session.state.value, "peer": self.peer}
+        keys = counters = None
         if neg is not None:
-            out.update(security=neg.security, label=neg.security_label, verified_identity=neg.peer_identity, codec=neg.codec.name,
-                       srtp=neg.suite, key_id=neg.key_id)
+            keys = CallKeys(neg.security, neg.security_label, neg.peer_identity, neg.codec.name, neg.suite, neg.key_id)
         if self.media is not None:
             s = self.media.stats()
             total = s.packets_received + s.packets_lost
-            out.update(packets_sent=s.packets_sent, packets_received=s.packets_received,
-                       loss=round(s.packets_lost / total, 4) if total > 0 else 0.0,
-                       jitter_ms=round(s.jitter_ms, 2), srtp_failures=sum(s.srtp_failures.values()))
-        return out
+            counters = MediaCounters(s.packets_sent, s.packets_received,
+                                     round(s.packets_lost / total, 4) if total > 0 else 0.0,
+                                     round(s.jitter_ms, 2), sum(s.srtp_failures.values()))
+        return CallStatus("held" if self.held else self.session.state.value, self.peer, keys, counters)
+
+    def status(self) -> dict[str, Any]:
+        """:meth:`snapshot` as the flat JSON-safe dict scripts and the ``--json`` events use."""
+        return self.snapshot().to_json()
 
     def first_played_at(self) -> float | None:
         """Loop time of the first decrypted frame played (needs ``trace``)."""

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 
 from crypto.errors import CryptoError
 from crypto.identity import ntp_seconds
+from crypto.kdf import SrtpMaster
 from crypto.mikey import errors as mikey_errors
 from crypto.mikey.build import Initiator
 from crypto.mikey.sdp import add_key_mgmt, find_key_mgmt
 from crypto.mikey.verify import Responder, VerifiedMessage
 from softphone.calls import sdes
-from softphone.calls.profile import Profile
+from softphone.calls.errors import CallError
+from softphone.calls.profile import Keying, Profile, SecurityLevel
 from softphone.media.codecs import CodecSpec
 from softphone.media.session import SrtpKeys
 from softphone.media.srtp import SrtpSuite
@@ -39,7 +41,7 @@ _STATIC = {"0": "pcmu/8000", "8": "pcma/8000"}
 SECURE_PROTOS = ("RTP/SAVP", "RTP/SAVPF")
 
 
-class NegotiationError(Exception):
+class NegotiationError(CallError):
     """The offer or answer is unusable: ``status`` is the SIP response to send (488), ``warning`` says why."""
 
     def __init__(self, warning: str, status: int = 488) -> None:
@@ -73,7 +75,7 @@ class Negotiated:
     dtmf_payload_type: int | None
     srtp: SrtpKeys = field(repr=False)
     direction: str
-    security: str                    # "MIKEY-SAKKE" or "SDES"
+    security: SecurityLevel          # SECURE (MIKEY-SAKKE) or SDES_INTEROP
     peer_identity: str | None        # as verified by ECCSI (MIKEY-SAKKE), else None
     key_id: str | None               # PCK-ID (hex) for MIKEY-SAKKE
 
@@ -84,7 +86,7 @@ class Negotiated:
     @property
     def security_label(self) -> str:
         """How every UI names the call: only MIKEY-SAKKE calls are Secure Chorus."""
-        return "Secure Chorus (MIKEY-SAKKE)" if self.security == "MIKEY-SAKKE" else "SDES — not Secure Chorus"
+        return self.security.label
 
 
 def _audio(sdp: SessionDescription) -> Media:
@@ -163,6 +165,38 @@ def parse_sdp(body: bytes) -> SessionDescription:
         raise NegotiationError(f"malformed SDP: {exc}") from None
 
 
+def _mikey_keys(tx: SrtpMaster, rx: SrtpMaster) -> SrtpKeys:
+    """SRTP keys from the two MIKEY-SAKKE PCK-derived masters (MKI = PCK-ID in both directions)."""
+    return SrtpKeys(SrtpSuite.AEAD_AES_128_GCM, tx.master_key, tx.master_salt, rx.master_key, rx.master_salt,
+                    send_mki=tx.mki, recv_mki=rx.mki)
+
+
+@dataclass(frozen=True)
+class _Described:
+    """What an offer or answer says about the audio stream, checked against the profile."""
+
+    sdp: SessionDescription
+    media: Media
+    codec: CodecSpec
+    dtmf: int | None
+    remote: tuple[str, int]
+    direction: str                   # ours: the reverse of the direction the peer wrote
+
+    @classmethod
+    def read(cls, body: bytes, profile: Profile, what: str, srtp_mandatory: str) -> _Described:
+        """Parse ``body`` (an ``what`` = "offer"/"answer"): active audio over SRTP with a codec we allow."""
+        sdp = parse_sdp(body)
+        media = _audio(sdp)
+        if media.proto not in SECURE_PROTOS:
+            raise NegotiationError(f"{what} uses {media.proto}: {srtp_mandatory}")
+        codec, dtmf = _pick_codec(media, profile)
+        return cls(sdp, media, codec, dtmf, _remote_addr(sdp, media), reverse_direction(media.direction))
+
+    def negotiated(self, keys: SrtpKeys, security: SecurityLevel, peer_identity: str | None,
+                   key_id: str | None) -> Negotiated:
+        return Negotiated(self.remote, self.codec, self.dtmf, keys, self.direction, security, peer_identity, key_id)
+
+
 @dataclass
 class Offerer:
     """The offering side of one call: builds (re-)offers and applies the answer.
@@ -180,7 +214,7 @@ class Offerer:
     session_id: int = field(default_factory=lambda: secrets.randbits(31))
     version: int = 0
     _imessage: bytes | None = field(default=None, repr=False)
-    _srtp: dict | None = field(default=None, repr=False)
+    _srtp: dict[int, SrtpMaster] | None = field(default=None, repr=False)
     _key_id: int | None = None
     _crypto: list[sdes.CryptoAttribute] = field(default_factory=list, repr=False)
 
@@ -190,7 +224,7 @@ class Offerer:
             raise ValueError(f"bad direction {direction!r}")
         self.version += 1
         media = audio_media(self.port, self.profile, direction=direction)
-        if self.profile.keying == "mikey-sakke":
+        if self.profile.keying is Keying.MIKEY_SAKKE:
             if self._imessage is None or rekey:
                 if self.initiator is None:
                     raise NegotiationError("MIKEY-SAKKE needs our key set", 500)
@@ -207,21 +241,12 @@ class Offerer:
 
     def apply_answer(self, body: bytes) -> Negotiated:
         """Check the answer (RTP/SAVP, a codec we offered, the SDES line) and derive the keys."""
-        sdp = parse_sdp(body)
-        media = _audio(sdp)
-        if media.proto not in SECURE_PROTOS:
-            raise NegotiationError(f"answer uses {media.proto}: SRTP is mandatory")
-        codec, dtmf = _pick_codec(media, self.profile)
-        remote = _remote_addr(sdp, media)
-        direction = reverse_direction(media.direction)
-        if self.profile.keying == "mikey-sakke":
+        got = _Described.read(body, self.profile, "answer", "SRTP is mandatory")
+        if self.profile.keying is Keying.MIKEY_SAKKE:
             assert self._srtp is not None and self._key_id is not None
-            tx, rx = self._srtp[0], self._srtp[1]
-            keys = SrtpKeys(SrtpSuite.AEAD_AES_128_GCM, tx.master_key, tx.master_salt, rx.master_key,
-                            rx.master_salt, send_mki=tx.mki, recv_mki=rx.mki)
-            return Negotiated(remote, codec, dtmf, keys, direction, "MIKEY-SAKKE", self.peer_uri,
-                              f"{self._key_id:08x}")
-        lines = media.attributes.get_all("crypto")
+            return got.negotiated(_mikey_keys(self._srtp[0], self._srtp[1]), SecurityLevel.SECURE, self.peer_uri,
+                                  f"{self._key_id:08x}")
+        lines = got.media.attributes.get_all("crypto")
         if len(lines) != 1:
             raise NegotiationError("SDES answer must carry exactly one a=crypto line")
         try:
@@ -230,7 +255,7 @@ class Offerer:
             raise NegotiationError(f"SDES: {exc}") from None
         keys = SrtpKeys(SrtpSuite.from_name(ours.suite), ours.master_key, ours.master_salt,
                         theirs.master_key, theirs.master_salt)
-        return Negotiated(remote, codec, dtmf, keys, direction, "SDES", None, None)
+        return got.negotiated(keys, SecurityLevel.SDES_INTEROP, None, None)
 
 
 @dataclass
@@ -251,27 +276,20 @@ class Answerer:
     def process_offer(self, body: bytes, claimed_sender: str | None) -> Negotiated:
         """Check an (re-)offer and derive keys. A re-offer repeating the current I_MESSAGE keeps the keys;
         a new I_MESSAGE is verified in full and rekeys. Raises :class:`NegotiationError` (488)."""
-        sdp = parse_sdp(body)
-        media = _audio(sdp)
-        if media.proto not in SECURE_PROTOS:
-            raise NegotiationError(f"offer uses {media.proto}: SRTP is mandatory in profile {self.profile.name}")
-        codec, dtmf = _pick_codec(media, self.profile)
-        remote = _remote_addr(sdp, media)
-        direction = reverse_direction(media.direction)
-        if self.profile.keying == "mikey-sakke":
-            negotiated = self._mikey(sdp, media, codec, dtmf, remote, direction, claimed_sender)
+        got = _Described.read(body, self.profile, "offer", f"SRTP is mandatory in profile {self.profile.name}")
+        if self.profile.keying is Keying.MIKEY_SAKKE:
+            negotiated = self._mikey(got, claimed_sender)
         else:
-            negotiated = self._sdes(media, codec, dtmf, remote, direction)
+            negotiated = self._sdes(got)
         self.current = negotiated
         return negotiated
 
-    def _mikey(self, sdp: SessionDescription, media: Media, codec: CodecSpec, dtmf: int | None,
-               remote: tuple[str, int], direction: str, claimed: str | None) -> Negotiated:
+    def _mikey(self, got: _Described, claimed: str | None) -> Negotiated:
         if self.responder is None:
             raise NegotiationError("MIKEY-SAKKE: no key set for this phone", 500)
-        index = sdp.media.index(media)
+        index = got.sdp.media.index(got.media)
         try:
-            data = find_key_mgmt(sdp.encode().decode("utf-8"), index)
+            data = find_key_mgmt(got.sdp.encode().decode("utf-8"), index)
         except CryptoError as exc:
             raise NegotiationError(mikey_reason(exc)) from None
         if data is None:
@@ -286,16 +304,12 @@ class Answerer:
             if 0 not in verified.srtp or 1 not in verified.srtp:
                 raise NegotiationError("MIKEY-SAKKE: I_MESSAGE does not carry a private-call key (PCK)")
         self.verified = verified
-        rx, tx = verified.srtp[0], verified.srtp[1]
-        keys = SrtpKeys(SrtpSuite.AEAD_AES_128_GCM, tx.master_key, tx.master_salt, rx.master_key, rx.master_salt,
-                        send_mki=tx.mki, recv_mki=rx.mki)
-        return Negotiated(remote, codec, dtmf, keys, direction, "MIKEY-SAKKE", verified.sender_uri,
-                          f"{verified.key_id:08x}")
+        return got.negotiated(_mikey_keys(verified.srtp[1], verified.srtp[0]), SecurityLevel.SECURE,
+                              verified.sender_uri, f"{verified.key_id:08x}")
 
-    def _sdes(self, media: Media, codec: CodecSpec, dtmf: int | None, remote: tuple[str, int],
-              direction: str) -> Negotiated:
+    def _sdes(self, got: _Described) -> Negotiated:
         try:
-            offered, ours = sdes.answer(media.attributes.get_all("crypto"), self.profile.srtp_suites)
+            offered, ours = sdes.answer(got.media.attributes.get_all("crypto"), self.profile.srtp_suites)
         except sdes.SdesError as exc:
             raise NegotiationError(f"SDES: {exc}") from None
         if (self.current is not None and self._answer_crypto is not None
@@ -305,7 +319,7 @@ class Answerer:
         self._offered_crypto = (offered.tag, offered.key_and_salt)
         keys = SrtpKeys(SrtpSuite.from_name(ours.suite), ours.master_key, ours.master_salt,
                         offered.master_key, offered.master_salt)
-        return Negotiated(remote, codec, dtmf, keys, direction, "SDES", None, None)
+        return got.negotiated(keys, SecurityLevel.SDES_INTEROP, None, None)
 
     def answer(self) -> bytes:
         """Our SDP answer for the last accepted offer."""
@@ -315,6 +329,6 @@ class Answerer:
         neg = self.current
         media = audio_media(self.port, self.profile, direction=neg.direction, codec=neg.codec,
                             dtmf_pt=neg.dtmf_payload_type)
-        if neg.security == "SDES" and self._answer_crypto is not None:
+        if neg.security is SecurityLevel.SDES_INTEROP and self._answer_crypto is not None:
             media.attributes.add("crypto", self._answer_crypto.to_sdp_value())
         return _session(self.host, self.session_id, self.version, media).encode()

@@ -22,12 +22,15 @@ from dataclasses import dataclass
 
 from crypto.mikey.build import Initiator
 from crypto.mikey.verify import ReplayCache, Responder
-from softphone.calls.call import Call, CallError, CallEvent, reserve_port
+from softphone.calls.call import Call, reserve_port
+from softphone.calls.errors import CallError
+from softphone.calls.events import Answered, CallEvent, Calling, Failed, Incoming, Rejected, Ringing
 from softphone.calls.negotiation import Answerer, NegotiationError, Offerer
-from softphone.calls.profile import Profile, ProfileError, load_profile
+from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
 from softphone.config import Account, ConfigError
+from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
-from softphone.keys.kms_client import KmsClient, KmsClientError, refresh
+from softphone.keys.kms_client import KmsClient, refresh
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.session import CallState, InviteSession
@@ -76,7 +79,7 @@ class IncomingCall:
 
     async def reject(self, status: int = 486, warning: str | None = None) -> None:
         await self.session.reject(status, warning=warning)
-        self.phone._emit(CallEvent("rejected", self.session.call_id, {"status": status, "warning": warning}))
+        self.phone._emit(Rejected(self.session.call_id, status, warning))
 
 
 class Phone:
@@ -120,7 +123,7 @@ class Phone:
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the SIP transports, prepare the MIKEY responder and listen for calls."""
-        if self.settings.profile.keying == "mikey-sakke":
+        if self.settings.profile.keying is Keying.MIKEY_SAKKE:
             self._mikey_responder()  # fails early (one line) when the keystore holds no keys
         await self.ua.start()
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
@@ -177,7 +180,7 @@ class Phone:
         """
         profile = self.settings.profile
         port = reserve_port(self.host)
-        initiator = self._initiator() if profile.keying == "mikey-sakke" else None
+        initiator = self._initiator() if profile.keying is Keying.MIKEY_SAKKE else None
         offerer = Offerer(profile, self.host, port, target, initiator)
         answerer = Answerer(profile, self.host, port, self._mikey_responder() if initiator else None)
         try:
@@ -194,13 +197,13 @@ class Phone:
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
                     trace=self.settings.trace_media)
         call.invite_sent_at = started
-        call.emit("calling", peer=target, security=profile.security_label)
+        call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
         try:
             resp = await session.answered(timeout)
         except CallFailed as exc:
             warning = f" ({exc.warning})" if exc.warning else ""
-            call.emit("failed", status=exc.status, reason=exc.reason, warning=exc.warning)
+            call.emit(Failed(call.call_id, exc.reason, exc.status, exc.warning))
             raise CallError(f"call to {target} failed: {exc.status} {exc.reason}{warning}") from None
         except TimeoutError:
             await call.hangup()
@@ -215,17 +218,17 @@ class Phone:
             answerer.current = negotiated
         except NegotiationError as exc:
             await call.hangup()
-            call.emit("failed", reason=exc.warning)
+            call.emit(Failed(call.call_id, exc.warning))
             raise CallError(f"unusable answer from {target}: {exc.warning}") from None
         self.calls[call.call_id] = call
         await call.start_media(negotiated)
-        call.emit("answered", **call.status())
+        call.emit(Answered(call.call_id, call.snapshot()))
         asyncio.get_running_loop().create_task(self._forget_when_ended(call))
         return call
 
     async def _report_ringing(self, call: Call) -> None:
         await call.session.wait_state(CallState.EARLY, timeout=float("inf"))
-        call.emit("ringing")
+        call.emit(Ringing(call.call_id))
 
     async def _forget_when_ended(self, call: Call) -> None:
         await call.ended()
@@ -255,7 +258,7 @@ class Phone:
         profile = self.settings.profile
         claimed = claimed_sender(session)
         try:
-            responder = self._mikey_responder() if profile.keying == "mikey-sakke" else None
+            responder = self._mikey_responder() if profile.keying is Keying.MIKEY_SAKKE else None
         except CallError as exc:
             await session.reject(500, warning=str(exc))
             return
@@ -264,21 +267,20 @@ class Phone:
             async with self._verify_lock:  # one I_MESSAGE at a time through the shared replay cache
                 negotiated = await asyncio.to_thread(answerer.process_offer, session.remote_body, claimed)
             if negotiated.peer_identity in self.settings.revoked or (
-                    negotiated.security == "SDES" and claimed in self.settings.revoked):
-                raise NegotiationError(f"MIKEY-SAKKE revoked identity: {negotiated.peer_identity or claimed} is revoked")
+                    negotiated.security is SecurityLevel.SDES_INTEROP and claimed in self.settings.revoked):
+                who = negotiated.peer_identity or claimed
+                raise NegotiationError(f"MIKEY-SAKKE revoked identity: {who} is revoked")
         except NegotiationError as exc:
             if session.state is CallState.INCOMING:
                 await session.reject(exc.status, warning=exc.warning)
-            self._emit(CallEvent("rejected", session.call_id,
-                                 {"status": exc.status, "warning": exc.warning, "peer": claimed}))
+            self._emit(Rejected(session.call_id, exc.status, exc.warning, claimed))
             return
         if session.state is not CallState.INCOMING:
             return  # cancelled while we verified
         await session.ring()
         incoming = IncomingCall(self, session, answerer, received)
-        self._emit(CallEvent("incoming", session.call_id, {
-            "peer": claimed, "verified_identity": negotiated.peer_identity, "security": profile.security_label,
-            "codec": negotiated.codec.name, "srtp": negotiated.suite, "key_id": negotiated.key_id}))
+        self._emit(Incoming(session.call_id, claimed, negotiated.peer_identity, profile.security_label,
+                            negotiated.codec.name, negotiated.suite, negotiated.key_id))
         try:
             self._incoming.put_nowait(incoming)
         except asyncio.QueueFull:
@@ -289,7 +291,7 @@ class Phone:
         if session.state is not CallState.INCOMING or answerer.current is None:
             raise CallError("the call is no longer waiting for an answer")
         offerer = None
-        if self.settings.profile.keying == "mikey-sakke":
+        if self.settings.profile.keying is Keying.MIKEY_SAKKE:
             offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
@@ -302,7 +304,7 @@ class Phone:
             await call.hangup()
             raise CallError(f"answer failed: {exc or 'no ACK'}") from None
         self.calls[call.call_id] = call
-        call.emit("answered", **call.status())
+        call.emit(Answered(call.call_id, call.snapshot()))
         asyncio.get_running_loop().create_task(self._forget_when_ended(call))
         return call
 
@@ -349,7 +351,7 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
                       proxy=account.registrar, transport=profile.transport, host=account.local_host,
                       tls_server=tls_server, tls_client=tls_client, display_name=account.display_name)
         keystore = None
-        if profile.keying == "mikey-sakke":
+        if profile.keying is Keying.MIKEY_SAKKE:
             if account.keystore is None:
                 raise CallError(f"account {account.name}: profile {profile.name} needs a keystore (keystore = ...)")
             passphrase = passphrase or account.keystore_passphrase()
@@ -362,7 +364,7 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
                 if result.warning:
                     log.warning("%s", result.warning)
         return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
-    except (ConfigError, KeystoreError, KmsClientError) as exc:
+    except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:
         raise CallError(f"account {account.name}: TLS files: {exc.strerror or exc}") from None

@@ -12,20 +12,63 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import Any, TypeVar
+
+from softphone.calls.errors import CallError
+
+T = TypeVar("T")
 
 SHIPPED = "profiles"  # the package whose data files are the shipped profiles
 
+
+
+class Keying(StrEnum):
+    """How a profile keys SRTP; the value is the profile's ``keying.method``."""
+
+    MIKEY_SAKKE = "mikey-sakke"   # TS 33.180 / RFC 6509: I_MESSAGE in a=key-mgmt, identities verified by ECCSI
+    SDES = "sdes"                 # RFC 4568: keys in a=crypto, protected only by the signalling's TLS
+
+    @property
+    def security(self) -> SecurityLevel:
+        """The security level a call keyed this way reaches."""
+        return SecurityLevel.SECURE if self is Keying.MIKEY_SAKKE else SecurityLevel.SDES_INTEROP
+
+
+class SecurityLevel(StrEnum):
+    """What a call's keys prove. The value is the text events, ``status()`` and the call history carry."""
+
+    SECURE = "MIKEY-SAKKE"        # Secure Chorus: MIKEY-SAKKE keys from a peer whose identity ECCSI verified
+    SDES_INTEROP = "SDES"         # encrypted for interop, but the peer's identity is not verified
+    NOT_SECURE = "none"           # no verified keys (a failed call, or MIKEY-SAKKE without a verified identity)
+
+    @classmethod
+    def of(cls, security: str | None, verified_identity: str | None = None) -> SecurityLevel:
+        """The level of a call whose keying was ``security`` (``"MIKEY-SAKKE"``, ``"SDES"`` or None)."""
+        if security == cls.SECURE:
+            return cls.SECURE if verified_identity else cls.NOT_SECURE
+        if security == cls.SDES_INTEROP:
+            return cls.SDES_INTEROP
+        return cls.NOT_SECURE
+
+    @property
+    def label(self) -> str:
+        """How every UI names a call at this level: only MIKEY-SAKKE calls are Secure Chorus."""
+        return {SecurityLevel.SECURE: "Secure Chorus (MIKEY-SAKKE)",
+                SecurityLevel.SDES_INTEROP: "SDES — not Secure Chorus"}.get(self, "not secure")
+
+
 TRANSPORTS = ("udp", "tcp", "tls")
-KEYING_METHODS = ("mikey-sakke", "sdes")
+KEYING_METHODS = tuple(k.value for k in Keying)
 SRTP_SUITES = ("AEAD_AES_128_GCM", "AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
 CODECS = ("opus/48000/2", "PCMU/8000", "PCMA/8000")
 TLS_VERSIONS = ("1.2", "1.3")
 
 
-class ProfileError(Exception):
+class ProfileError(CallError):
     """A profile is missing or invalid. The message names the file and the offending key."""
 
 
@@ -37,7 +80,7 @@ class Profile:
     transport: str
     verify_server_certificate: bool
     tls_min_version: str
-    keying: str
+    keying: Keying
     keying_mandatory: bool
     key_mgmt_level: str
     max_clock_skew_s: int
@@ -51,7 +94,7 @@ class Profile:
     @property
     def security_label(self) -> str:
         """How the UI names calls made with this profile."""
-        if self.keying == "mikey-sakke" and self.secure_chorus:
+        if self.keying is Keying.MIKEY_SAKKE and self.secure_chorus:
             return "Secure Chorus (MIKEY-SAKKE)"
         return f"{self.keying.upper()} — not Secure Chorus"
 
@@ -98,7 +141,7 @@ def load_profile(name_or_path: str = "securechorus") -> Profile:
     return parse_profile(data, path)
 
 
-def _get(data: dict, section: str | None, key: str, kind: type, default: object, where: str) -> object:
+def _get(data: dict[str, Any], section: str | None, key: str, kind: type[T], default: T | None, where: str) -> T:
     table = data if section is None else data.get(section, {})
     if not isinstance(table, dict):
         raise ProfileError(f"{where}: [{section}] must be a table")
@@ -118,7 +161,7 @@ def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
     return value
 
 
-def _list(value: list, allowed: tuple[str, ...], key: str, where: str) -> tuple[str, ...]:
+def _list(value: list[Any], allowed: tuple[str, ...], key: str, where: str) -> tuple[str, ...]:
     if not value:
         raise ProfileError(f"{where}: {key} must not be empty")
     for item in value:
@@ -130,12 +173,12 @@ def _list(value: list, allowed: tuple[str, ...], key: str, where: str) -> tuple[
     return tuple(value)
 
 
-def parse_profile(data: dict, path: Traversable | None = None) -> Profile:
+def parse_profile(data: dict[str, Any], path: Traversable | None = None) -> Profile:
     where = f"profile {path}" if path else "profile"
     name = _get(data, None, "name", str, path.name.removesuffix(".toml") if path else None, where)
-    keying = _choice(_get(data, "keying", "method", str, None, where), KEYING_METHODS, "keying.method", where)
+    keying = Keying(_choice(_get(data, "keying", "method", str, None, where), KEYING_METHODS, "keying.method", where))
     secure_chorus = _get(data, None, "secure_chorus", bool, False, where)
-    if secure_chorus and keying != "mikey-sakke":
+    if secure_chorus and keying is not Keying.MIKEY_SAKKE:
         raise ProfileError(f"{where}: secure_chorus = true requires keying.method = 'mikey-sakke'")
     profile = Profile(
         name=name,
@@ -166,6 +209,6 @@ def parse_profile(data: dict, path: Traversable | None = None) -> Profile:
         raise ProfileError(f"{where}: media.ptime_ms must be 10, 20, 40 or 60")
     if profile.max_clock_skew_s <= 0 or profile.replay_window_s < profile.max_clock_skew_s:
         raise ProfileError(f"{where}: keying.replay_window_s must be >= keying.max_clock_skew_s > 0")
-    if keying == "mikey-sakke" and profile.srtp_suites != ("AEAD_AES_128_GCM",):
+    if keying is Keying.MIKEY_SAKKE and profile.srtp_suites != ("AEAD_AES_128_GCM",):
         raise ProfileError(f"{where}: MIKEY-SAKKE keys AEAD_AES_128_GCM SRTP only (16-octet key, 12-octet salt)")
     return profile

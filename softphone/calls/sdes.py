@@ -13,6 +13,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from softphone.calls.errors import CallError
+
 # suite name -> (master key octets, master salt octets)
 SUITES: dict[str, tuple[int, int]] = {
     "AEAD_AES_128_GCM": (16, 12),
@@ -26,7 +28,7 @@ _LIFETIME = re.compile(r"^(?:2\^[0-9]{1,2}|[0-9]{1,20})$")
 _MKI = re.compile(r"^([0-9]{1,20}):([0-9]{1,3})$")
 
 
-class SdesError(ValueError):
+class SdesError(CallError, ValueError):
     """An ``a=crypto`` value is malformed or unusable. The message never contains key material."""
 
 
@@ -132,7 +134,8 @@ def make_offer(suites: tuple[str, ...] | list[str]) -> list[CryptoAttribute]:
     return [generate(i + 1, suite) for i, suite in enumerate(suites)]
 
 
-def answer(offered_values: list[str], acceptable: tuple[str, ...] | list[str]) -> tuple[CryptoAttribute, CryptoAttribute]:
+def answer(offered_values: list[str],
+           acceptable: tuple[str, ...] | list[str]) -> tuple[CryptoAttribute, CryptoAttribute]:
     """Pick the first offered line whose suite we accept (offerer's preference order) and whose
     parameters we support; return ``(offered, ours)`` where ``ours`` carries a fresh key under the
     same tag and suite. Raises :class:`SdesError` when nothing usable was offered."""

@@ -1,6 +1,8 @@
 """``softphone`` command line entry point.
 
-Errors a user can cause end in one line on stderr and a non-zero exit, never a traceback.
+Errors a user can cause end in one line on stderr and a non-zero exit, never a traceback. The
+boundary is :func:`user_errors`: every command runs the phone's code inside it, so each package's
+root error (``SoftphoneError``, ``SipError``) becomes one :class:`CliError` with the command's exit code.
 """
 
 from __future__ import annotations
@@ -8,11 +10,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn, TypeVar
 
 from softphone import __version__
+from softphone.config import Account, load_accounts, select_account
 from softphone.errors import SoftphoneError
+from softphone.sip.errors import SipError
 
-__all__ = ["CliError", "build_parser", "main"]
+__all__ = ["CliError", "build_parser", "configured_account", "main", "read_file", "user_errors"]
+
+T = TypeVar("T")
 
 #: Subcommand modules of this package; each defines ``register(subparsers)`` adding its parser(s)
 #: with ``set_defaults(func=handler)``. A handler takes the parsed namespace and returns an exit code
@@ -34,8 +44,42 @@ class CliError(SoftphoneError):
         self.code = code
 
 
+@contextmanager
+def user_errors(code: int = 1) -> Iterator[None]:
+    """Translate the errors a user can cause, raised inside, into one :class:`CliError` exiting ``code``.
+
+    SIP failures read ``SIP: …``; every other root error (config, profile, keys, calls) is its own
+    one-line message. Anything else is a bug and keeps its traceback.
+    """
+    try:
+        yield
+    except CliError:
+        raise
+    except SipError as exc:  # checked first: SIP's root may also be a SoftphoneError
+        raise CliError(f"SIP: {exc}", code) from None
+    except SoftphoneError as exc:
+        raise CliError(str(exc), code) from None
+
+
+def configured_account(config: str | None, name: str | None, code: int = 1) -> Account:
+    """The account ``name`` (or the only one) of the accounts file ``config`` (default location if None)."""
+    with user_errors(code):
+        return select_account(load_accounts(config), name)
+
+
+def read_file(path: Path, parse: Callable[[bytes], T], errors: type[Exception] | tuple[type[Exception], ...],
+              code: int = 2) -> T:
+    """``parse`` the bytes of ``path``; an unreadable file or an ``errors`` refusal is a one-line CliError."""
+    try:
+        return parse(path.read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", code) from None
+    except errors as exc:
+        raise CliError(f"{path}: {exc}", code) from None
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (usage)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (usage)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -48,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(f"softphone.cli.{name}")
         except ModuleNotFoundError as exc:
             if exc.name == f"softphone.cli.{name}":
-                continue  # that command group has not been written yet
+                continue  # a command group left out of this install (e.g. a trimmed wheel)
             raise
         module.register(sub)
     return parser

@@ -14,13 +14,28 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from softphone.calls.call import Call, CallError, CallEvent
+from softphone.calls.call import Call
+from softphone.calls.errors import CallError
+from softphone.calls.events import (
+    Answered,
+    CallEvent,
+    Calling,
+    Dtmf,
+    Ended,
+    Failed,
+    Held,
+    Incoming,
+    Rejected,
+    Rekeyed,
+    Resumed,
+    Ringing,
+)
 from softphone.calls.phone import Phone, PhoneSettings, settings_from_account
-from softphone.cli import CliError
-from softphone.config import ConfigError, load_accounts, select_account
+from softphone.cli import CliError, configured_account, user_errors
 from softphone.media.audio import (
     AudioError,
     AudioSink,
@@ -30,7 +45,6 @@ from softphone.media.audio import (
     WavSink,
     WavSource,
 )
-from softphone.sip.errors import SipError
 
 STATUS_KEYS = "h=hold/resume r=rekey 0-9*# DTMF q=hang up"
 
@@ -61,14 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # --- helpers ---------------------------------------------------------------------------------------
 def _settings(args: argparse.Namespace) -> PhoneSettings:
-    try:
-        account = select_account(load_accounts(args.config), args.account)
-    except ConfigError as exc:
-        raise CliError(str(exc), 2) from None
-    try:
+    account = configured_account(args.config, args.account, code=2)
+    with user_errors(2):
         return settings_from_account(account, args.profile)
-    except CallError as exc:
-        raise CliError(str(exc), 2) from None
 
 
 def _audio(args: argparse.Namespace) -> tuple[AudioSource, AudioSink]:
@@ -89,29 +98,46 @@ class Printer:
 
     def event(self, ev: CallEvent) -> None:
         if self.as_json:
-            print(json.dumps({"event": ev.kind, "call_id": ev.call_id, **ev.data}, default=str), flush=True)
+            print(json.dumps(ev.to_json(), default=str), flush=True)
             return
-        d = ev.data
-        text = {
-            "calling": lambda: f"calling {d.get('peer')} ({d.get('security')})",
-            "incoming": lambda: f"incoming call from {d.get('verified_identity') or d.get('peer')} "
-                                f"({d.get('security')}, {d.get('srtp')}, key {d.get('key_id')})",
-            "ringing": lambda: "ringing",
-            "answered": lambda: "answered: " + self.summary(d),
-            "rejected": lambda: f"refused call from {d.get('peer')}: {d.get('status')} {d.get('warning') or ''}",
-            "failed": lambda: f"call failed: {d.get('status', '')} {d.get('reason', '')} {d.get('warning') or ''}",
-            "ended": lambda: f"call ended ({d.get('reason')}): {d.get('packets_sent', 0)} packets sent, "
-                             f"{d.get('packets_received', 0)} received, loss {d.get('loss', 0)}",
-        }.get(ev.kind)
+        text = self.describe(ev)
         if text is not None:
-            self.line(text().strip())
-        elif ev.kind in ("held", "resumed", "rekeyed", "dtmf"):
-            self.line(f"{ev.kind} {d.get('digit', '')}".strip() + (f" — key {d.get('key_id')}" if ev.kind == "rekeyed" else ""))
+            self.line(text.strip())
+
+    @classmethod
+    def describe(cls, ev: CallEvent) -> str | None:
+        """The progress line for ``ev`` (None: nothing to print, e.g. media restarted)."""
+        match ev:
+            case Calling():
+                return f"calling {ev.peer} ({ev.security})"
+            case Incoming():
+                return (f"incoming call from {ev.verified_identity or ev.peer} "
+                        f"({ev.security}, {ev.srtp}, key {ev.key_id})")
+            case Ringing():
+                return "ringing"
+            case Answered():
+                return "answered: " + cls.summary(ev.status.to_json())
+            case Rejected():
+                return f"refused call from {ev.peer}: {ev.status} {ev.warning or ''}"
+            case Failed():
+                return f"call failed: {'' if ev.status is None else ev.status} {ev.reason} {ev.warning or ''}"
+            case Ended():
+                media = ev.status.media
+                sent, received, loss = (media.packets_sent, media.packets_received, media.loss) if media else (0, 0, 0)
+                return f"call ended ({ev.reason}): {sent} packets sent, {received} received, loss {loss}"
+            case Rekeyed():
+                return f"rekeyed — key {ev.status.key_id}"
+            case Held() | Resumed():
+                return ev.kind
+            case Dtmf():
+                return f"dtmf {ev.digit}".strip()
+        return None
 
     @staticmethod
     def summary(d: dict[str, Any]) -> str:
         who = d.get("verified_identity") or d.get("peer")
-        return (f"{d.get('state')} {who} | {d.get('label') or d.get('security')} {d.get('srtp')} key {d.get('key_id')} | "
+        return (f"{d.get('state')} {who} | {d.get('label') or d.get('security')} {d.get('srtp')} "
+                f"key {d.get('key_id')} | "
                 f"{d.get('codec')} | tx {d.get('packets_sent', 0)} rx {d.get('packets_received', 0)} "
                 f"loss {d.get('loss', 0)} jitter {d.get('jitter_ms', 0)} ms")
 
@@ -180,7 +206,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     return _run(run())
 
 
-def cmd_call(args: argparse.Namespace) -> int:
+Connect = Callable[[Phone, PhoneSettings, Printer, AudioSource, AudioSink], Awaitable[Call | None]]
+
+
+def _call_command(args: argparse.Namespace, connect: Connect) -> int:
+    """Register, let ``connect`` set up the call (None: refused, exit 1), then stay in it until it ends."""
     settings = _settings(args)
     printer = Printer(args.json)
     source, sink = _audio(args)
@@ -188,49 +218,48 @@ def cmd_call(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with Phone(settings, on_event=printer.event) as phone:
             await phone.register()
-            call = await phone.call(args.uri, source, sink, timeout=args.timeout)
+            call = await connect(phone, settings, printer, source, sink)
+            if call is None:
+                return 1
             await _in_call(call, printer, args.duration)
             await call.ended(10)
         return 0
 
     return _run(run())
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    async def place(phone: Phone, settings: PhoneSettings, printer: Printer, source: AudioSource,
+                    sink: AudioSink) -> Call:
+        return await phone.call(args.uri, source, sink, timeout=args.timeout)
+
+    return _call_command(args, place)
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    printer = Printer(args.json)
-    source, sink = _audio(args)
+    async def answer(phone: Phone, settings: PhoneSettings, printer: Printer, source: AudioSource,
+                     sink: AudioSink) -> Call | None:
+        if not args.json:
+            printer.line(f"waiting for a call to {settings.uri} ({settings.profile.security_label})")
+        try:
+            incoming = await phone.next_incoming(args.timeout)
+        except TimeoutError:
+            raise CallError(f"no call within {args.timeout:g} s") from None
+        if not args.auto:
+            printer.line("press Enter to answer, or type n and Enter to refuse")
+            reply = await asyncio.to_thread(sys.stdin.readline)
+            if reply.strip().lower().startswith("n"):
+                await incoming.reject(603)
+                return None
+        return await incoming.accept(source, sink)
 
-    async def run() -> int:
-        async with Phone(settings, on_event=printer.event) as phone:
-            await phone.register()
-            if not args.json:
-                printer.line(f"waiting for a call to {settings.uri} ({settings.profile.security_label})")
-            try:
-                incoming = await phone.next_incoming(args.timeout)
-            except TimeoutError:
-                raise CallError(f"no call within {args.timeout:g} s") from None
-            if not args.auto:
-                printer.line("press Enter to answer, or type n and Enter to refuse")
-                reply = await asyncio.to_thread(sys.stdin.readline)
-                if reply.strip().lower().startswith("n"):
-                    await incoming.reject(603)
-                    return 1
-            call = await incoming.accept(source, sink)
-            await _in_call(call, printer, args.duration)
-            await call.ended(10)
-        return 0
-
-    return _run(run())
+    return _call_command(args, answer)
 
 
 def _run(coro: Any) -> int:
     try:
-        return asyncio.run(coro)
-    except CallError as exc:
-        raise CliError(str(exc), 1) from None
-    except SipError as exc:
-        raise CliError(f"SIP: {exc}", 1) from None
+        with user_errors(1):
+            return asyncio.run(coro)
     except OSError as exc:
         raise CliError(f"network: {exc.strerror or exc}", 1) from None
     finally:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from softphone.cli import CliError
-from softphone.config import ConfigError, load_accounts, select_account
+from softphone.cli import CliError, configured_account, user_errors
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,10 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    try:
-        account = select_account(load_accounts(args.config), args.account)
-    except ConfigError as exc:
-        raise CliError(str(exc), 2) from None
+    account = configured_account(args.config, args.account, code=2)
     try:
         import qasync  # noqa: F401
         from PySide6 import QtWidgets  # noqa: F401
@@ -33,10 +29,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
         raise CliError(f"the desktop app needs PySide6 and qasync (pip install -e '.[gui]'): {exc}", 2) from None
     from softphone.gui.app import run
     from softphone.gui.controller import default_data_dir
-    from softphone.gui.model import GuiDataError
 
-    try:
+    with user_errors(2):
         return run(account, args.data_dir or default_data_dir(), profile=args.profile, play=args.play,
                    record=args.record)
-    except GuiDataError as exc:
-        raise CliError(str(exc), 2) from None

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from kmsinterface.xml import KmsXmlError, document_kind, parse_key_prov, parse_kms_certificate
-from softphone.cli import CliError
-from softphone.config import Account, ConfigError, load_accounts, select_account
+from softphone.cli import CliError, configured_account, user_errors
+from softphone.config import Account
 from softphone.keys.keystore import Keystore, KeystoreError
-from softphone.keys.kms_client import KmsClient, KmsClientError, read_transport_key, refresh
+from softphone.keys.kms_client import KmsClient, read_transport_key, refresh
 
 PASSPHRASE_ENV = "SOFTPHONE_KEYSTORE_PASSPHRASE"
 
@@ -50,10 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _account(args: argparse.Namespace, needed: bool) -> Account | None:
     if not needed and args.config is None and args.account is None:
         return None
-    try:
-        return select_account(load_accounts(args.config), args.account)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
+    return configured_account(args.config, args.account)
 
 
 def _read_secret_file(path: Path, what: str) -> str:
@@ -72,21 +69,18 @@ def _keystore(args: argparse.Namespace, account: Account | None, create: bool) -
     path = args.keystore or (account.keystore if account else None)
     if path is None:
         raise CliError("no keystore: give --keystore or configure the account's keystore")
+    passphrase: str | None
     if args.passphrase_file:
         passphrase = _read_secret_file(args.passphrase_file, "keystore passphrase")
     else:
-        try:
+        with user_errors():
             passphrase = (account.keystore_passphrase() if account else None) or os.environ.get(PASSPHRASE_ENV)
-        except ConfigError as exc:
-            raise CliError(str(exc)) from None
     if not passphrase:
         raise CliError(f"no keystore passphrase: give --passphrase-file, configure the account or set {PASSPHRASE_ENV}")
-    try:
+    with user_errors():
         if create:
             return Keystore.open_or_create(path, passphrase.encode())
         return Keystore.open(path, passphrase.encode())
-    except KeystoreError as exc:
-        raise CliError(str(exc)) from None
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -94,23 +88,22 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     url = args.kms or (account.kms_url if account else None)
     if not url:
         raise CliError("no KMS URL: give --kms or set kms_url in the account")
+    token: str | None
     if args.token_file:
         token = _read_secret_file(args.token_file, "KMS token")
     else:
-        try:
+        with user_errors():
             token = account.kms_token() if account else None
-        except ConfigError as exc:
-            raise CliError(str(exc)) from None
     if not token:
         raise CliError("no KMS token: give --token-file or set kms_token_file in the account")
-    user = args.user or (account.uri if account else None)
+    user: str | None = args.user or (account.uri if account else None)
+    if user is None:  # an account is required when --user is not given
+        raise CliError("no identity: give --user or configure the account")
     ca = args.ca or (account.kms_ca_file or account.ca_file if account else None)
     store = _keystore(args, account, create=True)
-    try:
+    with user_errors():
         trk = read_transport_key(args.trk_file) if args.trk_file else None
         result = refresh(store, KmsClient(url, token, cafile=ca, transport_key=trk), user, force=args.force)
-    except (KmsClientError, KeystoreError) as exc:
-        raise CliError(str(exc)) from None
     if result.warning:
         print(f"softphone: warning: {result.warning}", file=sys.stderr)
     elif result.fetched:
@@ -123,10 +116,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     account = _account(args, needed=args.keystore is None)
     store = _keystore(args, account, create=True)
-    try:
+    with user_errors():
         trk = read_transport_key(args.trk_file) if args.trk_file else None
-    except KmsClientError as exc:
-        raise CliError(str(exc)) from None
     docs: list[tuple[Path, str, bytes]] = []
     failures = 0
     for path in args.files:

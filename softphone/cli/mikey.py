@@ -26,7 +26,7 @@ from crypto.mikey.message import IMessage
 from crypto.mikey.sdp import decode_key_mgmt, find_key_mgmt, key_mgmt_value
 from crypto.mikey.verify import Responder
 from kmsinterface.xml import KmsXmlError, parse_key_prov, parse_kms_init
-from softphone.cli import CliError
+from softphone.cli import CliError, read_file
 
 _SIP_START = re.compile(r"^(?:[A-Z]+ \S+ SIP/2\.0|SIP/2\.0 \d{3}\b)")
 _HEADER = re.compile(r"^(P-Asserted-Identity|From|f)\s*:\s*(.+)$", re.I | re.M)
@@ -106,25 +106,14 @@ def extract_imessage(text: str) -> tuple[bytes, str | None]:
 
 
 def _load_kms(path: Path) -> KmsParams:
-    try:
-        init = parse_kms_init(path.read_bytes())
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}", 2) from None
-    except KmsXmlError as exc:
-        raise CliError(f"{path}: {exc}", 2) from None
-    c = init.certificate
+    c = read_file(path, parse_kms_init, KmsXmlError).certificate
     return KmsParams(c.kms_uri, c.user_key_period, c.user_key_offset, c.pub_enc_key, c.pub_auth_key)
 
 
 def _load_key_sets(paths: list[Path], kms: KmsParams) -> list[UserKeys]:
     out: list[UserKeys] = []
     for path in paths:
-        try:
-            prov = parse_key_prov(path.read_bytes())
-        except OSError as exc:
-            raise CliError(f"cannot read {path}: {exc.strerror}", 2) from None
-        except KmsXmlError as exc:
-            raise CliError(f"{path}: {exc}", 2) from None
+        prov = read_file(path, parse_key_prov, KmsXmlError)
         for ks in prov.key_sets:
             if ks.kms_uri != kms.kms_uri:
                 raise CliError(f"{path}: key set is from KMS {ks.kms_uri}, the KMS certificate is {kms.kms_uri}", 2)

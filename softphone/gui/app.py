@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from softphone.calls.profile import ProfileError, load_profile
 from softphone.calls.profile import available_profiles as known_profiles
@@ -27,6 +28,10 @@ from softphone.media.audio import (
     WavSource,
     list_devices,
 )
+
+if TYPE_CHECKING:  # Qt is imported when the window is built, not when this module is
+    from softphone.gui.controller import PhoneController
+    from softphone.gui.window import MainWindow
 
 
 def load_prefs(path: Path) -> dict:
@@ -73,7 +78,8 @@ def devices() -> tuple[list[dict], str | None]:
 def build_window(account: Account, data_dir: Path, *, profile: str | None = None,
                  audio: Callable[[], tuple[AudioSource, AudioSink]] | None = None,
                  play: Path | None = None, record: Path | None = None, call_timeout: float = 30.0,
-                 device_list: Callable[[], tuple[list[dict], str | None]] = devices):  # type: ignore[no-untyped-def]
+                 device_list: Callable[[], tuple[list[dict], str | None]] = devices,
+                 ) -> tuple[PhoneController, MainWindow]:
     """The controller and main window for ``account`` (a QApplication must exist)."""
     from softphone.gui.controller import PhoneController
     from softphone.gui.window import MainWindow

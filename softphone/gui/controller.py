@@ -1,7 +1,7 @@
 """The GUI's bridge to the call core: one :class:`~softphone.calls.phone.Phone`, driven from Qt via asyncio.
 
 The controller owns no call logic of its own — it calls the same ``Phone``/``Call`` API as the CLI
-and turns their :class:`~softphone.calls.call.CallEvent` values into Qt signals. Every coroutine here runs
+and turns their :mod:`~softphone.calls.events` values into Qt signals. Every coroutine here runs
 on the Qt thread's asyncio loop (qasync); blocking work (keystore KDF, KMS HTTPS) goes to threads, so
 the window never freezes. Failures become a :attr:`notice` in plain words; nothing raises into Qt.
 """
@@ -13,14 +13,29 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from softphone.calls.call import Call, CallError, CallEvent
+from softphone.calls.call import Call
+from softphone.calls.errors import CallError
+from softphone.calls.events import (
+    CallEvent,
+    Ended,
+    Failed,
+    Held,
+    Incoming,
+    MediaStarted,
+    Rejected,
+    Rekeyed,
+    Resumed,
+    Ringing,
+)
 from softphone.calls.phone import IncomingCall, Phone, PhoneSettings, settings_from_account
 from softphone.config import Account, ConfigError
+from softphone.errors import SoftphoneError
 from softphone.gui.levels import MeteredSink, MeteredSource
 from softphone.gui.model import (
     CallHistory,
@@ -45,14 +60,14 @@ AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
 
 
 class PhoneController(QObject):
-    """Signals carry plain Python values (dicts, strings, :class:`CallRecord`)."""
+    """Signals carry strings or typed values (:class:`Incoming`, :class:`CallStatus`, :class:`CallRecord`)."""
 
     registration = Signal(str, str)   # state ("starting", "registered", "offline", "failed"), detail
     keys_changed = Signal(object)     # KeyStatus | None
     notice = Signal(str, str)         # level ("info", "warning", "error"), one line for the user
     state_changed = Signal(str)       # "idle", "calling", "ringing", "incoming", "in-call"
-    incoming = Signal(dict)           # peer, verified_identity, security, codec, srtp, key_id
-    call_updated = Signal(dict)       # Call.status() after answer, hold, resume, rekey
+    incoming = Signal(object)         # Incoming: peer, verified_identity, security, codec, srtp, key_id
+    call_updated = Signal(object)     # CallStatus (Call.snapshot()) after answer, hold, resume, rekey
     call_ended = Signal(object)       # CallRecord
 
     def __init__(self, account: Account, history: CallHistory, audio: AudioFactory,
@@ -75,8 +90,8 @@ class PhoneController(QObject):
         self._passphrase: str | None = None
         self._dial_task: asyncio.Task[None] | None = None
         self._incoming_task: asyncio.Task[None] | None = None
-        self._incoming_info: dict[str, dict] = {}
-        self._last_failure: dict[str, Any] = {}
+        self._incoming_info: dict[str, Incoming] = {}
+        self._last_failure: Failed | None = None
         self._call_meta: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.kms_problem: str | None = None   # why the last key fetch failed (shown instead of a bare "no keys")
@@ -103,7 +118,7 @@ class PhoneController(QObject):
             await coro
         except asyncio.CancelledError:
             raise
-        except (CallError, SipError, KmsClientError, KeystoreError, ConfigError, AudioError, GuiDataError) as exc:
+        except (SoftphoneError, SipError, AudioError) as exc:  # each package's root error: one line for the user
             self.notice.emit("error", str(exc))
         except Exception as exc:  # keep the window alive; the log has the class name only
             log.exception("GUI task failed")
@@ -218,27 +233,35 @@ class PhoneController(QObject):
         self.registration.emit("offline", "stopped")
 
     # --- events from the phone ---------------------------------------------------------------------
+    def _is_current(self, ev: CallEvent) -> bool:
+        return self.call is not None and ev.call_id == self.call.call_id
+
     def _on_event(self, ev: CallEvent) -> None:
-        d = ev.data
-        if ev.kind == "incoming":
-            self._incoming_info[ev.call_id] = dict(d)
-        elif ev.kind == "rejected" and d.get("peer"):
-            # refused by our own checks before alerting (488 + Warning), or declined by us
-            if d.get("status") in (488, 500):
-                text = explain(d.get("status"), d.get("warning"), incoming=True)
-                self.notice.emit("error", f"Call from {d['peer']}: {text}")
-                self._record(CallRecord(now_iso(), "incoming", d["peer"], None, None, "refused", 0.0, text))
-        elif ev.kind == "failed":
-            self._last_failure = dict(d)
-        elif ev.kind == "ringing" and self.state == "calling":
-            self._set_state("ringing")
-        elif ev.kind in ("held", "resumed", "rekeyed", "media") and self.call is not None \
-                and ev.call_id == self.call.call_id:
-            self.call_updated.emit(self.call.status())
-            if ev.kind == "rekeyed":
-                self.notice.emit("info", f"new call key {d.get('key_id')}")
-        elif ev.kind == "ended" and self.call is not None and ev.call_id == self.call.call_id:
-            self._ended(d)
+        match ev:
+            case Incoming():
+                self._incoming_info[ev.call_id] = ev
+            case Rejected(peer=str(peer)):
+                # refused by our own checks before alerting (488 + Warning), or declined by us
+                if ev.status in (488, 500):
+                    text = explain(ev.status, ev.warning, incoming=True)
+                    self.notice.emit("error", f"Call from {peer}: {text}")
+                    self._record(CallRecord(now_iso(), "incoming", peer, None, None, "refused", 0.0, text))
+            case Failed():
+                self._last_failure = ev
+            case Ringing() if self.state == "calling":
+                self._set_state("ringing")
+            case Held() | Resumed() | Rekeyed() | MediaStarted() if self._is_current(ev):
+                assert self.call is not None
+                self.call_updated.emit(self.call.snapshot())
+                if isinstance(ev, Rekeyed):
+                    self.notice.emit("info", f"new call key {ev.status.key_id}")
+            case Ended() if self._is_current(ev):
+                self._ended(ev)
+
+    def _pending_info(self) -> Incoming:
+        """What the phone reported about the incoming call now (or last) alerting."""
+        info = self._call_meta.get("info")
+        return info if isinstance(info, Incoming) else Incoming("", None, None, "")
 
     def _record(self, record: CallRecord) -> None:
         try:
@@ -247,16 +270,16 @@ class PhoneController(QObject):
             self.notice.emit("warning", f"cannot save call history: {exc.strerror or exc}")
         self.call_ended.emit(record)
 
-    def _ended(self, d: dict) -> None:
+    def _ended(self, ev: Ended) -> None:
         call, meta = self.call, self._call_meta
         self.call = None
         duration = time.monotonic() - self.answered_at if self.answered_at else 0.0
         self.answered_at = None
         if call is not None:
             self._record(CallRecord(meta.get("started", now_iso()), meta.get("direction", "outgoing"), call.peer,
-                                    d.get("verified_identity"), d.get("security"), "answered", round(duration, 1),
-                                    d.get("reason", "")))
-            self.notice.emit("info", f"call ended ({d.get('reason') or 'hung up'}), {format_duration(duration)}")
+                                    ev.status.verified_identity, ev.status.security, "answered", round(duration, 1),
+                                    ev.reason))
+            self.notice.emit("info", f"call ended ({ev.reason or 'hung up'}), {format_duration(duration)}")
         self._set_state("idle")
 
     # --- outgoing ----------------------------------------------------------------------------------
@@ -284,7 +307,7 @@ class PhoneController(QObject):
     async def _dial(self, uri: str) -> None:
         assert self.phone is not None
         self._set_state("calling")
-        self._last_failure = {}
+        self._last_failure = None
         started = now_iso()
         try:
             source, sink = self._audio()
@@ -300,7 +323,7 @@ class PhoneController(QObject):
             raise
         except CallError as exc:
             f = self._last_failure
-            text = explain(f.get("status"), f.get("warning"), incoming=False) if f.get("status") else str(exc)
+            text = explain(f.status, f.warning, incoming=False) if f is not None and f.status else str(exc)
             self._record(CallRecord(started, "outgoing", uri, None, None, "failed", 0.0, text))
             self.notice.emit("error", f"Call to {uri}: {text}")
             self._set_state("idle")
@@ -314,7 +337,7 @@ class PhoneController(QObject):
         self._call_meta = {"started": started, "direction": direction}
         self.answered_at = time.monotonic()
         self._set_state("in-call")
-        self.call_updated.emit(call.status())
+        self.call_updated.emit(call.snapshot())
 
     # --- incoming ----------------------------------------------------------------------------------
     async def _incoming_loop(self) -> None:
@@ -324,8 +347,11 @@ class PhoneController(QObject):
             if self.state != "idle":
                 await incoming.reject(486, warning="busy in another call")
                 continue
-            info = self._incoming_info.pop(incoming.session.call_id, {})
-            info.setdefault("peer", incoming.peer_identity)
+            info = self._incoming_info.pop(incoming.session.call_id, None)
+            if info is None:
+                info = Incoming(incoming.session.call_id, incoming.peer_identity, None, incoming.security)
+            elif info.peer is None:
+                info = replace(info, peer=incoming.peer_identity)
             self.pending = incoming
             self._call_meta = {"started": now_iso(), "direction": "incoming", "info": info}
             self._set_state("incoming")
@@ -337,10 +363,10 @@ class PhoneController(QObject):
         await incoming.session.wait_state(CallState.TERMINATED, timeout=float("inf"))
         if self.pending is incoming:
             self.pending = None
-            info = self._call_meta.get("info", {})
-            self._record(CallRecord(self._call_meta["started"], "incoming", info.get("peer") or "",
-                                    info.get("verified_identity"), info.get("security"), "missed"))
-            self.notice.emit("warning", f"missed call from {info.get('verified_identity') or info.get('peer')}")
+            info = self._pending_info()
+            self._record(CallRecord(self._call_meta["started"], "incoming", info.peer or "",
+                                    info.verified_identity, info.security, "missed"))
+            self.notice.emit("warning", f"missed call from {info.verified_identity or info.peer}")
             self._set_state("idle")
 
     def accept(self) -> None:
@@ -368,9 +394,9 @@ class PhoneController(QObject):
         incoming, self.pending = self.pending, None
         if incoming is None:
             return
-        info = self._call_meta.get("info", {})
-        self._record(CallRecord(self._call_meta.get("started", now_iso()), "incoming", info.get("peer") or "",
-                                info.get("verified_identity"), info.get("security"), "declined"))
+        info = self._pending_info()
+        self._record(CallRecord(self._call_meta.get("started", now_iso()), "incoming", info.peer or "",
+                                info.verified_identity, info.security, "declined"))
         self._set_state("idle")
         self.spawn(incoming.reject(603))
 

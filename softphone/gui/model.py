@@ -19,11 +19,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
+
+from softphone.calls.profile import SecurityLevel
+from softphone.errors import SoftphoneError
 
 MAX_HISTORY = 200
 
 
-class GuiDataError(Exception):
+class GuiDataError(SoftphoneError):
     """A contacts or history file is unreadable or invalid (one line)."""
 
 
@@ -130,7 +134,7 @@ class CallRecord:
     direction: str                   # "outgoing" | "incoming"
     peer: str                        # the SIP URI dialled / claimed
     verified_identity: str | None    # as verified by ECCSI (None for SDES or failed calls)
-    security: str | None             # "MIKEY-SAKKE", "SDES" or None
+    security: str | None             # a SecurityLevel's text ("MIKEY-SAKKE", "SDES") or None
     outcome: str                     # "answered", "refused", "failed", "missed", "declined"
     duration_s: float = 0.0
     detail: str = ""
@@ -199,13 +203,19 @@ class Badge:
     colour: str  # background colour for the badge
 
 
+_BADGES = {
+    SecurityLevel.SECURE: Badge("secure", "SECURE — Secure Chorus (MIKEY-SAKKE), identity verified", "#1b7f3b"),
+    SecurityLevel.SDES_INTEROP: Badge("interop", "ENCRYPTED — SDES interop, identity NOT verified", "#b36b00"),
+    SecurityLevel.NOT_SECURE: Badge("insecure", "NOT SECURE — no verified keys", "#b3261e"),
+}
+
+
 def badge(security: str | None, verified_identity: str | None = None) -> Badge:
-    """Secure Chorus (MIKEY-SAKKE, identity verified by ECCSI) vs SDES interop vs failed/none."""
-    if security == "MIKEY-SAKKE" and verified_identity:
-        return Badge("secure", "SECURE — Secure Chorus (MIKEY-SAKKE), identity verified", "#1b7f3b")
-    if security == "SDES":
-        return Badge("interop", "ENCRYPTED — SDES interop, identity NOT verified", "#b36b00")
-    return Badge("insecure", "NOT SECURE — no verified keys", "#b3261e")
+    """Secure Chorus (MIKEY-SAKKE, identity verified by ECCSI) vs SDES interop vs failed/none.
+
+    ``security`` is a :class:`SecurityLevel` or its text (``"MIKEY-SAKKE"``, ``"SDES"``, as the call
+    history stores it), or None."""
+    return _BADGES[SecurityLevel.of(security, verified_identity)]
 
 
 # --- plain words -----------------------------------------------------------------------------------
@@ -276,10 +286,23 @@ def countdown(until: datetime, now: datetime | None = None) -> str:
     return f"{d}d {h:02d}h {m:02d}m" if d else f"{h}h {m:02d}m"
 
 
-def key_status(summaries: Iterable[object], user_uri: str, now: datetime | None = None) -> KeyStatus:
+class KeySetFacts(Protocol):
+    """The public fields of a held key set (:class:`softphone.keys.keystore.KeySetSummary`)."""
+
+    @property
+    def user_uri(self) -> str: ...
+    @property
+    def key_period_no(self) -> int: ...
+    @property
+    def valid_from(self) -> datetime | None: ...
+    @property
+    def valid_to(self) -> datetime | None: ...
+
+
+def key_status(summaries: Iterable[KeySetFacts], user_uri: str, now: datetime | None = None) -> KeyStatus:
     """From :meth:`softphone.keys.keystore.Keystore.list` entries (public fields only)."""
     now = now or datetime.now(UTC)
-    mine: Sequence = sorted((s for s in summaries if s.user_uri == user_uri),
+    mine: Sequence[KeySetFacts] = sorted((s for s in summaries if s.user_uri == user_uri),
                             key=lambda s: s.key_period_no)
     current = next((s for s in mine if (s.valid_from is None or s.valid_from <= now)
                     and (s.valid_to is None or now < s.valid_to)), None)

@@ -9,6 +9,7 @@ Esc hangs up (declines an incoming call); Alt+A accepts; Ctrl+, opens Settings; 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from softphone.calls.events import CallStatus, Incoming
+from softphone.calls.profile import SecurityLevel
 from softphone.gui.controller import PhoneController
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
 
@@ -58,6 +61,13 @@ def _label(text: str = "", name: str = "", bold: bool = False, size: int | None 
     if style:
         w.setStyleSheet(style)
     return w
+
+
+def _dtmf_slot(controller: PhoneController, digit: str) -> Callable[[], None]:
+    """A button slot sending ``digit`` (``clicked`` may pass its checked flag: ignored)."""
+    def send(_checked: bool = False) -> None:
+        controller.dtmf(digit)
+    return send
 
 
 def _button(text: str, name: str, slot: Callable[[], Any]) -> QPushButton:
@@ -315,10 +325,10 @@ class MainWindow(QMainWindow):
             meters.addWidget(QLabel(name), row, 0)
             meters.addWidget(bar, row, 1)
         v.addLayout(meters)
-        row = QHBoxLayout()
-        row.addWidget(self.stats, 1)
-        row.addWidget(self.timer)
-        v.addLayout(row)
+        stats_row = QHBoxLayout()
+        stats_row.addWidget(self.stats, 1)
+        stats_row.addWidget(self.timer)
+        v.addLayout(stats_row)
         buttons = QHBoxLayout()
         self.mute_button = _button("&Mute", "mute_button", self._mute)
         self.mute_button.setCheckable(True)
@@ -335,14 +345,14 @@ class MainWindow(QMainWindow):
         grid = QGridLayout(self.keypad)
         for i, digit in enumerate(KEYPAD):
             b = _button(digit, f"dtmf_{'star' if digit == '*' else 'hash' if digit == '#' else digit}",
-                        lambda _=False, d=digit: c.dtmf(d))
+                        _dtmf_slot(c, digit))
             b.setAutoDefault(False)
             grid.addWidget(b, i // 3, i % 3)
         self.keypad.setVisible(False)
         v.addWidget(self.keypad)
         v.addStretch(1)
         order = (self.mute_button, self.hold_button, self.keypad_button, self.hangup_button)
-        for a, b in zip(order, order[1:]):
+        for a, b in itertools.pairwise(order):
             QWidget.setTabOrder(a, b)
         return page
 
@@ -433,16 +443,17 @@ class MainWindow(QMainWindow):
             self.activateWindow()
             QApplication.alert(self)
 
-    def _on_incoming(self, info: dict) -> None:
-        verified = info.get("verified_identity")
-        who = verified or info.get("peer") or "unknown caller"
+    def _on_incoming(self, info: Incoming) -> None:
+        verified = info.verified_identity
+        who = verified or info.peer or "unknown caller"
         name = self.contacts.name_for(who)
         self.incoming_identity.setText(f"{name} — {who}" if name else who)
-        security = "MIKEY-SAKKE" if verified else ("SDES" if "SDES" in str(info.get("security")) else None)
+        security = (SecurityLevel.SECURE if verified else
+                    SecurityLevel.SDES_INTEROP if info.security == SecurityLevel.SDES_INTEROP.label else None)
         self._set_badge(self.incoming_badge, badge(security, verified))
         first = f"Identity verified by ECCSI signature: {verified}" if verified else "Identity NOT verified"
-        self.incoming_detail.setText(f"{first}\n{info.get('codec', '?')} · {info.get('srtp', '?')} · "
-                                     f"key id {info.get('key_id') or '—'}")
+        self.incoming_detail.setText(f"{first}\n{info.codec or '?'} · {info.srtp or '?'} · "
+                                     f"key id {info.key_id or '—'}")
 
     @staticmethod
     def _set_badge(label: QLabel, b: Any) -> None:
@@ -450,18 +461,18 @@ class MainWindow(QMainWindow):
         label.setProperty("level", b.level)
         label.setStyleSheet(f"color: white; background: {b.colour}; padding: 6px; font-weight: bold;")
 
-    def _on_call_updated(self, st: dict) -> None:
-        if not st:
-            return
-        b = badge(st.get("security"), st.get("verified_identity"))
+    def _on_call_updated(self, st: CallStatus) -> None:
+        b = badge(st.security, st.verified_identity)
         self._set_badge(self.badge, b)
-        peer = st.get("verified_identity") or st.get("peer", "")
+        peer = st.verified_identity or st.peer
         name = self.contacts.name_for(peer)
-        verified = " (verified by ECCSI)" if st.get("verified_identity") else " (identity not verified)"
+        verified = " (verified by ECCSI)" if st.verified_identity else " (identity not verified)"
         self.identity.setText((f"{name} — " if name else "") + peer + verified)
-        self.details.setText(f"{st.get('codec', '?')} · {st.get('srtp', '?')} · key id {st.get('key_id') or '—'}")
-        self.call_state.setText("On hold" if st.get("state") == "held" else "Connected")
-        self.hold_button.setText("Res&ume" if st.get("state") == "held" else "&Hold")
+        keys = st.keys
+        self.details.setText(f"{keys.codec if keys else '?'} · {keys.srtp if keys else '?'} · "
+                             f"key id {st.key_id or '—'}")
+        self.call_state.setText("On hold" if st.held else "Connected")
+        self.hold_button.setText("Res&ume" if st.held else "&Hold")
 
     def _tick(self) -> None:
         c = self.controller
@@ -628,8 +639,11 @@ class MainWindow(QMainWindow):
         buttons.accepted.connect(dialog.accept)
         buttons.rejected.connect(dialog.reject)
         form.addRow(buttons)
-        dialog.finished.connect(lambda result: future.done() or future.set_result(
-            edit.text() if result == QDialog.DialogCode.Accepted else None))
+        def finished(result: int) -> None:
+            if not future.done():
+                future.set_result(edit.text() if result == QDialog.DialogCode.Accepted else None)
+
+        dialog.finished.connect(finished)
         dialog.open()
         self.passphrase_dialog = dialog
         return future

@@ -13,6 +13,7 @@ receiver needs the RSK of the period the sender's I_MESSAGE timestamp falls in (
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ from crypto.identity import key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.mikey import keys as mikey_keys
 from kmsinterface.sealed import DEFAULT_N_LOG2, DataKey, SecretsError, derive_key, write_private
 from kmsinterface.xml import KeyProvResponse, KeySet, KmsCertificate
+from softphone.keys.errors import KeysError
 
 MAGIC = b"SCKEYST1"
 KEEP_PERIODS = 3
 
 
-class KeystoreError(Exception):
+class KeystoreError(KeysError):
     """The keystore cannot be opened/written, or a key set was refused (one line, no key bytes)."""
 
 
@@ -39,8 +41,8 @@ class NoKeysError(KeystoreError):
 
 
 @dataclass(frozen=True)
-class UserKeys:
-    """Everything the call layer needs for one identity in one key period.
+class PeriodKeys:
+    """Everything the call layer needs for one identity in one key period (as the keystore holds it).
 
     ``ssk``/``pvt`` feed :class:`crypto.eccsi.EccsiSigner`; ``rsk`` feeds
     :class:`crypto.sakke.SakkeReceiver`; ``kpak``/``z`` verify and encapsulate for peers of the
@@ -260,26 +262,26 @@ class Keystore:
         unix = (when or datetime.now(UTC)).timestamp()
         return key_period_no(ntp_seconds(unix), cert.user_key_period, cert.user_key_offset)
 
-    def get(self, user_uri: str, key_period_no: int, kms_uri: str | None = None) -> UserKeys:
+    def get(self, user_uri: str, key_period_no: int, kms_uri: str | None = None) -> PeriodKeys:
         """The keys of ``user_uri`` for period ``key_period_no`` (NoKeysError if not held)."""
         kms_uri = self._kms_for(user_uri, kms_uri)
         s = self._sets.get((kms_uri, user_uri, key_period_no))
         if s is None:
             raise NoKeysError(f"no keys for {user_uri} in key period {key_period_no} of {kms_uri}")
         cert = self.certificate(kms_uri)
-        return UserKeys(user_uri, kms_uri, key_period_no, bytes.fromhex(s["uid"]), ssk=bytes.fromhex(s["ssk"]),
+        return PeriodKeys(user_uri, kms_uri, key_period_no, bytes.fromhex(s["uid"]), ssk=bytes.fromhex(s["ssk"]),
                         pvt=bytes.fromhex(s["pvt"]), rsk=bytes.fromhex(s["rsk"]), kpak=cert.pub_auth_key,
                         z=cert.pub_enc_key, user_key_period=cert.user_key_period,
                         user_key_offset=cert.user_key_offset, valid_from=_undt(s["valid_from"]),
                         valid_to=_undt(s["valid_to"]))
 
-    def mikey_key_sets(self, user_uri: str, kms_uri: str | None = None) -> list[mikey_keys.UserKeys]:
+    def mikey_key_sets(self, user_uri: str, kms_uri: str | None = None) -> builtins.list[mikey_keys.UserKeys]:
         """Every held period of ``user_uri`` (oldest first), ready for :class:`crypto.mikey.verify.Responder`."""
         kms_uri = self._kms_for(user_uri, kms_uri)
         periods = sorted(p for k, u, p in self._sets if (k, u) == (kms_uri, user_uri))
         return [self.get(user_uri, p, kms_uri).for_mikey() for p in periods]
 
-    def current(self, user_uri: str, when: datetime | None = None, kms_uri: str | None = None) -> UserKeys:
+    def current(self, user_uri: str, when: datetime | None = None, kms_uri: str | None = None) -> PeriodKeys:
         """The keys for the period containing ``when`` (default now)."""
         kms_uri = self._kms_for(user_uri, kms_uri)
         return self.get(user_uri, self.period_at(kms_uri, when), kms_uri)

@@ -25,13 +25,14 @@ from kmsinterface.xml import (
     parse_kms_error,
     parse_kms_init,
 )
+from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
 
 BASE = "/keymanagement/identity/v1"
 MAX_RESPONSE = 1 << 20
 
 
-class KmsClientError(Exception):
+class KmsClientError(KeysError):
     """The KMS refused the request or answered something unusable; ``status`` is the HTTP status."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from lab.audiocheck import compare
 from lab.deployment import Lab
-from softphone.calls.call import CallEvent
+from softphone.calls.events import CallEvent
 from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
 

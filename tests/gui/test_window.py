@@ -22,7 +22,8 @@ import pytest
 
 from lab.audiocheck import compare
 from lab.deployment import Lab
-from softphone.calls.call import Call, CallEvent, reserve_port
+from softphone.calls.call import Call, reserve_port
+from softphone.calls.events import CallEvent, Dtmf
 from softphone.calls.phone import Phone
 from softphone.config import Account, load_accounts, select_account
 from softphone.media.audio import ArraySink, ArraySource, read_wav
@@ -228,8 +229,8 @@ def test_place_secure_call_hold_resume_hangup(lab: Lab, speech: np.ndarray, tmp_
             await wait_for(lambda: window.call_state.text() == "Connected", "resume")
             await wait_for(lambda: "resumed" in bob.kinds(), "bob to see the resume")
 
-            await ui(QTest.keyClick, window, Qt.Key.Key_5)                                          # DTMF from the keyboard
-            await wait_for(lambda: any(e.kind == "dtmf" and e.data.get("digit") == "5" for e in bob.events),
+            await ui(QTest.keyClick, window, Qt.Key.Key_5)  # DTMF from the keyboard
+            await wait_for(lambda: any(isinstance(e, Dtmf) and e.digit == "5" for e in bob.events),
                            "bob to receive DTMF 5")
             await asyncio.sleep(1.0)
             await ui(QTest.keyClick, window, Qt.Key.Key_Escape)                                     # hang up

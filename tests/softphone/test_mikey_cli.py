@@ -45,7 +45,8 @@ def inspect_json(capsys, *argv: str) -> tuple[int, dict]:
 def test_inspect_without_keys_decodes(capsys, sw) -> None:
     code, r = inspect_json(capsys, sw["t3"])
     assert code == 0 and r["valid"] is True and r["verified"] is False and r["error"] is None
-    assert (r["data_type"], r["csb_id"], r["key_type"], r["rand"]) == (26, "16992638", "PCK", "02a28bddaf984c5e0563bc1ce857df83")
+    assert (r["data_type"], r["csb_id"], r["key_type"], r["rand"]) == (
+        26, "16992638", "PCK", "02a28bddaf984c5e0563bc1ce857df83")
     assert r["timestamp"] == T3_TIME and r["age_seconds"] > 0
     assert r["initiator"].startswith("b5c45230") and r["responder"].startswith("780851cd")
     assert [p["type"] for p in r["payloads"]] == ["HDR", "T", "RAND", "IDR", "IDR", "IDR", "IDR", "SP", "SAKKE",
@@ -124,7 +125,8 @@ def test_usage_errors(capsys, sw, tmp_path) -> None:
     bad_xml.write_text("<nope/>")
     code, _, err = run(capsys, "inspect", sw["t3"], "--kms-init", str(bad_xml), "--keyprov", sw["bob"])
     assert code == 2 and err.count("\n") == 1
-    base = ["create", "--kms-init", sw["init"], "--keyprov", sw["alice"], "--from", ALICE, "--to", BOB, "--time", T3_TIME]
+    base = ["create", "--kms-init", sw["init"], "--keyprov", sw["alice"], "--from", ALICE, "--to", BOB,
+            "--time", T3_TIME]
     assert run(capsys, *base, "--key", "zz")[0] == 2
     assert run(capsys, *base, "--key-id", "0102")[0] == 2
     assert run(capsys, *base[:-1], "not-a-time")[0] == 2

@@ -1,0 +1,223 @@
+"""What happens to calls, as typed values: one frozen dataclass per event (h11 style).
+
+The phone hands every event to its ``on_event`` callback and to :meth:`Phone.events`; a UI matches
+on the class (``match ev: case Ringing(): …``). Each event's :meth:`~CallEvent.to_json` is the
+object ``softphone call --json`` prints: ``{"event": kind, "call_id": …, …fields}``. No event ever
+holds key material.
+
+    Calling → Ringing → MediaStarted → Answered … Held / Resumed / Rekeyed (+ MediaStarted) / Dtmf … Ended
+    Incoming (the offer verified, ringing) or Rejected (refused before alerting, or declined)
+    Failed (the call or a rekey failed; Ended follows when the call was up)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from softphone.calls.profile import SecurityLevel
+
+
+@dataclass(frozen=True)
+class CallKeys:
+    """The negotiated security of a call (public facts only: never the keys)."""
+
+    security: SecurityLevel
+    label: str                       # SecurityLevel.label, as every UI names the call
+    verified_identity: str | None    # the peer identity ECCSI verified (MIKEY-SAKKE), else None
+    codec: str
+    srtp: str                        # SRTP suite name
+    key_id: str | None               # PCK-ID (hex) for MIKEY-SAKKE
+
+
+@dataclass(frozen=True)
+class MediaCounters:
+    """Media statistics of a running call."""
+
+    packets_sent: int
+    packets_received: int
+    loss: float                      # fraction of expected packets lost, 4 decimals
+    jitter_ms: float
+    srtp_failures: int               # packets dropped by SRTP authentication/replay checks
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """A snapshot of one call, as a status line shows it (:meth:`Call.snapshot`)."""
+
+    state: str                       # the INVITE session state, or "held"
+    peer: str
+    keys: CallKeys | None = None     # None until the offer/answer completed
+    media: MediaCounters | None = None  # None until media started
+
+    @property
+    def held(self) -> bool:
+        return self.state == "held"
+
+    @property
+    def security(self) -> SecurityLevel | None:
+        return self.keys.security if self.keys else None
+
+    @property
+    def verified_identity(self) -> str | None:
+        return self.keys.verified_identity if self.keys else None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.keys.key_id if self.keys else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The flat object ``Call.status()`` returns: state, peer, then the key and media fields if known."""
+        out: dict[str, Any] = {"state": self.state, "peer": self.peer}
+        for part in (self.keys, self.media):
+            if part is not None:
+                out.update((f.name, getattr(part, f.name)) for f in fields(part))
+        return out
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """The base of every call event: ``kind`` names it in JSON, ``call_id`` is the SIP Call-ID."""
+
+    kind: ClassVar[str]
+    call_id: str
+
+    def _fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "call_id"}
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event's fields as one JSON-safe dict (what :meth:`to_json` prints after kind and call_id)."""
+        return self._fields()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, "call_id": self.call_id, **self._fields()}
+
+
+@dataclass(frozen=True)
+class Calling(CallEvent):
+    """The INVITE went out."""
+
+    kind: ClassVar[str] = "calling"
+    peer: str
+    security: str                    # the profile's security label
+
+
+@dataclass(frozen=True)
+class Ringing(CallEvent):
+    """The callee is alerting (180/183)."""
+
+    kind: ClassVar[str] = "ringing"
+
+
+@dataclass(frozen=True)
+class Incoming(CallEvent):
+    """An incoming offer verified and the phone is ringing (MIKEY-SAKKE checked before alerting)."""
+
+    kind: ClassVar[str] = "incoming"
+    peer: str | None                 # the identity SIP asserts (P-Asserted-Identity or From)
+    verified_identity: str | None    # the identity ECCSI verified (MIKEY-SAKKE), else None
+    security: str                    # the profile's security label
+    codec: str | None = None
+    srtp: str | None = None
+    key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejected(CallEvent):
+    """An incoming call was refused: by our own checks before alerting (with ``peer``), or declined."""
+
+    kind: ClassVar[str] = "rejected"
+    status: int
+    warning: str | None
+    peer: str | None = None          # set when our checks refused it
+
+    def _fields(self) -> dict[str, Any]:
+        out = super()._fields()
+        if self.peer is None:
+            del out["peer"]
+        return out
+
+
+@dataclass(frozen=True)
+class Failed(CallEvent):
+    """The call failed: a SIP final response (``status``, ``warning``), or a local reason only."""
+
+    kind: ClassVar[str] = "failed"
+    reason: str
+    status: int | None = None        # the SIP status when the peer or a proxy refused the call
+    warning: str | None = None
+
+    def _fields(self) -> dict[str, Any]:
+        if self.status is None:
+            return {"reason": self.reason}
+        return {"status": self.status, "reason": self.reason, "warning": self.warning}
+
+
+@dataclass(frozen=True)
+class StatusEvent(CallEvent):
+    """An event that carries the call's status right after it happened."""
+
+    status: CallStatus
+
+    def _fields(self) -> dict[str, Any]:
+        return self.status.to_json()
+
+
+@dataclass(frozen=True)
+class Answered(StatusEvent):
+    """The call is up (200 OK sent or received, media running)."""
+
+    kind: ClassVar[str] = "answered"
+
+
+@dataclass(frozen=True)
+class MediaStarted(StatusEvent):
+    """SRTP media (re)started, with new keys after a rekey."""
+
+    kind: ClassVar[str] = "media"
+
+
+@dataclass(frozen=True)
+class Held(StatusEvent):
+    """The call is on hold (either side)."""
+
+    kind: ClassVar[str] = "held"
+
+
+@dataclass(frozen=True)
+class Resumed(StatusEvent):
+    """The call is off hold."""
+
+    kind: ClassVar[str] = "resumed"
+
+
+@dataclass(frozen=True)
+class Rekeyed(StatusEvent):
+    """A re-INVITE carried new keys (a new I_MESSAGE / SDES keys) and media uses them now."""
+
+    kind: ClassVar[str] = "rekeyed"
+
+
+@dataclass(frozen=True)
+class Ended(CallEvent):
+    """The call is over; ``status`` is its last snapshot (with the final counters)."""
+
+    kind: ClassVar[str] = "ended"
+    reason: str                      # "local hangup", "remote hangup" or ""
+    status: CallStatus
+
+    def _fields(self) -> dict[str, Any]:
+        return {"reason": self.reason, **self.status.to_json()}
+
+
+@dataclass(frozen=True)
+class Dtmf(CallEvent):
+    """An RFC 4733 DTMF digit arrived."""
+
+    kind: ClassVar[str] = "dtmf"
+    digit: str
+
+
+EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, Rejected, Failed, Answered, MediaStarted,
+                                            Held, Resumed, Rekeyed, Ended, Dtmf)
