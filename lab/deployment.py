@@ -145,6 +145,7 @@ kms_ca_file = "{self.kms_ca}"
                         tls_client=certs.client_context(self.pki["ca"].cert), expires=300,
                         timers=Timers(t1=0.1, t2=0.4, t4=0.5))
 
-    def settings(self, user: str, profile: str = "securechorus", **kw: object) -> PhoneSettings:
+    def settings(self, user: str, profile: str = "securechorus", *, revoked: frozenset[str] = frozenset(),
+                 trace_media: bool = False) -> PhoneSettings:
         return PhoneSettings(uri=self.uri(user), ua=self.ua_config(user), profile=load_profile(profile),
-                             keystore=self.keystores.get(user), **kw)  # type: ignore[arg-type]
+                             keystore=self.keystores.get(user), revoked=revoked, trace_media=trace_media)
