@@ -4,10 +4,8 @@ we call it and it calls us; speech both ways, both recordings checked."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from lab.audiocheck import compare
@@ -17,17 +15,8 @@ from softphone.calls.profile import load_profile
 from softphone.media.audio import ArraySink, ArraySource, read_wav
 from softphone.sip.transaction import Timers
 from softphone.sip.ua import UAConfig
-from tests.conftest import require_tool
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def speech8k(speech, tmp_path: Path) -> tuple[Path, np.ndarray]:
-    sox = require_tool("sox")
-    out = tmp_path / "speech8k.wav"
-    subprocess.run([sox, str(speech[0]), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True, timeout=30)
-    return out, read_wav(out)
 
 
 def _phone() -> Phone:
