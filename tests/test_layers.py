@@ -3,6 +3,7 @@ import-linter contracts in pyproject.toml are kept (see docs/ARCHITECTURE.md).""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -75,6 +76,21 @@ def test_module_loads_neither_kms_nor_lab(module: str, import_report: dict[str, 
     result = import_report[module]
     assert "error" not in result, result
     assert result["loaded"] == [], f"import {module} loads {result['loaded']}"
+
+
+@pytest.mark.parametrize("package", ["lab", "benchmarks"])
+def test_lab_and_benchmarks_do_not_import_the_tests(package: str) -> None:
+    offenders = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names if n.split(".")[0] == "tests"]
+    assert offenders == []
 
 
 def _lint_imports() -> str:
