@@ -23,6 +23,7 @@ import numpy as np
 from benchmarks._util import emit
 from lab.baresip import Baresip
 from lab.deployment import Lab
+from softphone.calls.call import Call
 from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
 
@@ -41,7 +42,7 @@ async def our_setups(lab: Lab, calls: int) -> list[float]:
         await alice.register()
         await bob.register()
         for i in range(calls + 1):
-            async def answer():  # type: ignore[no-untyped-def]
+            async def answer() -> Call:
                 return await (await bob.next_incoming(10)).accept(ArraySource(_tone(0.5)), ArraySink())
 
             answering = asyncio.create_task(answer())

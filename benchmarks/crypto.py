@@ -10,7 +10,8 @@ Keys (all medians, milliseconds):
   use of a new KMS key Z (builds its fixed-base table, once per KMS).
 * ``sakke_decapsulate`` — with a validated :class:`SakkeReceiver`, plain pairing;
   ``sakke_decapsulate_table`` — with the per-RSK Miller-loop table; ``sakke_receiver_table_build``.
-* ``pairing`` — one ⟨K, R⟩; ``pairing_table`` — the same from K's line table; ``sakke_rsk_validate`` — the RFC 6508 §6.1.2 RSK check.
+* ``pairing`` — one ⟨K, R⟩; ``pairing_table`` — the same from K's line table; ``sakke_rsk_validate`` — the
+  RFC 6508 §6.1.2 RSK check.
 * ``kms_rsk_issue`` / ``kms_ssk_issue`` — KMS-side user key issue (SAKKE RSK; ECCSI SSK + PVT).
 """
 

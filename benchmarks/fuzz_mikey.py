@@ -80,7 +80,8 @@ class Target:
         signed = {b.imessage.signed_octets() for b in built}
         keys = {b.imessage.sakke.sed: b.key for b in built}
         signer = EccsiSigner(alice.uid, alice.ssk, alice.pvt, kms.kpak)
-        return cls(Responder(bob, precompute=True, check_replay=False), valid, signed, (alice.uid, bob.uid), signer, keys)
+        responder = Responder(bob, precompute=True, check_replay=False)
+        return cls(responder, valid, signed, (alice.uid, bob.uid), signer, keys)
 
     def resign(self, data: bytes) -> bytes | None:
         """``data`` with a fresh valid signature of the sender, if it parses with a 129-octet SIGN last."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import secrets
 import ssl
 import statistics
 import tempfile
@@ -99,19 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from kmsinterface.xml import parse_key_prov
-    from tests.kms.helpers import make_community, start_kms
+    from lab.kms import make_community, serve_kms
+
+    passphrase = secrets.token_urlsafe(16)
 
     rates, p50s, p99s = [], [], []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="kms-bench-") as tmp:
             uris = tuple(f"sip:user{i}@example.org" for i in range(args.users))
-            users = make_community(Path(tmp) / "kms", users=uris)
-            server = start_kms(Path(tmp) / "kms")
-            try:
+            users = make_community(Path(tmp) / "kms", "kms.example.org", passphrase, users=uris)
+            with serve_kms(Path(tmp) / "kms", passphrase) as server:
                 result = run_load(server.host, server.port, server.cafile, [users[u].token for u in uris],
                                   args.requests, args.concurrency)
-            finally:
-                server.stop()
         bad = [r for r in result.results if r[1] != 200 or parse_key_prov(r[2]).user_uri != uris[r[0]]]
         if result.errors or bad or len(result.results) != args.requests:
             print(f"bench kms: {len(result.errors)} transport errors, {len(bad)} bad responses, "

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import gmpy2
+import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type information
 from gmpy2 import mpz
 
 from crypto.errors import InvalidPoint
@@ -190,7 +190,7 @@ def batch_to_affine(points: Sequence[Jacobian], p: mpz) -> list[Affine]:
     """Affine forms of many finite Jacobian points with one inversion (Montgomery's trick)."""
     prefix = []
     acc = _ONE
-    for X, Y, Z in points:
+    for *_, Z in points:
         if not Z:
             raise ValueError("point at infinity in a batch normalisation")
         prefix.append(acc)
@@ -265,7 +265,7 @@ class FixedBase:
         """The affine points ±T[i][|d_i|] whose sum is ``[k]B`` (one per window)."""
         p = self.curve.p
         out = []
-        for digit, row in zip(regular_digits(k, self.curve.n, self.w), self.table):
+        for digit, row in zip(regular_digits(k, self.curve.n, self.w), self.table, strict=True):
             x, y = row[abs(digit) >> 1]
             out.append((x, y) if digit > 0 else (x, p - y))
         return out
@@ -320,23 +320,29 @@ def _sum_jacobian(points: list[Affine], p: mpz) -> Jacobian:
     return acc
 
 
-def mul_public(curve: Curve, point: Affine, k: int) -> Jacobian:
-    """``[k]P`` for a public scalar (any k ≥ 0, not reduced): plain double-and-add on its NAF."""
-    p = curve.p
+def naf_digits(k: int) -> list[int]:
+    """Non-adjacent form of ``k`` ≥ 0: digits in {−1, 0, 1}, no two adjacent non-zero, most significant first."""
     k = int(k)
-    x, y = mpz(point[0]), mpz(point[1])
-    ny = p - y
-    naf = []
+    digits = []
     while k:
         if k & 1:
             d = 2 - (k & 3)
             k -= d
         else:
             d = 0
-        naf.append(d)
+        digits.append(d)
         k >>= 1
+    digits.reverse()
+    return digits
+
+
+def mul_public(curve: Curve, point: Affine, k: int) -> Jacobian:
+    """``[k]P`` for a public scalar (any k ≥ 0, not reduced): plain double-and-add on its NAF."""
+    p = curve.p
+    x, y = mpz(point[0]), mpz(point[1])
+    ny = p - y
     acc = INFINITY
-    for d in reversed(naf):
+    for d in naf_digits(k):
         acc = double(acc, p)
         if d == 1:
             acc = add_affine(acc, x, y, p)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 
-from gmpy2 import mpz
+from gmpy2 import mpz  # type: ignore[import-untyped]  # gmpy2 ships no type information
 
 from crypto.ec import INFINITY, Affine, add, secret_inverse, to_affine
 from crypto.errors import InvalidKey, InvalidPoint, InvalidSignature

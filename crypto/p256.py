@@ -8,7 +8,7 @@ the y-coordinate of [k]Q is recovered (Okeya–Sakurai). Point additions and enc
 
 from __future__ import annotations
 
-import gmpy2
+import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type information
 from cryptography.hazmat.primitives.asymmetric import ec as _openssl_ec
 from gmpy2 import mpz
 

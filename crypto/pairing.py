@@ -21,10 +21,10 @@ time.
 
 from __future__ import annotations
 
-import gmpy2
+import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type information
 from gmpy2 import mpz
 
-from crypto.ec import Affine, Curve, regular_digits
+from crypto.ec import Affine, Curve, naf_digits, regular_digits
 from crypto.errors import InvalidPoint
 
 P_HEX = (
@@ -69,23 +69,9 @@ _p = SAKKE_CURVE.p
 _q = SAKKE_CURVE.n
 
 
-def _loop_digits(m: int) -> list[int]:
-    """Non-adjacent form of m, most significant digit first (leading 1 dropped)."""
-    naf = []
-    while m:
-        if m & 1:
-            d = 2 - (m & 3)
-            m -= d
-        else:
-            d = 0
-        naf.append(d)
-        m >>= 1
-    naf.reverse()
-    return naf[1:]
-
-
-#: Miller loop digits for q − 1 (every F_p-scaled chain computing f_{q−1} gives the same PF_p value).
-_DIGITS = _loop_digits(int(_q) - 1)
+#: Miller loop digits for q − 1, the NAF after its leading 1 (the loop starts from R itself); every
+#: F_p-scaled chain computing f_{q−1} gives the same PF_p value.
+_DIGITS = naf_digits(int(_q) - 1)[1:]
 
 
 def _final(v1: mpz, v2: mpz) -> mpz | None:
@@ -235,9 +221,9 @@ class MillerTable:
                 v1, v2 = (v1 * u - v2) % p, (v1 + v2 * u) % p
             else:
                 # Doubling and addition lines merged: (u₁ + i)(u₂ + i) = (u₁u₂ − 1) + i(u₁ + u₂).
-                a, b, c, l, m = step
+                a, b, c, lsum, msum = step
                 re = (a * xw2 + b * xww + c * w2 - 1) % p
-                im = (l * xw + m * w) % p
+                im = (lsum * xw + msum * w) % p
                 t1 = v1 * re
                 t2 = v2 * im
                 v1, v2 = (t1 - t2) % p, ((v1 + v2) * (re + im) - t1 - t2) % p
@@ -307,7 +293,7 @@ class GtFixedBase:
         """α^k as a PF_p integer; None if the result has x₁ = 0."""
         p = _p
         v1, v2 = mpz(1), mpz(0)
-        for digit, row in zip(regular_digits(k, _q, self.w), self.table):
+        for digit, row in zip(regular_digits(k, _q, self.w), self.table, strict=True):
             s = row[abs(digit) >> 1]
             if digit < 0:
                 s = p - s

@@ -24,7 +24,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 
-from gmpy2 import mpz
+from gmpy2 import mpz  # type: ignore[import-untyped]  # gmpy2 ships no type information
 
 from crypto.ec import Affine, FixedBase, Jacobian, add, add_affine, secret_inverse, to_affine
 from crypto.errors import CryptoError, DecapsulationError, InvalidKey, InvalidPoint
@@ -102,8 +102,16 @@ def _mask(w: mpz, n_bits: int, minimal: bool = False) -> bytes:
     return value.to_bytes(n_bits // 8, "big")
 
 
+def _finite(point: Jacobian) -> Affine:
+    """The affine form of a multiple [k]P with 0 < k < q, which is never the point at infinity."""
+    affine = to_affine(point, _p)
+    if affine is None:
+        raise CryptoError("scalar multiple of P is the point at infinity")
+    return affine
+
+
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
 class SakkeMasterKey:
@@ -116,7 +124,7 @@ class SakkeMasterKey:
         if not 0 < z < _q:
             raise InvalidKey("SAKKE master secret must be in [1, q-1]")
         self.z = z
-        self.Z = SAKKE_CURVE.encode(to_affine(_p_table().mul(z), _p))  # type: ignore[arg-type]
+        self.Z = SAKKE_CURVE.encode(_finite(_p_table().mul(z)))
 
     @classmethod
     def generate(cls) -> SakkeMasterKey:
@@ -135,7 +143,7 @@ class SakkeMasterKey:
         t = (_identifier_int(identifier) + self.z) % _q
         if not t:
             raise InvalidKey("identifier collides with the master secret; no RSK exists")
-        return SAKKE_CURVE.encode(to_affine(_p_table().mul(secret_inverse(t, _q)), _p))  # type: ignore[arg-type]
+        return SAKKE_CURVE.encode(_finite(_p_table().mul(secret_inverse(t, _q))))
 
 
 def validate_rsk(identifier: bytes, rsk: bytes, Z: bytes) -> None:

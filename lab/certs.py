@@ -59,11 +59,13 @@ def make_ca(directory: Path, name: str = "Secure Chorus lab CA") -> CertFiles:
     return files
 
 
-def issue(ca: CertFiles, directory: Path, name: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")) -> CertFiles:
+def issue(ca: CertFiles, directory: Path, name: str,
+          hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")) -> CertFiles:
     """A leaf certificate for ``hosts`` (IP and DNS SANs), signed by ``ca``."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
     ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)  # make_ca writes an EC key
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for host in hosts:
@@ -80,7 +82,7 @@ def issue(ca: CertFiles, directory: Path, name: str, hosts: tuple[str, ...] = ("
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
                                                   x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+            .sign(ca_key, hashes.SHA256()))
     files = CertFiles(directory / f"{name}.pem", directory / f"{name}.key", ca.cert)
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(files.key, key)

@@ -7,19 +7,13 @@ keystores (0600) → :class:`~softphone.calls.phone.PhoneSettings` per user.
 
 from __future__ import annotations
 
-import os
-import re
 import secrets
-import selectors
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
-from kms.issue import Issuer, init_community, open_community
 from lab import certs
 from lab.kamailio import Kamailio
+from lab.kms import KmsServer, make_community, run_kms, serve_kms
 from softphone.calls.phone import PhoneSettings
 from softphone.calls.profile import load_profile
 from softphone.keys.keystore import Keystore
@@ -27,7 +21,6 @@ from softphone.keys.kms_client import KmsClient, refresh
 from softphone.sip.transaction import Timers
 from softphone.sip.ua import UAConfig
 
-REPO = Path(__file__).resolve().parents[1]
 KMS_URI = "kms.lab.test"
 DOMAIN = "lab.test"
 
@@ -48,7 +41,7 @@ class Lab:
         self.keystores: dict[str, Keystore] = {}
         self.keystore_passphrases: dict[str, str] = {}
         self.kamailio: Kamailio | None = None
-        self.kms_proc: subprocess.Popen | None = None
+        self.kms: KmsServer | None = None
         self.kms_url = ""
         self.kms_ca: Path | None = None
         self.pki: dict[str, certs.CertFiles] = {}
@@ -72,48 +65,19 @@ class Lab:
             self.provision(user)
         return self
 
-    def _kms_env(self) -> dict[str, str]:
-        env = dict(os.environ, SOFTPHONE_KMS_PASSPHRASE=self._kms_passphrase)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(REPO)) if p)
-        return env
-
     def _start_kms(self, timeout: float = 30.0) -> None:
         directory = self.workdir / "kms"
-        init_community(directory, KMS_URI, self._kms_passphrase.encode())
-        issuer = Issuer(open_community(directory, self._kms_passphrase.encode()))
+        made = make_community(directory, KMS_URI, self._kms_passphrase, users=tuple(self.uri(u) for u in self.users))
+        self.tokens.update({user: made[self.uri(user)].token for user in self.users})
         try:
-            for user in self.users:
-                self.tokens[user] = issuer.add_user(self.uri(user)).token
-        finally:
-            issuer.close()
-        proc = subprocess.Popen([sys.executable, "-m", "kms.cli", "serve", "--dir", str(directory),
-                                 "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=self._kms_env(), cwd=REPO)
-        self.kms_proc = proc
-        assert proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline, out = time.monotonic() + timeout, b""
-        try:
-            while time.monotonic() < deadline and b"\n" not in out:
-                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                    break
-                chunk = os.read(proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                out += chunk
-        finally:
-            sel.close()
-        m = re.search(rb"serving (https://127\.0\.0\.1:\d+)\S* \(certificate (.+)\)", out)
-        if m is None:
-            raise LabError(f"KMS did not start: {out.decode(errors='replace')[:300]}")
-        self.kms_url, self.kms_ca = m.group(1).decode(), Path(m.group(2).decode())
+            self.kms = serve_kms(directory, self._kms_passphrase, timeout=timeout)
+        except RuntimeError as exc:
+            raise LabError(str(exc)) from None
+        self.kms_url, self.kms_ca = self.kms.url, self.kms.cafile
 
     def revoke(self, user: str) -> None:
         """Revoke ``user`` at the KMS (``softphone-kms user revoke``)."""
-        out = subprocess.run([sys.executable, "-m", "kms.cli", "user", "revoke", "--dir", str(self.workdir / "kms"),
-                              self.uri(user)], capture_output=True, text=True, env=self._kms_env(), cwd=REPO,
-                             timeout=60)
+        out = run_kms(self._kms_passphrase, "user", "revoke", "--dir", str(self.workdir / "kms"), self.uri(user))
         if out.returncode != 0:
             raise LabError(f"revoke failed: {out.stderr.strip()[:200]}")
 
@@ -128,17 +92,9 @@ class Lab:
         return store
 
     def stop(self) -> None:
-        if self.kms_proc is not None:
-            if self.kms_proc.poll() is None:
-                self.kms_proc.terminate()
-                try:
-                    self.kms_proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.kms_proc.kill()
-                    self.kms_proc.wait(10)
-            if self.kms_proc.stdout:
-                self.kms_proc.stdout.close()
-            self.kms_proc = None
+        if self.kms is not None:
+            self.kms.stop()
+            self.kms = None
         if self.kamailio is not None:
             self.kamailio.stop()
             self.kamailio = None
@@ -189,6 +145,7 @@ kms_ca_file = "{self.kms_ca}"
                         tls_client=certs.client_context(self.pki["ca"].cert), expires=300,
                         timers=Timers(t1=0.1, t2=0.4, t4=0.5))
 
-    def settings(self, user: str, profile: str = "securechorus", **kw: object) -> PhoneSettings:
+    def settings(self, user: str, profile: str = "securechorus", *, revoked: frozenset[str] = frozenset(),
+                 trace_media: bool = False) -> PhoneSettings:
         return PhoneSettings(uri=self.uri(user), ua=self.ua_config(user), profile=load_profile(profile),
-                             keystore=self.keystores.get(user), **kw)  # type: ignore[arg-type]
+                             keystore=self.keystores.get(user), revoked=revoked, trace_media=trace_media)

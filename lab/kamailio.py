@@ -6,7 +6,8 @@
 
 REGISTER needs digest auth (``www_challenge`` with qop=auth, MD5 or SHA-256), INVITEs from
 local users need proxy auth, calls are record-routed and relayed to registered contacts.
-The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…`` (each prefixed with the Call-ID).
+The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…``
+(each prefixed with the Call-ID).
 """
 
 from __future__ import annotations

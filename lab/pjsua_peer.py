@@ -8,15 +8,20 @@ Harness side::
         event = peer.wait_event("state", lambda e: e["state"] == "CONFIRMED")
         peer.send("hangup")
 
-Events: ``ready``, ``incoming`` (with the raw INVITE in ``msg``), ``state`` (state, status),
-``error``. Commands: ``dial URI``, ``hangup``, ``quit``. The process side follows the
-pjsua2 pitfalls in PEERS.md: one polling thread, null audio device, Call objects kept alive.
+    PjsuaPeer(srtp=True, play=wav, record=heard)  # mandatory SDES SRTP; plays ``wav`` into each call
+                                                  # and records what it hears to ``heard``
+
+Events: ``ready``, ``incoming`` (with the raw INVITE in ``msg``), ``state`` (state, status, reason),
+``media`` (audio stream active), ``error``, ``closed``. Commands: ``dial URI``, ``hangup``, ``quit``.
+The process side follows the pjsua2 pitfalls in PEERS.md: one polling thread, null audio device,
+Call and media objects kept alive and dropped before ``libDestroy``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import select
 import subprocess
@@ -24,17 +29,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from lab.proc import free_port
 
+#: The directory holding the ``lab`` package, put on the child's PYTHONPATH for ``-m lab.pjsua_peer``.
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 def _emit(kind: str, **fields: Any) -> None:
     print(json.dumps({"event": kind, **fields}), flush=True)
 
 
-def run_peer(port: int, answer: int) -> int:  # pragma: no cover - runs in the child process
+def run_peer(port: int, answer: int, srtp: bool = False, play: str | None = None,
+             record: str | None = None) -> int:  # pragma: no cover - runs in the child process
     """The child: a pjsua2 endpoint answering incoming calls with ``answer`` and dialling on command."""
     import pjsua2 as pj  # imported here: only the child needs the binding
 
@@ -55,13 +64,31 @@ def run_peer(port: int, answer: int) -> int:  # pragma: no cover - runs in the c
     ep.libStart()
     ep.audDevManager().setNullDev()
     calls: list[Any] = []
+    files: dict[str, Any] = {}  # the WAV player and recorder, by role
+    if play:
+        files["player"] = pj.AudioMediaPlayer()
+        files["player"].createPlayer(play, pj.PJMEDIA_FILE_NO_LOOP)
+    if record:
+        files["recorder"] = pj.AudioMediaRecorder()
+        files["recorder"].createRecorder(record)
 
-    class Call(pj.Call):  # type: ignore[misc]
+    class Call(pj.Call):
         def onCallState(self, prm: Any) -> None:
             ci = self.getInfo()
             _emit("state", state=ci.stateText, status=ci.lastStatusCode, reason=ci.lastReason)
 
-    class Account(pj.Account):  # type: ignore[misc]
+        def onCallMediaState(self, prm: Any) -> None:
+            ci = self.getInfo()  # keep the CallInfo alive while iterating its media vector
+            for i, mi in enumerate(ci.media):
+                if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                    stream = self.getAudioMedia(i)
+                    if "player" in files:
+                        files["player"].startTransmit(stream)
+                    if "recorder" in files:
+                        stream.startTransmit(files["recorder"])
+                    _emit("media", index=i)
+
+    class Account(pj.Account):
         def onIncomingCall(self, prm: Any) -> None:
             call = Call(self, prm.callId)
             calls.append(call)
@@ -75,12 +102,15 @@ def run_peer(port: int, answer: int) -> int:  # pragma: no cover - runs in the c
     acfg.idUri = f"sip:peer@127.0.0.1:{port}"
     acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
+    if srtp:
+        acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+        acfg.mediaConfig.srtpSecureSignaling = 0
     acc.create(acfg)
     _emit("ready", port=port)
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            ep.libHandleEvents(20)
+            ep.libHandleEvents(10)
             ready, _, _ = select.select([sys.stdin], [], [], 0)
             if not ready:
                 continue
@@ -103,20 +133,26 @@ def run_peer(port: int, answer: int) -> int:  # pragma: no cover - runs in the c
                 _emit("error", message=str(exc.info()))
     finally:
         ep.hangupAllCalls()
-        for _ in range(10):
-            ep.libHandleEvents(20)
+        for _ in range(20):
+            ep.libHandleEvents(10)
         calls.clear()
+        files.clear()  # closes the recording
         del acc
         ep.libDestroy()
+    _emit("closed")
     return 0
 
 
 class PjsuaPeer:
     """Run :func:`run_peer` in a child Python; collect its JSON events."""
 
-    def __init__(self, answer: int = 200) -> None:
+    def __init__(self, answer: int = 200, *, srtp: bool = False, play: Path | None = None,
+                 record: Path | None = None) -> None:
         self.port = free_port()
         self.answer = answer
+        self.srtp = srtp
+        self.play = play
+        self.record = record
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         self.log: list[str] = []
@@ -128,9 +164,17 @@ class PjsuaPeer:
         return f"sip:peer@127.0.0.1:{self.port}"
 
     def start(self) -> PjsuaPeer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.pjsua_peer", "--port", str(self.port), "--answer", str(self.answer)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        argv = [sys.executable, "-m", "lab.pjsua_peer", "--port", str(self.port), "--answer", str(self.answer)]
+        if self.srtp:
+            argv.append("--srtp")
+        if self.play is not None:
+            argv += ["--play", str(self.play)]
+        if self.record is not None:
+            argv += ["--record", str(self.record)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_SOURCE_ROOT), env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         try:
@@ -179,7 +223,7 @@ class PjsuaPeer:
         if self.proc.poll() is None:
             try:
                 self.send("quit")
-                self.proc.wait(5)
+                self.proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
@@ -197,8 +241,11 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - child entr
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--answer", type=int, default=200)
+    parser.add_argument("--srtp", action="store_true", help="SDES SRTP mandatory")
+    parser.add_argument("--play", help="a WAV to play into each call")
+    parser.add_argument("--record", help="a WAV to record each call's audio to")
     args = parser.parse_args(argv)
-    return run_peer(args.port, args.answer)
+    return run_peer(args.port, args.answer, args.srtp, args.play, args.record)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
+from pathlib import Path
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, also_tcp: bool = True) -> int:
@@ -28,12 +30,13 @@ def free_port(kind: int = socket.SOCK_DGRAM, also_tcp: bool = True) -> int:
 class LogProcess:
     """A subprocess whose merged stdout/stderr lines are collected by a reader thread."""
 
-    def __init__(self, argv: list[str], **kwargs: object) -> None:
+    def __init__(self, argv: list[str], *, env: Mapping[str, str] | None = None,
+                 cwd: str | Path | None = None) -> None:
         self.argv = argv
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.PIPE, text=True, errors="replace", **kwargs)  # type: ignore[call-overload]
+                                     stdin=subprocess.PIPE, text=True, errors="replace", env=env, cwd=cwd)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -75,6 +78,10 @@ class LogProcess:
                 self.proc.kill()
                 self.proc.wait(timeout)
         self._reader.join(2.0)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        if self.proc.stdout is not None and not self._reader.is_alive():
+            self.proc.stdout.close()
 
 
 def wait_tcp(port: int, timeout: float = 10.0, proc: LogProcess | None = None) -> None:

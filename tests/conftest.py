@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from lab.deployment import Lab
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,9 +52,9 @@ def require_tool(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One lab per module (CA, Kamailio over TLS, HTTPS KMS with SQLite, users alice, bob, carol, mallory)."""
-    from lab.deployment import Lab
+    from lab.deployment import Lab  # imported here: collecting the unit tests needs no lab
 
     require_tool("kamailio")
     with Lab(tmp_path_factory.mktemp("lab"), users=("alice", "bob", "carol", "mallory")) as running:

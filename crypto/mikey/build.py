@@ -46,7 +46,8 @@ class BuiltMessage:
         return self.imessage.raw
 
     def __repr__(self) -> str:
-        return f"BuiltMessage(key_type={self.key_type.name}, key_id={self.key_id:08x}, {len(self.data)} octets, key=<redacted>)"
+        return (f"BuiltMessage(key_type={self.key_type.name}, key_id={self.key_id:08x}, {len(self.data)} octets, "
+                "key=<redacted>)")
 
 
 def _policy(params: tuple[tuple[int, int], ...]) -> pl.SecurityPolicy:
@@ -137,4 +138,5 @@ class Initiator:
         placeholder = IMessage.from_payloads(header, body + [pl.Sign(bytes(ECCSI_SIGNATURE_LEN))])
         signature = self._signer.sign(placeholder.signed_octets())
         message = IMessage.from_payloads(header, body + [pl.Sign(signature)])
-        return BuiltMessage(message, key_type, key, key_id, csb_id, period, srtp_for(key_type, key, key_id, csb_id, rand))
+        srtp = srtp_for(key_type, key, key_id, csb_id, rand)
+        return BuiltMessage(message, key_type, key, key_id, csb_id, period, srtp)

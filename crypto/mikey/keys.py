@@ -103,4 +103,5 @@ class UserKeys:
         return self.kms.crypto_id(self.uid)
 
     def __repr__(self) -> str:
-        return f"UserKeys(uri={self.uri!r}, kms={self.kms.kms_uri!r}, key_period_no={self.key_period_no}, <secrets redacted>)"
+        return (f"UserKeys(uri={self.uri!r}, kms={self.kms.kms_uri!r}, key_period_no={self.key_period_no}, "
+                "<secrets redacted>)")

@@ -12,7 +12,7 @@ writes a payload, ``decode(reader)`` returns ``(payload, next_type)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from crypto.mikey.errors import MalformedMessage
 
@@ -171,7 +171,7 @@ class GenericIdEntry:
                 "policies": list(self.policies), "session_data": self.session_data.hex(), "spi": self.spi.hex()}
 
 
-CsEntry = Union[SrtpIdEntry, GenericIdEntry]
+CsEntry = SrtpIdEntry | GenericIdEntry
 
 
 @dataclass(frozen=True)
@@ -446,7 +446,7 @@ class Sign:
         return {"s_type": self.s_type, "length": len(self.signature), "signature": self.signature.hex()}
 
 
-Payload = Union[Timestamp, Rand, Idr, SecurityPolicy, SakkePayload, GeneralExtension, Sign]
+Payload = Timestamp | Rand | Idr | SecurityPolicy | SakkePayload | GeneralExtension | Sign
 
 DECODERS: dict[int, Any] = {
     PT_T: Timestamp, PT_RAND: Rand, PT_IDR: Idr, PT_SP: SecurityPolicy, PT_SAKKE: SakkePayload,

@@ -66,7 +66,8 @@ class VerifiedMessage:
 
     def __repr__(self) -> str:
         return (f"VerifiedMessage(sender={self.sender_uri!r}, receiver={self.receiver_uri!r}, "
-                f"key_type={self.key_type.name}, key_id={self.key_id:08x}, scope={self.signature_scope}, key=<redacted>)")
+                f"key_type={self.key_type.name}, key_id={self.key_id:08x}, scope={self.signature_scope}, "
+                "key=<redacted>)")
 
 
 class ReplayCache:
@@ -287,7 +288,8 @@ class Responder:
         try:
             return self._receiver(keys).decapsulate(sed, n_bits=n_bits)
         except (DecapsulationError, InvalidPoint):
-            raise KeyUnwrapFailed("SAKKE decapsulation failed (not encrypted to this receiver's key, or altered)") from None
+            raise KeyUnwrapFailed(
+                "SAKKE decapsulation failed (not encrypted to this receiver's key, or altered)") from None
 
 
 def _eccsi_ok(message: bytes, signature: bytes, identifier: bytes, kpak: bytes) -> bool:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.ec import FixedBase, add, mul_public, regular_digits, to_affine
+from crypto.ec import FixedBase, add, mul_public, naf_digits, regular_digits, to_affine
 from crypto.errors import InvalidPoint
 from crypto.p256 import P256, mul_g, mul_point
 from crypto.pairing import SAKKE_CURVE
@@ -37,6 +37,14 @@ def test_regular_digits_reconstruct_scalar(k: int) -> None:
             assert len(digits) == len(regular_digits(1, curve.n, w))
             assert all(d % 2 == 1 and abs(d) < 2**w for d in digits)
             assert sum(d << (w * i) for i, d in enumerate(digits)) % curve.n == k % curve.n
+
+
+@given(st.integers(min_value=0, max_value=2**1030))
+def test_naf_digits_reconstruct_scalar_without_adjacent_non_zeros(k: int) -> None:
+    digits = naf_digits(k)
+    assert sum(d << i for i, d in enumerate(reversed(digits))) == k
+    assert all(d in (-1, 0, 1) for d in digits) and (not digits or digits[0] == 1)
+    assert all(not (a and b) for a, b in zip(digits, digits[1:], strict=False))
 
 
 @settings(max_examples=10, deadline=None)

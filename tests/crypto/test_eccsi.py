@@ -106,7 +106,8 @@ def test_streamwide_v5_signing_keys_validate(streamwide_keysets: dict) -> None:
     assert len(ks["users"]) == 4
     for user in ks["users"].values():
         hs = eccsi.validate_signing_key(
-            bytes.fromhex(user["uid"]), bytes.fromhex(user["SSK"]), bytes.fromhex(user["PVT"]), bytes.fromhex(ks["KPAK"])
+            bytes.fromhex(user["uid"]), bytes.fromhex(user["SSK"]), bytes.fromhex(user["PVT"]),
+            bytes.fromhex(ks["KPAK"]),
         )
         assert len(hs) == 32
 

@@ -75,7 +75,8 @@ def test_dpck_vectors(kdf_text: str, derived_vectors: dict) -> None:
 def test_streamwide_test3_srtp(derived_vectors: dict) -> None:
     t3 = derived_vectors["streamwide_v5_test3_pck"]
     for cs, expect in t3["srtp"].items():
-        m = srtp_master(_h(t3["SSV_PCK"]), int(cs), 0x16992638, _h("02a28bddaf984c5e0563bc1ce857df83"), b"\x16\x99\x26\x38")
+        m = srtp_master(_h(t3["SSV_PCK"]), int(cs), 0x16992638, _h("02a28bddaf984c5e0563bc1ce857df83"),
+                        b"\x16\x99\x26\x38")
         assert m.master_key.hex() == expect["master_key"]
         assert m.master_salt.hex() == expect["master_salt"]
         assert "redacted" in repr(m) and m.master_key.hex() not in repr(m)
@@ -92,7 +93,7 @@ def test_prf_long_key_splits_in_chunks() -> None:
         a1 = hmac.new(s, label, hashlib.sha256).digest()
         return hmac.new(s, a1 + label, hashlib.sha256).digest()
 
-    expect = bytes(x ^ y for x, y in zip(p(key[:32]), p(key[32:])))
+    expect = bytes(x ^ y for x, y in zip(p(key[:32]), p(key[32:]), strict=True))
     assert mikey_prf(key, label, 32) == expect
 
 

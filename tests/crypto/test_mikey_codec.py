@@ -79,11 +79,11 @@ def test_malformed_messages_name_the_problem(mutate, reason: str) -> None:
 def test_structural_errors() -> None:
     m = _msg(pl.Header(1), pl.Rand(b"r"), pl.Rand(b"s"))
     with pytest.raises(MalformedMessage, match="more than one RAND"):
-        IMessage.parse(m.raw).rand
+        _ = IMessage.parse(m.raw).rand
     with pytest.raises(MalformedMessage, match="SIGN must be the last"):
         IMessage.from_payloads(pl.Header(1), [pl.Sign(SIG), pl.Rand(b"r")])
     with pytest.raises(MalformedMessage, match="no T"):
-        IMessage.parse(m.raw).timestamp
+        _ = IMessage.parse(m.raw).timestamp
     with pytest.raises(MalformedMessage, match="RAND payload is empty"):
         IMessage.parse(bytes.fromhex("011a0b0100000001000100" + "0000"))
     # A chain that never reaches its end is bounded.
@@ -111,7 +111,8 @@ def test_sdp_helpers() -> None:
     value = key_mgmt_value(imsg)
     assert value.startswith("mikey ") and decode_key_mgmt(value) == imsg
     assert decode_key_mgmt("a=key-mgmt:" + value) == imsg
-    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 96\r\na=sendrecv\r\nm=video 4002 RTP/SAVP 97\r\n"
+    sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 96\r\na=sendrecv\r\n"
+           "m=video 4002 RTP/SAVP 97\r\n")
     media = add_key_mgmt(sdp, imsg, 0)
     lines = media.split("\r\n")
     assert lines.index("a=key-mgmt:" + value) == lines.index("m=video 4002 RTP/SAVP 97") - 1

@@ -22,7 +22,8 @@ V5_EXPECT = {
     16: ("sip:alice@streamwide.com", "gms@streamwide.com", KeyType.CSK, "e06e65106183547342d3e8a6ce2540a8", 0x2DDD5BF0,
          {6: ("1ea4fa6630d5f87aa62dbcb7074734a9", "b9ffaf7574efa2a286289109"),
           8: ("55ee61296a5ce73cc3df021eecdab439", "dbf92c250791fa2f5e6ffcf8")}),
-    17: ("sip:alice@streamwide.com", "sip:bob@streamwide.com", KeyType.PCK, "b4c96b703acd5c1bf7d4cc45068d9965", 0x16992638,
+    17: ("sip:alice@streamwide.com", "sip:bob@streamwide.com", KeyType.PCK, "b4c96b703acd5c1bf7d4cc45068d9965",
+         0x16992638,
          {0: ("e392c95d3444f8ab3ca6d340865e4284", "245d9363909f2fafc45add02"),
           1: ("85b6731c05a50a3856b68191a942a344", "10993ef963479b780a8c71ee"),
           2: ("bba96999bb82cb3300c597cea776f5ad", "7adddd2d83f944d59a6e9892"),
@@ -119,21 +120,25 @@ def test_v5_sender_uid_needs_a_claimed_uri(vectors_dir, streamwide_keysets) -> N
     with pytest.raises(IdentityMismatch, match="not the UID of the claimed sender"):
         bob.process(_samples(vectors_dir)[17], claimed_sender="sip:mallory@streamwide.com", now=None)
     with pytest.raises(IdentityMismatch, match="another receiver"):
-        Responder(users["gms@streamwide.com"]).process(_samples(vectors_dir)[17], claimed_sender="sip:alice@streamwide.com", now=None)
+        Responder(users["gms@streamwide.com"]).process(_samples(vectors_dir)[17],
+                                                       claimed_sender="sip:alice@streamwide.com", now=None)
 
 
 def test_alea_v3_gmk_and_csk(vectors_dir, streamwide_keysets) -> None:
     _, users = _keys(streamwide_keysets, "alea_v3", 4)
     exp = streamwide_keysets["alea_v3"]["expected"]
     s = _samples(vectors_dir)
-    g = Responder(users["sip:u1alea@veronica-cluster"]).process(s[6], claimed_sender="sip:gms.test.org", now=None)
+    g = Responder(users["sip:u1alea@veronica-cluster"]).process(s[6], claimed_sender="sip:gms.test.org",
+                                                                now=None)
     e6 = exp["imsg_06 (GMK gms->alice)"]
     assert (g.key.hex(), f"{g.key_id:08x}", f"{g.csb_id:08x}", g.rand.hex()) == (
         e6["gmk"], e6["gmk_id"], e6["guk_id"], e6["rand"])
     assert g.key_parameters.expiry_time == 0xFFFFFFFF and b"sip:g4.chat@veronica-cluster" in g.key_parameters.group_ids
-    c = Responder(users["sip:mcptt-participant.test.org"]).process(s[7], claimed_sender="sip:u1alea@veronica-cluster", now=None)
+    c = Responder(users["sip:mcptt-participant.test.org"]).process(s[7], claimed_sender="sip:u1alea@veronica-cluster",
+                                                                   now=None)
     e7 = exp["imsg_07 (CSK alice->gms2)"]
-    assert (c.key_type, c.key.hex(), f"{c.key_id:08x}", c.rand.hex()) == (KeyType.CSK, e7["csk"], e7["csk_id"], e7["rand"])
+    assert (c.key_type, c.key.hex(), f"{c.key_id:08x}", c.rand.hex()) == (
+        KeyType.CSK, e7["csk"], e7["csk_id"], e7["rand"])
 
 
 def test_alea_imsg_08_is_rejected(vectors_dir, streamwide_keysets) -> None:

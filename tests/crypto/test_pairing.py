@@ -43,7 +43,8 @@ def test_rfc6508_w_equals_g_to_the_r(rfc_vectors: dict, derived_vectors: dict) -
     assert pairing(R, K) == int(d["g_pow_r_as_F_p_integer_128_octets"], 16)
 
 
-def test_streamwide_w_from_pairing_of_r_and_bob_rsk(vectors_dir, streamwide_keysets: dict, derived_vectors: dict) -> None:
+def test_streamwide_w_from_pairing_of_r_and_bob_rsk(vectors_dir, streamwide_keysets: dict,
+                                                    derived_vectors: dict) -> None:
     """w = <R, K_bob> for the R of Streamwide's Test 3 I_MESSAGE, in both argument orders."""
     import base64
 

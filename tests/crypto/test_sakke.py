@@ -245,7 +245,7 @@ def test_minimal_length_w_encoding_is_accepted(rfc, receiver) -> None:
     standard = sakke.encapsulate(ssv, identifier, master.Z)
     short = gr.to_bytes((gr.bit_length() + 7) // 8, "big")
     mask = hash_to_integer_range(short, 2**128).to_bytes(16, "big")
-    streamwide_sed = standard[:257] + bytes(a ^ b for a, b in zip(ssv, mask))
+    streamwide_sed = standard[:257] + bytes(a ^ b for a, b in zip(ssv, mask, strict=True))
     assert streamwide_sed != standard
     assert receiver.decapsulate(standard) == ssv
     assert receiver.decapsulate(streamwide_sed) == ssv
@@ -287,20 +287,24 @@ def test_arbitrary_curve_points_as_r_raise_only_typed_errors(receiver, seed: byt
         receiver.decapsulate(point + h)
 
 
-def test_streamwide_v5_test3_sed_decapsulates_to_the_pck(vectors_dir, streamwide_keysets: dict, derived_vectors: dict) -> None:
+def test_streamwide_v5_test3_sed_decapsulates_to_the_pck(vectors_dir, streamwide_keysets: dict,
+                                                          derived_vectors: dict) -> None:
     """The SAKKE payload of Streamwide's own I_MESSAGE (Test 3) opens with bob's RSK (interop)."""
     import base64
 
     text = (vectors_dir / "streamwide" / "imessages" / "imsg_17_StreamwideTestVectors_L109.txt").read_text()
     message = base64.b64decode(text.split()[1])
     # SAKKE payload (RFC 6509 §4.2): next payload, params = 1, ID scheme, length = 273, SED.
-    starts = [i for i in range(5, len(message) - 273) if message[i - 4] == 1 and message[i - 2 : i] == b"\x01\x11" and message[i] == 4]
+    starts = [i for i in range(5, len(message) - 273)
+              if message[i - 4] == 1 and message[i - 2 : i] == b"\x01\x11" and message[i] == 4]
     assert len(starts) == 1
     sed = message[starts[0] : starts[0] + 273]
     ks = streamwide_keysets["streamwide_official_v5"]
     bob = ks["users"]["sip:bob@streamwide.com"]
-    receiver = sakke.SakkeReceiver(bytes.fromhex(bob["uid"]), bytes.fromhex(bob["RSK"]), bytes.fromhex(ks["Z"]), precompute=True)
+    receiver = sakke.SakkeReceiver(bytes.fromhex(bob["uid"]), bytes.fromhex(bob["RSK"]), bytes.fromhex(ks["Z"]),
+                                   precompute=True)
     assert receiver.decapsulate(sed).hex() == derived_vectors["streamwide_v5_test3_pck"]["SSV_PCK"]
     gms = ks["users"]["gms@streamwide.com"]
     with pytest.raises(DecapsulationError):
-        sakke.SakkeReceiver(bytes.fromhex(gms["uid"]), bytes.fromhex(gms["RSK"]), bytes.fromhex(ks["Z"])).decapsulate(sed)
+        sakke.SakkeReceiver(bytes.fromhex(gms["uid"]), bytes.fromhex(gms["RSK"]),
+                            bytes.fromhex(ks["Z"])).decapsulate(sed)

@@ -1,4 +1,4 @@
-"""End-to-end fixtures (the per-module ``lab`` lives in tests/conftest.py, shared with the GUI tests)."""
+"""End-to-end fixtures: speech to send (the per-module ``lab`` is in tests/conftest.py, shared with the GUI tests)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,12 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
                     "Secure Chorus test call. The quick brown fox jumps over the lazy dog."],
                    check=True, capture_output=True, timeout=30)
     return path, read_wav(path)
+
+
+@pytest.fixture
+def speech8k(speech: tuple[Path, np.ndarray], tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """The speech as 8 kHz mono 16-bit (what the SIP peers play and record on a PCMU call)."""
+    sox = require_tool("sox")
+    out = tmp_path / "speech8k.wav"
+    subprocess.run([sox, str(speech[0]), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True, timeout=30)
+    return out, read_wav(out)

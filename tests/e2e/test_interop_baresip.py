@@ -8,7 +8,6 @@ plays speech and records; both recordings must match what the other side played.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,6 @@ from softphone.sip.ua import UAConfig
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def speech8k(speech, tmp_path: Path) -> tuple[Path, np.ndarray]:
-    """The speech as 8 kHz mono (what baresip's aufile source plays on a PCMU call)."""
-    sox = require_tool("sox")
-    out = tmp_path / "speech8k.wav"
-    subprocess.run([sox, str(speech[0]), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True, timeout=30)
-    return out, read_wav(out)
 
 
 class RecordingBaresip(Baresip):

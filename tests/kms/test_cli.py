@@ -136,7 +136,8 @@ def test_offline_kms_files_drive_mikey_create_and_inspect(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from tests.kms.helpers import REPO, kms_env
+    from tests.conftest import REPO
+    from tests.kms.helpers import kms_env
 
     d = str(tmp_path / "kms")
     bob = "sip:bob@example.org"

@@ -11,7 +11,8 @@ from lxml import etree
 
 from crypto.identity import ntp_seconds
 from kmsinterface.xml import KmsXmlError, TransportKey, parse_key_prov, parse_kms_error, parse_kms_init
-from tests.kms.helpers import KMS_URI, RunningKms, make_community, run_kms, start_kms
+from lab.kms import KmsServer
+from tests.kms.helpers import KMS_URI, make_community, run_kms, start_kms
 
 ALICE, BOB = "sip:alice@example.org", "sip:bob@example.org"
 
@@ -123,7 +124,7 @@ def test_transport_key_wraps_key_material(kms, schema: etree.XMLSchema) -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_1_1_refused_and_server_survives(kms) -> None:
-    server: RunningKms = kms[0]
+    server: KmsServer = kms[0]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

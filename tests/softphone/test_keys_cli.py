@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from softphone.cli import main
-from tests.kms.helpers import REPO, make_community, start_kms
+from tests.conftest import REPO
+from tests.kms.helpers import make_community, start_kms
 
 ALICE = "sip:alice@example.org"
 
