@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import secrets
 import statistics
 from collections import deque
@@ -103,14 +104,16 @@ class MediaSession:
     """An SRTP audio session; ``await start()``, then ``await stop()``.
 
     ``clock`` defaults to the running asyncio loop's (:class:`LoopClock`, taken at :meth:`start`) and
-    ``network`` to UDP sockets (:class:`UdpNetwork`); tests pass a ``VirtualClock`` and a ``SimNetwork``.
+    ``network`` to UDP sockets (:class:`UdpNetwork`); tests pass a ``VirtualClock`` and a ``SimNetwork``,
+    and a seeded ``rng`` for the initial SSRC, sequence number and timestamp (default: :mod:`secrets`).
     """
 
     MAX_CATCH_UP = 5  # ticks run back-to-back to catch up; further behind, the schedule skips ahead
 
     def __init__(self, config: MediaConfig, source: AudioSource, sink: AudioSink, *,
                  on_dtmf: Callable[[str], None] | None = None, on_bye: Callable[[], None] | None = None,
-                 clock: Clock | None = None, network: Network | None = None) -> None:
+                 clock: Clock | None = None, network: Network | None = None,
+                 rng: random.Random | None = None) -> None:
         keys = config.srtp
         self.config = config
         self._clock_given = clock
@@ -124,10 +127,12 @@ class MediaSession:
         self._rate = config.codec.clock_rate
         self._tx = SrtpSender(keys.suite, keys.send_key, keys.send_salt, keys.send_mki)
         self._rx = SrtpReceiver(keys.suite, keys.recv_key, keys.recv_salt, keys.recv_mki)
-        self.ssrc = secrets.randbits(32)
-        self.cname = f"{secrets.token_hex(8)}@softphone"  # random per session (RFC 7022)
-        self._seq = secrets.randbelow(0x8000)
-        self._ts = secrets.randbits(32)
+        # random per session (RFC 3550 §5.1, RFC 7022); ``rng`` only to make simulations repeatable
+        bits = rng.getrandbits if rng is not None else secrets.randbits
+        self.ssrc = bits(32)
+        self.cname = f"{bits(64):016x}@softphone"
+        self._seq = bits(15)
+        self._ts = bits(32)
         self._marker = True
         self._sent = self._sent_octets = 0
         self._recv = self._recv_octets = 0

@@ -90,15 +90,19 @@ class UdpNetwork:
 
 @dataclass(frozen=True)
 class Link:
-    """Impairment of one direction: loss probability, fixed delay and extra delay uniform in [0, jitter]."""
+    """Impairment of one direction: loss and duplication probabilities, fixed delay and extra delay uniform in
+    [0, jitter] (drawn per copy, so jitter reorders)."""
 
     loss: float = 0.0
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
+    duplicate: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.loss <= 1.0:
-            raise MediaError(f"loss must be within 0..1, got {self.loss}")
+        for name in ("loss", "duplicate"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise MediaError(f"{name} must be within 0..1, got {v}")
         if self.delay_ms < 0 or self.jitter_ms < 0:
             raise MediaError("delay and jitter must be non-negative")
 
@@ -107,6 +111,7 @@ class Link:
 class LinkStats:
     sent: int = 0
     dropped: int = 0
+    duplicated: int = 0
     delivered: int = 0
 
 
@@ -184,7 +189,8 @@ class SimNetwork:
         if d.link.loss and d.rng.random() < d.link.loss:
             d.stats.dropped += 1
             return
-        delay = d.link.delay_ms + (d.rng.uniform(0, d.link.jitter_ms) if d.link.jitter_ms else 0.0)
+        copies = 2 if d.link.duplicate and d.rng.random() < d.link.duplicate else 1
+        d.stats.duplicated += copies - 1
         tap = self.taps.get(dst)
 
         def arrive() -> None:
@@ -194,7 +200,9 @@ class SimNetwork:
             else:
                 self.deliver(data, src, dst)
 
-        self.clock.call_at(self.clock.time() + delay / 1000, arrive)
+        for _ in range(copies):
+            delay = d.link.delay_ms + (d.rng.uniform(0, d.link.jitter_ms) if d.link.jitter_ms else 0.0)
+            self.clock.call_at(self.clock.time() + delay / 1000, arrive)
 
     def deliver(self, data: bytes, src: Address, dst: Address) -> None:
         """Hand ``data`` to whatever is bound at ``dst`` now, as if from ``src`` (bypassing links and taps)."""
