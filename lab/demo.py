@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.audiocheck import compare
+from lab.audiocheck import SPEECH_PRESENT, compare
 from lab.deployment import Lab, LabError
 from softphone.calls.call import Call, CallError
 from softphone.calls.phone import Phone
 from softphone.errors import SoftphoneError
 from softphone.media.audio import ArraySource, WavSink, read_wav
 
-MIN_CORRELATION = 0.3
+MIN_CORRELATION = SPEECH_PRESENT
 
 TEXT = ("This is a Secure Chorus demonstration call. Alice speaks to Bob; the proxy and the network "
         "see only encrypted packets.")
