@@ -204,6 +204,26 @@ async def test_bind_failure_is_a_media_error(speech: np.ndarray) -> None:
     assert "send_key" not in repr(a.srtp) and a.srtp.send_key.hex() not in repr(a)
 
 
+def _drain(rx: socket.socket) -> list[int]:
+    got = []
+    while True:
+        try:
+            got.append(int.from_bytes(rx.recv(16), "big"))
+        except BlockingIOError:
+            return got
+
+
+async def _settle(relay: ImpairmentRelay, rx: socket.socket, sent: int, got: list[int]) -> None:
+    """Wait (polling, up to 10 s) until the relay has read all ``sent`` packets and we have all it forwarded."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loop.time() < deadline:
+        await asyncio.sleep(0.01)
+        got += _drain(rx)
+        if relay.ab.stats.received == sent and relay.in_flight == 0 and len(got) >= relay.ab.stats.forwarded:
+            return
+
+
 async def test_relay_is_seeded_and_loopback_only() -> None:
     with pytest.raises(ImpairError):
         ImpairmentRelay(("10.0.0.1", 5), ("127.0.0.1", 6))
@@ -221,13 +241,8 @@ async def test_relay_is_seeded_and_loopback_only() -> None:
                 for i in range(200):
                     tx.sendto(i.to_bytes(2, "big"), relay.a_addr)
                 tx.close()
-                await asyncio.sleep(0.2)
-                got = []
-                while True:
-                    try:
-                        got.append(int.from_bytes(rx.recv(16), "big"))
-                    except BlockingIOError:
-                        break
+                got: list[int] = []
+                await _settle(relay, rx, 200, got)
                 s = relay.ab.stats
                 assert s.received == 200 and len(got) == s.forwarded == 200 - s.dropped + s.duplicated
                 assert 30 < s.dropped < 90
@@ -243,28 +258,19 @@ async def test_relay_burst_loss_comes_in_runs() -> None:
     rx.setblocking(False)
     try:
         imp = Impairment(burst_enter=0.05, burst_exit=0.25)  # mean burst 4 packets
-        got: set[int] = set()
-
-        def drain() -> None:
-            while True:
-                try:
-                    got.add(int.from_bytes(rx.recv(16), "big"))
-                except BlockingIOError:
-                    return
-
+        got: list[int] = []
         async with ImpairmentRelay(("127.0.0.1", 9), rx.getsockname(), imp, seed=3) as relay:
             tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             for i in range(400):
                 tx.sendto(i.to_bytes(2, "big"), relay.a_addr)
                 if i % 20 == 19:
                     await asyncio.sleep(0.002)  # let the relay forward, then empty our socket
-                    drain()
+                    got += _drain(rx)
             tx.close()
-            await asyncio.sleep(0.1)
-            drain()
+            await _settle(relay, rx, 400, got)
     finally:
         rx.close()
-    lost = [i for i in range(400) if i not in got]
+    lost = [i for i in range(400) if i not in set(got)]
     runs = sum(1 for i in lost if i - 1 not in lost)
     assert relay.ab.stats.received == 400 and len(lost) == relay.ab.stats.dropped > 20
     assert len(lost) / runs > 2.5  # losses cluster (independent 5 % loss would give runs of ~1.05)
