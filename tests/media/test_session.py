@@ -45,10 +45,19 @@ async def test_20s_call_at_5pct_loss_40ms_jitter_exact_and_repeatable(speech: np
     gap = np.zeros(24000, np.int16)
     talk = np.concatenate([speech, gap, speech, gap, speech])[: 20 * 48000]
     runs: list[SimCall] = []
+    arrived: list[int] = []
+
+    def forge_every_100th(call: SimCall, data: bytes, src: tuple[str, int]) -> None:
+        arrived.append(len(data))
+        if len(arrived) % 100 == 0:  # a forged copy first, then the genuine packet
+            call.network.deliver(data[:-1] + bytes([data[-1] ^ 0x80]), src, call.b.config.local_addr)
+        call.network.deliver(data, src, call.b.config.local_addr)
+
     for _ in range(2):
+        arrived.clear()
         a, b = sim_configs(rtcp_interval=1.0)
         runs.append(await sim_call(a, b, talk, talk[::-1].copy(), 20.0, a_to_b=Link(loss=0.05, jitter_ms=40),
-                                   seed=13))
+                                   seed=13, taps={b.local_addr: forge_every_100th}))
     call, again = runs
     assert _counters(call.a) == {
         "packets_sent": 1006, "packets_received": 950, "packets_lost": 51, "concealed_frames": 5,
@@ -57,11 +66,11 @@ async def test_20s_call_at_5pct_loss_40ms_jitter_exact_and_repeatable(speech: np
         "rtcp_sent": 21, "rtcp_received": 19, "dtmf_received": (), "bye_received": True}
     assert _counters(call.b) == {
         "packets_sent": 1001, "packets_received": 946, "packets_lost": 54, "concealed_frames": 4,
-        "fec_recovered": 53, "underruns": 3, "late_packets": 0, "duplicates": 0, "srtp_failures": {},
+        "fec_recovered": 53, "underruns": 3, "late_packets": 0, "duplicates": 0, "srtp_failures": {"auth_failed": 9},
         "srtcp_failures": {}, "malformed": 0, "jitter_buffer_ms": 60, "late_ticks": 0, "ticks": 1001,
         "rtcp_sent": 21, "rtcp_received": 19, "dtmf_received": (), "bye_received": False}
     ab = call.network.stats(call.a.config.local_addr, call.b.config.local_addr)
-    assert (ab.sent, ab.dropped, ab.delivered) == (1006 + 21, 54, 971)
+    assert (ab.sent, ab.dropped, ab.delivered) == (1006 + 21, 54, 971) and len(arrived) == 971  # 9 forged
     for s in (call.a, call.b):  # every lost packet was recovered from FEC or concealed, none twice
         st = s.stats()
         assert st.fec_recovered + st.concealed_frames - st.underruns == st.packets_lost
