@@ -6,8 +6,9 @@ bob with MIKEY-SAKKE while playing a speech WAV (espeak-ng); bob verifies the I_
 ringing, auto-answers and records. Prints a short report and, as the last line, one JSON object.
 
 The call passes on what CPU scheduling cannot change: it connected, bob verified the MIKEY-SAKKE
-I_MESSAGE, SRTP packets flowed both ways and bob's recording carries alice's speech (correlation of the
-aligned signals at least :data:`MIN_CORRELATION`; silence or noise scores about 0). PESQ is reported as a
+I_MESSAGE, SRTP packets flowed both ways and bob's recording carries alice's speech (``speech``: the
+correlation of its half-second segments, each aligned on its own, at least :data:`MIN_CORRELATION`;
+silence, noise or other speech score well below, see :mod:`lab.audiocheck`). PESQ is reported as a
 figure, not judged: on a loaded machine it measures the scheduler as much as the phone (``scripts/bench
 media`` measures quality). Exit status 0 only on a pass; otherwise the JSON has a ``"reason"`` and the
 same reason goes to stderr as one line, ``--quiet`` included.
@@ -57,7 +58,8 @@ async def within(awaitable: Any, seconds: float, what: str) -> Any:
 
 def new_result() -> dict[str, Any]:
     return {"call": "failed", "mikey": "not verified", "srtp": None, "packets_sent": 0, "packets_received": 0,
-            "packets_back": 0, "loss": None, "correlation": None, "pesq_mos": None, "setup_ms": None}
+            "packets_back": 0, "loss": None, "speech": None, "correlation": None, "pesq_mos": None,
+            "setup_ms": None}
 
 
 def judge(result: dict[str, Any]) -> str | None:
@@ -68,9 +70,9 @@ def judge(result: dict[str, Any]) -> str | None:
         return f"bob received no SRTP packets (alice sent {result['packets_sent']})"
     if not result["packets_back"]:
         return "alice received no SRTP packets from bob"
-    corr = result["correlation"]
-    if corr is None or corr < MIN_CORRELATION:
-        return f"bob's recording does not carry alice's speech (correlation {corr}, needs {MIN_CORRELATION})"
+    speech = result["speech"]
+    if speech is None or speech < MIN_CORRELATION:
+        return f"bob's recording does not carry alice's speech (speech {speech}, needs {MIN_CORRELATION})"
     return None
 
 
@@ -112,8 +114,9 @@ async def run_call(lab: Lab, wav: Path, recording: Path, log: Any, result: dict[
         await call.hangup()
         await within(bob_call.ended(), 5, "end of bob's call after alice hung up")
     match = compare(played, read_wav(recording))
-    result.update(correlation=match.correlation, pesq_mos=match.pesq_mos)
-    log(f"recording: delay {match.delay_ms} ms, correlation {match.correlation}, PESQ MOS {match.pesq_mos}")
+    result.update(speech=match.speech, correlation=match.correlation, pesq_mos=match.pesq_mos)
+    log(f"recording: delay {match.delay_ms} ms, speech {match.speech} (segments), correlation "
+        f"{match.correlation} (whole), PESQ MOS {match.pesq_mos}")
 
 
 def main(argv: list[str] | None = None) -> int:

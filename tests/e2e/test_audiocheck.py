@@ -20,3 +20,9 @@ def test_alignment_both_ways_and_rejections() -> None:
     assert not compare(x, x[::-1].copy()).ok()              # other audio of the same kind
     noisy = compare(x, (x + rng.standard_normal(len(x)) * 6000).astype(np.int16))
     assert noisy.ok() and noisy.correlation < 0.6            # degraded but present: passes
+    stalled = np.concatenate([np.concatenate([x[i:i + 48000], np.zeros(2880, np.int16)])
+                              for i in range(0, len(x), 48000)])  # 60 ms playout stall every second
+    shifted = compare(x, stalled)
+    assert shifted.ok() and shifted.speech > 0.95 and shifted.correlation < 0.6
+    half = compare(x, np.concatenate([x[: len(x) // 2], np.zeros(len(x) - len(x) // 2, np.int16)]))
+    assert not half.ok()                                     # a quarter of the speech or more missing

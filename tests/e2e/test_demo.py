@@ -28,7 +28,7 @@ def test_demo_call_passes(tmp_path: Path) -> None:
     assert result["call"] == "ok" and "reason" not in result
     assert result["mikey"] == "verified" and result["srtp"] == "AEAD_AES_128_GCM"
     assert result["packets_received"] > 0 and result["packets_back"] > 0
-    assert result["correlation"] >= lab.demo.MIN_CORRELATION   # speech present; PESQ is only reported
+    assert result["speech"] >= lab.demo.MIN_CORRELATION   # speech present; correlation and PESQ only reported
     assert isinstance(result["pesq_mos"], float) and result["setup_ms"] > 0
     assert (tmp_path / "demo" / "bob-recording.wav").stat().st_size > 100_000
     assert "Traceback" not in out.stderr and out.stderr == ""
@@ -50,11 +50,11 @@ def test_demo_failure_says_why_even_quiet(monkeypatch: pytest.MonkeyPatch, capsy
     ({"mikey": "not verified"}, "the call did not connect with a verified MIKEY-SAKKE I_MESSAGE"),
     ({"packets_received": 0}, "bob received no SRTP packets (alice sent 500)"),
     ({"packets_back": 0}, "alice received no SRTP packets from bob"),
-    ({"correlation": 0.05}, "bob's recording does not carry alice's speech (correlation 0.05, needs 0.3)"),
-    ({"correlation": None}, "bob's recording does not carry alice's speech (correlation None, needs 0.3)"),
-    ({"pesq_mos": 1.2, "loss": 0.0}, None),  # quality is reported, never judged
+    ({"speech": 0.05}, "bob's recording does not carry alice's speech (speech 0.05, needs 0.3)"),
+    ({"speech": None}, "bob's recording does not carry alice's speech (speech None, needs 0.3)"),
+    ({"pesq_mos": 1.2, "correlation": 0.2, "loss": 0.0}, None),  # quality is reported, never judged
 ])
 def test_demo_judges_what_scheduling_cannot_change(change: dict[str, object], reason: str | None) -> None:
     result = lab.demo.new_result() | {"mikey": "verified", "packets_sent": 500, "packets_received": 480,
-                                      "packets_back": 490, "correlation": 0.45, "pesq_mos": 3.4} | change
+                                      "packets_back": 490, "speech": 0.9, "correlation": 0.45, "pesq_mos": 3.4} | change
     assert lab.demo.judge(result) == reason
