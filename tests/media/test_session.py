@@ -13,6 +13,7 @@ import socket
 import numpy as np
 import pytest
 
+from lab.audiocheck import compare
 from lab.impair import ImpairError, Impairment, ImpairmentRelay
 from softphone.errors import SoftphoneError
 from softphone.media.audio import ArraySink, ArraySource, AudioError, WavSink, WavSource, read_wav, write_wav
@@ -112,8 +113,9 @@ async def test_speech_both_ways_over_udp_loopback(speech: np.ndarray, tmp_path) 
     finally:
         await sb.stop()
         await sa.stop()
-    assert aligned_corr(clip, read_wav(tmp_path / "b.wav"))[0] > 0.3  # speech present (noise scores ~0)
-    assert aligned_corr(clip[::-1].copy(), read_wav(tmp_path / "a.wav"))[0] > 0.3
+    heard_by_b = compare(clip, read_wav(tmp_path / "b.wav"))
+    heard_by_a = compare(clip[::-1], read_wav(tmp_path / "a.wav"))
+    assert heard_by_b.ok() and heard_by_a.ok(), (heard_by_b, heard_by_a)  # speech present, whatever its quality
     st_a, st_b = sa.stats(), sb.stats()
     assert st_a.srtp_failures == st_b.srtp_failures == {} and st_a.malformed == st_b.malformed == 0
     assert st_b.packets_received > 0 and st_a.packets_received > 0 and st_b.rtcp_received > 0
