@@ -14,6 +14,7 @@ same code in simulated time, deterministically. See docs/interfaces-media.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import secrets
@@ -29,11 +30,12 @@ from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.clock import Clock, Handle, LoopClock
 from softphone.media.codecs import FRAME_MS, FRAME_SAMPLES, CodecSpec, make_codec
 from softphone.media.dtmf import DtmfError, DtmfReceiver, event_payloads
+from softphone.media.engine import MediaEngine, on_loop
 from softphone.media.errors import MediaError
 from softphone.media.jitter import JitterBuffer
 from softphone.media.rtp import RtpError, RtpPacket, SequenceTracker, is_rtcp
 from softphone.media.srtp import SrtpReceiver, SrtpSender, SrtpSuite
-from softphone.media.transport import Address, Endpoint, Network, UdpNetwork
+from softphone.media.transport import Address, Endpoint, Network
 
 FRAME_S = FRAME_MS / 1000
 
@@ -103,9 +105,12 @@ class MediaStats:
 class MediaSession:
     """An SRTP audio session; ``await start()``, then ``await stop()``.
 
-    ``clock`` defaults to the running asyncio loop's (:class:`LoopClock`, taken at :meth:`start`) and
-    ``network`` to UDP sockets (:class:`UdpNetwork`); tests pass a ``VirtualClock`` and a ``SimNetwork``,
-    and a seeded ``rng`` for the initial SSRC, sequence number and timestamp (default: :mod:`secrets`).
+    By default (no ``clock``, no ``network``) the session runs on the process's media thread
+    (:meth:`MediaEngine.shared`: its own monotonic clock and UDP sockets), never on the asyncio/Qt thread;
+    ``on_dtmf``/``on_bye`` are then called on the loop that ran :meth:`start`, and the public methods may be
+    called from any thread. Tests pass a ``VirtualClock`` and a ``SimNetwork`` (everything runs inside
+    ``clock.advance``), or a :class:`LoopClock` and a ``UdpNetwork`` to run on the event loop, and a seeded
+    ``rng`` for the initial SSRC, sequence number and timestamp (default: :mod:`secrets`).
     """
 
     MAX_CATCH_UP = 5  # ticks run back-to-back to catch up; further behind, the schedule skips ahead
@@ -116,9 +121,18 @@ class MediaSession:
                  rng: random.Random | None = None) -> None:
         keys = config.srtp
         self.config = config
+        self._engine: MediaEngine | None = None
+        if clock is None and network is None:
+            self._engine = MediaEngine.shared()
+            clock = network = self._engine
+        elif network is None:
+            from softphone.media.transport import UdpNetwork
+            network = UdpNetwork()
         self._clock_given = clock
         self._clock: Clock | None = clock
-        self._network: Network = network or UdpNetwork()
+        self._network: Network = network
+        self._lock: contextlib.AbstractContextManager[object] = (
+            self._engine.lock if self._engine is not None else contextlib.nullcontext())
         self.source = source
         self.sink = sink
         self.on_dtmf = on_dtmf
@@ -175,19 +189,27 @@ class MediaSession:
             raise MediaError("media session already started")
         if self._clock_given is None:
             self._clock = LoopClock()
+        if self._engine is not None:
+            loop = asyncio.get_running_loop()
+            self.on_dtmf = on_loop(self.on_dtmf, loop)
+            self.on_bye = on_loop(self.on_bye, loop)
+            self._engine.acquire()
         try:
             self._transport = await self._network.open(self.config.local_addr, self._on_datagram)
             if self.config.local_rtcp_addr is not None:
                 self._rtcp_transport = await self._network.open(self.config.local_rtcp_addr, self._on_rtcp_datagram)
         except OSError as exc:
             self._close_transports()
+            if self._engine is not None:
+                self._engine.release()
             raise MediaError(f"cannot bind media socket {self.config.local_addr}: {exc.strerror or exc}") from None
         clock = self._now_clock()
-        self._running = True
-        self._start_time = clock.time()
-        self._tick_no = 0
-        self._next_rtcp = self._start_time + min(1.0, self.config.rtcp_interval)
-        self._timer = clock.call_at(self._start_time, self._tick)
+        with self._lock:
+            self._running = True
+            self._start_time = clock.time()
+            self._tick_no = 0
+            self._next_rtcp = self._start_time + min(1.0, self.config.rtcp_interval)
+            self._timer = clock.call_at(self._start_time, self._tick)
 
     def _now_clock(self) -> Clock:
         if self._clock is None:
@@ -211,6 +233,19 @@ class MediaSession:
         """Stop the schedule, send RTCP BYE (unless told not to), close sockets, source and sink."""
         for _ in range(2):  # two loop iterations: datagrams already waiting (a peer's BYE) are read first
             await asyncio.sleep(0)
+        engine = self._engine
+        if engine is not None and engine.running and self._running:
+            await asyncio.wrap_future(engine.submit(lambda: self._halt(send_bye, poll=True)))
+        else:
+            with self._lock:
+                self._halt(send_bye)
+        self.source.close()
+        self.sink.close()
+
+    def _halt(self, send_bye: bool, poll: bool = False) -> None:
+        was_running = self._running
+        if poll and self._engine is not None:
+            self._engine.poll()  # datagrams already waiting (a peer's BYE) are read first
         self._running = False
         if self._timer is not None:
             self._timer.cancel()
@@ -218,8 +253,8 @@ class MediaSession:
         if send_bye and self._transport is not None:
             self._send_rtcp(bye=True)
         self._close_transports()
-        self.source.close()
-        self.sink.close()
+        if self._engine is not None and was_running:
+            self._engine.release()
 
     def _close_transports(self) -> None:
         for t in (self._transport, self._rtcp_transport):
@@ -229,8 +264,9 @@ class MediaSession:
 
     def set_remote(self, rtp: Address, rtcp: Address | None = None) -> None:
         """Change where RTP (and RTCP; default: multiplexed on ``rtp``) go, e.g. after an SDP answer or re-INVITE."""
-        self._remote = rtp
-        self._remote_rtcp = rtcp or rtp
+        with self._lock:
+            self._remote = rtp
+            self._remote_rtcp = rtcp or rtp
 
     def hold(self) -> None:
         """Stop sending RTP (RTCP continues); received audio is still played."""
@@ -238,14 +274,17 @@ class MediaSession:
 
     def resume(self) -> None:
         """Send again after :meth:`hold`; the first packet carries the marker bit."""
-        self._hold = False
-        self._marker = True
+        with self._lock:
+            self._hold = False
+            self._marker = True
 
     def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
         """Queue one RFC 4733 event; raises :class:`DtmfError` for a bad digit or no telephone-event PT."""
         if self.config.dtmf_payload_type is None:
             raise DtmfError("telephone-event was not negotiated")
-        self._dtmf_tx.extend(event_payloads(digit, duration_ms, self._rate))
+        payloads = event_payloads(digit, duration_ms, self._rate)
+        with self._lock:
+            self._dtmf_tx.extend(payloads)
 
     # --- schedule -----------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -405,7 +444,11 @@ class MediaSession:
 
     # --- stats --------------------------------------------------------------------------------------
     def stats(self) -> MediaStats:
-        """Current counters (cheap; call as often as needed)."""
+        """Current counters (cheap; call as often as needed, from any thread)."""
+        with self._lock:
+            return self._stats()
+
+    def _stats(self) -> MediaStats:
         rr = self._remote_report
         js = self._jb.stats
         return MediaStats(
