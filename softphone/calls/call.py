@@ -68,6 +68,9 @@ class _Shared:
     def close(self) -> None:
         """Kept open across media restarts; :meth:`Call._finish` closes the real one."""
 
+    def __getattr__(self, name: str) -> Any:  # is_device, latency_ms, set_played_hook of a sound device
+        return getattr(self.inner, name)
+
 
 class Call:
     """A confirmed (or confirming) secure call. Use :meth:`hold`, :meth:`resume`, :meth:`rekey`,

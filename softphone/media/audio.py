@@ -13,6 +13,7 @@ import abc
 import threading
 import wave
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -166,6 +167,8 @@ class _DeviceStream(abc.ABC):
     there use ``latency="high"``). Either way frames cross threads only through a bounded deque.
     ``latency`` is PortAudio's suggested latency ("low", "high" or seconds)."""
 
+    is_device = True  # sessions switch echo cancellation etc. on by default for sound devices
+
     def __init__(self, kind: str, device: int | str | None, queue_frames: int, mode: str,
                  latency: str | float) -> None:
         if mode not in ("callback", "blocking"):
@@ -193,6 +196,15 @@ class _DeviceStream(abc.ABC):
     @abc.abstractmethod
     def _pump(self) -> None:
         """Blocking I/O loop (blocking mode)."""
+
+    @property
+    def latency_ms(self) -> float:
+        """Device latency plus what is queued between the device and the media thread."""
+        try:
+            device = float(self._stream.latency) * 1000
+        except (AttributeError, TypeError, ValueError):
+            device = 0.0
+        return device + len(self._queue) * FRAME_SAMPLES * 1000 / SAMPLE_RATE
 
     def close(self) -> None:
         self._running = False
@@ -228,6 +240,9 @@ class SoundDeviceSource(_DeviceStream):
             return np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
 
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+
 class SoundDeviceSink(_DeviceStream):
     """Playback; an empty queue plays silence (counted in ``underflows``); ``write()`` never waits."""
 
@@ -235,15 +250,26 @@ class SoundDeviceSink(_DeviceStream):
                  latency: str | float = "low") -> None:
         self.underflows = 0
         self.played = 0
+        self._on_played: Callable[[np.ndarray], None] | None = None
         super().__init__("output", device, queue_frames, mode, latency)
+
+    def set_played_hook(self, hook: Callable[[np.ndarray], None] | None) -> None:
+        """``hook(frame)`` is called on the audio thread with each frame as it goes to the device (the echo
+        canceller's far end); ``None`` removes it."""
+        self._on_played = hook
 
     def _next(self) -> np.ndarray | None:
         try:
             frame = self._queue.popleft()
         except IndexError:
             self.underflows += 1
+            if self._on_played is not None:
+                self._on_played(_SILENCE)
             return None
         self.played += 1
+        hook = self._on_played
+        if hook is not None:
+            hook(frame)
         return frame
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:

@@ -29,6 +29,7 @@ from softphone.media import rtcp
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.clock import Clock, Handle, LoopClock
 from softphone.media.codecs import FRAME_MS, FRAME_SAMPLES, CodecSpec, make_codec
+from softphone.media.dsp import AudioProcessor, DspSettings
 from softphone.media.dtmf import DtmfError, DtmfReceiver, event_payloads
 from softphone.media.engine import MediaEngine, on_loop
 from softphone.media.errors import MediaError
@@ -69,6 +70,7 @@ class MediaConfig:
     rtcp_interval: float = 5.0
     jitter_min_ms: int = 20
     jitter_max_ms: int = 400
+    dsp: DspSettings = DspSettings()  # AEC/NS/AGC/HPF; None fields: on for sound devices, off for WAV/arrays
     trace: bool = False  # keep (rtp timestamp, time) of sent and played frames, for latency measurement
 
 
@@ -175,6 +177,8 @@ class MediaSession:
         self._start_time = 0.0
         self._tick_no = 0
         self._next_rtcp = 0.0
+        self.dsp: AudioProcessor | None = None
+        self._far_at_write = False
         self.trace_sent: deque[tuple[int, float]] = deque(maxlen=20000)
         self.trace_played: deque[tuple[int, float]] = deque(maxlen=20000)
 
@@ -189,6 +193,7 @@ class MediaSession:
             raise MediaError("media session already started")
         if self._clock_given is None:
             self._clock = LoopClock()
+        self._start_dsp()
         if self._engine is not None:
             loop = asyncio.get_running_loop()
             self.on_dtmf = on_loop(self.on_dtmf, loop)
@@ -210,6 +215,18 @@ class MediaSession:
             self._tick_no = 0
             self._next_rtcp = self._start_time + min(1.0, self.config.rtcp_interval)
             self._timer = clock.call_at(self._start_time, self._tick)
+
+    def _start_dsp(self) -> None:
+        devices = bool(getattr(self.source, "is_device", False) or getattr(self.sink, "is_device", False))
+        settings = self.config.dsp.resolve(devices)
+        if not settings.any or self.dsp is not None:
+            return
+        self.dsp = AudioProcessor(settings)
+        hook = getattr(self.sink, "set_played_hook", None)
+        if settings.aec and hook is not None:
+            hook(self.dsp.far_end)  # the sink hands the far end over as the device plays it
+        else:
+            self._far_at_write = bool(settings.aec)  # an array/file sink "plays" when written
 
     def _now_clock(self) -> Clock:
         if self._clock is None:
@@ -311,6 +328,10 @@ class MediaSession:
 
     def _send_tick(self, now: float) -> None:
         frame = self.source.read()
+        if self.dsp is not None and frame is not None:
+            # render + capture delay: what the sink and source hold beyond what the device is doing now
+            self.dsp.delay_ms = getattr(self.sink, "latency_ms", 0) + getattr(self.source, "latency_ms", 0)
+            frame = self.dsp.near_end(frame)
         if self._hold or self._transport is None:
             self._ts += self._codec.samples_per_frame
             return
@@ -338,6 +359,8 @@ class MediaSession:
         frame = self._jb.pull(now)
         if self.config.trace and self._jb.last_timestamp is not None:
             self.trace_played.append((self._jb.last_timestamp, now))
+        if self._far_at_write and self.dsp is not None:
+            self.dsp.far_end(frame)
         self.sink.write(frame)
 
     # --- receive ------------------------------------------------------------------------------------
