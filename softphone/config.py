@@ -65,6 +65,7 @@ class Account:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     revoked_file: Path | None = None
+    audio_processing: str = "auto"  # echo cancellation, noise suppression, AGC: auto (the profile's) | on | off
     extra: dict = field(default_factory=dict, repr=False)
 
     def password(self) -> str | None:
@@ -113,7 +114,7 @@ _KNOWN = {
     "name", "uri", "registrar", "username", "profile", "display_name", "password_file", "password_env",
     "ca_file", "keystore", "keystore_passphrase_file", "keystore_passphrase_env", "kms_url",
     "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports", "tls_cert_file", "tls_key_file",
-    "revoked_file",
+    "revoked_file", "audio_processing",
 }  # fmt: skip
 _PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file",
           "tls_cert_file", "tls_key_file", "revoked_file"}
@@ -140,6 +141,8 @@ def _parse_account(raw: object, index: int, base: Path) -> Account:
         raise ConfigError(f"{where}: uri must look like sip:user@domain, got {uri!r}")
     if "password_file" in raw and "password_env" in raw:
         raise ConfigError(f"{where}: give password_file or password_env, not both")
+    if raw.get("audio_processing", "auto") not in ("auto", "on", "off"):
+        raise ConfigError(f"{where}: audio_processing must be auto, on or off")
     ports = raw.get("rtp_ports", [40000, 40999])
     if (
         not isinstance(ports, list)

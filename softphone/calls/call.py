@@ -33,6 +33,7 @@ from softphone.calls.events import (
 )
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.media.audio import AudioSink, AudioSource
+from softphone.media.dsp import DspSettings
 from softphone.media.session import MediaConfig, MediaError, MediaSession
 from softphone.sip.errors import SipError
 from softphone.sip.session import CallState, InviteSession, Reject
@@ -78,7 +79,8 @@ class Call:
 
     def __init__(self, session: InviteSession, host: str, port: int, source: AudioSource, sink: AudioSink,
                  emit: EventSink, *, offerer: Offerer | None = None, answerer: Answerer | None = None,
-                 trace: bool = False) -> None:
+                 trace: bool = False, dsp: DspSettings | None = None) -> None:
+        self.dsp = dsp or DspSettings()
         self.session = session
         self.host = host
         self.port = port
@@ -127,7 +129,7 @@ class Call:
             await old.stop(send_bye=False)
         cfg = MediaConfig(local_addr=(self.host, self.port), remote_addr=negotiated.remote_addr,
                           codec=negotiated.codec, srtp=negotiated.srtp,
-                          dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace)
+                          dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace, dsp=self.dsp)
         self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),
                                   on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)))
         for attempt in range(20):  # a restarted session rebinds the port the old one is releasing

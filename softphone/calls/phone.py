@@ -32,6 +32,7 @@ from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, refresh
 from softphone.media.audio import AudioSink, AudioSource
+from softphone.media.dsp import DspSettings
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
@@ -50,6 +51,15 @@ class PhoneSettings:
     keystore: Keystore | None = None
     revoked: frozenset[str] = frozenset()
     trace_media: bool = False
+    audio_processing: bool | None = None  # AEC/NS/AGC forced on or off; None: the profile's (auto by default)
+
+    def dsp(self) -> DspSettings:
+        """Audio processing for this phone's calls: the override, else the profile's (None: per device)."""
+        if self.audio_processing is not None:
+            on = self.audio_processing
+            return DspSettings(on, on, on, on)
+        p = self.profile
+        return DspSettings(aec=p.aec, ns=p.ns, agc=p.agc, hpf=p.ns)
 
 
 class IncomingCall:
@@ -195,7 +205,7 @@ class Phone:
         except SipError as exc:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
-                    trace=self.settings.trace_media)
+                    trace=self.settings.trace_media, dsp=self.settings.dsp())
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
@@ -295,7 +305,7 @@ class Phone:
             offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
-                    answerer=answerer, trace=self.settings.trace_media)
+                    answerer=answerer, trace=self.settings.trace_media, dsp=self.settings.dsp())
         call.invite_sent_at = incoming.received_at
         await call.start_media(answerer.current)
         try:
@@ -363,7 +373,8 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
                 result = refresh(keystore, client, account.uri)
                 if result.warning:
                     log.warning("%s", result.warning)
-        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
+        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked(),
+                             audio_processing={"on": True, "off": False}.get(account.audio_processing))
     except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:

@@ -89,6 +89,9 @@ class Profile:
     codecs: tuple[str, ...]
     telephone_event: bool
     ptime_ms: int
+    aec: bool | None = None  # echo cancellation; None: on for sound devices, off for WAV files
+    ns: bool | None = None  # noise suppression (and the high-pass filter); None as above
+    agc: bool | None = None  # automatic gain control; None as above
     path: Traversable | None = None  # where it was read from (a file, or a shipped resource)
 
     @property
@@ -155,6 +158,13 @@ def _get(data: dict[str, Any], section: str | None, key: str, kind: type[T], def
     return value
 
 
+def _optional_bool(data: dict[str, Any], section: str, key: str, where: str) -> bool | None:
+    table = data.get(section, {})
+    if not isinstance(table, dict) or key not in table:
+        return None
+    return _get(data, section, key, bool, None, where)
+
+
 def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
     if value not in allowed:
         raise ProfileError(f"{where}: {key} = {value!r} is not one of {', '.join(allowed)}")
@@ -203,6 +213,9 @@ def parse_profile(data: dict[str, Any], path: Traversable | None = None) -> Prof
         codecs=_list(_get(data, "media", "codecs", list, list(CODECS), where), CODECS, "media.codecs", where),
         telephone_event=_get(data, "media", "telephone_event", bool, True, where),
         ptime_ms=_get(data, "media", "ptime_ms", int, 20, where),
+        aec=_optional_bool(data, "media", "aec", where),
+        ns=_optional_bool(data, "media", "ns", where),
+        agc=_optional_bool(data, "media", "agc", where),
         path=path,
     )
     if profile.ptime_ms not in (10, 20, 40, 60):

@@ -79,6 +79,7 @@ class PhoneController(QObject):
         self.profile_name = profile or account.profile
         self.call_timeout = call_timeout
         self.settings: PhoneSettings | None = None
+        self.audio_processing: bool | None = None  # the settings dialog's AEC/NS/AGC switch (None: account's)
         self.keystore: Keystore | None = None
         self.phone: Phone | None = None
         self.call: Call | None = None
@@ -147,6 +148,8 @@ class PhoneController(QObject):
 
     async def _start_phone(self) -> bool:
         assert self.settings is not None
+        if self.audio_processing is not None:
+            self.settings.audio_processing = self.audio_processing
         phone = Phone(self.settings, on_event=self._on_event)
         try:
             await phone.start()

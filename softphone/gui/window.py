@@ -18,6 +18,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QShortc
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QCheckBox,
     QComboBox,
     QCompleter,
     QDialog,
@@ -124,6 +125,9 @@ class SettingsDialog(QDialog):
         for combo, current in ((self.input, prefs.get("input_device")), (self.output, prefs.get("output_device"))):
             i = combo.findData(current)
             combo.setCurrentIndex(max(0, i))
+        self.audio_processing = QCheckBox("&Echo cancellation, noise suppression, gain control")
+        self.audio_processing.setObjectName("audio_processing")
+        self.audio_processing.setChecked(prefs.get("audio_processing", c.account.audio_processing != "off") is True)
         self.profile = QComboBox()
         self.profile.setObjectName("profile")
         for name in window.profiles:
@@ -142,6 +146,7 @@ class SettingsDialog(QDialog):
         form.addRow("&Speaker", self.output)
         if error:
             form.addRow("", _label(error, "devices_error"))
+        form.addRow("", self.audio_processing)
         form.addRow("&Profile", self.profile)
         form.addRow("KMS", kms)
         form.addRow("Keys", self.keys)
@@ -165,6 +170,9 @@ class SettingsDialog(QDialog):
         w = self.window_
         w.prefs["input_device"] = self.input.currentData()
         w.prefs["output_device"] = self.output.currentData()
+        w.prefs["audio_processing"] = w.controller.audio_processing = self.audio_processing.isChecked()
+        if w.controller.settings is not None:  # from the next call on
+            w.controller.settings.audio_processing = w.controller.audio_processing
         w.save_prefs()
         profile = self.profile.currentData()
         if profile and profile != w.controller.profile_name:
@@ -181,6 +189,8 @@ class MainWindow(QMainWindow):
         self.controller = controller
         self.contacts = contacts
         self.prefs = prefs if prefs is not None else {}
+        if isinstance(self.prefs.get("audio_processing"), bool):
+            controller.audio_processing = self.prefs["audio_processing"]
         self._save_prefs = save_prefs
         self.profiles = profiles or (controller.profile_name,)
         self._devices = devices

@@ -346,6 +346,7 @@ def test_unreachable_kms_is_reported_and_app_stays_usable(lab: Lab, speech: np.n
             assert "no keys for this period" in window.settings_dialog.keys.text()
             assert window.settings_dialog.input.itemText(1) == "Test microphone (ALSA)"
             assert window.settings_dialog.output.itemText(1) == "Test speaker (ALSA)"
+            assert window.settings_dialog.audio_processing.isChecked()  # AEC/NS/AGC on by default
             window.notice.setText("")
             await ui(QTest.mouseClick, window.settings_dialog.fetch, Qt.MouseButton.LeftButton)  # Fetch now: still down
             await wait_for(lambda: "Cannot reach the KMS" in window.notice.text(), "the fetch-now failure")

@@ -32,6 +32,7 @@ rtp_ports = [41000, 41010]
 name = "bob"
 uri = "sip:bob@example.org"
 password_env = "BOB_PW"
+audio_processing = "off"
 """,
     )
     accounts = load_accounts(f)
@@ -40,6 +41,7 @@ password_env = "BOB_PW"
     assert alice.password() == "s3cret" and alice.rtp_ports == (41000, 41010)
     monkeypatch.setenv("BOB_PW", "pw2")
     assert select_account(accounts, "sip:bob@example.org").password() == "pw2"
+    assert alice.audio_processing == "auto" and accounts[1].audio_processing == "off"
     with pytest.raises(ConfigError, match="choose one with --account"):
         select_account(accounts, None)
     os.chmod(pw, 0o644)
@@ -58,6 +60,7 @@ password_env = "BOB_PW"
         ("[[account]]\nname = 'a'\nuri = 'alice'\n", "sip:user@domain"),
         ("[[account]]\nname = 'a'\nuri = 'sip:a@b'\ncolour = 'red'\n", "unknown key"),
         ("[[account]]\nname = 'a'\nuri = 'sip:a@b'\nrtp_ports = [5, 6]\n", "rtp_ports"),
+        ("[[account]]\nname = 'a'\nuri = 'sip:a@b'\naudio_processing = 'maybe'\n", "audio_processing"),
         ("[[account]]\nname = 'a'\nuri = 'sip:a@b'\n[[account]]\nname = 'a'\nuri = 'sip:c@d'\n", "share a name"),
         ("[[account]\n", "not valid TOML"),
     ],

@@ -31,6 +31,7 @@ BASE = {"name": "x", "keying": {"method": "sdes"}, "srtp": {"suites": ["AEAD_AES
         ({"media": {"codecs": ["G729/8000"]}}, "media.codecs"),
         ({"media": {"ptime_ms": 15}}, "ptime_ms"),
         ({"media": {"ptime_ms": True}}, "ptime_ms must be int"),
+        ({"media": {"aec": "yes"}}, "media.aec must be bool"),
         ({"secure_chorus": True}, "requires keying.method"),
         ({"keying": {"method": "mikey-sakke"}, "srtp": {"suites": ["AES_CM_128_HMAC_SHA1_80"]}}, "AEAD_AES_128_GCM"),
     ],
@@ -51,3 +52,19 @@ def test_broken_toml_file(tmp_path):
     f.write_text("name = [")
     with pytest.raises(ProfileError, match="not valid TOML"):
         load_profile(str(f))
+
+
+def test_audio_processing_switches():
+    from softphone.calls.phone import PhoneSettings
+    from softphone.media.dsp import DspSettings
+
+    auto = parse_profile(BASE)
+    assert (auto.aec, auto.ns, auto.agc) == (None, None, None)  # on for sound devices, off for WAV
+    off = parse_profile({**BASE, "media": {"aec": False, "agc": True}})
+    assert (off.aec, off.ns, off.agc) == (False, None, True)
+    settings = PhoneSettings(uri="sip:a@b", ua=None, profile=off)  # type: ignore[arg-type]
+    assert settings.dsp() == DspSettings(aec=False, ns=None, agc=True, hpf=None)
+    settings.audio_processing = True  # the account's / the settings dialog's switch wins
+    assert settings.dsp() == DspSettings(True, True, True, True)
+    settings.audio_processing = False
+    assert not settings.dsp().resolve(devices=True).any
