@@ -4,7 +4,10 @@ The target depth follows the 95th percentile of recent arrival delays (arrival t
 relative to the fastest packet seen in the window, cf. RFC 3550 §6.4.1's transit). When the next frame is
 missing but later ones have arrived, it is recovered from the following packet's Opus in-band FEC if
 possible, else concealed (PLC). When nothing newer has arrived (underrun) playout stalls one frame with
-PLC, which grows the delay; a depth above target for half a second drops one frame, which shrinks it.
+PLC, which grows the delay. A depth above target for half a second shrinks it by one frame, dropped in
+silence: the buffer waits for a quiet decoded frame and skips it (decoding it first, so the decoder's
+state stays continuous); only after :attr:`JitterBuffer.FORCE_SHRINK_TICKS` without one does it drop
+a frame of speech.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class JitterStats:
     fec_recovered: int = 0
     underruns: int = 0
     shrinks: int = 0
+    shrinks_in_speech: int = 0  # of ``shrinks``: forced, no quiet frame came in time
     decode_errors: int = 0
     resets: int = 0
 
@@ -38,7 +42,9 @@ class JitterStats:
 class JitterBuffer:
     """Per-source playout buffer; :meth:`put` on arrival, :meth:`pull` once per 20 ms tick."""
 
-    SHRINK_AFTER_TICKS = 25  # 0.5 s above target before dropping a frame
+    SHRINK_AFTER_TICKS = 25  # 0.5 s above target before dropping a frame (in silence)
+    FORCE_SHRINK_TICKS = 100  # 2 s above target: drop one even in speech
+    QUIET_RMS = 300  # int16 RMS (about -40 dBFS) below which a decoded frame counts as silence
     RESET_AFTER_UNDERRUNS = 50  # 1 s without packets: start buffering afresh
     WINDOW = 150  # arrival delays kept (3 s at 50 packets/s)
 
@@ -97,7 +103,7 @@ class JitterBuffer:
             return
         ordered = sorted(self._delays)
         spread = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] - ordered[0]
-        frames = math.ceil(spread * 1000 / FRAME_MS) + 1
+        frames = math.ceil(spread * 1000 / FRAME_MS - 1e-6) + 1  # (float noise in a zero spread is no jitter)
         self.target = max(self.min_frames, min(self.max_frames, frames))
 
     def _reset(self) -> None:
@@ -125,11 +131,23 @@ class JitterBuffer:
             self._excess_ticks += 1
         else:
             self._excess_ticks = 0
-        if self._excess_ticks >= self.SHRINK_AFTER_TICKS and depth > 1:
+        frame, decoded = self._play_next()
+        if (self._excess_ticks >= self.SHRINK_AFTER_TICKS and decoded and self._highest > self._next
+                and (self._quiet(frame) or self._excess_ticks >= self.FORCE_SHRINK_TICKS)):
+            if not self._quiet(frame):
+                self.stats.shrinks_in_speech += 1
             self._excess_ticks = 0
-            self._buf.pop(self._next, None)
-            self._next += 1
             self.stats.shrinks += 1
+            self.stats.played -= 1  # decoded (decoder state stays continuous) but not played
+            frame, _ = self._play_next()
+        return frame
+
+    def _quiet(self, frame: np.ndarray) -> bool:
+        return float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) < self.QUIET_RMS
+
+    def _play_next(self) -> tuple[np.ndarray, bool]:
+        """The frame at the playout point and whether it was decoded from its own packet."""
+        assert self._next is not None
         entry = self._buf.pop(self._next, None)
         if entry is not None:
             self._underrun_run = 0
@@ -139,16 +157,16 @@ class JitterBuffer:
                 frame = self.codec.decode(entry[1])
             except CodecError:
                 self.stats.decode_errors += 1
-                return self._conceal()
+                return self._conceal(), False
             self.last_timestamp = entry[0]
-            return frame
+            return frame, True
         if self._highest < self._next:  # underrun: nothing newer has arrived; stall (grows delay)
             self.stats.underruns += 1
             self._underrun_run += 1
             if self._underrun_run >= self.RESET_AFTER_UNDERRUNS:
                 self._reset()
-                return _SILENCE
-            return self._conceal()
+                return _SILENCE, False
+            return self._conceal(), False
         self._underrun_run = 0
         following = self._buf.get(self._next + 1)
         self._next += 1
@@ -156,8 +174,8 @@ class JitterBuffer:
             recovered = self.codec.recover(following[1])
             if recovered is not None:
                 self.stats.fec_recovered += 1
-                return recovered
-        return self._conceal()
+                return recovered, False
+        return self._conceal(), False
 
     def _conceal(self) -> np.ndarray:
         self.stats.concealed += 1

@@ -126,3 +126,41 @@ def test_jitter_buffer_grows_under_jitter_and_shrinks_back() -> None:
         t += 0.02
     assert jb.target_ms <= 40 < grown
     assert jb.depth <= jb.target + 1 and jb.stats.shrinks > 0 and jb.stats.resets == 0
+
+
+class _Levels(_Tagged):
+    """Payload ``"seq:level"``: decodes to a constant ``level`` (loud speech or quiet silence)."""
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        seq, level = payload.decode().split(":")
+        self.log.append(seq)
+        return np.full(FRAME_SAMPLES, int(level), dtype=np.int16)
+
+
+def test_jitter_buffer_grows_on_jitter_and_shrinks_only_in_silence() -> None:
+    codec = _Levels()
+    jb = JitterBuffer(codec)  # type: ignore[arg-type]
+    rng = np.random.default_rng(3)
+
+    def level(seq: int) -> int:  # 1.2 s talkspurts, 0.4 s pauses
+        return 8000 if seq % 80 < 60 else 10
+
+    pending: list[tuple[float, int]] = []
+    targets: list[int] = []
+    dropped: list[int] = []  # decoded but skipped (a pull that decoded two frames played only the second)
+    for tick in range(600):  # 4 s with up to 80 ms of jitter, then 8 s of a steady network
+        t = tick * 0.02
+        pending.append((t + (rng.uniform(0, 0.08) if tick < 200 else 0.0), tick))
+        for arrival, s in sorted(p for p in pending if p[0] <= t):
+            jb.put(s, s * 960, f"{s}:{level(s)}".encode(), arrival, 48000)
+        pending = [p for p in pending if p[0] > t]
+        before = len(codec.log)
+        jb.pull(t)
+        decoded = [int(x) for x in codec.log[before:] if x.isdigit()]
+        dropped += decoded[:-1]
+        targets.append(jb.target_ms)
+    assert max(targets[:200]) >= 80  # grew on the measured jitter
+    assert targets[-1] == 20 and jb.depth <= jb.target + 1  # back to the minimum on a clean path
+    assert dropped and all(level(s) == 10 for s in dropped), dropped  # shrunk in pauses only
+    assert jb.stats.shrinks == len(dropped) and jb.stats.shrinks_in_speech == 0
+    assert (jb.stats.shrinks, jb.stats.underruns, jb.stats.resets, max(targets)) == (3, 3, 0, 100)  # exact: seeded
