@@ -246,6 +246,11 @@ class SakkeReceiver:
     def __repr__(self) -> str:
         return f"SakkeReceiver(identifier={self.identifier!r}, rsk=<secret>)"
 
+    @property
+    def precomputed(self) -> bool:
+        """The Miller-loop and re-encapsulation tables are built (``precompute=True``)."""
+        return self._table is not None and self._qb_table is not None
+
     def decapsulate(self, sed: bytes, *, n_bits: int = 128) -> bytes:
         """The SSV carried by ``sed`` (RFC 6508 §6.2.2, re-encapsulation test included).
 

@@ -174,6 +174,23 @@ class Responder:
     def __repr__(self) -> str:
         return f"Responder(uri={self.uri!r}, periods={[k.key_period_no for k in self.key_sets]})"
 
+    def prepare(self) -> None:
+        """Build every key period's SAKKE receiver now (with its precomputed tables, if asked for), so the
+        first message does not pay for it. Safe to run in a worker thread before messages arrive."""
+        for ks in self.key_sets:
+            self._receiver(ks)
+
+    @property
+    def prepared_periods(self) -> tuple[int, ...]:
+        """Key periods whose receiver is built."""
+        return tuple(sorted(self._receivers))
+
+    @property
+    def precomputed(self) -> bool:
+        """Every key set's receiver is built, with its precomputed tables when ``precompute`` was asked."""
+        return all(k.key_period_no in self._receivers for k in self.key_sets) and (
+            not self._precompute or all(rx.precomputed for rx in self._receivers.values()))
+
     def _receiver(self, ks: UserKeys) -> sakke.SakkeReceiver:
         rx = self._receivers.get(ks.key_period_no)
         if rx is None:

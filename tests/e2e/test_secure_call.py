@@ -63,3 +63,13 @@ async def test_secure_call_speech_hold_rekey(lab: Lab, speech) -> None:
     assert heard_by_alice.ok(), heard_by_alice
     kinds = [e.kind for e in events]
     assert {"incoming", "answered", "media", "held", "resumed", "rekeyed", "ended"} <= set(kinds)
+
+
+async def test_sakke_tables_are_built_in_the_background_when_keys_load(lab: Lab) -> None:
+    bob = Phone(lab.settings("bob"))
+    async with bob:
+        responder = bob._mikey_responder()  # the one start() made as the keys loaded
+        await asyncio.wait_for(bob.keys_ready(), 10)  # the background build, before any call
+        assert responder.precomputed and responder.prepared_periods == tuple(
+            sorted(k.key_period_no for k in responder.key_sets))
+        assert bob._mikey_responder() is responder  # the first call uses these tables
