@@ -17,6 +17,22 @@ Keys:
 * ``pesq_sim_clean`` / ``pesq_sim_loss5_jitter40`` — the same, over a 20 s call in simulated time (virtual
   clock, seeded in-memory network: 5 % loss, 0–40 ms jitter each way), so independent of machine load and
   identical on every run; median of both directions.
+* ``pesq_clean_cpu_load`` — ``pesq_clean`` with each phone in its own process (as in real use) while two CPU
+  hogs (``python3 -c 'while 1: pass'``) run; ``pesq_clean_processes`` the same without hogs.
+* ``cpu_ms_per_call_second_own_process`` — CPU of one phone process per call-second in that call (idle
+  interpreter and media thread included), the shape baresip is measured in.
+* ``baresip_pesq_clean`` / ``baresip_pesq_clean_cpu_load`` / ``baresip_cpu_ms_per_call_second`` — two baresip
+  processes calling each other directly (aufile source, sndfile capture of the decoded audio, Opus, SDES
+  ``srtp-mand``; the suite they agree is in ``baresip_srtp_suite``: baresip 1.0 offers AES_CM_128_HMAC_SHA1_80
+  first and answers with the first it supports, so a baresip pair never picks GCM), same speech, same hogs;
+  CPU from /proc over the call. Each is ``null`` with ``baresip_error`` when baresip cannot run.
+* ``cpu_ratio_vs_baresip`` — ``cpu_ms_per_call_second_own_process`` / ``baresip_cpu_ms_per_call_second``.
+* ``aec_erle_db`` — echo return loss enhancement of the WebRTC APM (AEC3 alone) on espeak-ng speech through a
+  synthetic echo path (40 ms delay, 250 ms exponentially decaying reverb, ``lab.echo``), far end alone;
+  ``aec_ns_erle_db`` with noise suppression and high-pass filter too; ``aec_doubletalk_pesq_near`` the near
+  talker's PESQ in the double-talk section (``doubletalk_pesq_near_unprocessed``: the raw microphone, echo
+  included); ``aec_ms_per_frame`` its CPU per 20 ms frame.
+* ``opus_encode_ms_per_frame`` / ``opus_decode_ms_per_frame`` — CPU per 20 ms frame of the Opus codec.
 * ``latency_ms_median`` — median time from a frame leaving the source to being written to the sink
   (encode, SRTP, loopback UDP, jitter buffer, decode) at 0 % loss; device buffers not included.
 """
@@ -196,8 +212,36 @@ async def run(seconds: float, max_calls: int, quality_only: bool = False) -> dic
     }
     result.update(figures)
     result["latency_ms_median"] = statistics.median(latencies)
+    if not quality_only:
+        result.update(_desktop_figures(speech))
     result["below_threshold"] = sorted(k for k, bar in THRESHOLDS.items() if figures[k] < bar)
     return result
+
+
+def _desktop_figures(speech: np.ndarray) -> dict[str, object]:
+    from benchmarks import _desktop
+    out: dict[str, object] = {}
+    own = _desktop.pesq_two_processes(speech)
+    loaded = _desktop.pesq_two_processes(speech, n_hogs=2)
+    out["pesq_clean_processes"] = own["pesq"]
+    out["pesq_clean_cpu_load"] = loaded["pesq"]
+    out["cpu_ms_per_call_second_own_process"] = own["cpu_ms_per_call_second"]
+    try:
+        bs = _desktop.baresip_call(speech)
+        bs_loaded = _desktop.baresip_call(speech, n_hogs=2)
+        out["baresip_pesq_clean"] = bs["pesq"]
+        out["baresip_pesq_clean_cpu_load"] = bs_loaded["pesq"]
+        out["baresip_cpu_ms_per_call_second"] = bs["cpu_ms_per_call_second"]
+        out["baresip_srtp_suite"] = bs["suite"]
+        out["cpu_ratio_vs_baresip"] = own["cpu_ms_per_call_second"] / bs["cpu_ms_per_call_second"]
+    except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
+        for key in ("baresip_pesq_clean", "baresip_pesq_clean_cpu_load", "baresip_cpu_ms_per_call_second",
+                    "cpu_ratio_vs_baresip"):
+            out[key] = None
+        out["baresip_error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    out.update(_desktop.echo_figures(speech))
+    out.update(_desktop.opus_cost())
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
