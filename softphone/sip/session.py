@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .dialog import Dialog
-from .errors import CallFailed, ParseError, SipError, TransactionTimeout
+from .errors import CallFailed, ParseError, SessionStateError, SipError, TransactionTimeout
 from .message import Request, Response, make_response
 from .transaction import ServerTransaction
 
@@ -35,7 +35,7 @@ class CallState(enum.Enum):
 
 
 @dataclass(frozen=True)
-class CallEvent:
+class SessionEvent:
     """One thing that happened to a call: its new state and the message that caused it."""
 
     kind: str                    # "state", "provisional", "reinvite", "bye"
@@ -71,7 +71,7 @@ class InviteSession:
         self.call_id = invite.call_id
         self.state = CallState.CALLING if outgoing else CallState.INCOMING
         self.history: list[CallState] = [self.state]
-        self.events: asyncio.Queue[CallEvent] = asyncio.Queue(maxsize=256)
+        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue(maxsize=256)
         self.dialog: Dialog | None = None
         self.local_tag = invite.from_.tag if outgoing else ua.new_tag()
         self.local_body: bytes = invite.body if outgoing else b""
@@ -99,14 +99,14 @@ class InviteSession:
             return
         self.state = state
         self.history.append(state)
-        self._emit(CallEvent("state", state, message))
+        self._emit(SessionEvent("state", state, message))
         self._state_changed.set()
         self._state_changed = asyncio.Event()
         if state is CallState.TERMINATED:
             self._stop_ok_retx()
             self.ua.forget_session(self)
 
-    def _emit(self, event: CallEvent) -> None:
+    def _emit(self, event: SessionEvent) -> None:
         try:
             self.events.put_nowait(event)
         except asyncio.QueueFull:
@@ -127,7 +127,7 @@ class InviteSession:
         if resp.status < 200:
             to = resp.to
             self._set_state(CallState.EARLY if to.tag else CallState.PROCEEDING, resp)
-            self._emit(CallEvent("provisional", self.state, resp))
+            self._emit(SessionEvent("provisional", self.state, resp))
             return
         if resp.status < 300:
             if self.dialog is None:
@@ -182,11 +182,11 @@ class InviteSession:
     async def cancel(self) -> None:
         """CANCEL a pending outgoing INVITE (§9.1); the INVITE then ends with 487."""
         if not self.outgoing or self.state not in (CallState.CALLING, CallState.PROCEEDING, CallState.EARLY):
-            raise SipError("only an unanswered outgoing call can be cancelled")
+            raise SessionStateError("only an unanswered outgoing call can be cancelled")
         self._cancelled = True
         tx = self.ua.client_tx_for(self.invite)
         if tx is None:
-            raise SipError("INVITE transaction already finished")
+            raise SessionStateError("INVITE transaction already finished")
         cancel = Request(method="CANCEL", uri=tx.request.uri)
         cancel.headers.add("Via", tx.request.headers.get_all("Via")[0])
         for route in tx.request.headers.get_all("Route"):
@@ -216,7 +216,7 @@ class InviteSession:
                      ack_timeout: float | None = None) -> None:
         """Send 200 OK with ``body`` and wait for the ACK (2xx retransmitted until then, §13.3.1.4)."""
         if self.outgoing or self.state is not CallState.INCOMING:
-            raise SipError("call is not waiting for an answer")
+            raise SessionStateError("call is not waiting for an answer")
         self.dialog = Dialog.from_uas(self.invite, self.local_tag)
         self.ua.register_dialog(self)
         self.local_body = body
@@ -227,7 +227,7 @@ class InviteSession:
     async def reject(self, status: int = 486, reason: str | None = None, warning: str | None = None) -> None:
         """Refuse the INVITE: 486 busy, 488 with a Warning saying why, 603 ..."""
         if self.outgoing or self.state is not CallState.INCOMING:
-            raise SipError("call is not waiting for an answer")
+            raise SessionStateError("call is not waiting for an answer")
         if not 300 <= status <= 699:
             raise ValueError("reject needs a 3xx-6xx status")
         extra = [("Warning", self.ua.warning(warning))] if warning else None
@@ -285,7 +285,7 @@ class InviteSession:
                        timeout: float | None = None) -> Response:
         """Send a re-INVITE (hold/resume, §14.1); returns the 2xx, raises CallFailed (491 on glare)."""
         if self.dialog is None or self.state is not CallState.CONFIRMED:
-            raise SipError("re-INVITE needs a confirmed call")
+            raise SessionStateError("re-INVITE needs a confirmed call")
         if self._pending_reinvite:
             raise CallFailed(491, "Request Pending")
         self._pending_reinvite = True
@@ -332,7 +332,7 @@ class InviteSession:
         self._acked = asyncio.get_running_loop().create_future()
         tx.respond(resp)
         self._start_ok_retx(resp)
-        self._emit(CallEvent("reinvite", self.state, req))
+        self._emit(SessionEvent("reinvite", self.state, req))
 
     async def bye(self, timeout: float | None = None) -> Response | None:
         """End a confirmed call with BYE (§15.1); the state is TERMINATED at once."""
@@ -347,5 +347,5 @@ class InviteSession:
             return None
 
     def _on_bye(self, req: Request) -> None:
-        self._emit(CallEvent("bye", self.state, req))
+        self._emit(SessionEvent("bye", self.state, req))
         self._set_state(CallState.TERMINATED, req)
