@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from .dialog import Dialog
 from .errors import CallFailed, ParseError, SessionStateError, SipError, TransactionTimeout
 from .message import Request, Response, make_response
-from .transaction import ServerTransaction
 
 if TYPE_CHECKING:
-    from .ua import UserAgent
+    from .ua import ServerTxDriver, UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class InviteSession:
         self.remote_body: bytes = b"" if outgoing else invite.body
         self.final_response: Response | None = None
         self.on_offer: OfferHandler | None = None
-        self.server_tx: ServerTransaction | None = None
+        self.server_tx: ServerTxDriver | None = None
         self._answered: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._state_changed = asyncio.Event()
@@ -250,7 +249,7 @@ class InviteSession:
             def retx(interval: float) -> None:
                 if self._acked.done() or self._ok_bytes is None:
                     return
-                tx._safe_send(self._ok_bytes)
+                tx.send_raw(self._ok_bytes)
                 nxt = min(interval * 2, self.ua.timers.t2)
                 self._ok_retx = loop.call_later(nxt, retx, nxt)
             self._ok_retx = loop.call_later(self.ua.timers.t1, retx, self.ua.timers.t1)
@@ -278,7 +277,7 @@ class InviteSession:
 
     def _on_invite_retransmission(self) -> None:
         if self._ok_bytes and not self._acked.done() and self.server_tx is not None:
-            self.server_tx._safe_send(self._ok_bytes)
+            self.server_tx.send_raw(self._ok_bytes)
 
     # -- both directions ----------------------------------------------------------------
     async def reinvite(self, body: bytes, content_type: str = "application/sdp",
@@ -308,7 +307,7 @@ class InviteSession:
         finally:
             self._pending_reinvite = False
 
-    def _on_reinvite(self, req: Request, tx: ServerTransaction) -> None:
+    def _on_reinvite(self, req: Request, tx: ServerTxDriver) -> None:
         if self._pending_reinvite:  # glare: our own re-INVITE is in progress (§14.2)
             tx.respond(make_response(req, 491, extra=[("Retry-After", "1")]))
             return

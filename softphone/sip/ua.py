@@ -16,7 +16,7 @@ import asyncio
 import logging
 import secrets
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,19 @@ from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout
 from .headers import Headers, Via
 from .message import MAX_MESSAGE_SIZE, Message, Request, Response, make_response, parse_cseq
 from .session import CallState, InviteSession
-from .transaction import ClientTransaction, ServerTransaction, Timers, _Base
+from .transaction import (
+    Acked,
+    ClientTransaction,
+    RequestRetransmitted,
+    ResponseReceived,
+    ServerTransaction,
+    State,
+    Step,
+    Terminated,
+    TimedOut,
+    Timers,
+    TransactionEvent,
+)
 from .transport import UDP_SIZE_LIMIT, Addr, Source, StreamConnection, TransportLayer
 from .uri import NameAddr, SipUri
 
@@ -34,6 +46,98 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 MAX_SERVER_TRANSACTIONS = 16384  # Timer J keeps UDP non-INVITE transactions 32 s: ~500 req/s
 MAX_SESSIONS = 256
 SUPPORTED: frozenset[str] = frozenset()
+
+
+Send = Callable[[bytes], None]
+
+
+class _TxDriver:
+    """Runs one sans-IO transaction machine on the event loop: sends its bytes, arms its deadline."""
+
+    machine: ClientTransaction | ServerTransaction
+
+    def __init__(self, send: Send, on_event: Callable[[TransactionEvent], None]) -> None:
+        self._send = send
+        self._on_event = on_event
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def request(self) -> Request:
+        return self.machine.request
+
+    @property
+    def reliable(self) -> bool:
+        return self.machine.reliable
+
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes on this transaction's path (a lost connection must not break timers)."""
+        try:
+            self._send(data)
+        except (SipError, OSError) as exc:
+            log.info("transaction send failed: %s", exc)
+
+    def apply(self, step: Step) -> None:
+        for data in step.send:
+            self.send_raw(data)
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        deadline = self.machine.deadline
+        if deadline is not None:
+            self._handle = self._loop.call_at(deadline, self._tick)
+        for event in step.events:
+            self._on_event(event)
+
+    def _tick(self) -> None:
+        self._handle = None
+        deadline = self.machine.deadline
+        self.apply(self.machine.advance(max(self.now(), deadline or 0.0)))
+
+    def terminate(self) -> None:
+        self.apply(self.machine.terminate())
+
+
+class ClientTxDriver(_TxDriver):
+    """A client transaction on the loop; ``final`` resolves with the first final response."""
+
+    def __init__(self, machine: ClientTransaction, send: Send,
+                 on_event: Callable[[TransactionEvent], None]) -> None:
+        super().__init__(send, on_event)
+        self.machine: ClientTransaction = machine
+        self.final: asyncio.Future[Response] = self._loop.create_future()
+
+    def start(self) -> None:
+        self.apply(self.machine.start(self.now()))
+
+    def receive(self, resp: Response) -> None:
+        self.apply(self.machine.receive(resp, self.now()))
+
+
+class ServerTxDriver(_TxDriver):
+    """A server transaction on the loop."""
+
+    def __init__(self, machine: ServerTransaction, send: Send,
+                 on_event: Callable[[TransactionEvent], None]) -> None:
+        super().__init__(send, on_event)
+        self.machine: ServerTransaction = machine
+
+    @property
+    def last_response(self) -> Response | None:
+        return self.machine.last_response
+
+    def respond(self, resp: Response) -> None:
+        self.apply(self.machine.respond(resp, self.now()))
+
+    def receive(self, req: Request) -> None:
+        self.apply(self.machine.receive(req, self.now()))
 
 
 @dataclass
@@ -80,9 +184,9 @@ class UserAgent:
         self.registered_expires: int | None = None
         self.register_count = 0
         self.stats = {"requests": 0, "responses": 0, "bad": 0}
-        self._client: dict[tuple[str, str], ClientTransaction] = {}
+        self._client: dict[tuple[str, str], ClientTxDriver] = {}
         self._client_dest: dict[int, tuple[Addr, StreamConnection | None]] = {}
-        self._server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._server: dict[tuple[str, str, str], ServerTxDriver] = {}
         self._sessions: dict[str, InviteSession] = {}          # by Call-ID (pending + dialog)
         self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -203,7 +307,7 @@ class UserAgent:
         return SipUri.parse(self.config.proxy) if self.config.proxy else req.uri
 
     async def send_request(self, req: Request, *, dest: tuple[Addr, StreamConnection | None] | None = None,
-                           dest_uri: SipUri | None = None, keep_via: bool = False) -> ClientTransaction:
+                           dest_uri: SipUri | None = None, keep_via: bool = False) -> ClientTxDriver:
         """Start a client transaction for ``req`` (adds Via unless ``keep_via``)."""
         if "Max-Forwards" not in req.headers:
             req.headers.add("Max-Forwards", "70")
@@ -218,21 +322,21 @@ class UserAgent:
             self._add_via(req, addr.proto)
         branch = req.top_via.branch or ""
         method = req.method
-        tx = ClientTransaction(req, lambda data: self.transport.send_bytes(data, addr, conn),
-                               addr.proto != "udp", self.timers, self._tx_done,
-                               lambda resp: self._tx_response(tx, resp))
+        tx = ClientTxDriver(ClientTransaction(req, addr.proto != "udp", self.timers),
+                            lambda data: self.transport.send_bytes(data, addr, conn),
+                            lambda event: self._client_event(tx, event))
         self._client[(branch, method)] = tx
         self._client_dest[id(tx)] = (addr, conn)
         tx.start()
         return tx
 
-    def last_dest(self, tx: ClientTransaction) -> tuple[Addr, StreamConnection | None]:
+    def last_dest(self, tx: ClientTxDriver) -> tuple[Addr, StreamConnection | None]:
         return self._client_dest[id(tx)]
 
-    def client_tx_for(self, req: Request) -> ClientTransaction | None:
+    def client_tx_for(self, req: Request) -> ClientTxDriver | None:
         return next((tx for tx in self._client.values()
                      if tx.request.call_id == req.call_id and tx.request.method == req.method
-                     and tx.state.value != "terminated"), None)
+                     and tx.state is not State.TERMINATED), None)
 
     async def send_stateless(self, req: Request, uri: SipUri) -> tuple[bytes, tuple[Addr, StreamConnection | None]]:
         """Send a request outside any transaction (ACK for 2xx, §13.2.2.4); returns what to resend."""
@@ -286,7 +390,30 @@ class UserAgent:
             self._reg_cseq = num + 1
         return new
 
-    def _tx_response(self, tx: ClientTransaction, resp: Response) -> None:
+    def _client_event(self, tx: ClientTxDriver, event: TransactionEvent) -> None:
+        if isinstance(event, ResponseReceived):
+            resp = event.response
+            if resp.status >= 200 and not tx.final.done():
+                tx.final.set_result(resp)
+            self._tx_response(tx, resp, event.retransmission)
+        elif isinstance(event, TimedOut):
+            if not tx.final.done():
+                tx.final.set_exception(TransactionTimeout(f"no final response to {tx.request.method}"))
+        elif isinstance(event, Terminated):
+            self._client.pop((tx.request.top_via.branch or "", tx.request.method), None)
+            self._client_dest.pop(id(tx), None)
+
+    def _server_event(self, tx: ServerTxDriver, event: TransactionEvent) -> None:
+        if isinstance(event, Terminated):
+            self._server.pop(_server_key(tx.request), None)
+        elif isinstance(event, RequestRetransmitted):
+            session = self._sessions.get(tx.request.call_id)
+            if session is not None:
+                session._on_invite_retransmission()
+        elif isinstance(event, (Acked, TimedOut)):
+            pass  # a non-2xx final was acknowledged, or never: nothing more for the TU
+
+    def _tx_response(self, tx: ClientTxDriver, resp: Response, retransmission: bool) -> None:
         session = self._sessions.get(resp.call_id)
         if tx.request.method == "INVITE" and session is not None and session.invite is tx.request:
             if resp.status in (401, 407) and self.credentials and not tx.request.headers.get(
@@ -295,7 +422,7 @@ class UserAgent:
                 return
             session._on_invite_response(resp)
         elif (tx.request.method == "INVITE" and session is not None and 200 <= resp.status < 300
-              and tx.final.done() and tx.final.result() is not resp):
+              and retransmission):
             session._resend_ack()  # a retransmitted 2xx to a re-INVITE: our ACK was lost (§13.2.2.4)
 
     async def _reinvite_with_auth(self, session: InviteSession, resp: Response) -> None:
@@ -305,13 +432,6 @@ class UserAgent:
         except SipError as exc:
             session._on_invite_response(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
             log.info("INVITE authentication failed: %s", exc)
-
-    def _tx_done(self, tx: _Base) -> None:
-        if isinstance(tx, ClientTransaction):
-            self._client.pop((tx.request.top_via.branch or "", tx.request.method), None)
-            self._client_dest.pop(id(tx), None)
-        else:
-            self._server.pop(_server_key(tx.request), None)
 
     # -- registration (RFC 3261 §10) ---------------------------------------------------------------
     async def register(self, expires: int | None = None) -> int:
@@ -344,7 +464,7 @@ class UserAgent:
             req.headers.add("Expires", str(expires))
             hop = SipUri.parse(self.config.proxy) if self.config.proxy else registrar
             resp = await self.request(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1)
-            if resp.status == 423 and resp.headers.get("Min-Expires", "").isdigit():
+            if resp.status == 423 and (resp.headers.get("Min-Expires") or "").isdigit():
                 expires = int(resp.headers.get("Min-Expires") or expires)
                 continue
             if not 200 <= resp.status < 300:
@@ -510,7 +630,7 @@ class UserAgent:
         if req.method == "ACK":
             tx = self._server.get(key)
             if tx is not None:
-                tx.ack()
+                tx.receive(req)
                 return
             session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
             if session is not None:
@@ -518,13 +638,14 @@ class UserAgent:
             return
         existing = self._server.get(key)
         if existing is not None:
-            existing.retransmission()
+            existing.receive(req)
             return
         send = self._responder(req, src)
         if len(self._server) >= MAX_SERVER_TRANSACTIONS:
             send(make_response(req, 503, extra=[("Retry-After", "5")]).encode())
             return
-        tx = ServerTransaction(req, send, src.proto != "udp", self.timers, self._tx_done)
+        tx = new_tx = ServerTxDriver(ServerTransaction(req, src.proto != "udp", self.timers), send,
+                                     lambda event: self._server_event(new_tx, event))
         self._server[key] = tx
 
         def reply(status: int, warning: str | None = None, extra: list[tuple[str, str]] | None = None,
@@ -570,7 +691,7 @@ class UserAgent:
         return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Contact", str(self.contact)),
                 ("Server", self.config.user_agent)]
 
-    def _on_invite(self, req: Request, tx: ServerTransaction, reply) -> None:  # type: ignore[no-untyped-def]
+    def _on_invite(self, req: Request, tx: ServerTxDriver, reply) -> None:  # type: ignore[no-untyped-def]
         if req.body and req.content_type != "application/sdp":
             return reply(415, extra=[("Accept", "application/sdp")])
         if req.contact is None or not req.from_.tag:
@@ -586,7 +707,7 @@ class UserAgent:
             return reply(486, "too many unanswered calls")
         self._sessions[req.call_id] = session
 
-    def _on_cancel(self, req: Request, tx: ServerTransaction, reply) -> None:  # type: ignore[no-untyped-def]
+    def _on_cancel(self, req: Request, tx: ServerTxDriver, reply) -> None:  # type: ignore[no-untyped-def]
         invite_tx = self._server.get((req.top_via.branch or "", _sent_by(req.top_via), "INVITE"))
         if invite_tx is None:
             return reply(481)
