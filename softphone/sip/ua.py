@@ -194,6 +194,7 @@ class UserAgent:
         self._reg_call_id = f"{secrets.token_hex(10)}@{config.host}"
         self._reg_cseq = 0
         self._reg_challenge: tuple[str, Challenge] | None = None
+        self.rng: Callable[[], float] = secrets.SystemRandom().random  # glare retry windows (§14.1)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -399,6 +400,10 @@ class UserAgent:
         elif isinstance(event, TimedOut):
             if not tx.final.done():
                 tx.final.set_exception(TransactionTimeout(f"no final response to {tx.request.method}"))
+                tx.final.exception()  # the session (INVITE) or the awaiting request() reports it
+            session = self._sessions.get(tx.request.call_id)
+            if tx.request.method == "INVITE" and session is not None:
+                session.transaction_timeout(tx.request)
         elif isinstance(event, Terminated):
             self._client.pop((tx.request.top_via.branch or "", tx.request.method), None)
             self._client_dest.pop(id(tx), None)
@@ -409,7 +414,7 @@ class UserAgent:
         elif isinstance(event, RequestRetransmitted):
             session = self._sessions.get(tx.request.call_id)
             if session is not None:
-                session._on_invite_retransmission()
+                session.receive(event.request)
         elif isinstance(event, (Acked, TimedOut)):
             pass  # a non-2xx final was acknowledged, or never: nothing more for the TU
 
@@ -420,17 +425,16 @@ class UserAgent:
                     "Authorization") and not tx.request.headers.get("Proxy-Authorization"):
                 self.spawn(self._reinvite_with_auth(session, resp))
                 return
-            session._on_invite_response(resp)
-        elif (tx.request.method == "INVITE" and session is not None and 200 <= resp.status < 300
-              and retransmission):
-            session._resend_ack()  # a retransmitted 2xx to a re-INVITE: our ACK was lost (§13.2.2.4)
+            session.receive(resp)
+        elif tx.request.method == "INVITE" and session is not None:
+            session.receive(resp)  # a re-INVITE's responses (a retransmitted 2xx: our ACK was lost)
 
     async def _reinvite_with_auth(self, session: InviteSession, resp: Response) -> None:
         try:
             session.invite = self._authorized_copy(session.invite, resp)
             await self._start_invite(session)
         except SipError as exc:
-            session._on_invite_response(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
+            session.receive(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
             log.info("INVITE authentication failed: %s", exc)
 
     # -- registration (RFC 3261 §10) ---------------------------------------------------------------
@@ -527,15 +531,7 @@ class UserAgent:
         return session
 
     async def _start_invite(self, session: InviteSession) -> None:
-        tx = await self.send_request(session.invite)
-        tx.final.add_done_callback(lambda f: self._invite_final(session, f))
-
-    def _invite_final(self, session: InviteSession, fut: asyncio.Future[Response]) -> None:
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if isinstance(exc, TransactionTimeout):
-            session._on_invite_timeout(exc)
+        await self.send_request(session.invite)
 
     def register_dialog(self, session: InviteSession) -> None:
         assert session.dialog is not None
@@ -599,7 +595,7 @@ class UserAgent:
         if resp.cseq[1] == "INVITE" and 200 <= resp.status < 300:
             session = self._sessions.get(resp.call_id)
             if session is not None and session.dialog is not None:
-                session._resend_ack()  # a 2xx retransmission after the transaction ended
+                session.receive(resp)  # a 2xx retransmission after the transaction ended
                 return
         log.debug("stray response %r", resp)
 
@@ -634,7 +630,7 @@ class UserAgent:
                 return
             session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
             if session is not None:
-                session._on_ack(req)
+                session.receive(req)
             return
         existing = self._server.get(key)
         if existing is not None:
@@ -665,17 +661,22 @@ class UserAgent:
         to_tag = req.to.tag
         if to_tag:
             session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
+            if session is None and req.method == "BYE":  # BYE before we answered (§15.1.2)
+                pending = self._sessions.get(req.call_id)
+                if pending is not None and not pending.outgoing and pending.local_tag == to_tag:
+                    reply(200)
+                    return pending.receive(req)
             if session is None or session.dialog is None:
                 return reply(481)
             if not session.dialog.check_remote_cseq(req):
                 return reply(500, "CSeq out of order")
             if req.method == "BYE":
                 reply(200)
-                return session._on_bye(req)
+                return session.receive(req)
             if req.method == "INVITE":
                 if req.body and req.content_type != "application/sdp":
                     return reply(415, extra=[("Accept", "application/sdp")])
-                return session._on_reinvite(req, tx)
+                return session.receive(req, tx)
             if req.method == "OPTIONS":
                 return reply(200, extra=self._options_headers())
             return reply(405, extra=[("Allow", ALLOW)])
@@ -699,8 +700,7 @@ class UserAgent:
         if req.call_id in self._sessions or len(self._sessions) >= MAX_SESSIONS:
             return reply(486 if req.call_id not in self._sessions else 482)
         tx.respond(make_response(req, 100))
-        session = InviteSession(self, req, outgoing=False)
-        session.server_tx = tx
+        session = InviteSession(self, req, outgoing=False, server_tx=tx)
         try:
             self.incoming.put_nowait(session)
         except asyncio.QueueFull:
@@ -714,7 +714,7 @@ class UserAgent:
         reply(200)
         session = self._sessions.get(req.call_id)
         if session is not None:
-            session._on_cancel()
+            session.receive(req)
         elif invite_tx.last_response is None or invite_tx.last_response.status < 200:
             invite_tx.respond(make_response(invite_tx.request, 487, to_tag=self.new_tag()))
 
