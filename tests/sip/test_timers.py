@@ -6,6 +6,8 @@ nothing here depends on how busy the machine running the tests is.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import pytest
 
 from softphone.sip.message import Request, Response, make_response, parse_message
@@ -41,11 +43,14 @@ def response(req: Request, status: int) -> Response:
     return make_response(req, status, to_tag="b1" if status > 100 else None)
 
 
-class Clock:
+M = TypeVar("M", ClientTransaction, ServerTransaction)
+
+
+class Clock(Generic[M]):
     """Runs a machine to ``until`` and records (time, bytes sent, events) at each deadline."""
 
-    def __init__(self, machine: ClientTransaction | ServerTransaction, start: Step, now: float = 0.0) -> None:
-        self.machine = machine
+    def __init__(self, machine: M, start: Step, now: float = 0.0) -> None:
+        self.machine: M = machine
         self.now = now
         self.sent: list[tuple[float, bytes]] = [(now, data) for data in start.send]
         self.events: list[tuple[float, TransactionEvent]] = [(now, e) for e in start.events]
@@ -64,7 +69,7 @@ class Clock:
         return [round(t, 3) for t, _ in self.sent]
 
 
-def start_client(method: str, timers: Timers, reliable: bool = False) -> Clock:
+def start_client(method: str, timers: Timers, reliable: bool = False) -> Clock[ClientTransaction]:
     tx = ClientTransaction(request(method), reliable, timers)
     return Clock(tx, tx.start(0.0))
 
@@ -96,8 +101,9 @@ def test_invite_over_a_reliable_transport_never_retransmits_and_still_times_out(
 def test_1xx_stops_timer_a_but_not_timer_b() -> None:
     clock = start_client("INVITE", RFC)
     clock.run(1.0)                                        # sent at 0 and 0.5
-    step = clock.machine.receive(response(clock.machine.request, 100), 1.0)
-    assert step.events == [ResponseReceived(step.events[0].response)] and not step.send
+    trying = response(clock.machine.request, 100)
+    step = clock.machine.receive(trying, 1.0)
+    assert step.events == [ResponseReceived(trying)] and not step.send
     assert clock.machine.state is State.PROCEEDING and clock.machine.timers == {"B": 32.0}
     clock.run(40.0)
     assert clock.times() == [0.0, 0.5]
