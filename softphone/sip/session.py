@@ -29,8 +29,9 @@ from .invite import (
 from .message import Request, Response
 
 if TYPE_CHECKING:
+    from .drivers import ServerTxDriver
     from .transport import Addr, StreamConnection
-    from .ua import ServerTxDriver, UserAgent
+    from .ua import UserAgent
 
 __all__ = ["CallState", "InviteSession", "OfferHandler", "Reject", "SessionEvent"]
 log = logging.getLogger(__name__)

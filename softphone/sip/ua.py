@@ -21,123 +21,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import Challenge, DigestCredentials
+from .dispatch import ALLOW, MAX_SESSIONS, Dispatcher, server_key
+from .drivers import ClientTxDriver, ServerTxDriver
 from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
-from .headers import Headers, Via
-from .message import MAX_MESSAGE_SIZE, Message, Request, Response, make_response, parse_cseq
+from .headers import Via
+from .message import MAX_MESSAGE_SIZE, Request, Response
+from .registration import MAX_ATTEMPTS as MAX_REGISTER_ATTEMPTS
+from .registration import Registration, failed_refresh_expiry, refresh_delay
 from .session import CallState, InviteSession
 from .transaction import (
     Acked,
     ClientTransaction,
     RequestRetransmitted,
     ResponseReceived,
-    ServerTransaction,
     State,
-    Step,
     Terminated,
     TimedOut,
     Timers,
     TransactionEvent,
 )
-from .transport import UDP_SIZE_LIMIT, Addr, Source, StreamConnection, TransportLayer
+from .transport import UDP_SIZE_LIMIT, Addr, StreamConnection, TransportLayer
 from .uri import NameAddr, SipUri
 
 log = logging.getLogger(__name__)
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
-MAX_SERVER_TRANSACTIONS = 16384  # Timer J keeps UDP non-INVITE transactions 32 s: ~500 req/s
-MAX_SESSIONS = 256
-SUPPORTED: frozenset[str] = frozenset()
-
-
-Send = Callable[[bytes], None]
-
-
-class _TxDriver:
-    """Runs one sans-IO transaction machine on the event loop: sends its bytes, arms its deadline."""
-
-    machine: ClientTransaction | ServerTransaction
-
-    def __init__(self, send: Send, on_event: Callable[[TransactionEvent], None]) -> None:
-        self._send = send
-        self._on_event = on_event
-        self._handle: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
-
-    @property
-    def request(self) -> Request:
-        return self.machine.request
-
-    @property
-    def reliable(self) -> bool:
-        return self.machine.reliable
-
-    @property
-    def state(self) -> State:
-        return self.machine.state
-
-    def now(self) -> float:
-        return self._loop.time()
-
-    def send_raw(self, data: bytes) -> None:
-        """Send bytes on this transaction's path (a lost connection must not break timers)."""
-        try:
-            self._send(data)
-        except (SipError, OSError) as exc:
-            log.info("transaction send failed: %s", exc)
-
-    def apply(self, step: Step) -> None:
-        for data in step.send:
-            self.send_raw(data)
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        deadline = self.machine.deadline
-        if deadline is not None:
-            self._handle = self._loop.call_at(deadline, self._tick)
-        for event in step.events:
-            self._on_event(event)
-
-    def _tick(self) -> None:
-        self._handle = None
-        deadline = self.machine.deadline
-        self.apply(self.machine.advance(max(self.now(), deadline or 0.0)))
-
-    def terminate(self) -> None:
-        self.apply(self.machine.terminate())
-
-
-class ClientTxDriver(_TxDriver):
-    """A client transaction on the loop; ``final`` resolves with the first final response."""
-
-    def __init__(self, machine: ClientTransaction, send: Send,
-                 on_event: Callable[[TransactionEvent], None]) -> None:
-        super().__init__(send, on_event)
-        self.machine: ClientTransaction = machine
-        self.final: asyncio.Future[Response] = self._loop.create_future()
-
-    def start(self) -> None:
-        self.apply(self.machine.start(self.now()))
-
-    def receive(self, resp: Response) -> None:
-        self.apply(self.machine.receive(resp, self.now()))
-
-
-class ServerTxDriver(_TxDriver):
-    """A server transaction on the loop."""
-
-    def __init__(self, machine: ServerTransaction, send: Send,
-                 on_event: Callable[[TransactionEvent], None]) -> None:
-        super().__init__(send, on_event)
-        self.machine: ServerTransaction = machine
-
-    @property
-    def last_response(self) -> Response | None:
-        return self.machine.last_response
-
-    def respond(self, resp: Response) -> None:
-        self.apply(self.machine.respond(resp, self.now()))
-
-    def receive(self, req: Request) -> None:
-        self.apply(self.machine.receive(req, self.now()))
 
 
 @dataclass
@@ -177,11 +83,11 @@ class UserAgent:
         self.timers = config.timers
         self.credentials = (DigestCredentials(config.username, config.password)
                             if config.username and config.password is not None else None)
-        self.transport = TransportLayer(self._on_message, self._on_bad_message, host=config.host,
+        self.dispatcher = Dispatcher(self)
+        self.transport = TransportLayer(self.dispatcher.on_message, self.dispatcher.on_bad_message, host=config.host,
                                         tls_server=config.tls_server, tls_client=config.tls_client,
                                         max_size=config.max_message_size)
         self.incoming: asyncio.Queue[InviteSession] = asyncio.Queue(maxsize=config.incoming_queue)
-        self.registered_expires: int | None = None
         self.register_count = 0
         self.stats = {"requests": 0, "responses": 0, "bad": 0}
         self._client: dict[tuple[str, str], ClientTxDriver] = {}
@@ -191,9 +97,9 @@ class UserAgent:
         self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresh: asyncio.Task[None] | None = None
-        self._reg_call_id = f"{secrets.token_hex(10)}@{config.host}"
-        self._reg_cseq = 0
-        self._reg_challenge: tuple[str, Challenge] | None = None
+        registrar = SipUri.parse(config.registrar) if config.registrar else SipUri(
+            self.aor.scheme, None, None, self.aor.host, self.aor.port)
+        self.registration = Registration(self.aor, f"{secrets.token_hex(10)}@{config.host}", registrar)
         self.rng: Callable[[], float] = secrets.SystemRandom().random  # glare retry windows (§14.1)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -209,7 +115,7 @@ class UserAgent:
                     raise
                 await self.transport.close()
                 self.transport = TransportLayer(
-                    self._on_message, self._on_bad_message, host=self.config.host,
+                    self.dispatcher.on_message, self.dispatcher.on_bad_message, host=self.config.host,
                     tls_server=self.config.tls_server, tls_client=self.config.tls_client,
                     max_size=self.config.max_message_size)
         else:
@@ -388,7 +294,7 @@ class UserAgent:
         name = "Authorization" if resp.status == 401 else "Proxy-Authorization"
         new.headers.set(name, self.credentials.authorization(challenge, req.method, str(req.uri)))
         if req.method == "REGISTER":
-            self._reg_cseq = num + 1
+            self.registration.resent_with_credentials(num + 1)
         return new
 
     def _client_event(self, tx: ClientTxDriver, event: TransactionEvent) -> None:
@@ -410,7 +316,7 @@ class UserAgent:
 
     def _server_event(self, tx: ServerTxDriver, event: TransactionEvent) -> None:
         if isinstance(event, Terminated):
-            self._server.pop(_server_key(tx.request), None)
+            self._server.pop(server_key(tx.request), None)
         elif isinstance(event, RequestRetransmitted):
             session = self._sessions.get(tx.request.call_id)
             if session is not None:
@@ -437,7 +343,12 @@ class UserAgent:
             session.receive(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
             log.info("INVITE authentication failed: %s", exc)
 
-    # -- registration (RFC 3261 §10) ---------------------------------------------------------------
+    # -- registration (RFC 3261 §10; the requests and outcomes are in .registration) ------------------
+    @property
+    def registered_expires(self) -> int | None:
+        """The granted expiry of our binding, None when not registered."""
+        return self.registration.expires
+
     async def register(self, expires: int | None = None) -> int:
         """REGISTER our Contact; returns the granted expiry and keeps refreshing before it lapses."""
         granted = await self._register_once(self.config.expires if expires is None else expires)
@@ -452,51 +363,29 @@ class UserAgent:
             self._refresh.cancel()
             self._refresh = None
         await self._register_once(0)
-        self.registered_expires = None
 
     async def _register_once(self, expires: int) -> int:
-        registrar = SipUri.parse(self.config.registrar) if self.config.registrar else SipUri(
-            self.aor.scheme, None, None, self.aor.host, self.aor.port)
-        for _ in range(3):
-            self._reg_cseq += 1
-            req = Request(method="REGISTER", uri=registrar)
-            req.headers.add("From", f"<{self.aor}>;tag={self.new_tag()}")
-            req.headers.add("To", f"<{self.aor}>")
-            req.headers.add("Call-ID", self._reg_call_id)
-            req.headers.add("CSeq", f"{self._reg_cseq} REGISTER")
-            req.headers.add("Contact", f"{self.contact};expires={expires}")
-            req.headers.add("Expires", str(expires))
-            hop = SipUri.parse(self.config.proxy) if self.config.proxy else registrar
+        reg = self.registration
+        hop = SipUri.parse(self.config.proxy) if self.config.proxy else reg.registrar
+        for _ in range(MAX_REGISTER_ATTEMPTS):
+            req = reg.request(self.contact, expires, self.new_tag())
             resp = await self.request(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1)
-            if resp.status == 423 and (resp.headers.get("Min-Expires") or "").isdigit():
-                expires = int(resp.headers.get("Min-Expires") or expires)
+            outcome = reg.outcome(resp, self.contact, expires)
+            if outcome.retry is not None:
+                expires = outcome.retry
                 continue
-            if not 200 <= resp.status < 300:
-                raise RegistrationFailed(resp.status, resp.reason)
             self.register_count += 1
-            if expires == 0:
-                return 0
-            granted = expires
-            for value in resp.headers.get_all("Contact"):
-                try:
-                    c = NameAddr.parse(value)
-                except ParseError:
-                    continue
-                if c.uri.user == self.aor.user and c.uri.port == self.contact.uri.port and str(
-                        c.params.get("expires") or "").isdigit():
-                    granted = int(c.params["expires"] or granted)
-            self.registered_expires = granted
-            return granted
+            return outcome.granted or 0
         raise RegistrationFailed(423, "Interval Too Brief")
 
     async def _refresh_loop(self, expires: int) -> None:
         while True:
-            await asyncio.sleep(max(0.5, expires / 2 if expires < 60 else expires - 30))
+            await asyncio.sleep(refresh_delay(expires))
             try:
                 expires = await self._register_once(expires)
             except (TimeoutError, SipError) as exc:
                 log.warning("registration refresh failed: %s", exc)
-                expires = max(expires // 2, 2)
+                expires = failed_refresh_expiry(expires)
 
     # -- requests we originate ---------------------------------------------------------------------
     def _new_request(self, method: str, target: SipUri) -> Request:
@@ -542,230 +431,3 @@ class UserAgent:
             del self._sessions[session.call_id]
         if session.dialog is not None:
             self._dialogs.pop(session.dialog.key, None)
-
-    # -- receiving ---------------------------------------------------------------------------------
-    def _on_bad_message(self, data: bytes, exc: ParseError, src: Source) -> None:
-        """Answer 400 (or 413/505) when enough of a request survives to address a response."""
-        self.stats["bad"] += 1
-        if src.proto != "udp":
-            return
-        resp = salvage_error_response(data, exc)
-        if resp is None:
-            return
-        resp.headers.add("Warning", self.warning(str(exc)))
-        try:
-            self.transport.send_bytes(resp.encode(), Addr("udp", src.host, src.port))
-        except SipError as err:
-            log.info("could not send %d: %s", exc.status, err)
-
-    def _on_message(self, msg: Message, src: Source) -> None:
-        try:
-            if isinstance(msg, Request):
-                self.stats["requests"] += 1
-                self._on_request(msg, src)
-            else:
-                self.stats["responses"] += 1
-                self._on_response(msg)  # type: ignore[arg-type]
-        except ParseError as exc:
-            log.info("rejected %r: %s", msg, exc)
-            self._reply_error(msg, src, exc.status, str(exc))
-        except Exception:  # a bug must cost one message, never the UA  # noqa: BLE001
-            log.exception("internal error handling %r", msg)
-            self._reply_error(msg, src, 500, "internal error")
-
-    def _reply_error(self, msg: Message, src: Source, status: int, why: str) -> None:
-        if not isinstance(msg, Request) or msg.method == "ACK":
-            return
-        try:
-            resp = make_response(msg, status, extra=[("Warning", self.warning(why))])
-            self._responder(msg, src)(resp.encode())
-        except (SipError, OSError) as exc:
-            log.info("could not send %d: %s", status, exc)
-
-    def _on_response(self, resp: Response) -> None:
-        vias = resp.headers.get_all("Via")
-        if len(vias) != 1:
-            log.info("dropping response with %d Via values", len(vias))
-            return
-        via = Via.parse(vias[0])
-        tx = self._client.get((via.branch or "", resp.cseq[1]))
-        if tx is not None:
-            tx.receive(resp)
-            return
-        if resp.cseq[1] == "INVITE" and 200 <= resp.status < 300:
-            session = self._sessions.get(resp.call_id)
-            if session is not None and session.dialog is not None:
-                session.receive(resp)  # a 2xx retransmission after the transaction ended
-                return
-        log.debug("stray response %r", resp)
-
-    def _responder(self, req: Request, src: Source):  # type: ignore[no-untyped-def]
-        """A send(bytes) callable following RFC 3261 §18.2.2 and RFC 3581."""
-        if src.conn is not None:
-            conn = src.conn
-            return conn.send
-        via = req.top_via
-        host = via.params.get("received") or via.host
-        port = int(via.params["rport"]) if (via.params.get("rport") or "").isdigit() else (via.port or 5060)
-        addr = Addr("udp", host.strip("[]"), port)
-        return lambda data: self.transport.send_bytes(data, addr)
-
-    def _on_request(self, req: Request, src: Source) -> None:
-        via = req.top_via
-        if via.host.strip("[]") != src.host or "rport" in via.params:
-            via.params["received"] = src.host
-        if "rport" in via.params:
-            via.params["rport"] = str(src.port)
-        vias = req.headers.get_all("Via")
-        req.headers.remove("Via")
-        req.headers.add("Via", str(via))
-        for other in vias[1:]:
-            req.headers.add("Via", other)
-
-        key = _server_key(req)
-        if req.method == "ACK":
-            tx = self._server.get(key)
-            if tx is not None:
-                tx.receive(req)
-                return
-            session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
-            if session is not None:
-                session.receive(req)
-            return
-        existing = self._server.get(key)
-        if existing is not None:
-            existing.receive(req)
-            return
-        send = self._responder(req, src)
-        if len(self._server) >= MAX_SERVER_TRANSACTIONS:
-            send(make_response(req, 503, extra=[("Retry-After", "5")]).encode())
-            return
-        tx = new_tx = ServerTxDriver(ServerTransaction(req, src.proto != "udp", self.timers), send,
-                                     lambda event: self._server_event(new_tx, event))
-        self._server[key] = tx
-
-        def reply(status: int, warning: str | None = None, extra: list[tuple[str, str]] | None = None,
-                  body: bytes = b"") -> None:
-            hdrs = list(extra or [])
-            if warning:
-                hdrs.append(("Warning", self.warning(warning)))
-            tx.respond(make_response(req, status, to_tag=self.new_tag(), extra=hdrs, body=body))
-
-        if req.uri.scheme not in ("sip", "sips"):
-            return reply(416, f"unsupported URI scheme {req.uri.scheme}")
-        unsupported = [o for o in req.headers.get_all("Require") if o.lower() not in SUPPORTED]
-        if unsupported and req.method != "CANCEL":
-            return reply(420, extra=[("Unsupported", ", ".join(unsupported))])
-        if req.method == "CANCEL":
-            return self._on_cancel(req, tx, reply)
-        to_tag = req.to.tag
-        if to_tag:
-            session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
-            if session is None and req.method == "BYE":  # BYE before we answered (§15.1.2)
-                pending = self._sessions.get(req.call_id)
-                if pending is not None and not pending.outgoing and pending.local_tag == to_tag:
-                    reply(200)
-                    return pending.receive(req)
-            if session is None or session.dialog is None:
-                return reply(481)
-            if not session.dialog.check_remote_cseq(req):
-                return reply(500, "CSeq out of order")
-            if req.method == "BYE":
-                reply(200)
-                return session.receive(req)
-            if req.method == "INVITE":
-                if req.body and req.content_type != "application/sdp":
-                    return reply(415, extra=[("Accept", "application/sdp")])
-                return session.receive(req, tx)
-            if req.method == "OPTIONS":
-                return reply(200, extra=self._options_headers())
-            return reply(405, extra=[("Allow", ALLOW)])
-        if req.method == "INVITE":
-            return self._on_invite(req, tx, reply)
-        if req.method == "OPTIONS":
-            return reply(200, extra=self._options_headers())
-        if req.method == "BYE":
-            return reply(481)
-        return reply(405, extra=[("Allow", ALLOW)])
-
-    def _options_headers(self) -> list[tuple[str, str]]:
-        return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Contact", str(self.contact)),
-                ("Server", self.config.user_agent)]
-
-    def _on_invite(self, req: Request, tx: ServerTxDriver, reply) -> None:  # type: ignore[no-untyped-def]
-        if req.body and req.content_type != "application/sdp":
-            return reply(415, extra=[("Accept", "application/sdp")])
-        if req.contact is None or not req.from_.tag:
-            return reply(400, "INVITE lacks Contact or From tag")
-        if req.call_id in self._sessions or len(self._sessions) >= MAX_SESSIONS:
-            return reply(486 if req.call_id not in self._sessions else 482)
-        tx.respond(make_response(req, 100))
-        session = InviteSession(self, req, outgoing=False, server_tx=tx)
-        try:
-            self.incoming.put_nowait(session)
-        except asyncio.QueueFull:
-            return reply(486, "too many unanswered calls")
-        self._sessions[req.call_id] = session
-
-    def _on_cancel(self, req: Request, tx: ServerTxDriver, reply) -> None:  # type: ignore[no-untyped-def]
-        invite_tx = self._server.get((req.top_via.branch or "", _sent_by(req.top_via), "INVITE"))
-        if invite_tx is None:
-            return reply(481)
-        reply(200)
-        session = self._sessions.get(req.call_id)
-        if session is not None:
-            session.receive(req)
-        elif invite_tx.last_response is None or invite_tx.last_response.status < 200:
-            invite_tx.respond(make_response(invite_tx.request, 487, to_tag=self.new_tag()))
-
-
-def _sent_by(via: Via) -> str:
-    return f"{via.host}:{via.port or 5060}"
-
-
-def _server_key(req: Request) -> tuple[str, str, str]:
-    """Server transaction key (RFC 3261 §17.2.3): branch, sent-by, method (ACK → INVITE)."""
-    via = Via.parse(req.headers.get_all("Via")[0])
-    method = "INVITE" if req.method == "ACK" else req.method
-    return (via.branch or "", _sent_by(via), method)
-
-
-def salvage_error_response(data: bytes, exc: ParseError) -> Response | None:
-    """Build the 4xx/5xx for an unparseable request from whatever headers survive (§8.2, §21.4.1).
-
-    Needs a request line and a parseable Via to know where the answer goes; otherwise None (drop).
-    """
-    text = data.decode("utf-8", "replace")
-    lines = text.replace("\r\n", "\n").split("\n")
-    if not lines or lines[0].startswith("SIP/") or " " not in lines[0]:
-        return None
-    headers = Headers()
-    for line in lines[1:]:
-        if not line:
-            break
-        name, colon, value = line.partition(":")
-        if colon and name.strip():
-            headers.add(name.strip(), value.strip())
-    resp = Response(status=exc.status, reason={413: "Request Entity Too Large", 483: "Too Many Hops",
-                                               505: "Version Not Supported"}.get(exc.status, "Bad Request"))
-    try:
-        vias = [str(Via.parse(v)) for v in headers.get_all("Via")]
-    except ParseError:
-        return None
-    if not vias:
-        return None
-    for via in vias:
-        resp.headers.add("Via", via)
-    checks = {"From": NameAddr.parse, "To": NameAddr.parse, "Call-ID": str.strip, "CSeq": parse_cseq}
-    for name, check in checks.items():
-        value = headers.get(name)
-        if value is None or len(value) > 1024:
-            continue
-        try:
-            check(value)  # type: ignore[operator]
-        except ParseError:
-            continue  # a header that is itself the problem is not echoed
-        resp.headers.add(name, value)
-    return resp
-
-
