@@ -434,7 +434,7 @@ class InviteMachine:
         return step
 
     def _reinvite_received(self, req: Request, now: float) -> SessionStep:
-        if self._reinvite is not None or self._glare_body is not None:  # glare (§14.2)
+        if self._reinvite is not None:  # glare: our own re-INVITE is in progress (§14.2)
             return SessionStep([SendResponse(make_response(req, 491))])
         if not self.acked:  # a newer INVITE implies the ACK is still in flight (RFC 6337 §3.1.3)
             self.acked = True

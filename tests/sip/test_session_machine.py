@@ -380,3 +380,18 @@ def test_events_carry_the_state_after_the_change() -> None:
     step = m.receive(reply(m.invite, 180), 0.1)
     assert step.events == [SessionEvent("state", CallState.EARLY, step.events[0].message),
                            SessionEvent("provisional", CallState.EARLY, step.events[0].message)]
+
+
+def test_while_waiting_to_retry_after_491_the_peers_reinvite_is_accepted_then_ours_goes_out() -> None:
+    m = incoming(rng=0.5)                                   # not the Call-ID owner: retry after 1.00 s
+    m.answer(SDP, 0.0)
+    m.receive(in_dialog("ACK", 1), 0.1)
+    sent = m.reinvite(b"ours", 5.0, retry_glare=True).actions[0]
+    assert isinstance(sent, SendRequest)
+    m.receive(reply(sent.request, 491), 5.1)
+    theirs = m.receive(in_dialog("INVITE", 2, SDP), 5.2)   # the caller's retry wins the race
+    assert statuses([(5.2, a) for a in theirs.actions]) == [(5.2, 200)] and kinds(theirs) == ["reinvite"]
+    m.receive(in_dialog("ACK", 2), 5.3)
+    retry = [(t, a) for t, a in run(m, 10.0) if isinstance(a, SendRequest)]
+    assert [(t, a.request.body, a.request.cseq) for t, a in retry] == [(6.1, b"ours", (sent.request.cseq[0] + 1,
+                                                                                        "INVITE"))]
