@@ -37,7 +37,8 @@ async def test_register_tls_verifies_the_server(kamailio: Kamailio, pki: dict[st
                     tls_server=certs.server_context(pki["ua"]), tls_client=certs.client_context(pki["ca"].cert))
     async with UserAgent(cfg) as ua:
         assert await ua.register(60) == 60
-        await kamailio.await_log(r"LAB REGISTER aor=sip:carol@lab.test contact=<sip:carol@127.0.0.1:\d+;transport=tls>;expires=60 .*proto=tls")
+        await kamailio.await_log(r"LAB REGISTER aor=sip:carol@lab.test "
+                                 r"contact=<sip:carol@127.0.0.1:\d+;transport=tls>;expires=60 .*proto=tls")
     await kamailio.await_log(r"LAB REGISTER aor=sip:carol@lab.test .*expires=0 .*proto=tls", timeout=5)
 
 
@@ -57,7 +58,7 @@ async def test_wrong_password_is_refused(kamailio: Kamailio) -> None:
         assert err.value.status == 401
 
 
-async def _pair(kam: Kamailio):  # type: ignore[no-untyped-def]
+async def _pair(kam: Kamailio) -> tuple[UserAgent, UserAgent]:
     a = UserAgent(ua_config("alice", kam))
     b = UserAgent(ua_config("bob", kam))
     await a.start()

@@ -55,7 +55,7 @@ async def test_options_load_60_per_second_for_60_seconds(tmp_path: Path) -> None
                               tmp_path, seconds + 60)
         rows = list(csv.reader((tmp_path / "stats.csv").read_text().splitlines(), delimiter=";"))
         head, last = rows[0], rows[-1]
-        stat = dict(zip(head, last))
+        stat = dict(zip(head, last, strict=True))
         ok, failed = int(stat["SuccessfulCall(C)"]), int(stat["FailedCall(C)"])
         elapsed = stat["ElapsedTime(C)"]
         h, m, s = elapsed.split(":")[:3]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -11,6 +12,7 @@ from softphone.sip.errors import CallFailed, ParseError, SessionStateError
 from softphone.sip.message import Response, parse_message
 from softphone.sip.session import CallState, Reject
 from softphone.sip.transaction import State
+from softphone.sip.transport import Addr, StreamConnection
 from softphone.sip.ua import UserAgent
 from softphone.sip.uri import SipUri
 
@@ -19,7 +21,8 @@ from .conftest import sdp_offer, ua_config
 
 def _request(method: str, port: int, call_id: str = "raw-1", extra: str = "", body: bytes = b"",
              to_tag: str = "") -> bytes:
-    head = (f"{method} sip:bob@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{call_id};rport\r\n"
+    head = (f"{method} sip:bob@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{call_id};rport\r\n"
             f"From: <sip:x@127.0.0.1>;tag=f1\r\nTo: <sip:bob@127.0.0.1>{to_tag}\r\nCall-ID: {call_id}\r\n"
             f"CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
@@ -62,7 +65,8 @@ async def test_hostile_datagrams_get_400_or_are_dropped_and_the_ua_keeps_serving
             cases = {
                 "bad cseq": (_request("OPTIONS", port, "c1").replace(b"CSeq: 1 OPTIONS", b"CSeq: x OPTIONS"), 400),
                 "cseq method": (_request("OPTIONS", port, "c2").replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"), 400),
-                "short body": (_request("INVITE", port, "c3").replace(b"Content-Length: 0", b"Content-Length: 50"), 400),
+                "short body": (_request("INVITE", port, "c3").replace(b"Content-Length: 0", b"Content-Length: 50"),
+                               400),
                 "no call-id": (_request("OPTIONS", port, "c4").replace(b"Call-ID: c4\r\n", b""), 400),
                 "bad version": (_request("OPTIONS", port, "c5").replace(b"SIP/2.0\r\nVia", b"SIP/7.0\r\nVia"), 505),
                 "huge header": (_request("OPTIONS", port, "c6", extra="X-Big: " + "a" * 60000 + "\r\n"), 413),
@@ -73,13 +77,14 @@ async def test_hostile_datagrams_get_400_or_are_dropped_and_the_ua_keeps_serving
                 "tel uri": (_request("OPTIONS", port, "c11").replace(b"OPTIONS sip:bob@127.0.0.1:" + str(port).encode(),
                                                                        b"OPTIONS tel:+15551234"), 416),
                 "require": (_request("OPTIONS", port, "c12", extra="Require: 100rel\r\n"), 420),
-                "bad content type": (_request("INVITE", port, "c13", extra="Contact: <sip:x@127.0.0.1:9>\r\nContent-Type: text/plain\r\n", body=b"hi"), 415),
+                "bad content type": (_request("INVITE", port, "c13", extra="Contact: <sip:x@127.0.0.1:9>\r\n"
+                                              "Content-Type: text/plain\r\n", body=b"hi"), 415),
             }
             for name, (data, status) in cases.items():
                 resp = await asyncio.to_thread(go, data)
                 assert resp is not None and resp.status == status, name
                 if status in (400, 413, 505):
-                    assert resp.headers.get("Warning", "").startswith("399 "), name
+                    assert (resp.headers.get("Warning") or "").startswith("399 "), name
             sock.sendto(_request("ACK", port, "c13"), ("127.0.0.1", port))  # ends Timer G for the 415
             async with asyncio.timeout(5):
                 while any(tx.request.call_id == "c13" and tx.state is State.COMPLETED for tx in ua._server.values()):
@@ -124,7 +129,7 @@ async def test_direct_call_over_udp_with_lossy_retransmission() -> None:
         original = b.transport.send_bytes
         dropped: list[bytes] = []
 
-        def lossy(data: bytes, dest, conn=None):  # type: ignore[no-untyped-def]
+        def lossy(data: bytes, dest: Addr, conn: StreamConnection | None = None) -> None:
             first_line = data.split(b"\r\n", 1)[0]
             if first_line in (b"SIP/2.0 100 Trying", b"SIP/2.0 200 OK") and not any(
                     d.startswith(first_line) for d in dropped):
@@ -160,13 +165,14 @@ async def test_reinvite_glare_gets_491_and_rejected_reoffer_gets_warning() -> No
         # glare (§14.2): hold both re-INVITEs until both are sent, so each side receives the
         # other's while its own is in progress and answers 491, whatever the scheduling
         incoming.on_offer = None
-        held: list[tuple[object, bytes, object, object]] = []
+        held: list[tuple[Callable[[bytes, Addr, StreamConnection | None], None], bytes, Addr,
+                         StreamConnection | None]] = []
         both_sent = asyncio.Event()
 
-        def holder(ua: UserAgent):  # type: ignore[no-untyped-def]
+        def holder(ua: UserAgent) -> None:
             original = ua.transport.send_bytes
 
-            def send(data: bytes, dest, conn=None):  # type: ignore[no-untyped-def]
+            def send(data: bytes, dest: Addr, conn: StreamConnection | None = None) -> None:
                 if data.startswith(b"INVITE ") and len(held) < 2:
                     held.append((original, data, dest, conn))
                     if len(held) == 2:
@@ -181,7 +187,7 @@ async def test_reinvite_glare_gets_491_and_rejected_reoffer_gets_warning() -> No
         bob_reinvite = asyncio.ensure_future(incoming.reinvite(sdp_offer(41004), retry_glare=True))
         await asyncio.wait_for(both_sent.wait(), 5)
         for original, data, dest, conn in held:
-            original(data, dest, conn)  # type: ignore[operator]
+            original(data, dest, conn)
         with pytest.raises(CallFailed) as err:
             await alice_reinvite
         assert err.value.status == 491
@@ -297,7 +303,7 @@ async def test_lost_ack_for_a_reinvite_is_resent_on_the_2xx_retransmission() -> 
         original = a.transport.send_bytes
         acks: list[bytes] = []
 
-        def drop_first_ack(data: bytes, dest, conn=None):  # type: ignore[no-untyped-def]
+        def drop_first_ack(data: bytes, dest: Addr, conn: StreamConnection | None = None) -> None:
             if data.startswith(b"ACK"):
                 acks.append(data)
                 if len(acks) == 1:
