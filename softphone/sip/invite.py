@@ -165,6 +165,11 @@ class InviteMachine:
         self._glare_body: tuple[bytes, str] | None = None
         self._ack: Request | None = None
 
+    @property
+    def pending_reinvite(self) -> Request | None:
+        """Our re-INVITE still waiting for its final response."""
+        return self._reinvite
+
     # -- clock ------------------------------------------------------------------------------------
     @property
     def deadline(self) -> float | None:

@@ -141,6 +141,12 @@ class InviteSession:
         """Our INVITE or re-INVITE client transaction timed out (Timer B)."""
         self._apply(self.machine.transaction_timeout(request, self.now()))
 
+    def detach(self) -> None:
+        """Stop the machine's timer (the UA is closing)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
     def _tick(self) -> None:
         self._handle = None
         self._apply(self.machine.advance(max(self.now(), self.machine.deadline or 0.0)))
@@ -299,7 +305,7 @@ class InviteSession:
                         raise
                     result = self._reinvite_result = self._loop.create_future()
         except TimeoutError:
-            pending = self.machine._reinvite
+            pending = self.machine.pending_reinvite
             if pending is not None:
                 self.transaction_timeout(pending)
             raise TransactionTimeout("no final response to INVITE") from None

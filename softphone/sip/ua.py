@@ -139,6 +139,8 @@ class UserAgent:
             task.cancel()
         for tx in list(self._client.values()) + list(self._server.values()):
             tx.terminate()
+        for session in list(self._sessions.values()):
+            session.detach()
         await self.transport.close()
 
     async def __aenter__(self) -> UserAgent:
@@ -302,7 +304,7 @@ class UserAgent:
             resp = event.response
             if resp.status >= 200 and not tx.final.done():
                 tx.final.set_result(resp)
-            self._tx_response(tx, resp, event.retransmission)
+            self._tx_response(tx, resp)
         elif isinstance(event, TimedOut):
             if not tx.final.done():
                 tx.final.set_exception(TransactionTimeout(f"no final response to {tx.request.method}"))
@@ -324,7 +326,7 @@ class UserAgent:
         elif isinstance(event, (Acked, TimedOut)):
             pass  # a non-2xx final was acknowledged, or never: nothing more for the TU
 
-    def _tx_response(self, tx: ClientTxDriver, resp: Response, retransmission: bool) -> None:
+    def _tx_response(self, tx: ClientTxDriver, resp: Response) -> None:
         session = self._sessions.get(resp.call_id)
         if tx.request.method == "INVITE" and session is not None and session.invite is tx.request:
             if resp.status in (401, 407) and self.credentials and not tx.request.headers.get(
