@@ -19,7 +19,7 @@ from .errors import ParseError, SipError
 from .headers import Headers, Via
 from .message import Message, Request, Response, make_response, parse_cseq
 from .session import InviteSession
-from .transaction import ServerTransaction
+from .transaction import ServerTransaction, State
 from .transport import Addr, Source
 from .uri import NameAddr
 
@@ -123,9 +123,10 @@ class Dispatcher:
         key = server_key(req)
         if req.method == "ACK":
             tx = self.ua._server.get(key)
-            if tx is not None:
-                tx.receive(req)
+            if tx is not None and tx.state is not State.ACCEPTED:
+                tx.receive(req)  # the ACK of a non-2xx final: the transaction's (§17.2.1)
                 return
+            # the ACK of a 2xx is the dialog's (§13.3.1.4), even from a peer that reused the branch
             session = self.ua._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
             if session is not None:
                 session.receive(req)

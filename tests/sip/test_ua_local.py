@@ -314,3 +314,30 @@ async def test_lost_ack_for_a_reinvite_is_resent_on_the_2xx_retransmission() -> 
         await asyncio.wait_for(asyncio.shield(incoming._acked), 5)  # bob got the re-sent ACK
         assert len(acks) >= 2 and acks[0] == acks[1]
         assert incoming.state is CallState.CONFIRMED
+
+
+async def test_an_ack_for_a_2xx_that_reuses_the_invite_branch_still_reaches_the_call() -> None:
+    async with UserAgent(ua_config("bob")) as ua:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        try:
+            me = sock.getsockname()[1]
+            sock.sendto(_request("INVITE", ua.port, "reuse", extra=f"Contact: <sip:x@127.0.0.1:{me}>\r\n"),
+                        ("127.0.0.1", ua.port))
+            incoming = await asyncio.wait_for(ua.incoming.get(), 5)
+            answering = asyncio.ensure_future(incoming.answer(b""))
+
+            def final() -> Response:
+                while True:
+                    msg = parse_message(sock.recv(65535))
+                    assert isinstance(msg, Response)
+                    if msg.status >= 200:
+                        return msg
+            ok = await asyncio.to_thread(final)
+            assert ok.status == 200 and ok.to.tag == incoming.local_tag
+            sock.sendto(_request("ACK", ua.port, "reuse", to_tag=f";tag={ok.to.tag}"), ("127.0.0.1", ua.port))
+            await asyncio.wait_for(answering, 5)   # answer() returns once the ACK arrived
+            assert incoming.state is CallState.CONFIRMED and incoming.machine.deadline is None
+        finally:
+            sock.close()
