@@ -339,5 +339,7 @@ async def test_an_ack_for_a_2xx_that_reuses_the_invite_branch_still_reaches_the_
             sock.sendto(_request("ACK", ua.port, "reuse", to_tag=f";tag={ok.to.tag}"), ("127.0.0.1", ua.port))
             await asyncio.wait_for(answering, 5)   # answer() returns once the ACK arrived
             assert incoming.state is CallState.CONFIRMED and incoming.machine.deadline is None
+            assert await incoming.bye(timeout=0) is None   # our raw socket never answers the BYE
+            assert incoming.state is CallState.TERMINATED
         finally:
             sock.close()
