@@ -1,0 +1,227 @@
+"""Synthetic captures of Secure Chorus calls made from real protocol objects.
+
+A call between alice and bob of the Streamwide v5 KMS: SIP over UDP (or TCP), the INVITE keyed by
+the vendor-vector I_MESSAGE imsg_17 (alice → bob, PCK), a re-INVITE rekeying with a fresh
+I_MESSAGE built by :class:`crypto.mikey.build.Initiator`, Opus audio (a known chirp) protected with
+pylibsrtp (AEAD_AES_128_GCM with the key ID as MKI) under keys that :class:`crypto.mikey.verify.Responder`
+derived, and deterministic impairments. Written as pcap by :func:`softphone.analyze.pcap.write_pcap`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crypto.eccsi import EccsiSigner
+from crypto.identity import NTP_UNIX_OFFSET
+from crypto.mikey.build import Initiator
+from crypto.mikey.keys import KmsParams, UserKeys
+from crypto.mikey.message import IMessage
+from crypto.mikey.sdp import decode_key_mgmt, key_mgmt_value
+from crypto.mikey.verify import Responder, VerifiedMessage
+from kmsinterface.xml import parse_key_prov, parse_kms_init
+from softphone.analyze.pcap import Addr, Packet, write_pcap
+from softphone.media.codecs import FRAME_SAMPLES, SAMPLE_RATE, OpusCodec
+from softphone.media.rtp import RtpPacket
+from softphone.media.srtp import SrtpSender, SrtpSuite
+
+ROOT = Path(__file__).resolve().parents[1] / "vectors" / "streamwide"
+XML = ROOT / "xml"
+KMS_INIT = XML / "streamwide_official_v5_init.xml"
+KEYPROV = {"alice": XML / "streamwide_official_v5_keyprov_alice_streamwide_com.xml",
+           "bob": XML / "streamwide_official_v5_keyprov_bob_streamwide_com.xml"}
+ALICE, BOB = "sip:alice@streamwide.com", "sip:bob@streamwide.com"
+VECTOR = ROOT / "imessages" / "imsg_17_StreamwideTestVectors_L109.txt"
+
+A_SIP: Addr = ("127.0.0.1", 5060)
+B_SIP: Addr = ("127.0.0.1", 5070)
+A_RTP: Addr = ("127.0.0.1", 40000)
+B_RTP: Addr = ("127.0.0.1", 40002)
+PT = 111
+FRAME_S = 0.02
+
+
+def user_keys(name: str) -> UserKeys:
+    c = parse_kms_init(KMS_INIT.read_bytes()).certificate
+    kms = KmsParams(c.kms_uri, c.user_key_period, c.user_key_offset, c.pub_enc_key, c.pub_auth_key)
+    ks = parse_key_prov(KEYPROV[name].read_bytes()).key_sets[0]
+    return UserKeys(ks.user_uri, kms, ks.key_period_no, ks.ssk, ks.pvt, ks.rsk)
+
+
+def vector_imessage() -> bytes:
+    return decode_key_mgmt(VECTOR.read_text())
+
+
+def chirp(seconds: float, f0: float = 300.0, f1: float = 3000.0, amplitude: float = 8000.0) -> np.ndarray:
+    """A linear chirp at 48 kHz (no repeating period, so alignment is unambiguous)."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * seconds))
+    return (amplitude * np.sin(phase)).astype(np.int16)
+
+
+def sdp(port: int, session: int, version: int, imessage: bytes | None) -> str:
+    lines = ["v=0", f"o=- {session} {version} IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
+             f"m=audio {port} RTP/SAVP {PT}", f"a=rtpmap:{PT} opus/48000/2", "a=sendrecv"]
+    if imessage is not None:
+        lines.append("a=key-mgmt:" + key_mgmt_value(imessage))
+    return "\r\n".join(lines) + "\r\n"
+
+
+def request(method: str, cseq: int, body: str = "", *, from_callee: bool = False,
+            call_id: str = "call-1@test") -> bytes:
+    frm, to = (f"<{BOB}>;tag=b1", f"<{ALICE}>;tag=a1") if from_callee else (f"<{ALICE}>;tag=a1", f"<{BOB}>;tag=b1")
+    if method == "INVITE" and cseq == 1:
+        to = f"<{BOB}>"
+    host = B_SIP if from_callee else A_SIP
+    target = ALICE if from_callee else BOB
+    head = [f"{method} {target} SIP/2.0", f"Via: SIP/2.0/UDP {host[0]}:{host[1]};branch=z9hG4bK{method}{cseq}",
+            "Max-Forwards: 70", f"From: {frm}", f"To: {to}", f"Call-ID: {call_id}", f"CSeq: {cseq} {method}",
+            f"Contact: <sip:{'bob' if from_callee else 'alice'}@{host[0]}:{host[1]}>"]
+    return _finish(head, body)
+
+
+def response(status: int, reason: str, method: str, cseq: int, body: str = "", *, call_id: str = "call-1@test",
+             to_callee: bool = False) -> bytes:
+    frm, to = (f"<{BOB}>;tag=b1", f"<{ALICE}>;tag=a1") if to_callee else (f"<{ALICE}>;tag=a1", f"<{BOB}>;tag=b1")
+    host = B_SIP if to_callee else A_SIP
+    head = [f"SIP/2.0 {status} {reason}", f"Via: SIP/2.0/UDP {host[0]}:{host[1]};branch=z9hG4bK{method}{cseq}",
+            f"From: {frm}", f"To: {to}", f"Call-ID: {call_id}", f"CSeq: {cseq} {method}"]
+    return _finish(head, body)
+
+
+def _finish(head: list[str], body: str) -> bytes:
+    if body:
+        head.append("Content-Type: application/sdp")
+    head.append(f"Content-Length: {len(body.encode())}")
+    return ("\r\n".join(head) + "\r\n\r\n" + body).encode()
+
+
+@dataclass
+class Impairments:
+    """Deterministic damage to one direction, by frame index."""
+
+    drop_every: int = 0         # drop frames with index % drop_every == drop_phase
+    drop_phase: int = 7
+    tamper: tuple[int, ...] = ()
+    duplicate: tuple[int, ...] = ()
+    swap: tuple[int, ...] = ()  # frame i and i+1 swapped in arrival order
+    old_key_after_rekey: int = 0  # frames sent under the old key once it is no longer in force
+
+
+@dataclass
+class Call:
+    """What the capture contains and what the tests expect."""
+
+    packets: list[Packet] = field(default_factory=list)
+    audio: dict[str, np.ndarray] = field(default_factory=dict)  # "alice"/"bob" → what each sent
+    verified: list[VerifiedMessage] = field(default_factory=list)
+    imessages: list[bytes] = field(default_factory=list)
+    t0: float = 0.0
+
+    def write(self, path: Path) -> Path:
+        with path.open("wb") as f:
+            write_pcap(f, sorted(self.packets, key=lambda p: p.time))
+        return path
+
+
+GRACE = 0.5
+
+
+def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds: int = 5,
+               a_imp: Impairments | None = None, b_imp: Impairments | None = None, transport: str = "udp",
+               b_suite: SrtpSuite = SrtpSuite.AEAD_AES_128_GCM, b_mki: bool = True,
+               alea_rekey: bool = False) -> Call:
+    """A call alice → bob of ``frames`` 20 ms frames each way, captured ``age_seconds`` after the vector's T."""
+    a_imp, b_imp = a_imp or Impairments(), b_imp or Impairments()
+    call = Call()
+    first = vector_imessage()
+    t_ntp = IMessage.parse(first).timestamp.seconds
+    t0 = float(t_ntp - NTP_UNIX_OFFSET + age_seconds)
+    call.t0 = t0
+    bob = Responder(user_keys("bob"), check_replay=False)
+    imessages = [first]
+    rekey_at = t0 + 0.2 + rekey_frame * FRAME_S if rekey_frame is not None else None
+    if rekey_at is not None:
+        alice = user_keys("alice")
+        data = Initiator(alice).build(BOB, ntp_time=int(rekey_at) + NTP_UNIX_OFFSET).data
+        if alea_rekey:  # signed over everything but the SIGN payload header, as Alea/Softil do
+            raw = IMessage.parse(data).raw
+            data = raw[:-129] + EccsiSigner(alice.uid, alice.ssk, alice.pvt, alice.kms.kpak).sign(raw[:-131])
+        imessages.append(data)
+    call.imessages = imessages
+    call.verified = [bob.process(m, claimed_sender=ALICE, now=None) for m in imessages]
+
+    tcp_seq = {A_SIP: 1000, B_SIP: 5000}
+
+    def sip(t: float, src: Addr, dst: Addr, data: bytes) -> None:
+        if transport == "udp":
+            call.packets.append(Packet(t, "udp", src, dst, data))
+            return
+        # two segments, written in reverse order, to exercise reassembly
+        half = len(data) // 2
+        seq = tcp_seq[src]
+        call.packets.append(Packet(t + 0.0001, "tcp", src, dst, data[half:], seq + half))
+        call.packets.append(Packet(t, "tcp", src, dst, data[:half], seq))
+        tcp_seq[src] = seq + len(data)
+
+    sip(t0, A_SIP, B_SIP, request("INVITE", 1, sdp(A_RTP[1], 1, 1, first)))
+    sip(t0 + 0.05, B_SIP, A_SIP, response(200, "OK", "INVITE", 1, sdp(B_RTP[1], 2, 1, None)))
+    sip(t0 + 0.06, A_SIP, B_SIP, request("ACK", 1))
+    answer_at = None
+    if rekey_at is not None:
+        sip(rekey_at, A_SIP, B_SIP, request("INVITE", 2, sdp(A_RTP[1], 1, 2, imessages[1])))
+        answer_at = rekey_at + 0.05
+        sip(answer_at, B_SIP, A_SIP, response(200, "OK", "INVITE", 2, sdp(B_RTP[1], 2, 2, None)))
+        sip(answer_at + 0.01, A_SIP, B_SIP, request("ACK", 2))
+    end = t0 + 0.2 + frames * FRAME_S + 0.1
+    sip(end, A_SIP, B_SIP, request("BYE", 3))
+    sip(end + 0.02, B_SIP, A_SIP, response(200, "OK", "BYE", 3))
+
+    # Media: the offerer (alice) sends with CS 0, bob with CS 1 (TS 33.180 §7.4).
+    for who, src, dst, cs, imp, phase, suite, use_mki in (
+            ("alice", A_RTP, B_RTP, 0, a_imp, 0.0, SrtpSuite.AEAD_AES_128_GCM, True),
+            ("bob", B_RTP, A_RTP, 1, b_imp, 0.007, b_suite, b_mki)):
+        audio = chirp(frames * FRAME_S, f0=300 if who == "alice" else 500, f1=3000 if who == "alice" else 2500)
+        call.audio[who] = audio
+        codec = OpusCodec()
+        senders = []
+        for v in call.verified:
+            m = v.srtp[cs]
+            salt = m.master_salt
+            if suite is SrtpSuite.AES_CM_128_HMAC_SHA1_80:
+                from crypto.kdf import SALT_CONST, mikey_label, mikey_prf
+                salt = mikey_prf(v.key, mikey_label(SALT_CONST, cs, v.csb_id, v.rand), 14)
+            senders.append(SrtpSender(suite, m.master_key, salt, m.mki if use_mki else None))
+        ssrc = 0x11111111 if who == "alice" else 0x22222222
+        out: list[Packet] = []
+        late_old = 0
+        for i in range(frames):
+            t = t0 + 0.2 + phase + i * FRAME_S + ((i * 7) % 5) * 0.001
+            payload = codec.encode(audio[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES])
+            rtp = RtpPacket(PT, (1000 + i) & 0xFFFF, 5000 + i * FRAME_SAMPLES, ssrc, payload, i == 0).serialize()
+            key = 0
+            if answer_at is not None:
+                switch = answer_at if who == "bob" else answer_at + 0.001  # bob on sending 200, alice on receiving
+                if t >= switch:
+                    key = 1
+                    if t > answer_at + GRACE and late_old < imp.old_key_after_rekey:
+                        key, late_old = 0, late_old + 1
+                    elif t <= answer_at + GRACE and imp.old_key_after_rekey:
+                        key = 0  # still in flight: allowed
+            data = senders[key].protect(rtp)
+            if i in imp.tamper:
+                data = data[:20] + bytes([data[20] ^ 0x01]) + data[21:]
+            if imp.drop_every and i % imp.drop_every == imp.drop_phase:
+                continue
+            out.append(Packet(t, "udp", src, dst, data))
+            if i in imp.duplicate:
+                out.append(Packet(t + 0.0005, "udp", src, dst, data))
+        for i in imp.swap:
+            idx = [k for k, p in enumerate(out) if p.payload[2:4] == ((1000 + i) & 0xFFFF).to_bytes(2, "big")][0]
+            a, b = out[idx], out[idx + 1]
+            out[idx] = Packet(a.time, "udp", src, dst, b.payload)
+            out[idx + 1] = Packet(b.time, "udp", src, dst, a.payload)
+        call.packets.extend(out)
+    return call
