@@ -132,9 +132,11 @@ GRACE = 0.5
 def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds: int = 5,
                a_imp: Impairments | None = None, b_imp: Impairments | None = None, transport: str = "udp",
                b_suite: SrtpSuite = SrtpSuite.AEAD_AES_128_GCM, b_mki: bool = True,
-               alea_rekey: bool = False) -> Call:
+               alea_rekey: bool = False,
+               addrs: tuple[Addr, Addr, Addr, Addr] = (A_SIP, B_SIP, A_RTP, B_RTP)) -> Call:
     """A call alice → bob of ``frames`` 20 ms frames each way, captured ``age_seconds`` after the vector's T."""
     a_imp, b_imp = a_imp or Impairments(), b_imp or Impairments()
+    a_sip, b_sip, a_rtp, b_rtp = addrs
     call = Call()
     first = vector_imessage()
     t_ntp = IMessage.parse(first).timestamp.seconds
@@ -153,7 +155,7 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
     call.imessages = imessages
     call.verified = [bob.process(m, claimed_sender=ALICE, now=None) for m in imessages]
 
-    tcp_seq = {A_SIP: 1000, B_SIP: 5000}
+    tcp_seq = {a_sip: 1000, b_sip: 5000}
 
     def sip(t: float, src: Addr, dst: Addr, data: bytes) -> None:
         if transport == "udp":
@@ -166,23 +168,23 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
         call.packets.append(Packet(t, "tcp", src, dst, data[:half], seq))
         tcp_seq[src] = seq + len(data)
 
-    sip(t0, A_SIP, B_SIP, request("INVITE", 1, sdp(A_RTP[1], 1, 1, first)))
-    sip(t0 + 0.05, B_SIP, A_SIP, response(200, "OK", "INVITE", 1, sdp(B_RTP[1], 2, 1, None)))
-    sip(t0 + 0.06, A_SIP, B_SIP, request("ACK", 1))
+    sip(t0, a_sip, b_sip, request("INVITE", 1, sdp(a_rtp[1], 1, 1, first)))
+    sip(t0 + 0.05, b_sip, a_sip, response(200, "OK", "INVITE", 1, sdp(b_rtp[1], 2, 1, None)))
+    sip(t0 + 0.06, a_sip, b_sip, request("ACK", 1))
     answer_at = None
     if rekey_at is not None:
-        sip(rekey_at, A_SIP, B_SIP, request("INVITE", 2, sdp(A_RTP[1], 1, 2, imessages[1])))
+        sip(rekey_at, a_sip, b_sip, request("INVITE", 2, sdp(a_rtp[1], 1, 2, imessages[1])))
         answer_at = rekey_at + 0.05
-        sip(answer_at, B_SIP, A_SIP, response(200, "OK", "INVITE", 2, sdp(B_RTP[1], 2, 2, None)))
-        sip(answer_at + 0.01, A_SIP, B_SIP, request("ACK", 2))
+        sip(answer_at, b_sip, a_sip, response(200, "OK", "INVITE", 2, sdp(b_rtp[1], 2, 2, None)))
+        sip(answer_at + 0.01, a_sip, b_sip, request("ACK", 2))
     end = t0 + 0.2 + frames * FRAME_S + 0.1
-    sip(end, A_SIP, B_SIP, request("BYE", 3))
-    sip(end + 0.02, B_SIP, A_SIP, response(200, "OK", "BYE", 3))
+    sip(end, a_sip, b_sip, request("BYE", 3))
+    sip(end + 0.02, b_sip, a_sip, response(200, "OK", "BYE", 3))
 
     # Media: the offerer (alice) sends with CS 0, bob with CS 1 (TS 33.180 §7.4).
     for who, src, dst, cs, imp, phase, suite, use_mki in (
-            ("alice", A_RTP, B_RTP, 0, a_imp, 0.0, SrtpSuite.AEAD_AES_128_GCM, True),
-            ("bob", B_RTP, A_RTP, 1, b_imp, 0.007, b_suite, b_mki)):
+            ("alice", a_rtp, b_rtp, 0, a_imp, 0.0, SrtpSuite.AEAD_AES_128_GCM, True),
+            ("bob", b_rtp, a_rtp, 1, b_imp, 0.007, b_suite, b_mki)):
         audio = chirp(frames * FRAME_S, f0=300 if who == "alice" else 500, f1=3000 if who == "alice" else 2500)
         call.audio[who] = audio
         codec = OpusCodec()
