@@ -14,6 +14,7 @@ from softphone.analyze.keys import KeyRing, Verdict, find_imessage, verify
 from softphone.analyze.pcap import Packet, read_packets
 from softphone.analyze.reassembly import sip_events
 from softphone.analyze.streams import Stream, analyse_streams, receivers
+from softphone.analyze.tls import read_keylog
 
 
 @dataclass
@@ -37,8 +38,9 @@ class Analysis:
 
 
 def analyse_packets(packets: list[Packet], ring: KeyRing, out_dir: Path | None = None,
-                    capture: str = "") -> Analysis:
-    dialogs = build_dialogs(sip_events(packets))
+                    capture: str = "", keylog: dict[tuple[str, bytes], bytes] | None = None) -> Analysis:
+    notes: list[str] = []
+    dialogs = build_dialogs(sip_events(packets, keylog, notes))
     records: list[ImessageRecord] = []
     by_offer: dict[int, Verdict] = {}
     cache: dict[tuple[bytes, str | None], Verdict] = {}
@@ -71,10 +73,12 @@ def analyse_packets(packets: list[Packet], ring: KeyRing, out_dir: Path | None =
     records.sort(key=lambda r: r.entry.number)
     result = Analysis(capture, len(packets), dialogs, records, streams,
                       start=min((p.time for p in packets), default=0.0))
-    result.findings = findings(result)
+    result.findings = notes + findings(result)
     return result
 
 
-def analyse(path: Path, ring: KeyRing, out_dir: Path | None = None) -> Analysis:
-    """Analyse the capture at ``path`` (raises :class:`softphone.analyze.pcap.CaptureError`)."""
-    return analyse_packets(read_packets(path), ring, out_dir, str(path))
+def analyse(path: Path, ring: KeyRing, out_dir: Path | None = None, keylog: Path | None = None) -> Analysis:
+    """Analyse the capture at ``path`` (raises :class:`softphone.analyze.pcap.CaptureError`,
+    :class:`softphone.analyze.tls.KeyLogError`)."""
+    secrets = read_keylog(keylog) if keylog is not None else None
+    return analyse_packets(read_packets(path), ring, out_dir, str(path), secrets)

@@ -33,6 +33,7 @@ def plot_png(a: Analysis) -> bytes | None:
             jit.plot([t - a.start for t, _ in series], [j for _, j in series], label=label, linewidth=1)
         ls = st.stats.loss_series()
         if ls:
+            ls.append((ls[-1][0] + 1.0, ls[-1][1]))  # close the last bin
             loss.step([t - a.start for t, _ in ls], [n for _, n in ls], where="post", label=label, linewidth=1)
     jit.set_ylabel("jitter (ms, RFC 3550)")
     loss.set_ylabel("lost packets / s")
@@ -76,6 +77,7 @@ def render(a: Analysis) -> str:
         parts.append("<h2>Streams</h2><table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>")
         for s in j["streams"]:
             cells = [f"{s[c]:08x}" if c == "ssrc" else ("" if s[c] is None else str(s[c])) for c in cols]
+            cells[-1] = Path(cells[-1]).name if cells[-1] else ""
             parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
         parts.append("</table>")
     png = plot_png(a)

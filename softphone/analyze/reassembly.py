@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from softphone.analyze.pcap import Addr, Packet
+from softphone.analyze.tls import TlsStream, is_client_hello, open_connection
 from softphone.sip.errors import ParseError
 from softphone.sip.message import Message, StreamFramer, parse_message
 
@@ -73,8 +74,33 @@ def _tcp_flow(segments: list[Packet], transport: str = "tcp") -> list[SipEvent]:
     return out
 
 
-def sip_events(packets: list[Packet]) -> list[SipEvent]:
-    """Every SIP message in ``packets``, in time order (UDP and TCP)."""
+def _first_bytes(segments: list[Packet]) -> bytes:
+    isn = next((s.seq for s in segments if s.syn), None)
+    with_data = [s for s in segments if s.payload]
+    if not with_data:
+        return b""
+    base = (isn + 1) if isn is not None else min(s.seq for s in with_data)
+    return min(with_data, key=lambda s: (s.seq - base) & 0xFFFFFFFF).payload
+
+
+def _framed(stream: TlsStream) -> list[SipEvent]:
+    framer = StreamFramer()
+    out: list[SipEvent] = []
+    for t, chunk in stream.chunks:
+        try:
+            msgs = framer.feed(chunk)
+        except ParseError:
+            break
+        out.extend(SipEvent(t, "tls", stream.src, stream.dst, m) for m in msgs)
+    return out
+
+
+def sip_events(packets: list[Packet], keylog: dict[tuple[str, bytes], bytes] | None = None,
+               notes: list[str] | None = None) -> list[SipEvent]:
+    """Every SIP message in ``packets``, in time order (UDP, TCP, and TLS 1.3 with a key log).
+
+    TLS connections that cannot be opened are described in ``notes``.
+    """
     events: list[SipEvent] = []
     flows: dict[tuple[Addr, Addr], list[Packet]] = {}
     for pkt in packets:
@@ -84,7 +110,27 @@ def sip_events(packets: list[Packet]) -> list[SipEvent]:
                 events.append(ev)
         else:
             flows.setdefault((pkt.src, pkt.dst), []).append(pkt)
-    for segments in flows.values():
+    done: set[tuple[Addr, Addr]] = set()
+    for (src, dst), segments in flows.items():
+        if (src, dst) in done:
+            continue
+        if is_client_hello(_first_bytes(segments)):
+            done.update({(src, dst), (dst, src)})
+            where = f"TLS connection {src[0]}:{src[1]} → {dst[0]}:{dst[1]}"
+            if keylog is None:
+                if notes is not None:
+                    notes.append(f"{where} not opened: no TLS key log given (--keylog)")
+                continue
+            opened = open_connection(segments, flows.get((dst, src), []) or [], keylog)
+            if isinstance(opened, str):
+                if notes is not None:
+                    notes.append(f"{where} not opened: {opened}")
+                continue
+            for direction in opened:
+                events.extend(_framed(direction))
+                if direction.error and notes is not None:
+                    notes.append(f"{where}: {direction.error}")
+            continue
         events.extend(_tcp_flow(segments))
     events.sort(key=lambda e: e.time)
     return events

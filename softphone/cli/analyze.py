@@ -15,6 +15,7 @@ from pathlib import Path
 from softphone.analyze import KeyRing, analyse
 from softphone.analyze.pcap import CaptureError
 from softphone.analyze.report import text, to_json
+from softphone.analyze.tls import KeyLogError
 from softphone.cli import CliError
 from softphone.cli.mikey import _load_key_sets, _load_kms
 
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="KmsInit response XML (a KMS certificate; repeatable)")
     p.add_argument("--keyprov", type=Path, action="append", default=[],
                    help="KmsKeyProv XML of a party of the call (repeatable, any users)")
-    p.add_argument("--keylog", type=Path, help="TLS key log (NSS SSLKEYLOGFILE format) for SIP over TLS")
+    p.add_argument("--keylog", type=Path, help="TLS key log (NSS SSLKEYLOGFILE format) for SIP over TLS 1.3")
     p.add_argument("--out", type=Path, help="directory for the WAV files and report.html")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--show-secrets", action="store_true", help="with --json: include keys and SRTP master keys")
@@ -56,11 +57,9 @@ def _ring(args: argparse.Namespace) -> KeyRing:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     ring = _ring(args)
-    if args.keylog is not None:
-        raise CliError("--keylog: SIP over TLS is not analysed yet (decrypt with tshark -o tls.keylog_file:F first)", 2)
     try:
-        result = analyse(args.capture, ring, args.out)
-    except CaptureError as exc:
+        result = analyse(args.capture, ring, args.out, args.keylog)
+    except (CaptureError, KeyLogError) as exc:
         raise CliError(str(exc), 2) from None
     if args.out is not None:
         from softphone.analyze.html import write_html

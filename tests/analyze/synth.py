@@ -129,11 +129,85 @@ class Call:
 GRACE = 0.5
 
 
+class TlsPipe:
+    """A real TLS 1.3 connection (Python's ssl over memory BIOs) whose bytes become TCP segments.
+
+    The client's context writes an NSS key log, as a phone started with ``--keylog`` would.
+    """
+
+    def __init__(self, client: Addr, server: Addr, keylog: Path, t: float) -> None:
+        import datetime
+        import ssl
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "proxy.test")])
+        now = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+                .sign(key, hashes.SHA256()))
+        pem = keylog.with_suffix(".pem")
+        pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(str(pem))
+        cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        cctx.check_hostname = False
+        cctx.verify_mode = ssl.CERT_NONE
+        cctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        cctx.keylog_filename = str(keylog)
+        self._ssl = ssl
+        self.addrs = {True: (client, server), False: (server, client)}
+        self.bios = {True: (ssl.MemoryBIO(), ssl.MemoryBIO()), False: (ssl.MemoryBIO(), ssl.MemoryBIO())}
+        self.ends = {True: cctx.wrap_bio(*self.bios[True], server_hostname="proxy.test"),
+                     False: sctx.wrap_bio(*self.bios[False], server_side=True)}
+        self.seq = {True: 1000, False: 5000}
+        self.packets: list[Packet] = [Packet(t, "tcp", client, server, b"", 999, syn=True),
+                                      Packet(t, "tcp", server, client, b"", 4999, syn=True)]
+        self.t = t
+        for _ in range(10):
+            done = 0
+            for side in (True, False):
+                try:
+                    self.ends[side].do_handshake()
+                    done += 1
+                except ssl.SSLWantReadError:
+                    pass
+                self._pump()
+            if done == 2:
+                break
+
+    def _pump(self) -> None:
+        for side in (True, False):
+            data = self.bios[side][1].read()
+            if data:
+                self.t += 0.0001
+                src, dst = self.addrs[side]
+                self.packets.append(Packet(self.t, "tcp", src, dst, data, self.seq[side]))
+                self.seq[side] += len(data)
+                self.bios[not side][0].write(data)
+
+    def send(self, t: float, from_client: bool, data: bytes) -> None:
+        self.t = max(self.t, t)
+        self.ends[from_client].write(data)
+        self._pump()
+        try:
+            self.ends[not from_client].read(1 << 16)
+        except self._ssl.SSLWantReadError:
+            pass
+        self._pump()
+
+
 def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds: int = 5,
                a_imp: Impairments | None = None, b_imp: Impairments | None = None, transport: str = "udp",
                b_suite: SrtpSuite = SrtpSuite.AEAD_AES_128_GCM, b_mki: bool = True,
                alea_rekey: bool = False,
-               addrs: tuple[Addr, Addr, Addr, Addr] = (A_SIP, B_SIP, A_RTP, B_RTP)) -> Call:
+               addrs: tuple[Addr, Addr, Addr, Addr] = (A_SIP, B_SIP, A_RTP, B_RTP),
+               keylog: Path | None = None) -> Call:
     """A call alice → bob of ``frames`` 20 ms frames each way, captured ``age_seconds`` after the vector's T."""
     a_imp, b_imp = a_imp or Impairments(), b_imp or Impairments()
     a_sip, b_sip, a_rtp, b_rtp = addrs
@@ -156,8 +230,12 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
     call.verified = [bob.process(m, claimed_sender=ALICE, now=None) for m in imessages]
 
     tcp_seq = {a_sip: 1000, b_sip: 5000}
+    tls = TlsPipe(a_sip, b_sip, keylog, t0 - 0.05) if transport == "tls" and keylog is not None else None
 
     def sip(t: float, src: Addr, dst: Addr, data: bytes) -> None:
+        if tls is not None:
+            tls.send(t, src == a_sip, data)
+            return
         if transport == "udp":
             call.packets.append(Packet(t, "udp", src, dst, data))
             return
@@ -180,6 +258,8 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
     end = t0 + 0.2 + frames * FRAME_S + 0.1
     sip(end, a_sip, b_sip, request("BYE", 3))
     sip(end + 0.02, b_sip, a_sip, response(200, "OK", "BYE", 3))
+    if tls is not None:
+        call.packets.extend(tls.packets)
 
     # Media: the offerer (alice) sends with CS 0, bob with CS 1 (TS 33.180 §7.4).
     for who, src, dst, cs, imp, phase, suite, use_mki in (

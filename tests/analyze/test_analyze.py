@@ -224,3 +224,25 @@ def test_capture_written_to_a_stream(tmp_path) -> None:
     (tmp_path / "x.pcap").write_bytes(buf.getvalue())
     back = read_packets(tmp_path / "x.pcap")
     assert [(p.src, p.dst, p.payload) for p in back] == [(p.src, p.dst, p.payload) for p in call.packets]
+
+
+def test_sip_over_tls13_with_a_key_log(tmp_path, capsys) -> None:
+    keylog = tmp_path / "keys.log"
+    call = build_call(frames=20, rekey_frame=10, transport="tls", keylog=keylog)
+    pcap = call.write(tmp_path / "c.pcap")
+    assert "CLIENT_TRAFFIC_SECRET_0" in keylog.read_text()
+    assert b"INVITE sip:" not in pcap.read_bytes()  # the signalling really is encrypted
+    a = analyse(pcap, ring("bob"), keylog=keylog)
+    entries = a.dialogs[0].entries
+    assert [e.label for e in entries] == ["INVITE", "200 OK", "ACK", "INVITE", "200 OK", "ACK", "BYE", "200 OK"]
+    assert {e.transport for e in entries} == {"tls"}
+    assert [r.verdict.description["valid"] for r in a.imessages] == [True, True]
+    assert [(s.stats.packets, s.auth_failures) for s in a.streams] == [(20, 0), (20, 0)]
+    assert a.findings == []
+    blind = analyse(pcap, ring("bob"))
+    assert blind.dialogs == [] and blind.streams == []
+    assert blind.findings == [
+        "TLS connection 127.0.0.1:5060 → 127.0.0.1:5070 not opened: no TLS key log given (--keylog)"]
+    keylog.write_text("# nothing useful\n")
+    assert main(["analyze", str(pcap), "--keylog", str(keylog)]) == 0
+    assert "not opened: the key log has no secrets for client random" in capsys.readouterr().out
