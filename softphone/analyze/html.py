@@ -72,13 +72,15 @@ def render(a: Analysis) -> str:
                          f"<td><b>{e(m.label)}</b></td><td>{verdict}</td></tr>")
         parts.append("</table>")
     if j["streams"]:
-        cols = ["number", "ssrc", "sender", "receiver", "src", "dst", "codec", "srtp", "packets", "lost",
-                "duplicates", "reordered", "jitter_ms", "auth_failures", "replays", "first", "last", "wav"]
+        cols = ["number", "ssrc", "direction", "path", "codec", "srtp", "packets", "lost", "duplicates", "reordered",
+                "jitter_ms", "auth_failures", "replays", "time (s)", "wav"]
         parts.append("<h2>Streams</h2><table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>")
         for s in j["streams"]:
-            cells = [f"{s[c]:08x}" if c == "ssrc" else ("" if s[c] is None else str(s[c])) for c in cols]
-            cells[-1] = Path(cells[-1]).name if cells[-1] else ""
-            parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+            row = {**s, "ssrc": f"{s['ssrc']:08x}", "direction": f"{s['sender']} → {s['receiver']}",
+                   "path": f"{s['src']} → {s['dst']}", "time (s)": f"{s['first']:.3f}–{s['last']:.3f}",
+                   "wav": Path(s["wav"]).name if s["wav"] else ""}
+            parts.append("<tr>" + "".join(f"<td>{e('' if row[c] is None else str(row[c]))}</td>" for c in cols)
+                         + "</tr>")
         parts.append("</table>")
     png = plot_png(a)
     if png is not None:
