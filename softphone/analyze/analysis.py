@@ -15,6 +15,7 @@ from softphone.analyze.pcap import Packet, read_packets
 from softphone.analyze.reassembly import sip_events
 from softphone.analyze.streams import Stream, analyse_streams, receivers
 from softphone.analyze.tls import read_keylog
+from softphone.calls.profile import Profile
 
 
 @dataclass
@@ -35,10 +36,12 @@ class Analysis:
     streams: list[Stream]
     findings: list[str] = field(default_factory=list)
     start: float = 0.0
+    profile: Profile | None = None
 
 
 def analyse_packets(packets: list[Packet], ring: KeyRing, out_dir: Path | None = None,
-                    capture: str = "", keylog: dict[tuple[str, bytes], bytes] | None = None) -> Analysis:
+                    capture: str = "", keylog: dict[tuple[str, bytes], bytes] | None = None,
+                    profile: Profile | None = None) -> Analysis:
     notes: list[str] = []
     dialogs = build_dialogs(sip_events(packets, keylog, notes))
     records: list[ImessageRecord] = []
@@ -72,13 +75,14 @@ def analyse_packets(packets: list[Packet], ring: KeyRing, out_dir: Path | None =
             st.wav = str(path)
     records.sort(key=lambda r: r.entry.number)
     result = Analysis(capture, len(packets), dialogs, records, streams,
-                      start=min((p.time for p in packets), default=0.0))
+                      start=min((p.time for p in packets), default=0.0), profile=profile)
     result.findings = notes + findings(result)
     return result
 
 
-def analyse(path: Path, ring: KeyRing, out_dir: Path | None = None, keylog: Path | None = None) -> Analysis:
+def analyse(path: Path, ring: KeyRing, out_dir: Path | None = None, keylog: Path | None = None,
+            profile: Profile | None = None) -> Analysis:
     """Analyse the capture at ``path`` (raises :class:`softphone.analyze.pcap.CaptureError`,
     :class:`softphone.analyze.tls.KeyLogError`)."""
     secrets = read_keylog(keylog) if keylog is not None else None
-    return analyse_packets(read_packets(path), ring, out_dir, str(path), secrets)
+    return analyse_packets(read_packets(path), ring, out_dir, str(path), secrets, profile)

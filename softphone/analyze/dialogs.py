@@ -46,6 +46,15 @@ class LadderEntry:
         return isinstance(self.message, Request)
 
     @property
+    def sender(self) -> str:
+        """The party that sent this message: a request is sent by its From, a response by its To."""
+        return header_uri(self.message.headers.get("From" if self.is_request else "To"))
+
+    @property
+    def receiver(self) -> str:
+        return header_uri(self.message.headers.get("To" if self.is_request else "From"))
+
+    @property
     def status(self) -> int | None:
         return self.message.status if isinstance(self.message, Response) else None
 

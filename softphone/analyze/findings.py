@@ -18,8 +18,41 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def findings(a: Analysis) -> list[str]:
+def profile_findings(a: Analysis) -> list[str]:
+    """What the calls did that the chosen profile (``--profile``) does not allow."""
+    prof = a.profile
+    if prof is None:
+        return []
     out: list[str] = []
+    with_imessage = {r.entry.number for r in a.imessages}
+    for dlg in a.dialogs:
+        bad = next((e for e in dlg.entries if e.transport != prof.transport), None)
+        if bad is not None:
+            out.append(f"{bad.label} #{bad.number} went over {bad.transport.upper()} although profile {prof.name} "
+                       f"requires SIP over {prof.transport.upper()}")
+        for ex in dlg.exchanges():
+            offer, answer = ex.offer, ex.answer
+            media = next((m for m in offer.sdp.media if m.media == "audio"), None) if offer.sdp else None
+            crypto = bool(media and media.attributes.get_all("crypto"))
+            where = f"{offer.label} #{offer.number}"
+            if prof.keying == "mikey-sakke" and offer.number not in with_imessage:
+                what = "SDES keys (a=crypto)" if crypto else "no MIKEY I_MESSAGE"
+                out.append(f"{where} from {offer.sender} offers {what} although profile {prof.name} "
+                           f"requires MIKEY-SAKKE")
+            if media is not None and "SAVP" not in media.proto and prof.keying_mandatory:
+                out.append(f"{where} offers {media.proto} (clear RTP) although profile {prof.name} requires SRTP")
+            if answer is not None and answer.sdp is not None:
+                am = next((m for m in answer.sdp.media if m.media == "audio"), None)
+                for value in am.attributes.get_all("crypto") if am is not None else []:
+                    suite = value.split()[1] if len(value.split()) > 1 else "?"
+                    if suite not in prof.srtp_suites:
+                        out.append(f"{answer.sender} answered with {suite} although profile {prof.name} requires "
+                                   f"{' or '.join(prof.srtp_suites)}")
+    return out
+
+
+def findings(a: Analysis) -> list[str]:
+    out: list[str] = profile_findings(a)
     for rec in a.imessages:
         d = rec.verdict.description
         where = f"{rec.entry.label} #{rec.entry.number}"

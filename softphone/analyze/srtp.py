@@ -53,6 +53,7 @@ class StreamKey:
     offer_number: int
     start: float       # time of the offer that brought it
     effective: float   # time of the answer: from then on the sender must use it
+    layouts: tuple[Layout, ...] | None = None  # fixed by the keying (SDES names its suite), else by trial
     _sessions: dict[Layout, pylibsrtp.Session] = field(default_factory=dict)
 
     def session(self, layout: Layout) -> pylibsrtp.Session:
@@ -91,6 +92,18 @@ def mikey_stream_key(tgk: bytes, cs_id: int, csb_id: int, rand: bytes, master_ke
     return StreamKey(master_key, {12: master_salt, 14: salt14}, mki, key_id, offer_number, start, effective)
 
 
+def sdes_stream_key(suite: str, master_key: bytes, master_salt: bytes, mki: bytes | None, tag: int,
+                    offer_number: int, start: float, effective: float) -> StreamKey:
+    """The key of one ``a=crypto`` line (RFC 4568): its suite, and an MKI only if the line has one."""
+    layout = next(x for x in Layout if x.value == (suite, mki is not None))
+    return StreamKey(master_key, {len(master_salt): master_salt}, mki or b"", f"sdes tag {tag}", offer_number,
+                     start, effective, (layout,))
+
+
+def layout_for(suite: str, mki: bool) -> Layout | None:
+    return next((x for x in Layout if x.value == (suite, mki)), None)
+
+
 @dataclass
 class Opened:
     outcome: Outcome
@@ -103,7 +116,7 @@ def open_packet(data: bytes, keys: list[StreamKey], current: StreamKey,
     """Try ``current`` first, then the other keys (newest first), under each candidate layout."""
     order = [current] + [k for k in reversed(keys) if k is not current]
     for key in order:
-        for layout in layouts:
+        for layout in [x for x in layouts if key.layouts is None or x in key.layouts]:
             outcome, rtp = key.unprotect(layout, data)
             if outcome is Outcome.OK:
                 return Opened(Outcome.OK, rtp, key), layout

@@ -13,11 +13,21 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from softphone.analyze.dialogs import Dialog, LadderEntry, header_uri
+from softphone.analyze.dialogs import Dialog, LadderEntry, OfferAnswer
 from softphone.analyze.keys import Verdict
 from softphone.analyze.pcap import Addr, Packet
-from softphone.analyze.srtp import Layout, Opened, Outcome, StreamKey, mikey_stream_key, open_packet
+from softphone.analyze.srtp import (
+    Layout,
+    Opened,
+    Outcome,
+    StreamKey,
+    layout_for,
+    mikey_stream_key,
+    open_packet,
+    sdes_stream_key,
+)
 from softphone.analyze.stats import RtpStats
+from softphone.calls import sdes
 from softphone.media.codecs import CodecSpec
 from softphone.media.rtp import is_rtcp
 from softphone.sip.sdp import Media, SessionDescription
@@ -38,6 +48,7 @@ class Receiver:
     codecs: dict[int, CodecSpec]
     keys: list[StreamKey] = field(default_factory=list)
     keyed_by_mikey: bool = False
+    sdes_suite: str | None = None  # the suite of the a=crypto line protecting what arrives here
     key_error: str | None = None
 
 
@@ -87,13 +98,6 @@ def _codecs(*sdps: SessionDescription) -> dict[int, CodecSpec]:
     return out
 
 
-def _party(entry: LadderEntry) -> tuple[str, str]:
-    """(sender, peer) of ``entry``: a request is sent by its From, a response by its To."""
-    h = entry.message.headers
-    sender, peer = (h.get("From"), h.get("To")) if entry.is_request else (h.get("To"), h.get("From"))
-    return header_uri(sender), header_uri(peer)
-
-
 def receivers(dialogs: list[Dialog], verdicts: dict[int, Verdict]) -> dict[Addr, Receiver]:
     """Every receiving address with the keys of its incoming direction (``verdicts``: by offer number)."""
     out: dict[Addr, Receiver] = {}
@@ -107,7 +111,7 @@ def receivers(dialogs: list[Dialog], verdicts: dict[int, Verdict]) -> dict[Addr,
                 sides.append((ex.answer, answer_sdp, 0))
             codecs = _codecs(*(s for _, s, _ in sides))
             verdict = verdicts.get(ex.offer.number)
-            offerer, answerer = _party(ex.offer)
+            offerer, answerer = ex.offer.sender, ex.offer.receiver
             for entry, sdp, cs_in in sides:
                 media = _media(sdp)
                 host = sdp.connection_address(media) if media else None
@@ -120,6 +124,7 @@ def receivers(dialogs: list[Dialog], verdicts: dict[int, Verdict]) -> dict[Addr,
                     rx = out[addr] = Receiver(addr, party, peer, dlg, media.proto, codecs)
                 rx.codecs.update(codecs)
                 if verdict is None:
+                    _sdes_keys(rx, ex, entry is ex.offer)
                     continue
                 rx.keyed_by_mikey = True
                 v = verdict.verified
@@ -136,6 +141,42 @@ def receivers(dialogs: list[Dialog], verdicts: dict[int, Verdict]) -> dict[Addr,
                 rx.keys.append(mikey_stream_key(v.key, cs_in, v.csb_id, v.rand, m.master_key, m.master_salt, m.mki,
                                                 f"{v.key_id:08x}", ex.offer.number, ex.offer.time, effective))
     return out
+
+
+def _crypto_lines(sdp: SessionDescription | None) -> list[sdes.CryptoAttribute]:
+    media = _media(sdp) if sdp is not None else None
+    out = []
+    for value in media.attributes.get_all("crypto") if media is not None else []:
+        try:
+            out.append(sdes.parse(value))
+        except sdes.SdesError:
+            continue
+    return out
+
+
+def _sdes_keys(rx: Receiver, ex: OfferAnswer, at_offerer: bool) -> None:
+    """SDES (RFC 4568): each side's a=crypto line protects what that side sends; the answer picks the tag."""
+    offered = _crypto_lines(ex.offer.sdp)
+    answered = _crypto_lines(ex.answer.sdp if ex.answer is not None else None)
+    if not offered and not answered:
+        return
+    if not answered or ex.answer is None:
+        rx.key_error = "SDES: the answer has no usable a=crypto line"
+        return
+    theirs = answered[0]
+    ours = next((c for c in offered if c.tag == theirs.tag), None)
+    if ours is None:
+        rx.key_error = f"SDES: the answer's tag {theirs.tag} was not offered"
+        return
+    line = theirs if at_offerer else ours  # what arrives at the offerer was keyed by the answerer's line
+    if layout_for(line.suite, line.mki is not None) is None:
+        rx.key_error = f"SDES suite {line.suite} is not one the analyser opens"
+        return
+    rx.sdes_suite = line.suite
+    if any(k.key == line.master_key for k in rx.keys):
+        return
+    rx.keys.append(sdes_stream_key(line.suite, line.master_key, line.master_salt, line.mki, line.tag,
+                                   ex.offer.number, ex.offer.time, ex.answer.time))
 
 
 def _rtp_header(data: bytes) -> tuple[int, int, int, int] | None:

@@ -16,6 +16,7 @@ from softphone.analyze import KeyRing, analyse
 from softphone.analyze.pcap import CaptureError
 from softphone.analyze.report import text, to_json
 from softphone.analyze.tls import KeyLogError
+from softphone.calls.profile import ProfileError, load_profile
 from softphone.cli import CliError
 from softphone.cli.mikey import _load_key_sets, _load_kms
 
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keyprov", type=Path, action="append", default=[],
                    help="KmsKeyProv XML of a party of the call (repeatable, any users)")
     p.add_argument("--keylog", type=Path, help="TLS key log (NSS SSLKEYLOGFILE format) for SIP over TLS 1.3")
+    p.add_argument("--profile", help="judge the calls against this profile (name or TOML file, e.g. securechorus)")
     p.add_argument("--out", type=Path, help="directory for the WAV files and report.html")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--show-secrets", action="store_true", help="with --json: include keys and SRTP master keys")
@@ -57,8 +59,14 @@ def _ring(args: argparse.Namespace) -> KeyRing:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     ring = _ring(args)
+    profile = None
+    if args.profile is not None:
+        try:
+            profile = load_profile(args.profile)
+        except ProfileError as exc:
+            raise CliError(str(exc), 2) from None
     try:
-        result = analyse(args.capture, ring, args.out, args.keylog)
+        result = analyse(args.capture, ring, args.out, args.keylog, profile)
     except (CaptureError, KeyLogError) as exc:
         raise CliError(str(exc), 2) from None
     if args.out is not None:

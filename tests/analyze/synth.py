@@ -23,6 +23,7 @@ from crypto.mikey.sdp import decode_key_mgmt, key_mgmt_value
 from crypto.mikey.verify import Responder, VerifiedMessage
 from kmsinterface.xml import parse_key_prov, parse_kms_init
 from softphone.analyze.pcap import Addr, Packet, write_pcap
+from softphone.calls import sdes
 from softphone.media.codecs import FRAME_SAMPLES, SAMPLE_RATE, OpusCodec
 from softphone.media.rtp import RtpPacket
 from softphone.media.srtp import SrtpSender, SrtpSuite
@@ -61,11 +62,13 @@ def chirp(seconds: float, f0: float = 300.0, f1: float = 3000.0, amplitude: floa
     return (amplitude * np.sin(phase)).astype(np.int16)
 
 
-def sdp(port: int, session: int, version: int, imessage: bytes | None) -> str:
+def sdp(port: int, session: int, version: int, imessage: bytes | None,
+        crypto: list[sdes.CryptoAttribute] | None = None) -> str:
     lines = ["v=0", f"o=- {session} {version} IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
              f"m=audio {port} RTP/SAVP {PT}", f"a=rtpmap:{PT} opus/48000/2", "a=sendrecv"]
     if imessage is not None:
         lines.append("a=key-mgmt:" + key_mgmt_value(imessage))
+    lines += ["a=crypto:" + c.to_sdp_value() for c in crypto or []]
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -207,7 +210,7 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
                b_suite: SrtpSuite = SrtpSuite.AEAD_AES_128_GCM, b_mki: bool = True,
                alea_rekey: bool = False,
                addrs: tuple[Addr, Addr, Addr, Addr] = (A_SIP, B_SIP, A_RTP, B_RTP),
-               keylog: Path | None = None) -> Call:
+               keylog: Path | None = None, sdes_answer: str | None = None) -> Call:
     """A call alice → bob of ``frames`` 20 ms frames each way, captured ``age_seconds`` after the vector's T."""
     a_imp, b_imp = a_imp or Impairments(), b_imp or Impairments()
     a_sip, b_sip, a_rtp, b_rtp = addrs
@@ -246,8 +249,15 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
         call.packets.append(Packet(t, "tcp", src, dst, data[:half], seq))
         tcp_seq[src] = seq + len(data)
 
-    sip(t0, a_sip, b_sip, request("INVITE", 1, sdp(a_rtp[1], 1, 1, first)))
-    sip(t0 + 0.05, b_sip, a_sip, response(200, "OK", "INVITE", 1, sdp(b_rtp[1], 2, 1, None)))
+    offered: list[sdes.CryptoAttribute] = []
+    answered: sdes.CryptoAttribute | None = None
+    if sdes_answer is not None:
+        offered = [sdes.generate(1, "AEAD_AES_128_GCM"), sdes.generate(2, "AES_CM_128_HMAC_SHA1_80")]
+        tag = next(c.tag for c in offered if c.suite == sdes_answer)
+        answered = sdes.generate(tag, sdes_answer)
+    sip(t0, a_sip, b_sip, request("INVITE", 1, sdp(a_rtp[1], 1, 1, None if offered else first, offered)))
+    sip(t0 + 0.05, b_sip, a_sip, response(200, "OK", "INVITE", 1,
+                                          sdp(b_rtp[1], 2, 1, None, [answered] if answered else None)))
     sip(t0 + 0.06, a_sip, b_sip, request("ACK", 1))
     answer_at = None
     if rekey_at is not None:
@@ -269,7 +279,10 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
         call.audio[who] = audio
         codec = OpusCodec()
         senders = []
-        for v in call.verified:
+        if answered is not None:
+            line = answered if who == "bob" else next(c for c in offered if c.tag == answered.tag)
+            senders = [SrtpSender(SrtpSuite.from_name(line.suite), line.master_key, line.master_salt)]
+        for v in call.verified if answered is None else []:
             m = v.srtp[cs]
             salt = m.master_salt
             if suite is SrtpSuite.AES_CM_128_HMAC_SHA1_80:

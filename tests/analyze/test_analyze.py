@@ -246,3 +246,24 @@ def test_sip_over_tls13_with_a_key_log(tmp_path, capsys) -> None:
     keylog.write_text("# nothing useful\n")
     assert main(["analyze", str(pcap), "--keylog", str(keylog)]) == 0
     assert "not opened: the key log has no secrets for client random" in capsys.readouterr().out
+
+
+def test_sdes_call_opened_and_judged_against_a_profile(tmp_path, capsys) -> None:
+    from softphone.calls.profile import load_profile
+
+    pcap = build_call(frames=40, rekey_frame=None, sdes_answer="AES_CM_128_HMAC_SHA1_80").write(tmp_path / "c.pcap")
+    a = analyse(pcap, KeyRing(), tmp_path / "out")
+    assert a.imessages == [] and a.findings == []
+    assert [(s.stats.packets, s.auth_failures, s.layout.value if s.layout else None) for s in a.streams] == [
+        (40, 0, ("AES_CM_128_HMAC_SHA1_80", False))] * 2
+    assert all(s.wav for s in a.streams)
+    strict = analyse(pcap, KeyRing(), profile=load_profile("securechorus"))
+    assert strict.findings == [
+        "INVITE #1 went over UDP although profile securechorus requires SIP over TLS",
+        f"INVITE #1 from {ALICE} offers SDES keys (a=crypto) although profile securechorus requires MIKEY-SAKKE",
+        f"{BOB} answered with AES_CM_128_HMAC_SHA1_80 although profile securechorus requires AEAD_AES_128_GCM",
+    ]
+    interop = analyse(pcap, KeyRing(), profile=load_profile("interop-sdes"))
+    assert interop.findings == ["INVITE #1 went over UDP although profile interop-sdes requires SIP over TLS"]
+    assert main(["analyze", str(pcap), "--profile", "no-such-profile"]) == 2
+    assert "no-such-profile" in capsys.readouterr().err
