@@ -47,6 +47,7 @@ class Receiver:
     proto: str
     codecs: dict[int, CodecSpec]
     keys: list[StreamKey] = field(default_factory=list)
+    start: float = 0.0  # when its call first described it
     keyed_by_mikey: bool = False
     sdes_suite: str | None = None  # the suite of the a=crypto line protecting what arrives here
     key_error: str | None = None
@@ -98,9 +99,12 @@ def _codecs(*sdps: SessionDescription) -> dict[int, CodecSpec]:
     return out
 
 
-def receivers(dialogs: list[Dialog], verdicts: dict[int, Verdict]) -> dict[Addr, Receiver]:
-    """Every receiving address with the keys of its incoming direction (``verdicts``: by offer number)."""
-    out: dict[Addr, Receiver] = {}
+def receivers(dialogs: list[Dialog], verdicts: dict[int, Verdict]) -> dict[Addr, list[Receiver]]:
+    """Every receiving address with the keys of its incoming direction (``verdicts``: by offer number).
+
+    An address reused by later calls has one receiver per call, in the order the calls began.
+    """
+    out: dict[Addr, list[Receiver]] = {}
     for dlg in dialogs:
         for ex in dlg.exchanges():
             offer_sdp = ex.offer.sdp
@@ -119,9 +123,11 @@ def receivers(dialogs: list[Dialog], verdicts: dict[int, Verdict]) -> dict[Addr,
                     continue
                 addr = (host, media.port)
                 party, peer = (offerer, answerer) if entry is ex.offer else (answerer, offerer)
-                rx = out.get(addr)
-                if rx is None or rx.dialog is not dlg:
-                    rx = out[addr] = Receiver(addr, party, peer, dlg, media.proto, codecs)
+                at = out.setdefault(addr, [])
+                rx = next((r for r in at if r.dialog is dlg), None)
+                if rx is None:
+                    rx = Receiver(addr, party, peer, dlg, media.proto, codecs, start=entry.time)
+                    at.append(rx)
                 rx.codecs.update(codecs)
                 if verdict is None:
                     _sdes_keys(rx, ex, entry is ex.offer)
@@ -220,20 +226,28 @@ def _open(stream: Stream, data: bytes, t: float) -> Opened:
     return opened
 
 
-def analyse_streams(packets: list[Packet], rx_by_addr: dict[Addr, Receiver]) -> list[Stream]:
+def _receiver(candidates: list[Receiver] | None, t: float) -> Receiver | None:
+    """The receiver of the latest call at that address that had begun by ``t``."""
+    if not candidates:
+        return None
+    begun = [r for r in candidates if r.start <= t]
+    return begun[-1] if begun else candidates[0]
+
+
+def analyse_streams(packets: list[Packet], rx_by_addr: dict[Addr, list[Receiver]]) -> list[Stream]:
     """Streams in order of their first packet, with stats, SRTP verdicts and the accepted payloads."""
-    streams: dict[tuple[int, Addr, Addr], Stream] = {}
+    streams: dict[tuple[int, Addr, Addr, int], Stream] = {}
     for pkt in packets:
         if pkt.transport != "udp":
             continue
-        rx = rx_by_addr.get(pkt.dst)
+        rx = _receiver(rx_by_addr.get(pkt.dst), pkt.time)
         if rx is None:
             continue
         head = _rtp_header(pkt.payload)
         if head is None:
             continue
         pt, seq, ts, ssrc = head
-        key = (ssrc, pkt.src, pkt.dst)
+        key = (ssrc, pkt.src, pkt.dst, id(rx))
         st = streams.get(key)
         if st is None:
             spec = rx.codecs.get(pt)

@@ -210,7 +210,8 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
                b_suite: SrtpSuite = SrtpSuite.AEAD_AES_128_GCM, b_mki: bool = True,
                alea_rekey: bool = False,
                addrs: tuple[Addr, Addr, Addr, Addr] = (A_SIP, B_SIP, A_RTP, B_RTP),
-               keylog: Path | None = None, sdes_answer: str | None = None) -> Call:
+               keylog: Path | None = None, sdes_answer: str | None = None, call_id: str = "call-1@test",
+               fresh_first: bool = False, ssrc_base: int = 0x11111111) -> Call:
     """A call alice → bob of ``frames`` 20 ms frames each way, captured ``age_seconds`` after the vector's T."""
     a_imp, b_imp = a_imp or Impairments(), b_imp or Impairments()
     a_sip, b_sip, a_rtp, b_rtp = addrs
@@ -220,6 +221,8 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
     t0 = float(t_ntp - NTP_UNIX_OFFSET + age_seconds)
     call.t0 = t0
     bob = Responder(user_keys("bob"), check_replay=False)
+    if fresh_first:
+        first = Initiator(user_keys("alice")).build(BOB, ntp_time=int(t0) + NTP_UNIX_OFFSET).data
     imessages = [first]
     rekey_at = t0 + 0.2 + rekey_frame * FRAME_S if rekey_frame is not None else None
     if rekey_at is not None:
@@ -255,19 +258,19 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
         offered = [sdes.generate(1, "AEAD_AES_128_GCM"), sdes.generate(2, "AES_CM_128_HMAC_SHA1_80")]
         tag = next(c.tag for c in offered if c.suite == sdes_answer)
         answered = sdes.generate(tag, sdes_answer)
-    sip(t0, a_sip, b_sip, request("INVITE", 1, sdp(a_rtp[1], 1, 1, None if offered else first, offered)))
+    sip(t0, a_sip, b_sip, request("INVITE", 1, sdp(a_rtp[1], 1, 1, None if offered else first, offered), call_id=call_id))
     sip(t0 + 0.05, b_sip, a_sip, response(200, "OK", "INVITE", 1,
-                                          sdp(b_rtp[1], 2, 1, None, [answered] if answered else None)))
-    sip(t0 + 0.06, a_sip, b_sip, request("ACK", 1))
+                                          sdp(b_rtp[1], 2, 1, None, [answered] if answered else None), call_id=call_id))
+    sip(t0 + 0.06, a_sip, b_sip, request("ACK", 1, call_id=call_id))
     answer_at = None
     if rekey_at is not None:
-        sip(rekey_at, a_sip, b_sip, request("INVITE", 2, sdp(a_rtp[1], 1, 2, imessages[1])))
+        sip(rekey_at, a_sip, b_sip, request("INVITE", 2, sdp(a_rtp[1], 1, 2, imessages[1]), call_id=call_id))
         answer_at = rekey_at + 0.05
-        sip(answer_at, b_sip, a_sip, response(200, "OK", "INVITE", 2, sdp(b_rtp[1], 2, 2, None)))
-        sip(answer_at + 0.01, a_sip, b_sip, request("ACK", 2))
+        sip(answer_at, b_sip, a_sip, response(200, "OK", "INVITE", 2, sdp(b_rtp[1], 2, 2, None), call_id=call_id))
+        sip(answer_at + 0.01, a_sip, b_sip, request("ACK", 2, call_id=call_id))
     end = t0 + 0.2 + frames * FRAME_S + 0.1
-    sip(end, a_sip, b_sip, request("BYE", 3))
-    sip(end + 0.02, b_sip, a_sip, response(200, "OK", "BYE", 3))
+    sip(end, a_sip, b_sip, request("BYE", 3, call_id=call_id))
+    sip(end + 0.02, b_sip, a_sip, response(200, "OK", "BYE", 3, call_id=call_id))
     if tls is not None:
         call.packets.extend(tls.packets)
 
@@ -289,7 +292,7 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
                 from crypto.kdf import SALT_CONST, mikey_label, mikey_prf
                 salt = mikey_prf(v.key, mikey_label(SALT_CONST, cs, v.csb_id, v.rand), 14)
             senders.append(SrtpSender(suite, m.master_key, salt, m.mki if use_mki else None))
-        ssrc = 0x11111111 if who == "alice" else 0x22222222
+        ssrc = ssrc_base if who == "alice" else ssrc_base * 2
         out: list[Packet] = []
         late_old = 0
         for i in range(frames):

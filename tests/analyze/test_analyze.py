@@ -267,3 +267,19 @@ def test_sdes_call_opened_and_judged_against_a_profile(tmp_path, capsys) -> None
     assert interop.findings == ["INVITE #1 went over UDP although profile interop-sdes requires SIP over TLS"]
     assert main(["analyze", str(pcap), "--profile", "no-such-profile"]) == 2
     assert "no-such-profile" in capsys.readouterr().err
+
+
+def test_two_calls_reusing_the_same_ports(tmp_path) -> None:
+    """A later call on the same addresses gets its own streams and keys."""
+    one = build_call(frames=30, rekey_frame=None)
+    two = build_call(frames=30, rekey_frame=None, age_seconds=20, call_id="call-2@test", fresh_first=True)
+    both = one.packets + two.packets
+    from softphone.analyze import analyse_packets
+
+    a = analyse_packets(sorted(both, key=lambda p: p.time), ring("bob"))
+    assert [d.call_id for d in a.dialogs] == ["call-1@test", "call-2@test"]
+    assert [r.verdict.description["key_id"] for r in a.imessages] == [
+        "16992638", f"{two.verified[0].key_id:08x}"]
+    assert [(s.receiver.dialog.call_id, s.stats.packets, s.auth_failures) for s in a.streams] == [
+        ("call-1@test", 30, 0), ("call-1@test", 30, 0), ("call-2@test", 30, 0), ("call-2@test", 30, 0)]
+    assert a.findings == []
