@@ -258,7 +258,8 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
         offered = [sdes.generate(1, "AEAD_AES_128_GCM"), sdes.generate(2, "AES_CM_128_HMAC_SHA1_80")]
         tag = next(c.tag for c in offered if c.suite == sdes_answer)
         answered = sdes.generate(tag, sdes_answer)
-    sip(t0, a_sip, b_sip, request("INVITE", 1, sdp(a_rtp[1], 1, 1, None if offered else first, offered), call_id=call_id))
+    offer = sdp(a_rtp[1], 1, 1, None if offered else first, offered)
+    sip(t0, a_sip, b_sip, request("INVITE", 1, offer, call_id=call_id))
     sip(t0 + 0.05, b_sip, a_sip, response(200, "OK", "INVITE", 1,
                                           sdp(b_rtp[1], 2, 1, None, [answered] if answered else None), call_id=call_id))
     sip(t0 + 0.06, a_sip, b_sip, request("ACK", 1, call_id=call_id))
