@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="KmsInit response XML (a KMS certificate; repeatable)")
     p.add_argument("--keyprov", type=Path, action="append", default=[],
                    help="KmsKeyProv XML of a party of the call (repeatable, any users)")
-    p.add_argument("--keylog", type=Path, help="TLS key log (NSS SSLKEYLOGFILE format) for SIP over TLS 1.3")
+    p.add_argument("--keylog", type=Path, help="TLS key log (NSS SSLKEYLOGFILE format) for SIP over TLS 1.2/1.3")
     p.add_argument("--profile", help="judge the calls against this profile (name or TOML file, e.g. securechorus)")
     p.add_argument("--out", type=Path, help="directory for the WAV files and report.html")
     p.add_argument("--json", action="store_true", help="print one JSON object")

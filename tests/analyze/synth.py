@@ -138,7 +138,7 @@ class TlsPipe:
     The client's context writes an NSS key log, as a phone started with ``--keylog`` would.
     """
 
-    def __init__(self, client: Addr, server: Addr, keylog: Path, t: float) -> None:
+    def __init__(self, client: Addr, server: Addr, keylog: Path, t: float, tls12_ciphers: str | None = None) -> None:
         import datetime
         import ssl
 
@@ -161,7 +161,11 @@ class TlsPipe:
         cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         cctx.check_hostname = False
         cctx.verify_mode = ssl.CERT_NONE
-        cctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        if tls12_ciphers is None:
+            cctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        else:
+            cctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            cctx.set_ciphers(tls12_ciphers)
         cctx.keylog_filename = str(keylog)
         self._ssl = ssl
         self.addrs = {True: (client, server), False: (server, client)}
@@ -211,7 +215,7 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
                alea_rekey: bool = False,
                addrs: tuple[Addr, Addr, Addr, Addr] = (A_SIP, B_SIP, A_RTP, B_RTP),
                keylog: Path | None = None, sdes_answer: str | None = None, call_id: str = "call-1@test",
-               fresh_first: bool = False, ssrc_base: int = 0x11111111) -> Call:
+               fresh_first: bool = False, ssrc_base: int = 0x11111111, tls12_ciphers: str | None = None) -> Call:
     """A call alice → bob of ``frames`` 20 ms frames each way, captured ``age_seconds`` after the vector's T."""
     a_imp, b_imp = a_imp or Impairments(), b_imp or Impairments()
     a_sip, b_sip, a_rtp, b_rtp = addrs
@@ -236,7 +240,7 @@ def build_call(*, frames: int = 250, rekey_frame: int | None = 100, age_seconds:
     call.verified = [bob.process(m, claimed_sender=ALICE, now=None) for m in imessages]
 
     tcp_seq = {a_sip: 1000, b_sip: 5000}
-    tls = TlsPipe(a_sip, b_sip, keylog, t0 - 0.05) if transport == "tls" and keylog is not None else None
+    tls = TlsPipe(a_sip, b_sip, keylog, t0 - 0.05, tls12_ciphers) if transport == "tls" and keylog else None
 
     def sip(t: float, src: Addr, dst: Addr, data: bytes) -> None:
         if tls is not None:

@@ -283,3 +283,15 @@ def test_two_calls_reusing_the_same_ports(tmp_path) -> None:
     assert [(s.receiver.dialog.call_id, s.stats.packets, s.auth_failures) for s in a.streams] == [
         ("call-1@test", 30, 0), ("call-1@test", 30, 0), ("call-2@test", 30, 0), ("call-2@test", 30, 0)]
     assert a.findings == []
+
+
+@pytest.mark.parametrize("ciphers", ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                                     "ECDHE-ECDSA-CHACHA20-POLY1305"])
+def test_sip_over_tls12_with_a_key_log(tmp_path, ciphers) -> None:
+    keylog = tmp_path / "keys.log"
+    call = build_call(frames=10, rekey_frame=None, transport="tls", keylog=keylog, tls12_ciphers=ciphers)
+    assert "CLIENT_RANDOM " in keylog.read_text()
+    a = analyse(call.write(tmp_path / "c.pcap"), ring("bob"), keylog=keylog)
+    assert [e.label for e in a.dialogs[0].entries] == ["INVITE", "200 OK", "ACK", "BYE", "200 OK"]
+    assert {e.transport for e in a.dialogs[0].entries} == {"tls"}
+    assert a.imessages[0].verdict.description["valid"] and a.findings == []
