@@ -13,7 +13,9 @@ from softphone.analyze.report import addr, to_json, verdict_words
 
 _STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px;text-align:left}th{background:#eee}
-.ok{color:#070}.bad{color:#b00;font-weight:bold}.arrow{font-family:monospace}li{margin:.2em 0}"""
+.ok{color:#070}.bad{color:#b00;font-weight:bold}li{margin:.2em 0}
+.ladder td.span{text-align:center;white-space:nowrap}.arrow{font-family:monospace;line-height:1.1}
+.ladder td{border-left:2px solid #99a;border-right:2px solid #99a}"""
 
 
 def plot_png(a: Analysis) -> bytes | None:
@@ -58,18 +60,28 @@ def render(a: Analysis) -> str:
     parts.append("<h2>Findings</h2><ul>" + ("".join(f"<li class='bad'>{e(f)}</li>" for f in a.findings)
                                              or "<li class='ok'>none</li>") + "</ul>")
     for i, d in enumerate(a.dialogs, 1):
-        parts.append(f"<h2>Call {i}: {e(d.from_uri)} → {e(d.to_uri)}</h2><p>Call-ID {e(d.call_id)}</p><table>"
-                     "<tr><th>#</th><th>time (s)</th><th>from</th><th></th><th>to</th><th>message</th>"
-                     "<th>MIKEY</th></tr>")
+        ends: list[str] = []  # one lifeline per SIP address, in order of appearance
+        for m in d.entries:
+            for x in (addr(m.src), addr(m.dst)):
+                if x not in ends:
+                    ends.append(x)
+        parts.append(f"<h2>Call {i}: {e(d.from_uri)} → {e(d.to_uri)}</h2><p>Call-ID {e(d.call_id)}</p>"
+                     "<table class='ladder'><tr><th>#</th><th>time (s)</th>"
+                     + "".join(f"<th>{e(x)}</th>" for x in ends) + "<th>MIKEY</th></tr>")
         for m in d.entries:
             rec = by_number.get(m.number)
             verdict = ""
             if rec is not None:
                 good = rec.verdict.description.get("valid")
                 verdict = f"<span class='{'ok' if good else 'bad'}'>{e(verdict_words(rec))}</span>"
-            parts.append(f"<tr><td>{m.number}</td><td>{m.time - a.start:.3f}</td><td>{e(addr(m.src))}</td>"
-                         f"<td class='arrow'>{'—' + m.transport + '→'}</td><td>{e(addr(m.dst))}</td>"
-                         f"<td><b>{e(m.label)}</b></td><td>{verdict}</td></tr>")
+            lo, hi = sorted((ends.index(addr(m.src)), ends.index(addr(m.dst))))
+            rightwards = ends.index(addr(m.src)) == lo
+            label = f"<b>{e(m.label)}</b> <small>{e(m.transport)}</small>"
+            arrow = (f"<div class='arrow'>{label}<br>{'─' * 6 * (hi - lo + 1)}▶</div>" if rightwards else
+                     f"<div class='arrow'>{label}<br>◀{'─' * 6 * (hi - lo + 1)}</div>")
+            cells = "<td></td>" * lo + f"<td colspan='{hi - lo + 1}' class='span'>{arrow}</td>" + \
+                "<td></td>" * (len(ends) - hi - 1)
+            parts.append(f"<tr><td>{m.number}</td><td>{m.time - a.start:.3f}</td>{cells}<td>{verdict}</td></tr>")
         parts.append("</table>")
     if j["streams"]:
         cols = ["number", "ssrc", "direction", "path", "codec", "srtp", "packets", "lost", "duplicates", "reordered",
