@@ -11,9 +11,9 @@ from softphone.analyze.audio import decode_frames, write_wav
 from softphone.analyze.dialogs import Dialog, LadderEntry, build_dialogs, claimed_sender
 from softphone.analyze.findings import findings
 from softphone.analyze.keys import KeyRing, Verdict, find_imessage, verify
-from softphone.analyze.pcap import Packet, read_packets
+from softphone.analyze.pcap import Addr, Packet, read_packets
 from softphone.analyze.reassembly import sip_events
-from softphone.analyze.streams import Stream, analyse_streams, receivers
+from softphone.analyze.streams import Stream, analyse_streams, receivers, unmatched_rtp
 from softphone.analyze.tls import read_keylog
 from softphone.calls.profile import Profile
 
@@ -37,6 +37,7 @@ class Analysis:
     findings: list[str] = field(default_factory=list)
     start: float = 0.0
     profile: Profile | None = None
+    unmatched: dict[tuple[Addr, Addr], int] = field(default_factory=dict)
 
 
 def analyse_packets(packets: list[Packet], ring: KeyRing, out_dir: Path | None = None,
@@ -63,7 +64,8 @@ def analyse_packets(packets: list[Packet], ring: KeyRing, out_dir: Path | None =
                 cache[(data, claimed)] = verdict
             records.append(ImessageRecord(entry, dlg, verdict))
             by_offer[entry.number] = verdict
-    streams = analyse_streams(packets, receivers(dialogs, by_offer))
+    rx = receivers(dialogs, by_offer)
+    streams = analyse_streams(packets, rx)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for st in streams:
@@ -75,7 +77,8 @@ def analyse_packets(packets: list[Packet], ring: KeyRing, out_dir: Path | None =
             st.wav = str(path)
     records.sort(key=lambda r: r.entry.number)
     result = Analysis(capture, len(packets), dialogs, records, streams,
-                      start=min((p.time for p in packets), default=0.0), profile=profile)
+                      start=min((p.time for p in packets), default=0.0), profile=profile,
+                      unmatched=unmatched_rtp(packets, rx))
     result.findings = notes + findings(result)
     return result
 

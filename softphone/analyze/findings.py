@@ -95,4 +95,7 @@ def findings(a: Analysis) -> list[str]:
         if st.stats.lost:
             pct = 100.0 * st.stats.lost / max(1, st.stats.expected)
             out.append(f"{name}: {st.stats.lost} of {st.stats.expected} packets lost ({pct:.1f} %)")
+    for (src, dst), n in a.unmatched.items():
+        out.append(f"UDP {src[0]}:{src[1]} → {dst[0]}:{dst[1]}: {n} RTP-like packets that no SDP in the capture "
+                   f"describes (signalling not captured, or an address rewritten by a NAT)")
     return out

@@ -269,3 +269,16 @@ def analyse_streams(packets: list[Packet], rx_by_addr: dict[Addr, list[Receiver]
         if rtp is not None and ext not in st.frames:
             st.frames[ext] = (pt, _payload(rtp))
     return list(streams.values())
+
+
+UNMATCHED_MIN_PACKETS = 20
+
+
+def unmatched_rtp(packets: list[Packet], rx_by_addr: dict[Addr, list[Receiver]]) -> dict[tuple[Addr, Addr], int]:
+    """UDP flows of RTP-looking packets to addresses no SDP in the capture describes (at least
+    :data:`UNMATCHED_MIN_PACKETS`): media whose signalling is missing, or whose address a NAT rewrote."""
+    counts: dict[tuple[Addr, Addr], int] = {}
+    for pkt in packets:
+        if pkt.transport == "udp" and pkt.dst not in rx_by_addr and _rtp_header(pkt.payload) is not None:
+            counts[(pkt.src, pkt.dst)] = counts.get((pkt.src, pkt.dst), 0) + 1
+    return {flow: n for flow, n in counts.items() if n >= UNMATCHED_MIN_PACKETS}

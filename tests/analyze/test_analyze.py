@@ -242,7 +242,11 @@ def test_sip_over_tls13_with_a_key_log(tmp_path, capsys) -> None:
     blind = analyse(pcap, ring("bob"))
     assert blind.dialogs == [] and blind.streams == []
     assert blind.findings == [
-        "TLS connection 127.0.0.1:5060 → 127.0.0.1:5070 not opened: no TLS key log given (--keylog)"]
+        "TLS connection 127.0.0.1:5060 → 127.0.0.1:5070 not opened: no TLS key log given (--keylog)",
+        "UDP 127.0.0.1:40000 → 127.0.0.1:40002: 20 RTP-like packets that no SDP in the capture describes "
+        "(signalling not captured, or an address rewritten by a NAT)",
+        "UDP 127.0.0.1:40002 → 127.0.0.1:40000: 20 RTP-like packets that no SDP in the capture describes "
+        "(signalling not captured, or an address rewritten by a NAT)"]
     keylog.write_text("# nothing useful\n")
     assert main(["analyze", str(pcap), "--keylog", str(keylog)]) == 0
     assert "not opened: the key log has no secrets for client random" in capsys.readouterr().out
@@ -295,3 +299,17 @@ def test_sip_over_tls12_with_a_key_log(tmp_path, ciphers) -> None:
     assert [e.label for e in a.dialogs[0].entries] == ["INVITE", "200 OK", "ACK", "BYE", "200 OK"]
     assert {e.transport for e in a.dialogs[0].entries} == {"tls"}
     assert a.imessages[0].verdict.description["valid"] and a.findings == []
+
+
+def test_media_without_signalling_is_reported(tmp_path) -> None:
+    from softphone.analyze import analyse_packets
+    from softphone.analyze.pcap import Packet
+    from softphone.media.rtp import RtpPacket
+
+    call = build_call(frames=10, rekey_frame=None)
+    stray = [Packet(call.t0 + i * 0.02, "udp", ("127.0.0.1", 41000), ("127.0.0.1", 41002),
+                    RtpPacket(0, i, i * 160, 0x33333333, b"\xff" * 160).serialize()) for i in range(25)]
+    a = analyse_packets(sorted(call.packets + stray, key=lambda p: p.time), ring("bob"))
+    assert len(a.streams) == 2
+    assert a.findings == ["UDP 127.0.0.1:41000 → 127.0.0.1:41002: 25 RTP-like packets that no SDP in the capture "
+                          "describes (signalling not captured, or an address rewritten by a NAT)"]

@@ -75,4 +75,6 @@ async def test_lab_call_over_tls_analysed(lab: Lab, tmp_path: Path) -> None:
     got = read_wav(Path(from_alice.wav))
     _, corr = correlation(got[: len(sent)], sent[: len(got)], max_lag=4800)
     assert corr > 0.8, corr
-    assert not [f for f in a.findings if "failed" in f or "rejected" in f or "not opened" in f], a.findings
+    # loopback also carries whatever else runs on this machine: judge only this call's messages and streams
+    ours = tuple(f"{e.label} #{e.number} " for e in dlg.entries) + tuple(f"stream {s.number} (" for s in streams)
+    assert [f for f in a.findings if f.startswith(ours)] == []
