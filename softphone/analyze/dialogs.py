@@ -1,7 +1,7 @@
 """SIP messages grouped into calls (by Call-ID), numbered as a ladder, with offer/answer pairs found.
 
 Every message gets a capture-wide number (``#1`` …) the findings refer to. An INVITE transaction
-(Call-ID, CSeq) has an offer in the INVITE, else in its 2xx (answered in the ACK); the answer is the
+(Call-ID, CSeq, From) has an offer in the INVITE, else in its 2xx (answered in the ACK); the answer is the
 first 18x/2xx with SDP, else the ACK.
 """
 
@@ -78,11 +78,13 @@ class Dialog:
 
     def exchanges(self) -> list[OfferAnswer]:
         out: list[OfferAnswer] = []
-        transactions: dict[int, list[LadderEntry]] = {}
+        # CSeq numbers are per sender: the caller's and the callee's requests are told apart by From
+        transactions: dict[tuple[int, str], list[LadderEntry]] = {}
         for e in self.entries:
             num, method = e.cseq
             if method in ("INVITE", "ACK"):
-                transactions.setdefault(num, []).append(e)
+                key = (num, (e.message.headers.get("From") or "").strip())
+                transactions.setdefault(key, []).append(e)
         for _num, msgs in sorted(transactions.items(), key=lambda kv: kv[1][0].time):
             invite = next((m for m in msgs if m.label == "INVITE"), None)
             if invite is None:

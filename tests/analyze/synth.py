@@ -75,7 +75,7 @@ def sdp(port: int, session: int, version: int, imessage: bytes | None,
 def request(method: str, cseq: int, body: str = "", *, from_callee: bool = False,
             call_id: str = "call-1@test") -> bytes:
     frm, to = (f"<{BOB}>;tag=b1", f"<{ALICE}>;tag=a1") if from_callee else (f"<{ALICE}>;tag=a1", f"<{BOB}>;tag=b1")
-    if method == "INVITE" and cseq == 1:
+    if method == "INVITE" and cseq == 1 and not from_callee:  # the initial INVITE has no To tag
         to = f"<{BOB}>"
     host = B_SIP if from_callee else A_SIP
     target = ALICE if from_callee else BOB

@@ -73,3 +73,22 @@ def test_rtp_stats_wrap_duplicates_reordering_and_jitter() -> None:
         wobbly.add(i, i * 160, i * 0.02 + (0.004 if i % 2 else 0.0))
     # RFC 3550: |D| = 4 ms every packet, so J converges to 4 ms
     assert abs(wobbly.jitter_ms - 4.0) < 0.01
+
+
+def test_offer_answer_pairs_tell_the_callers_and_callees_cseq_apart() -> None:
+    from softphone.analyze.dialogs import build_dialogs
+    from tests.analyze.synth import A_SIP, B_SIP, response
+
+    a, b = sdp(40000, 1, 1, None), sdp(40002, 2, 1, None)
+    a2, b2 = sdp(40000, 1, 2, None), sdp(40002, 2, 2, None)
+    msgs = [(A_SIP, B_SIP, request("INVITE", 1, a)), (B_SIP, A_SIP, response(200, "OK", "INVITE", 1, b)),
+            (A_SIP, B_SIP, request("ACK", 1)),
+            (B_SIP, A_SIP, request("INVITE", 1, b2, from_callee=True)),  # the callee's own CSeq 1
+            (A_SIP, B_SIP, response(200, "OK", "INVITE", 1, a2, to_callee=True)),
+            (B_SIP, A_SIP, request("ACK", 1, from_callee=True))]
+    pkts = [Packet(10.0 + i, "udp", s, d, m) for i, (s, d, m) in enumerate(msgs)]
+    (dlg,) = build_dialogs(sip_events(pkts))
+    pairs = [(x.offer.number, x.answer.number if x.answer else None) for x in dlg.exchanges()]
+    assert pairs == [(1, 2), (4, 5)]
+    assert [(x.offer.sender, x.offer.receiver) for x in dlg.exchanges()] == [
+        ("sip:alice@streamwide.com", "sip:bob@streamwide.com"), ("sip:bob@streamwide.com", "sip:alice@streamwide.com")]
