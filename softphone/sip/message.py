@@ -242,6 +242,11 @@ class StreamFramer:
         self._max = max_size
         self._pending: tuple[Message, int] | None = None
 
+    @property
+    def pending(self) -> bool:
+        """Whether part of a message is buffered (so CRLFs now are inside it, not a keep-alive)."""
+        return bool(self._buf) or self._pending is not None
+
     def feed(self, data: bytes) -> list[Message]:
         self._buf += data
         out: list[Message] = []

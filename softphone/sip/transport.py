@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .errors import ParseError, TransportError
 from .message import MAX_MESSAGE_SIZE, Message, StreamFramer, parse_message
+from .stun import is_stun
 
 log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 512
@@ -58,6 +59,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         src = Source("udp", addr[0], addr[1])
         if data.strip(b"\r\n") == b"":
             return  # keep-alive
+        if is_stun(data):
+            if self.layer.on_keepalive is not None:
+                self.layer.on_keepalive(src, data)  # a STUN keep-alive response (RFC 5626 §4.4.2)
+            return
         try:
             msg = parse_message(data, max_size=self.layer.max_size)
         except ParseError as exc:
@@ -101,6 +106,12 @@ class StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._touch()
         src = Source(self.proto, self.peer[0], self.peer[1], self)
+        if data and data.strip(b"\r\n") == b"" and not self.framer.pending:
+            if data == b"\r\n\r\n" and self.transport is not None:
+                self.transport.write(b"\r\n")  # pong a peer's ping (RFC 5626 §3.5.1)
+            elif self.layer.on_keepalive is not None:
+                self.layer.on_keepalive(src, data)  # the pong of our ping (§4.4.1)
+            return
         try:
             messages = self.framer.feed(data)
         except ParseError as exc:
@@ -146,6 +157,7 @@ class TransportLayer:
         self.tls_client = tls_client
         self.max_size = max_size
         self.ports: dict[str, int] = {}
+        self.on_keepalive: Callable[[Source, bytes], None] | None = None
         self.connections: dict[tuple[str, str, int], StreamConnection] = {}
         self._udp: _UdpProtocol | None = None
         self._servers: list[asyncio.base_events.Server] = []

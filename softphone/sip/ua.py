@@ -27,7 +27,8 @@ from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout
 from .headers import Via
 from .message import MAX_MESSAGE_SIZE, Request, Response
 from .registration import MAX_ATTEMPTS as MAX_REGISTER_ATTEMPTS
-from .registration import Registration, failed_refresh_expiry, refresh_delay
+from .registration import Backoff, Recovery, Registration, RegistrationStatus, RegState
+from .resolve import ALL_TRANSPORTS, Resolver
 from .session import CallState, InviteSession
 from .transaction import (
     Acked,
@@ -72,6 +73,13 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     max_message_size: int = MAX_MESSAGE_SIZE
     incoming_queue: int = 16
+    nameserver: str | None = None     # "host:port" for RFC 3263 lookups (default: the system resolver)
+    instance_id: str | None = None    # "urn:uuid:…": +sip.instance and reg-id in Contact (RFC 5626)
+    reg_id: int = 1
+    keepalive: float | None = None    # ping interval; default 120 s on TCP/TLS, 25 s on UDP (RFC 5626 §4.4)
+    pong_timeout: float = 10.0
+    retry_base: float = 30.0          # RFC 5626 §4.5 base-time and max-time of the retry backoff
+    retry_max: float = 1800.0
 
 
 class UserAgent:
@@ -97,6 +105,10 @@ class UserAgent:
         self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresh: asyncio.Task[None] | None = None
+        self.resolver = Resolver(config.nameserver)
+        self.recovery: Recovery | None = None
+        self.on_registration: Callable[[RegistrationStatus], None] | None = None
+        self.flow: tuple[Addr, StreamConnection | None] | None = None   # where our binding's REGISTER went
         registrar = SipUri.parse(config.registrar) if config.registrar else SipUri(
             self.aor.scheme, None, None, self.aor.host, self.aor.port)
         self.registration = Registration(self.aor, f"{secrets.token_hex(10)}@{config.host}", registrar)
@@ -192,20 +204,42 @@ class UserAgent:
         return f'399 {self.config.host} "{safe[:200]}"'
 
     # -- routing ----------------------------------------------------------------------------------
-    async def _destination(self, uri: SipUri, size: int) -> Addr:
-        """Transport, address and port for a next-hop URI (RFC 3263 without NAPTR/SRV)."""
-        proto = uri.transport
-        if proto not in ("udp", "tcp", "tls"):
-            raise TransportError(f"unsupported transport {proto!r}")
-        if proto == "udp" and size > UDP_SIZE_LIMIT:
-            proto = "tcp"  # RFC 3261 §18.1.1
-        port = uri.port or (5061 if proto == "tls" else 5060)
-        host = await self.transport.resolve(uri.host, port)
-        if "transport" not in uri.params and uri.scheme == "sip" and (
-                conn := self.transport.connections.get(("tcp", host, port))):
-            if conn.transport is not None and not conn.transport.is_closing():
-                return Addr("tcp", host, port)  # reuse an open connection to that peer (RFC 5923 §5)
-        return Addr(proto, host, port)
+    async def _destinations(self, uri: SipUri, size: int,
+                            transports: tuple[str, ...] | None = None) -> list[tuple[Addr, str]]:
+        """Transport, address and port for a next-hop URI in the order to try (RFC 3263), with the
+        name a TLS certificate must carry."""
+        if transports is None:
+            first = self.config.transport
+            transports = (first, *(t for t in ALL_TRANSPORTS if t != first))
+        out: list[tuple[Addr, str]] = []
+        for target in await self.resolver.resolve(uri, transports):
+            proto = target.proto
+            if proto not in ("udp", "tcp", "tls"):
+                continue
+            if proto == "udp" and size > UDP_SIZE_LIMIT:
+                proto = "tcp"  # RFC 3261 §18.1.1
+            host, port = target.address, target.port
+            if "transport" not in uri.params and uri.scheme == "sip" and (
+                    conn := self.transport.connections.get(("tcp", host, port))):
+                if conn.transport is not None and not conn.transport.is_closing():
+                    proto = "tcp"  # reuse an open connection to that peer (RFC 5923 §5)
+            out.append((Addr(proto, host, port), target.tls_name))
+        if not out:
+            raise TransportError(f"unsupported transport for {uri}")
+        return out
+
+    async def _open(self, targets: list[tuple[Addr, str]]) -> tuple[Addr, StreamConnection | None]:
+        """The first target that can be reached (a stream connects; UDP always can)."""
+        error: TransportError | None = None
+        for addr, name in targets:
+            if addr.proto == "udp":
+                return addr, None
+            try:
+                return addr, await self.transport.connect(addr, server_hostname=name or None)
+            except TransportError as exc:
+                log.info("%s; trying the next target", exc)
+                error = exc
+        raise error or TransportError("no target")
 
     def _add_via(self, req: Request, proto: str) -> None:
         port = self.transport.ports.get(proto) or self.transport.ports["udp"]
@@ -223,8 +257,8 @@ class UserAgent:
         if "User-Agent" not in req.headers:
             req.headers.add("User-Agent", self.config.user_agent)
         if dest is None:
-            addr = await self._destination(dest_uri or self._initial_hop(req), len(req.encode()) + 120)
-            conn = await self.transport.connect(addr) if addr.proto != "udp" else None
+            addr, conn = await self._open(await self._destinations(
+                dest_uri or self._initial_hop(req), len(req.encode()) + 120))
         else:
             addr, conn = dest
         if not keep_via:
@@ -250,8 +284,7 @@ class UserAgent:
     async def send_stateless(self, req: Request, uri: SipUri) -> tuple[bytes, tuple[Addr, StreamConnection | None]]:
         """Send a request outside any transaction (ACK for 2xx, §13.2.2.4); returns what to resend."""
         req.headers.add("Max-Forwards", "70") if "Max-Forwards" not in req.headers else None
-        addr = await self._destination(uri, len(req.encode()) + 120)
-        conn = await self.transport.connect(addr) if addr.proto != "udp" else None
+        addr, conn = await self._open(await self._destinations(uri, len(req.encode()) + 120))
         self._add_via(req, addr.proto)
         data = req.encode()
         self.transport.send_bytes(data, addr, conn)
@@ -261,10 +294,40 @@ class UserAgent:
                       timeout: float | None = None) -> Response:
         """Send a non-INVITE (or re-INVITE) request and return its final response.
 
-        A 401/407 is answered once with digest credentials (new branch, CSeq + 1).
+        A 401/407 is answered once with digest credentials (new branch, CSeq + 1). A timeout, a
+        transport error or a 503 moves on to the next RFC 3263 target (§4.3) with a new branch.
         """
+        resp, _ = await self.request_flow(req, dest_uri=dest_uri, timeout=timeout)
+        return resp
+
+    async def request_flow(self, req: Request, *, dest_uri: SipUri | None = None, timeout: float | None = None,
+                           transports: tuple[str, ...] | None = None,
+                           ) -> tuple[Response, tuple[Addr, StreamConnection | None]]:
+        """:meth:`request`, also returning the flow (address, connection) the final response came on."""
+        uri = dest_uri or self._initial_hop(req)
+        targets = await self._destinations(uri, len(req.encode()) + 120, transports)
+        error: SipError | None = None
+        for index, (addr, name) in enumerate(targets):
+            if index:
+                req = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
+                req.headers.remove("Via")
+            try:
+                dest = await self._open([(addr, name)])
+                resp, dest = await self._authorized_request(req, dest, uri, timeout)
+            except (TransactionTimeout, TransportError) as exc:
+                log.info("%s to %s:%s:%d failed (%s)", req.method, addr.proto, addr.host, addr.port, exc)
+                error = exc
+                continue
+            if resp.status == 503 and index + 1 < len(targets):
+                log.info("%s to %s:%d: 503; trying the next target", req.method, addr.host, addr.port)
+                continue
+            return resp, dest
+        raise error or TransportError("no target")
+
+    async def _authorized_request(self, req: Request, dest: tuple[Addr, StreamConnection | None], uri: SipUri,
+                                  timeout: float | None) -> tuple[Response, tuple[Addr, StreamConnection | None]]:
         for attempt in range(2):
-            tx = await self.send_request(req, dest_uri=dest_uri)
+            tx = await self.send_request(req, dest=dest)
             try:
                 resp = await asyncio.wait_for(asyncio.shield(tx.final), timeout)
             except TimeoutError:
@@ -272,9 +335,11 @@ class UserAgent:
                 raise TransactionTimeout(f"no final response to {req.method}") from None
             if resp.status in (401, 407) and attempt == 0 and self.credentials and "tag" not in req.to.params:
                 req = self._authorized_copy(req, resp)
+                if dest[1] is not None and dest[1].transport is not None and dest[1].transport.is_closing():
+                    dest = await self._open([(dest[0], uri.host)])
                 continue
-            return resp
-        return resp
+            return resp, dest
+        return resp, dest
 
     def _authorized_copy(self, req: Request, resp: Response) -> Request:
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
@@ -351,12 +416,32 @@ class UserAgent:
         """The granted expiry of our binding, None when not registered."""
         return self.registration.expires
 
+    @property
+    def registration_status(self) -> RegistrationStatus:
+        """State, expiry / next retry (``loop.time()`` clock) and the last failure of our binding."""
+        return self.recovery.status if self.recovery else RegistrationStatus(RegState.UNREGISTERED)
+
     async def register(self, expires: int | None = None) -> int:
-        """REGISTER our Contact; returns the granted expiry and keeps refreshing before it lapses."""
-        granted = await self._register_once(self.config.expires if expires is None else expires)
+        """REGISTER our Contact; returns the granted expiry.
+
+        Afterwards :class:`~.outbound.Keeper` refreshes the binding, retries failures with backoff,
+        pings the flow and registers again when it dies. If this first attempt fails the error is
+        raised and the keeper retries in the background all the same.
+        """
+        from .outbound import Keeper
+
+        want = self.config.expires if expires is None else expires
         if self._refresh:
             self._refresh.cancel()
-        self._refresh = asyncio.get_running_loop().create_task(self._refresh_loop(granted))
+        loop = asyncio.get_running_loop()
+        self.recovery = Recovery(backoff=Backoff(self.config.retry_base, self.config.retry_max), rng=self.rng,
+                                 keepalive=self.config.keepalive, pong_timeout=self.config.pong_timeout)
+        keeper = Keeper(self, self.recovery, want)
+        self.recovery.start(loop.time())
+        try:
+            granted = await keeper.attempt()
+        finally:
+            self._refresh = loop.create_task(keeper.run())
         return granted
 
     async def unregister(self) -> None:
@@ -364,30 +449,46 @@ class UserAgent:
         if self._refresh:
             self._refresh.cancel()
             self._refresh = None
+        if self.recovery:
+            self.recovery.stop()
+            self.report_registration()
         await self._register_once(0)
 
+    def report_registration(self) -> None:
+        if self.on_registration is not None:
+            self.on_registration(self.registration_status)
+
+    def register_contact(self) -> str:
+        """Our Contact for REGISTER: with ``+sip.instance`` and ``reg-id`` when outbound is used (RFC 5626 §4.2)."""
+        contact = str(self.contact)
+        if self.config.instance_id:
+            contact += f';+sip.instance="<{self.config.instance_id}>";reg-id={self.config.reg_id}'
+        return contact
+
     async def _register_once(self, expires: int) -> int:
+        granted, _, _ = await self.register_flow(expires)
+        return granted
+
+    async def register_flow(self, expires: int) -> tuple[int, Response, tuple[Addr, StreamConnection | None]]:
+        """One REGISTER (answering 401 and 423) through the registrar's RFC 3263 targets in order:
+        the granted expiry, the final response and the flow it went over."""
         reg = self.registration
         hop = SipUri.parse(self.config.proxy) if self.config.proxy else reg.registrar
         for _ in range(MAX_REGISTER_ATTEMPTS):
-            req = reg.request(self.contact, expires, self.new_tag())
-            resp = await self.request(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1)
+            req = reg.request(self.contact, expires, self.new_tag(), contact_text=self.register_contact())
+            if self.config.instance_id:
+                req.headers.add("Supported", "outbound, path")
+            resp, flow = await self.request_flow(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1,
+                                                 transports=(self.config.transport,))
             outcome = reg.outcome(resp, self.contact, expires)
             if outcome.retry is not None:
                 expires = outcome.retry
                 continue
             self.register_count += 1
-            return outcome.granted or 0
+            if expires:
+                self.flow = flow
+            return outcome.granted or 0, resp, flow
         raise RegistrationFailed(423, "Interval Too Brief")
-
-    async def _refresh_loop(self, expires: int) -> None:
-        while True:
-            await asyncio.sleep(refresh_delay(expires))
-            try:
-                expires = await self._register_once(expires)
-            except (TimeoutError, SipError) as exc:
-                log.warning("registration refresh failed: %s", exc)
-                expires = failed_refresh_expiry(expires)
 
     # -- requests we originate ---------------------------------------------------------------------
     def _new_request(self, method: str, target: SipUri) -> Request:
