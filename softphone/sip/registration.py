@@ -174,6 +174,11 @@ class Recovery:
     def deadline(self) -> float | None:
         return min(self.timers.values(), default=None)
 
+    @property
+    def flow_answered(self) -> bool:
+        """Whether the peer has answered a keep-alive on the current flow."""
+        return self._answered
+
     def _set(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
 
@@ -239,7 +244,7 @@ class Recovery:
                 self._set(state=RegState.REGISTERING)
             return [Action.REGISTER]
         if "keepalive" in due:
-            self.timers["pong"] = now + self.pong_timeout
+            self.timers.setdefault("pong", now + self.pong_timeout)  # the oldest unanswered ping counts
             self._schedule_ping(now)
             actions.append(Action.PING)
         return actions

@@ -18,7 +18,7 @@ import secrets
 import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .auth import Challenge, DigestCredentials
 from .dispatch import ALLOW, MAX_SESSIONS, Dispatcher, server_key
@@ -43,6 +43,9 @@ from .transaction import (
 )
 from .transport import UDP_SIZE_LIMIT, Addr, StreamConnection, TransportLayer
 from .uri import NameAddr, SipUri
+
+if TYPE_CHECKING:
+    from .outbound import Keeper
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,7 @@ class UserAgent:
         self._refresh: asyncio.Task[None] | None = None
         self.resolver = Resolver(config.nameserver)
         self.recovery: Recovery | None = None
+        self.keeper: Keeper | None = None
         self.on_registration: Callable[[RegistrationStatus], None] | None = None
         self.flow: tuple[Addr, StreamConnection | None] | None = None   # where our binding's REGISTER went
         registrar = SipUri.parse(config.registrar) if config.registrar else SipUri(
@@ -436,7 +440,7 @@ class UserAgent:
         loop = asyncio.get_running_loop()
         self.recovery = Recovery(backoff=Backoff(self.config.retry_base, self.config.retry_max), rng=self.rng,
                                  keepalive=self.config.keepalive, pong_timeout=self.config.pong_timeout)
-        keeper = Keeper(self, self.recovery, want)
+        self.keeper = keeper = Keeper(self, self.recovery, want)
         self.recovery.start(loop.time())
         try:
             granted = await keeper.attempt()

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from softphone.sip.resolve import Naptr, Resolver, Srv, Target, order_naptr, order_srv, split_hostport, \
-    targets_from_records
+from softphone.sip.resolve import (
+    Naptr,
+    Resolver,
+    Srv,
+    Target,
+    order_naptr,
+    order_srv,
+    split_hostport,
+    targets_from_records,
+)
 from softphone.sip.uri import SipUri
 from tests.conftest import require_tool
 
