@@ -65,6 +65,7 @@ class Account:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     revoked_file: Path | None = None
+    nameserver: str | None = None     # "host:port" for RFC 3263 lookups (default: the system resolver)
     extra: dict = field(default_factory=dict, repr=False)
 
     def password(self) -> str | None:
@@ -113,7 +114,7 @@ _KNOWN = {
     "name", "uri", "registrar", "username", "profile", "display_name", "password_file", "password_env",
     "ca_file", "keystore", "keystore_passphrase_file", "keystore_passphrase_env", "kms_url",
     "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports", "tls_cert_file", "tls_key_file",
-    "revoked_file",
+    "revoked_file", "nameserver",
 }  # fmt: skip
 _PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file",
           "tls_cert_file", "tls_key_file", "revoked_file"}

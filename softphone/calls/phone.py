@@ -24,15 +24,25 @@ from crypto.mikey.build import Initiator
 from crypto.mikey.verify import ReplayCache, Responder
 from softphone.calls.call import Call, reserve_port
 from softphone.calls.errors import CallError
-from softphone.calls.events import Answered, CallEvent, Calling, Failed, Incoming, Rejected, Ringing
+from softphone.calls.events import (
+    Answered,
+    CallEvent,
+    Calling,
+    Failed,
+    Incoming,
+    RegistrationChanged,
+    Rejected,
+    Ringing,
+)
 from softphone.calls.negotiation import Answerer, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
-from softphone.config import Account, ConfigError
+from softphone.config import DEFAULT_CONFIG, Account, ConfigError
 from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, refresh
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.sip.errors import CallFailed, SipError
+from softphone.sip.registration import RegistrationStatus
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
 from softphone.sip.uri import NameAddr
@@ -97,6 +107,7 @@ class Phone:
         self._responder: Responder | None = None
         self._responder_periods: tuple[int, ...] = ()
         self._verify_lock = asyncio.Lock()
+        self.ua.on_registration = self._registration_changed
 
     def __repr__(self) -> str:
         return f"<Phone {self.settings.uri} profile={self.settings.profile.name}>"
@@ -114,6 +125,23 @@ class Phone:
         except asyncio.QueueFull:
             self._queue.get_nowait()
             self._queue.put_nowait(event)
+
+    @property
+    def registration(self) -> RegistrationStatus:
+        """The registration's state, expiry and next retry (times on the event loop's clock)."""
+        return self.ua.registration_status
+
+    def registration_text(self) -> str:
+        """``registered (expires in 3570 s)``, ``retrying in 12 s (503 Service Unavailable)``, …"""
+        return self.registration.describe(asyncio.get_running_loop().time())
+
+    def _registration_changed(self, status: RegistrationStatus) -> None:
+        now = asyncio.get_running_loop().time()
+        self._emit(RegistrationChanged(
+            call_id="", state=status.state.value, text=status.describe(now),
+            expires_in=None if status.expires_at is None else max(0, round(status.expires_at - now)),
+            retry_in=None if status.retry_at is None else max(0, round(status.retry_at - now)),
+            reason=status.reason, target=status.target))
 
     async def events(self) -> AsyncIterator[CallEvent]:
         """Every call event, as they happen (an alternative to the ``on_event`` callback)."""
@@ -322,6 +350,29 @@ def claimed_sender(session: InviteSession) -> str:
     return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
 
+def instance_id(account: Account) -> str:
+    """The account's stable ``urn:uuid:`` (RFC 5626 ``+sip.instance``), kept in a file beside its
+    keystore (``<keystore>.instance``) or beside the default accounts file; created on first use."""
+    import uuid
+
+    path = (account.keystore.with_name(account.keystore.name + ".instance") if account.keystore
+            else DEFAULT_CONFIG.parent / f"{account.name}.instance")
+    try:
+        text = path.read_text().strip()
+        if text.startswith("urn:uuid:"):
+            uuid.UUID(text[9:])
+            return text
+    except (OSError, ValueError):
+        pass
+    value = f"urn:uuid:{uuid.uuid4()}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+    except OSError as exc:
+        log.warning("cannot store the SIP instance id in %s: %s", path, exc.strerror)
+    return value
+
+
 def settings_from_account(account: Account, profile_name: str | None = None, *, passphrase: str | None = None,
                           fetch_keys: bool = True) -> PhoneSettings:
     """PhoneSettings for a configured account: UA over the profile's transport to the registrar,
@@ -349,7 +400,8 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
                 tls_server.load_cert_chain(account.tls_cert_file, account.tls_key_file)
         ua = UAConfig(aor=account.uri, username=account.username, password=account.password(),
                       proxy=account.registrar, transport=profile.transport, host=account.local_host,
-                      tls_server=tls_server, tls_client=tls_client, display_name=account.display_name)
+                      tls_server=tls_server, tls_client=tls_client, display_name=account.display_name,
+                      nameserver=account.nameserver, instance_id=instance_id(account))
         keystore = None
         if profile.keying is Keying.MIKEY_SAKKE:
             if account.keystore is None:

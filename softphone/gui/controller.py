@@ -28,6 +28,7 @@ from softphone.calls.events import (
     Held,
     Incoming,
     MediaStarted,
+    RegistrationChanged,
     Rejected,
     Rekeyed,
     Resumed,
@@ -62,7 +63,8 @@ AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
 class PhoneController(QObject):
     """Signals carry strings or typed values (:class:`Incoming`, :class:`CallStatus`, :class:`CallRecord`)."""
 
-    registration = Signal(str, str)   # state ("starting", "registered", "offline", "failed"), detail
+    registration = Signal(str, str)   # state ("starting", "registered", "registering", "retrying", "offline",
+    #                                   "failed"), detail such as "retrying in 12 s (503 Service Unavailable)"
     keys_changed = Signal(object)     # KeyStatus | None
     notice = Signal(str, str)         # level ("info", "warning", "error"), one line for the user
     state_changed = Signal(str)       # "idle", "calling", "ringing", "incoming", "in-call"
@@ -238,6 +240,8 @@ class PhoneController(QObject):
 
     def _on_event(self, ev: CallEvent) -> None:
         match ev:
+            case RegistrationChanged():
+                self.registration.emit(ev.state, ev.text)   # retries and re-registrations after start
             case Incoming():
                 self._incoming_info[ev.call_id] = ev
             case Rejected(peer=str(peer)):

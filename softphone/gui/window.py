@@ -46,7 +46,8 @@ from softphone.gui.controller import PhoneController
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
 
 NOTICE_COLOURS = {"info": "#1f4e79", "warning": "#8a5a00", "error": "#b3261e"}
-REG_COLOURS = {"registered": "#1b7f3b", "starting": "#8a5a00", "offline": "#b3261e", "failed": "#b3261e"}
+REG_COLOURS = {"registered": "#1b7f3b", "starting": "#8a5a00", "registering": "#8a5a00", "retrying": "#b3261e",
+               "offline": "#b3261e", "failed": "#b3261e"}
 KEYPAD = "123456789*0#"
 
 
@@ -398,7 +399,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 15000)
 
     def _on_registration(self, state: str, detail: str) -> None:
-        self.registration.setText(f"● {state}")
+        self.registration.setText(f"● {detail}" if state == "retrying" else f"● {state}")
         self.registration.setToolTip(detail)
         self.registration.setProperty("state", state)
         self.registration.setStyleSheet(f"color: {REG_COLOURS.get(state, '#444')}; font-weight: bold;")
