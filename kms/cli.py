@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kms.audit import AuditError, AuditLog
 from kms.store import StoreError
-from kmsinterface.sealed import SecretsError, read_passphrase, write_private
+from kmsinterface.sealed import SecretsError, check_passphrase_strength, read_passphrase, write_private
 from kmsinterface.xml import KmsXmlError
 
 AUDIT_NAME = "audit.log"
@@ -50,8 +50,11 @@ def _parse_time(text: str | None) -> datetime | None:
 def cmd_init(args: argparse.Namespace) -> int:
     from kms.issue import init_community
 
-    c = init_community(args.dir, args.uri, _passphrase(args), period=args.period, offset=args.offset, db=args.db)
-    print(f"created KMS community {c.kms_uri} in {c.directory} (period {c.user_key_period} s, offset {c.user_key_offset} s)")
+    passphrase = _passphrase(args)
+    check_passphrase_strength(passphrase, "KMS master passphrase")
+    c = init_community(args.dir, args.uri, passphrase, period=args.period, offset=args.offset, db=args.db)
+    print(f"created KMS community {c.kms_uri} in {c.directory} "
+          f"(period {c.user_key_period} s, offset {c.user_key_offset} s)")
     return 0
 
 

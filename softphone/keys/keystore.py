@@ -24,7 +24,14 @@ from crypto import eccsi, sakke
 from crypto.errors import CryptoError
 from crypto.identity import key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.mikey import keys as mikey_keys
-from kmsinterface.sealed import DEFAULT_N_LOG2, DataKey, SecretsError, derive_key, write_private
+from kmsinterface.sealed import (
+    DEFAULT_N_LOG2,
+    DataKey,
+    SecretsError,
+    check_passphrase_strength,
+    derive_key,
+    write_private,
+)
 from kmsinterface.xml import KeyProvResponse, KeySet, KmsCertificate
 from softphone.keys.errors import KeysError
 
@@ -121,9 +128,14 @@ class Keystore:
     # file ---------------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, passphrase: bytes, *, n_log2: int = DEFAULT_N_LOG2) -> Keystore:
+        """A new, empty keystore; a weak ``passphrase`` is refused (KeystoreError, one line)."""
         path = Path(path).expanduser()
         if path.exists():
             raise KeystoreError(f"keystore {path} already exists")
+        try:
+            check_passphrase_strength(passphrase, "keystore passphrase")
+        except SecretsError as exc:
+            raise KeystoreError(str(exc)) from None
         salt = os.urandom(16)
         header = MAGIC + bytes([n_log2]) + salt
         store = cls(path, cls._derive(passphrase, salt, n_log2), header, {})
