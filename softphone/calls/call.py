@@ -27,6 +27,8 @@ from softphone.calls.events import (
     Held,
     MediaCounters,
     MediaStarted,
+    PeerAssurance,
+    PeerSending,
     Rekeyed,
     Resumed,
     StatusEvent,
@@ -92,6 +94,7 @@ class Call:
         self._ended = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
         self._restart: asyncio.Task[None] | None = None
+        self._first_packet: asyncio.Task[None] | None = None
         session.on_offer = self._on_reoffer
 
     def __repr__(self) -> str:
@@ -139,7 +142,20 @@ class Call:
         self._apply_direction(negotiated.direction)
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._watch_session())
+        if self._first_packet is not None:
+            self._first_packet.cancel()
+            self._first_packet = None
+        if negotiated.peer_assurance is PeerAssurance.KEYED_TO:
+            self._first_packet = asyncio.get_running_loop().create_task(self._await_peer_sending(self.media))
         self._emit_status(MediaStarted)
+
+    async def _await_peer_sending(self, media: MediaSession, poll_s: float = 0.02) -> None:
+        """Emit :class:`PeerSending` once ``media`` has authenticated a packet from the peer (its public stats)."""
+        while self.media is media and not self._ended.is_set():
+            if media.stats().packets_received > 0:
+                self._emit_status(PeerSending)
+                return
+            await asyncio.sleep(poll_s)
 
     def _apply_direction(self, direction: str) -> None:
         if self.media is None:
@@ -157,6 +173,8 @@ class Call:
         if self._ended.is_set():
             return
         self._ended.set()
+        if self._first_packet is not None:
+            self._first_packet.cancel()
         last = self.snapshot()
         if self.media is not None:
             await self.media.stop()
@@ -272,13 +290,18 @@ class Call:
 
     # --- status ------------------------------------------------------------------------------------
     def snapshot(self) -> CallStatus:
-        """What a status line shows: state, verified peer identity, codec, suite, key id, packets, loss, jitter."""
+        """What a status line shows: state, peer identity and how sure we are of it, codec, suite, key id,
+        packets, loss, jitter."""
         neg = self.negotiated
         keys = counters = None
+        s = self.media.stats() if self.media is not None else None
         if neg is not None:
-            keys = CallKeys(neg.security, neg.security_label, neg.peer_identity, neg.codec.name, neg.suite, neg.key_id)
-        if self.media is not None:
-            s = self.media.stats()
+            assurance = neg.peer_assurance
+            if assurance is PeerAssurance.KEYED_TO and s is not None and s.packets_received > 0:
+                assurance = PeerAssurance.PEER_SENDING  # packets_received counts only SRTP-authenticated ones
+            keys = CallKeys(neg.security, neg.security_label, neg.peer_identity, neg.codec.name, neg.suite, neg.key_id,
+                            assurance)
+        if s is not None:
             total = s.packets_received + s.packets_lost
             counters = MediaCounters(s.packets_sent, s.packets_received,
                                      round(s.packets_lost / total, 4) if total > 0 else 0.0,

@@ -28,6 +28,8 @@ from softphone.calls.events import (
     Held,
     Incoming,
     MediaStarted,
+    PeerAssurance,
+    PeerSending,
     Rejected,
     Rekeyed,
     Resumed,
@@ -250,7 +252,7 @@ class PhoneController(QObject):
                 self._last_failure = ev
             case Ringing() if self.state == "calling":
                 self._set_state("ringing")
-            case Held() | Resumed() | Rekeyed() | MediaStarted() if self._is_current(ev):
+            case Held() | Resumed() | Rekeyed() | MediaStarted() | PeerSending() if self._is_current(ev):
                 assert self.call is not None
                 self.call_updated.emit(self.call.snapshot())
                 if isinstance(ev, Rekeyed):
@@ -276,9 +278,10 @@ class PhoneController(QObject):
         duration = time.monotonic() - self.answered_at if self.answered_at else 0.0
         self.answered_at = None
         if call is not None:
+            verified = ev.status.verified_identity if ev.status.peer_assurance == PeerAssurance.VERIFIED_BY_ECCSI \
+                else None  # an outgoing call's callee signed nothing: keyed to, never verified
             self._record(CallRecord(meta.get("started", now_iso()), meta.get("direction", "outgoing"), call.peer,
-                                    ev.status.verified_identity, ev.status.security, "answered", round(duration, 1),
-                                    ev.reason))
+                                    verified, ev.status.security, "answered", round(duration, 1), ev.reason))
             self.notice.emit("info", f"call ended ({ev.reason or 'hung up'}), {format_duration(duration)}")
         self._set_state("idle")
 
