@@ -51,7 +51,14 @@ from softphone.gui.model import (
     now_iso,
 )
 from softphone.keys.keystore import Keystore, KeystoreError
-from softphone.keys.kms_client import KmsClient, KmsClientError, KmsUnreachable, refresh
+from softphone.keys.kms_client import (
+    KmsCertificateChanged,
+    KmsClient,
+    KmsClientError,
+    KmsTrustChanged,
+    KmsUnreachable,
+    refresh,
+)
 from softphone.media.audio import AudioError, AudioSink, AudioSource
 from softphone.sip.errors import SipError
 from softphone.sip.session import CallState
@@ -191,6 +198,13 @@ class PhoneController(QObject):
         try:
             client = KmsClient(url, self.account.kms_token() or "", cafile=self.account.kms_ca_file)
             result = await asyncio.to_thread(refresh, self.keystore, client, self.account.uri, force=force)
+        except KmsTrustChanged as exc:
+            what = "security certificate" if isinstance(exc, KmsCertificateChanged) else "set of community keys"
+            self.kms_problem = (f"Warning: the KMS at {url} presented a different {what} from the one this phone "
+                                "trusted when it first fetched keys. Nothing was replaced: this phone keeps its "
+                                "trusted keys. This can be an attack. Only if your administrator confirms the KMS "
+                                "was changed, accept it with 'softphone keys trust'.")
+            self.notice.emit("error", self.kms_problem)
         except KmsUnreachable as exc:
             self.kms_problem = (f"Cannot reach the KMS at {url} ({exc}) — no keys for this period, "
                                 "secure calls are unavailable")
