@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -42,9 +42,16 @@ from softphone.sip.session import CallState, InviteSession, Reject
 log = logging.getLogger(__name__)
 
 
-__all__ = ["Call", "CallError", "CallEvent", "EventSink", "reserve_port"]
+__all__ = ["Call", "CallError", "CallEvent", "EventSink", "OfferVerifier", "reserve_port", "verify_in_thread"]
 
 EventSink = Callable[[CallEvent], None]
+#: Verifies an offer off the event loop, one at a time through the phone's replay cache (``Phone.verify_offer``).
+OfferVerifier = Callable[[Answerer, bytes, "str | None"], Awaitable[Negotiated]]
+
+
+async def verify_in_thread(answerer: Answerer, body: bytes, claimed: str | None) -> Negotiated:
+    """An :data:`OfferVerifier` for a call on its own (no phone): the check still runs in a thread."""
+    return await asyncio.to_thread(answerer.process_offer, body, claimed)
 
 
 def reserve_port(host: str) -> int:
@@ -77,7 +84,7 @@ class Call:
 
     def __init__(self, session: InviteSession, host: str, port: int, source: AudioSource, sink: AudioSink,
                  emit: EventSink, *, offerer: Offerer | None = None, answerer: Answerer | None = None,
-                 trace: bool = False) -> None:
+                 trace: bool = False, verify: OfferVerifier = verify_in_thread) -> None:
         self.session = session
         self.host = host
         self.port = port
@@ -88,6 +95,7 @@ class Call:
         self.held = False
         self.invite_sent_at: float | None = None
         self.trace = trace
+        self._verify = verify
         self._source = source
         self._sink = sink
         self._emit_cb = emit
@@ -260,12 +268,27 @@ class Call:
         await self._finish("local hangup")
 
     def _on_reoffer(self, body: bytes) -> bytes:
-        """A re-INVITE from the peer: same I_MESSAGE → hold/resume with the same keys; new → rekey."""
+        """A re-INVITE from the peer: same I_MESSAGE → hold/resume with the same keys; new → rekey.
+
+        A new I_MESSAGE is verified like an initial offer — in a thread, under the phone's verify lock that
+        guards the shared replay cache — never on the event loop. This handler must answer at once, so it
+        answers (the answer carries no MIKEY response) and keeps the old keys until the check is done: media
+        restarts with the new keys if it verifies; otherwise the call is hung up (a :class:`Failed` says why).
+        """
         if self.answerer is None:
             raise Reject(488, "re-offer without a MIKEY responder for this call")
+        if self._restart is not None and not self._restart.done():
+            raise Reject(491, "a rekey is still being verified")
+        try:
+            if self.answerer.carries_new_key(body):
+                answer = self.answerer.answer_for(body)
+                self._restart = asyncio.get_running_loop().create_task(self._verify_rekey(body))
+                return answer
+        except NegotiationError as exc:
+            raise Reject(exc.status, exc.warning) from None
         before = self.negotiated
         try:
-            negotiated = self.answerer.process_offer(body, self.peer)
+            negotiated = self.answerer.process_offer(body, self.peer)  # no crypto: the keys are the current ones
         except NegotiationError as exc:
             raise Reject(exc.status, exc.warning) from None
         answer = self.answerer.answer()
@@ -278,6 +301,17 @@ class Call:
         else:
             self._restart = asyncio.get_running_loop().create_task(self._rekeyed(negotiated))
         return answer
+
+    async def _verify_rekey(self, body: bytes) -> None:
+        assert self.answerer is not None
+        try:
+            negotiated = await self._verify(self.answerer, body, self.peer)
+        except NegotiationError as exc:
+            self.emit(Failed(self.call_id, f"rekey refused: {exc.warning}"))
+            await self.hangup()
+            return
+        if not self.is_ended:
+            await self._rekeyed(negotiated)
 
     async def _rekeyed(self, negotiated: Negotiated) -> None:
         try:

@@ -288,6 +288,28 @@ class Answerer:
         self.current = negotiated
         return negotiated
 
+    def carries_new_key(self, body: bytes) -> bool:
+        """True when the (re-)offer ``body`` carries a MIKEY-SAKKE I_MESSAGE this call has not verified yet
+        (a rekey: it needs the full ECCSI/SAKKE check); False for SDES and for a repeated I_MESSAGE."""
+        if self.profile.keying is not Keying.MIKEY_SAKKE:
+            return False
+        got = _Described.read(body, self.profile, "offer", f"SRTP is mandatory in profile {self.profile.name}")
+        try:
+            data = find_key_mgmt(got.sdp.encode().decode("utf-8"), got.sdp.media.index(got.media))
+        except CryptoError as exc:
+            raise NegotiationError(mikey_reason(exc)) from None
+        if data is None:
+            raise NegotiationError("MIKEY-SAKKE is mandatory: the offer has no a=key-mgmt:mikey")
+        return self.verified is None or data != self.verified.imessage.raw
+
+    def answer_for(self, body: bytes) -> bytes:
+        """Our MIKEY-SAKKE SDP answer to the offer ``body`` before its I_MESSAGE is verified (the answer
+        carries no MIKEY response, so it does not depend on the keys); the state stays as it was."""
+        got = _Described.read(body, self.profile, "offer", f"SRTP is mandatory in profile {self.profile.name}")
+        self.version += 1
+        media = audio_media(self.port, self.profile, direction=got.direction, codec=got.codec, dtmf_pt=got.dtmf)
+        return _session(self.host, self.session_id, self.version, media).encode()
+
     def _mikey(self, got: _Described, claimed: str | None) -> Negotiated:
         if self.responder is None:
             raise NegotiationError("MIKEY-SAKKE: no key set for this phone", 500)
