@@ -195,9 +195,36 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_log(args: argparse.Namespace) -> AuditLog:
+    """The community's audit log with its MAC key (unsealing the master needs the passphrase)."""
+    from kms.audit import audit_key
+    from kms.issue import open_community
+
+    community = open_community(args.dir, _passphrase(args), args.db)
+    return AuditLog(Path(args.dir) / AUDIT_NAME, audit_key(community))
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    result = AuditLog(Path(args.dir) / AUDIT_NAME).verify()
-    print(f"audit log intact: {result.lines} records, head {result.head[:16]}")
+    head = None
+    if args.head:
+        try:
+            head = json.loads(Path(args.head).read_text())
+        except ValueError:
+            raise AuditError(f"{args.head} is not an exported audit head") from None
+    result = _audit_log(args).verify(head)
+    anchored = f", contains exported head at record {result.anchored}" if head is not None else ""
+    print(f"audit log intact: {result.lines} records, head {result.head[:16]}{anchored}")
+    return 0
+
+
+def cmd_audit_export_head(args: argparse.Namespace) -> int:
+    head = _audit_log(args).export_head()
+    text = json.dumps(head, indent=1) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote audit head (record {head['seq']}) to {args.out}; keep a copy away from the KMS")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -206,6 +233,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     from kms.issue import CONFIG, SQLITE, KmsError
     from kms.store import open_store
 
+    log = _audit_log(args)
     config = json.loads((Path(args.dir) / CONFIG).read_text())
     store = open_store(args.db or config.get("db") or Path(args.dir) / SQLITE)
     try:
@@ -214,7 +242,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         store.close()
     if user is None:
         raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
-    records = AuditLog(Path(args.dir) / AUDIT_NAME).export(pseudonym(user.salt, user.uri))
+    records = log.export(pseudonym(user.salt, user.uri))
     print(json.dumps({"user": user.uri, "status": user.status, "created": user.created, "records": records}, indent=1))
     return 0
 
@@ -270,8 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_cmd", metavar="ACTION",
                                                                       parser_class=_Parser, required=True)
-    p = audit.add_parser("verify", parents=[common], help="check the hash chain")
+    p = audit.add_parser("verify", parents=[common], help="check the MAC chain")
+    p.add_argument("--head", help="an exported head (audit export-head): also detect truncation and rewrites")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("export-head", parents=[common], help="write the MACed head to store away from the KMS")
+    p.add_argument("--out", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_audit_export_head)
     p = audit.add_parser("export", parents=[common], help="records about one user (GDPR Art. 15)")
     p.add_argument("--user", required=True)
     p.set_defaults(func=cmd_audit_export)
