@@ -10,7 +10,6 @@ import argparse
 import json
 import signal
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,7 +106,7 @@ def cmd_user_erase(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from kms.issue import KmsError
-    from kms.server import KmsHttpsServer, self_signed_certificate, tls_context
+    from kms.server import KmsServer, Limits, raise_fd_limit, self_signed_certificate, tls_context
 
     host, sep, port_text = args.listen.rpartition(":")
     host = host.strip("[]")
@@ -115,30 +114,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise KmsError("--listen must be HOST:PORT")
     if (args.cert is None) != (args.key is None):
         raise KmsError("give both --cert and --key, or neither (a self-signed certificate is created)")
+    if args.deadline <= 0 or args.workers < 1 or args.max_connections < 1 or args.max_per_client < 0:
+        raise KmsError("--deadline, --workers and --max-connections must be positive, --max-per-client >= 0")
+    fds = raise_fd_limit(args.max_connections + 64)
+    limits = Limits(deadline=args.deadline, max_connections=min(args.max_connections, max(fds - 64, 1)),
+                    max_per_client=args.max_per_client, workers=args.workers, max_pending=args.max_pending)
     issuer = _issuer(args)
     cert, key = (args.cert, args.key) if args.cert else self_signed_certificate(Path(args.dir), [host, "localhost"])
+    server = KmsServer(issuer, tls_context(cert, key), limits)
     try:
-        server = KmsHttpsServer((host, int(port_text)), issuer, tls_context(cert, key))
+        bound = server.bind(host, int(port_text), reuse_port=args.reuse_port)
     except OSError as exc:
+        server.close()
         issuer.close()
         raise KmsError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     issuer.audit.append("master.unseal", purpose="serve")
-    bound = server.server_address
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     print(f"serving https://{shown}:{bound[1]}/keymanagement/identity/v1 (certificate {cert})", flush=True)
-    stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
-        if not stop.is_set():
-            stop.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
+        server.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.run()
     finally:
-        server.server_close()
+        server.close()
         issuer.close()
     return 0
 
@@ -281,6 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", required=True, help="HOST:PORT (port 0 picks a free port)")
     p.add_argument("--cert", type=Path, help="PEM certificate chain")
     p.add_argument("--key", type=Path, help="PEM private key")
+    p.add_argument("--deadline", type=float, default=10.0,
+                   help="seconds from accept to a complete request (TLS handshake + headers + body), "
+                        "and again for each further request on a connection (default 10)")
+    p.add_argument("--max-connections", type=int, default=4096, help="open connections in all (default 4096)")
+    p.add_argument("--max-per-client", type=int, default=64,
+                   help="open connections per client address; 0 = no limit, e.g. behind nginx (default 64)")
+    p.add_argument("--workers", type=int, default=4, help="threads issuing keys and writing the database "
+                   "(default 4)")
+    p.add_argument("--max-pending", type=int, default=256, help="requests waiting for a worker before 503 "
+                   "(default 256)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="SO_REUSEPORT: several KMS processes share one listening port")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export-init", parents=[common], help="write a KmsInit XML file (offline KMS)")
