@@ -45,7 +45,8 @@ def pseudonym(salt: bytes, user_uri: str) -> str:
 
 
 class _Master(Protocol):
-    kms_uri: str
+    @property
+    def kms_uri(self) -> str: ...
 
     @property
     def sakke(self) -> Any: ...

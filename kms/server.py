@@ -86,7 +86,7 @@ class _Connection:
     def __init__(self, server: KmsServer, client: str) -> None:
         self.server, self.client = server, client
         self.timer: asyncio.TimerHandle | None = None
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
         self.released = False
 
     def arm(self, delay: float) -> None:
@@ -118,6 +118,7 @@ class _Guard(asyncio.Protocol):
         self.inner, self.conn, self.accepted = inner, conn, accepted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.conn.transport = transport
         self.conn.server._by_transport[transport] = self.conn
         self.conn.arm(self.accepted + self.conn.server.limits.deadline - self.conn.server.loop.time())
