@@ -117,7 +117,7 @@ class AuditLog:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                seq, prev = self._read_head()
+                seq, prev = self._tail(fd)
                 record = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                           "event": event, **fields, "prev": prev}
                 line = json.dumps(record, sort_keys=False, separators=(",", ":")).encode()
@@ -126,6 +126,38 @@ class AuditLog:
                 return seq + 1
             finally:
                 os.close(fd)
+
+    def _tail(self, fd: int) -> tuple[int, str]:
+        """(seq, MAC) of the last record, read from the log itself (under the lock) and required to
+        match the head: a record the head does not vouch for is never chained onto, so an append
+        can neither fork the chain nor adopt a line written without the key."""
+        size = os.fstat(fd).st_size
+        head_seq, head_mac = self._read_head()
+        if size == 0:
+            if head_seq:
+                raise AuditError(f"the log is empty but {self.head_path.name} says {head_seq}: records were removed")
+            return 0, GENESIS
+        chunk, data = 4096, b""
+        while True:
+            start = max(size - chunk, 0)
+            data = os.pread(fd, size - start, start)
+            if not data.endswith(b"\n"):
+                raise AuditError("the last audit record is incomplete: the log cannot be extended safely")
+            if b"\n" in data[:-1] or start == 0:
+                break
+            chunk *= 4
+        last = data[:-1].rsplit(b"\n", 1)[-1]
+        try:
+            seq = json.loads(last)["seq"]
+        except (ValueError, KeyError, TypeError):
+            raise AuditError("the last audit record is corrupt: the log cannot be extended safely") from None
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise AuditError("the last audit record is corrupt: the log cannot be extended safely")
+        mac = self._mac(last)
+        if head_seq != seq or not hmac.compare_digest(head_mac, mac):
+            raise AuditError(f"log ends at record {seq} but {self.head_path.name} says {head_seq}: "
+                             "the log cannot be extended safely")
+        return seq, mac
 
     def _read_head(self) -> tuple[int, str]:
         try:

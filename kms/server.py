@@ -322,7 +322,10 @@ class KmsServer:
             return self._serve(raw_path, auth, url)
         except KmsError as exc:
             if exc.status in (401, 403):
-                self._audit_refusal(raw_path, auth, exc)
+                try:
+                    self._audit_refusal(raw_path, auth, exc)
+                except (StoreError, AuditError):
+                    pass  # still refused; the failing audit log makes every successful request 503
             return self._error_body(exc.status, str(exc), url)
         except StoreError:
             return self._error_body(503, "KMS storage unavailable", url)

@@ -139,3 +139,19 @@ def test_unkeyed_log_is_read_only(log: AuditLog) -> None:
     with pytest.raises(AuditError, match="audit key"):
         reader.verify()
     assert "hidden" in repr(KEY)
+
+
+def test_append_never_forks_or_adopts_an_unkeyed_line(log: AuditLog) -> None:
+    head = log.head_path.read_text()
+    forged = json.dumps({"seq": 6, "time": "x", "event": "user.add", "user": "u", "prev": head.split()[1]},
+                        separators=(",", ":"))
+    with log.path.open("a") as fh:
+        fh.write(forged + "\n")  # chained to the head's MAC, but written without the key
+    with pytest.raises(AuditError, match="cannot be extended safely"):
+        log.append("key.issue", user="u", period=6)
+    log.path.write_bytes(b"".join(_lines(log)[:-2]))  # truncated below the head
+    with pytest.raises(AuditError, match="cannot be extended safely"):
+        log.append("key.issue", user="u", period=6)
+    log.path.write_bytes(b"".join(_lines(log)) + b'{"seq":')  # torn last write
+    with pytest.raises(AuditError, match="incomplete"):
+        log.append("key.issue", user="u", period=6)
