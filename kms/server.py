@@ -25,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import resource
 import socket
 import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +52,12 @@ from kmsinterface.xml import (
     serialise_kms_error,
     serialise_kms_init,
 )
+
+# aiohttp logs malformed requests with the offending line (which may hold a bearer token) and
+# every request's path (a user URI): the audit log records what the KMS serves, nothing else does.
+for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.internal"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
+    logging.getLogger(_name).propagate = False
 
 BASE = "/keymanagement/identity/v1"
 MAX_BODY = 64 * 1024
@@ -201,6 +209,7 @@ class KmsServer:
     async def _main(self, ready: threading.Event | None) -> None:
         assert self._sock is not None, "bind() first"
         self.loop = asyncio.get_running_loop()
+        self.loop.set_exception_handler(_loop_exception)
         self._stopped = asyncio.Event()
         self._http = web.Server(self._handle, access_log=None, keepalive_timeout=self.limits.deadline,
                                 lingering_time=0, max_line_size=8190, max_field_size=8190, max_headers=64)
@@ -375,6 +384,15 @@ class KmsServer:
             "request.refused", status=exc.status, reason=str(exc),
             resource=parts[0] if parts[0] in ("init", "keyprov") else "other",
             user=pseudonym(user.salt, user.uri) if user is not None else None, target=target_ref)
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A peer's broken connection is routine; anything else is one line naming only its class."""
+    exc = context.get("exception")
+    if isinstance(exc, (OSError, TimeoutError, asyncio.CancelledError)):
+        return
+    name = exc.__class__.__name__ if exc is not None else "event loop error"
+    print(f"softphone-kms: internal error: {name}", file=sys.stderr, flush=True)
 
 
 def _drop(sock: socket.socket) -> None:

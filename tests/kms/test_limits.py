@@ -210,3 +210,32 @@ def test_per_client_connection_limit(community: tuple[Path, str]) -> None:
         for s in socks:
             s.close()
         server.stop()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_hostile_input_leaves_no_trace_on_the_console(community: tuple[Path, str]) -> None:
+    d, token = community
+    server = start_kms(d, "--deadline", "1")
+    ctx = ssl.create_default_context(cafile=str(server.cafile))
+    try:
+        tls = ctx.wrap_socket(socket.create_connection((server.host, server.port), timeout=10),
+                              server_hostname="127.0.0.1")
+        tls.sendall(b"POST /keymanagement/identity/v1/keyprov HTTP/1.1\r\nAuthorization Bearer SECRET-"
+                    + token.encode() + b"\r\n\r\n")  # malformed header line carrying a token
+        tls.settimeout(5)
+        assert tls.recv(4096).startswith(b"HTTP/1.")
+        tls.close()
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.check_hostname, old.verify_mode, old.maximum_version = False, ssl.CERT_NONE, ssl.TLSVersion.TLSv1_1
+        with pytest.raises(ssl.SSLError):
+            old.wrap_socket(socket.create_connection((server.host, server.port), timeout=10))
+        raw = socket.create_connection((server.host, server.port), timeout=10)
+        raw.sendall(b"GET / HTTP/1.1\r\n\r\n")  # plain HTTP on the TLS port
+        assert _closed_within(raw, 3.0)
+        raw.close()
+        assert server.post("/keyprov", token)[0] == 200
+    finally:
+        server.proc.terminate()
+        output, _ = server.proc.communicate(timeout=20)
+        server.stop()
+    assert output == b"", output[:500]
