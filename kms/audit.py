@@ -220,10 +220,13 @@ class AuditLog:
         if head is not None and not anchored:
             raise AuditError(f"log ends at record {count} but the exported head is at record {head['seq']}: "
                              "records were removed")
+        self._check_local_head(count, prev)
+        return VerifyResult(count, prev, anchored)
+
+    def _check_local_head(self, count: int, prev: str) -> None:
         seq, digest = self._read_head()
         if (seq, digest) != (count, prev):
             raise AuditError(f"log ends at record {count} but the head says {seq}: records were removed or edited")
-        return VerifyResult(count, prev, anchored)
 
     def export_head(self) -> dict:
         """The current head as a MACed JSON-able object, for the operator to store elsewhere."""
@@ -250,6 +253,111 @@ class AuditLog:
     def export(self, user_ref: str) -> list[dict]:
         """Every record about one pseudonymised user (a data subject access request, GDPR Art. 15)."""
         return [r for r in self.records() if r.get("user") == user_ref]
+
+
+AUDIT_TABLE = """CREATE TABLE IF NOT EXISTS kms_audit (
+    seq BIGINT PRIMARY KEY, line BYTEA NOT NULL, mac TEXT NOT NULL)"""
+_LOCK_ID = 0x4B4D5341  # pg_advisory_xact_lock key serialising appends across KMS processes
+
+
+class DbAuditLog(AuditLog):
+    """The same MAC chain in PostgreSQL (table ``kms_audit``), for KMS processes on several hosts.
+
+    Each row also carries its own MAC, so a row inserted without the key is never chained onto;
+    appends are serialised by a transaction-scoped advisory lock and the primary key on ``seq``
+    makes a fork impossible. Rows deleted from the tail are caught by an exported head.
+    """
+
+    def __init__(self, url: str, key: AuditKey | None, path: str | Path = "kms_audit") -> None:
+        super().__init__(path, key)
+        import psycopg
+
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            self._conn.execute(AUDIT_TABLE)
+        except psycopg.Error as exc:
+            raise AuditError(f"audit database unavailable: {exc.__class__.__name__}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def append(self, event: str, **fields: str | int | bool | None) -> int:
+        import psycopg
+
+        for key, value in fields.items():
+            if not isinstance(value, (str, int, bool, type(None))):
+                raise AuditError(f"audit field {key!r} must be text or a number, not {type(value).__name__}")
+        if self._key is None:
+            raise AuditError("the audit log needs the community's audit key (unseal the master)")
+        with self._lock:
+            try:
+                with self._conn.transaction():
+                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+                    row = self._conn.execute("SELECT seq, line, mac FROM kms_audit ORDER BY seq DESC LIMIT 1"
+                                             ).fetchone()
+                    seq, prev = 0, GENESIS
+                    if row is not None:
+                        seq, prev = int(row[0]), self._mac(bytes(row[1]))
+                        if not hmac.compare_digest(prev, str(row[2])):
+                            raise AuditError(f"audit record {seq} was not written with the audit key: "
+                                             "the log cannot be extended safely")
+                    record = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                              "event": event, **fields, "prev": prev}
+                    line = json.dumps(record, sort_keys=False, separators=(",", ":")).encode()
+                    self._conn.execute("INSERT INTO kms_audit (seq, line, mac) VALUES (%s, %s, %s)",
+                                       (seq + 1, line, self._mac(line)))
+            except psycopg.Error as exc:
+                raise AuditError(f"audit database error: {exc.__class__.__name__}") from None
+            return seq + 1
+
+    def import_lines(self, lines: list[bytes]) -> None:
+        """Copy a verified file log's records verbatim (the chain is over the line bytes)."""
+        with self._lock, self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            if self._conn.execute("SELECT COUNT(*) FROM kms_audit").fetchone()[0]:  # type: ignore[index]
+                raise AuditError("the audit table is not empty")
+            for number, line in enumerate(lines, 1):
+                self._conn.execute("INSERT INTO kms_audit (seq, line, mac) VALUES (%s, %s, %s)",
+                                   (number, line, self._mac(line)))
+
+    def _rows(self) -> list[tuple[int, bytes, str]]:
+        import psycopg
+
+        with self._lock:
+            try:
+                rows = self._conn.execute("SELECT seq, line, mac FROM kms_audit ORDER BY seq").fetchall()
+            except psycopg.Error as exc:
+                raise AuditError(f"audit database error: {exc.__class__.__name__}") from None
+        return [(int(r[0]), bytes(r[1]), str(r[2])) for r in rows]
+
+    def _lines(self) -> list[bytes]:
+        out = []
+        for number, (seq, line, _) in enumerate(self._rows(), 1):
+            if seq != number:
+                raise AuditError(f"line {number}: sequence number {seq} where {number} was expected "
+                                 "(line deleted or reordered)")
+            out.append(line)
+        return out
+
+    def _check_local_head(self, count: int, prev: str) -> None:
+        rows = self._rows()
+        for number, (_, line, mac) in enumerate(rows, 1):
+            if not hmac.compare_digest(self._mac(line), mac):
+                raise AuditError(f"line {number}: record MAC wrong (edited or written without the audit key)")
+
+
+def open_audit(directory: str | Path, db: str, key: AuditKey | None) -> AuditLog:
+    """The community's audit log: ``kms.json`` ``"audit": "postgresql"`` → :class:`DbAuditLog` on
+    the community database, otherwise the file ``audit.log`` in the community directory."""
+    d = Path(directory)
+    try:
+        where = json.loads((d / "kms.json").read_text()).get("audit", "file")
+    except (OSError, ValueError, AttributeError):
+        where = "file"
+    if where == "postgresql":
+        return DbAuditLog(db, key)
+    return AuditLog(d / "audit.log", key)
 
 
 def _canonical(obj: dict) -> bytes:

@@ -47,10 +47,28 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from kms.issue import init_community
+    from kms.audit import DbAuditLog, audit_key
+    from kms.issue import CONFIG, KmsError, init_community
 
+    if args.audit_in_db and not (args.db or "").startswith(("postgresql://", "postgres://")):
+        raise KmsError("--audit-in-db needs --db postgresql://…")
     c = init_community(args.dir, args.uri, _passphrase(args), period=args.period, offset=args.offset, db=args.db)
-    print(f"created KMS community {c.kms_uri} in {c.directory} (period {c.user_key_period} s, offset {c.user_key_offset} s)")
+    if args.audit_in_db:
+        key = audit_key(c)
+        file_log = AuditLog(Path(args.dir) / AUDIT_NAME, key)
+        file_log.verify()
+        db_log = DbAuditLog(c.db, key)
+        try:
+            db_log.import_lines(file_log.path.read_bytes().splitlines())
+        finally:
+            db_log.close()
+        config = json.loads((Path(args.dir) / CONFIG).read_text())
+        config["audit"] = "postgresql"
+        write_private(Path(args.dir) / CONFIG, json.dumps(config, indent=1).encode())
+        file_log.path.unlink()
+        file_log.head_path.unlink()
+    print(f"created KMS community {c.kms_uri} in {c.directory} "
+          f"(period {c.user_key_period} s, offset {c.user_key_offset} s)")
     return 0
 
 
@@ -199,11 +217,11 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 def _audit_log(args: argparse.Namespace) -> AuditLog:
     """The community's audit log with its MAC key (unsealing the master needs the passphrase)."""
-    from kms.audit import audit_key
+    from kms.audit import audit_key, open_audit
     from kms.issue import open_community
 
     community = open_community(args.dir, _passphrase(args), args.db)
-    return AuditLog(Path(args.dir) / AUDIT_NAME, audit_key(community))
+    return open_audit(args.dir, community.db, audit_key(community))
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -262,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uri", required=True, help="KMS URI (enters every user's UID)")
     p.add_argument("--period", type=int, default=2592000, help="user key period, seconds (default 30 days)")
     p.add_argument("--offset", type=int, default=0, help="user key period offset, seconds")
+    p.add_argument("--audit-in-db", action="store_true",
+                   help="keep the audit log in the PostgreSQL database (KMS processes on several hosts)")
     p.set_defaults(func=cmd_init)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_cmd", metavar="ACTION",

@@ -21,7 +21,7 @@ from pathlib import Path
 from crypto.eccsi import EccsiMasterKey
 from crypto.identity import NTP_UNIX_OFFSET, key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.sakke import SakkeMasterKey
-from kms.audit import AuditLog, audit_key, pseudonym
+from kms.audit import AuditLog, audit_key, open_audit, pseudonym
 from kms.store import Store, StoredKeySet, StoreError, UserRecord, open_store
 from kmsinterface.sealed import DataKey, SecretsError, seal, unseal, write_private
 from kmsinterface.xml import KeySet, KmsCertificate, TransportKey
@@ -143,7 +143,7 @@ class Issuer:
     def __init__(self, community: Community, store: Store | None = None, audit: AuditLog | None = None) -> None:
         self.community = community
         self.store = store or open_store(community.db)
-        self.audit = audit or AuditLog(community.directory / AUDIT, audit_key(community))
+        self.audit = audit or open_audit(community.directory, community.db, audit_key(community))
         self._locks: dict[tuple[str, int], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 

@@ -11,27 +11,43 @@ import pytest
 
 from benchmarks.kms import LoadResult, run_load
 from crypto.identity import ntp_seconds
-from kms.audit import AuditLog, audit_key
-from kms.issue import open_community
+from kms.audit import AuditLog, DbAuditLog, audit_key, open_audit
+from kms.issue import Issuer, open_community
 from kms.store import open_store
 from kmsinterface.xml import parse_key_prov
-from tests.kms.helpers import PASSPHRASE, make_community, run_kms, start_kms
+from tests.kms.helpers import KMS_URI, PASSPHRASE, make_community, run_kms, start_kms
 
 USERS, PER_SERVER, CONCURRENCY = 20, 300, 12
 
 
-@pytest.mark.slow
-def test_two_processes_share_one_postgres(tmp_path: Path, postgres_url: str) -> None:
+def _database(postgres_url: str, tag: str) -> str:
     import psycopg
 
-    name = f"kms_multi_{os.getpid()}"
+    name = f"kms_multi_{tag}_{os.getpid()}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("audit", ["file", "postgresql"])
+def test_two_processes_share_one_postgres(tmp_path: Path, postgres_url: str, audit: str) -> None:
+    url = _database(postgres_url, audit)
     d = tmp_path / "kms"
     uris = tuple(f"sip:multi{i}@example.org" for i in range(USERS))
-    users = make_community(d, db=url, users=uris)
+    if audit == "file":  # processes on one host share the community directory's audit.log
+        users = make_community(d, db=url, users=uris)
+    else:  # the audit chain in PostgreSQL: processes may run on several hosts
+        r = run_kms("init", "--dir", str(d), "--uri", KMS_URI, "--db", url, "--audit-in-db")
+        assert r.returncode == 0, r.stderr
+        assert not (d / "audit.log").exists()
+        issuer = Issuer(open_community(d, PASSPHRASE.encode()))
+        try:
+            assert isinstance(issuer.audit, DbAuditLog)
+            users = {u: issuer.add_user(u) for u in uris}
+        finally:
+            issuer.close()
     tokens = [users[u].token for u in uris]
     servers = [start_kms(d), start_kms(d)]
     results: list[LoadResult] = []
@@ -64,9 +80,11 @@ def test_two_processes_share_one_postgres(tmp_path: Path, postgres_url: str) -> 
             assert keys.setdefault(user, got) == got  # both processes deliver the very same key sets
 
     community = open_community(d, PASSPHRASE.encode())
-    log = AuditLog(d / "audit.log", audit_key(community))
+    log: AuditLog = open_audit(d, url, audit_key(community))
+    assert isinstance(log, DbAuditLog) == (audit == "postgresql")
     records = log.records()  # verifies every MAC link: one linear chain, nothing lost or forked
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert records[0]["event"] == "master.create"
     events = Counter(r["event"] for r in records)
     assert events["master.unseal"] == 2
     assert events["key.provision"] == 2 * PER_SERVER  # none lost
