@@ -11,7 +11,7 @@ HTTP is aiohttp's low-level server on one asyncio event loop; this module owns t
 that it can bound what one peer may hold before any TLS work is done:
 
 * ``max_connections`` in all and ``max_per_client`` per client address (excess connections are
-  closed at accept);
+  closed at accept); a socket gets TLS and HTTP state only once the client has sent something;
 * one ``deadline`` (seconds) from accept to a request's complete body, covering the TLS handshake,
   the headers and the body; after each response the same deadline runs again for the next
   request on a kept-alive connection (idle time included), so neither an idle socket nor a
@@ -254,11 +254,37 @@ class KmsServer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def _readable(self, sock: socket.socket, timeout: float) -> bool:
+        """Wait (bounded) until the peer has sent something, without any TLS or HTTP state yet:
+        asyncio's TLS layer allocates a 256 KiB buffer per connection, an idle socket costs none."""
+        ready = self.loop.create_future()
+        self.loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        try:
+            await asyncio.wait_for(ready, max(timeout, 0.0))
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.loop.remove_reader(sock.fileno())
+
     async def _start_tls(self, sock: socket.socket, conn: _Connection, accepted: float) -> None:
         try:
+            if not await self._readable(sock, accepted + self.limits.deadline - self.loop.time()):
+                self.stats["deadline_cut"] += 1
+                _drop(sock)
+                conn.release()
+                return
+            try:
+                first = sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                first = b"?"
+            if not first:  # closed before saying anything
+                sock.close()
+                conn.release()
+                return
             await self.loop.connect_accepted_socket(
                 lambda: _Guard(self._http(), conn, accepted), sock, ssl=self.context,
-                ssl_handshake_timeout=self.limits.deadline)
+                ssl_handshake_timeout=max(accepted + self.limits.deadline - self.loop.time(), 0.1))
         except Exception:  # noqa: BLE001 - a failed handshake (timeout, TLS alert, reset) ends only this socket
             sock.close()
             conn.release()

@@ -27,6 +27,13 @@ def _threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _sockets(pid: int) -> int:
     count = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -90,7 +97,7 @@ def test_idle_sockets_neither_block_a_client_nor_cost_threads(kms_idle: RunningK
     server, token = kms_idle, community[1]
     pid = server.proc.pid
     assert server.post("/keyprov", token)[0] == 200
-    before = _threads(pid)
+    before, rss_before = _threads(pid), _rss_mb(pid)
     socks = _open_idle(server, idle)
     try:
         assert _wait_sockets(pid, idle) >= idle  # the server accepted and holds every idle socket
@@ -98,6 +105,8 @@ def test_idle_sockets_neither_block_a_client_nor_cost_threads(kms_idle: RunningK
         assert status == 200 and seconds < 5.0
         threads = _threads(pid)
         assert threads <= before + 2 and threads < 16, f"{threads} threads for {idle} idle sockets"
+        grown = _rss_mb(pid) - rss_before
+        assert grown < 25, f"{grown:.0f} MB more resident memory for {idle} idle sockets"
     finally:
         for s in socks:
             s.close()
