@@ -257,8 +257,13 @@ class KmsServer:
     async def _readable(self, sock: socket.socket, timeout: float) -> bool:
         """Wait (bounded) until the peer has sent something, without any TLS or HTTP state yet:
         asyncio's TLS layer allocates a 256 KiB buffer per connection, an idle socket costs none."""
-        ready = self.loop.create_future()
-        self.loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def _wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_reader(sock.fileno(), _wake)
         try:
             await asyncio.wait_for(ready, max(timeout, 0.0))
             return True
