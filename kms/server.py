@@ -165,6 +165,7 @@ class KmsServer:
         self._sock: socket.socket | None = None
         self._tasks: set[asyncio.Task] = set()
         self._stopped: asyncio.Event | None = None
+        self._stop_requested = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
 
     # listening ---------------------------------------------------------------------------------
@@ -195,7 +196,8 @@ class KmsServer:
         asyncio.run(self._main(ready))
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return (from any thread or a signal handler)."""
+        """Ask :meth:`run` to return (from any thread or a signal handler, also before it started)."""
+        self._stop_requested = True
         loop, stopped = self.loop, self._stopped
         if loop is not None and stopped is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -216,6 +218,8 @@ class KmsServer:
         accept = asyncio.create_task(self._accept_loop())
         if ready is not None:
             ready.set()
+        if self._stop_requested:
+            self._stopped.set()
         try:
             await self._stopped.wait()
         finally:
