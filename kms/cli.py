@@ -12,6 +12,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from kms.audit import AuditError, AuditLog
 from kms.store import StoreError
@@ -22,7 +23,7 @@ AUDIT_NAME = "audit.log"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -271,7 +272,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="softphone-kms", description="Secure Chorus Key Management Server (3GPP TS 33.180)")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--dir", required=True, help="community directory")
     common.add_argument("--db", help="postgresql://… URL (default: SQLite file in --dir)")
     common.add_argument("--passphrase-file", help="file (0600) holding the master passphrase "
