@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks._util import emit
 from softphone.analyze import KeyRing, analyse
-from tests.analyze.synth import Impairments, build_call, user_keys
+from lab.captures import Impairments, build_call, user_keys
 
 SECONDS = 60
 TARGET_S = 5.0

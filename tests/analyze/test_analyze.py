@@ -14,7 +14,7 @@ from softphone.analyze.audio import read_wav
 from softphone.analyze.html import render
 from softphone.analyze.report import text, to_json
 from softphone.cli import main
-from tests.analyze.synth import (
+from lab.captures import (
     ALICE,
     BOB,
     KEYPROV,

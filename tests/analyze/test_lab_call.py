@@ -14,7 +14,7 @@ from softphone.analyze import KeyRing, analyse
 from softphone.analyze.audio import read_wav
 from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
-from tests.analyze.synth import chirp
+from lab.captures import chirp
 from tests.analyze.test_analyze import correlation
 from tests.analyze.test_tshark_capture import _start, _stop
 from tests.conftest import require_tool
