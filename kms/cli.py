@@ -14,6 +14,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from kms.audit import AuditError, AuditLog
 from kms.store import StoreError
@@ -24,7 +25,7 @@ AUDIT_NAME = "audit.log"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -141,7 +142,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise KmsError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     issuer.audit.append("master.unseal", purpose="serve")
     bound = server.server_address
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    bound_host = bound[0].decode() if isinstance(bound[0], bytes) else str(bound[0])
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"serving https://{shown}:{bound[1]}/keymanagement/identity/v1 (certificate {cert})", flush=True)
     stop = threading.Event()
 
@@ -241,7 +243,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="softphone-kms", description="Secure Chorus Key Management Server (3GPP TS 33.180)")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--dir", required=True, help="community directory")
     common.add_argument("--db", help="postgresql://… URL (default: SQLite file in --dir)")
     common.add_argument("--passphrase-file", help="file (0600) holding the master passphrase "

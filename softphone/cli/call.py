@@ -113,12 +113,14 @@ def _audio(args: argparse.Namespace) -> tuple[AudioSource, AudioSink]:
     except OSError as exc:
         raise CliError(f"audio: cannot read --play {args.play}: {exc.strerror or exc}", 2) from None
     except AudioError as exc:
-        raise CliError(f"audio: {exc}" + ("" if args.play else hint), 2) from None
+        if args.play:
+            raise CliError(f"audio: --play {args.play}: {exc}", 2) from None
+        raise CliError(f"audio: no usable microphone ({exc}){hint}", 2) from None
     try:
         sink: AudioSink = WavSink(args.record) if args.record else SoundDeviceSink()
     except AudioError as exc:
         source.close()
-        raise CliError(f"audio: {exc}{hint}", 2) from None
+        raise CliError(f"audio: no usable speaker ({exc}){hint}", 2) from None
     return source, sink
 
 
