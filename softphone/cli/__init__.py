@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "devices",  # softphone devices
     "call",     # softphone register|call|answer|interactive
     "gui",      # softphone gui
+    "setup",    # softphone setup
 )
 
 
