@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"speech: {wav} (espeak-ng)")
         with Lab(workdir / "lab") as lab:
             log(f"KMS {lab.kms_url} (SQLite in {workdir / 'lab' / 'kms'}), Kamailio TLS 127.0.0.1:"
-                f"{lab.kamailio.tls_port if lab.kamailio else '?'}; alice and bob provisioned")
+                f"{lab.kamailio.tls_port if lab.kamailio else '?'}; alice and bob provisioned "
+                "(the deployment scripts/lab up starts)")
+            if args.keep:  # the accounts files scripts/lab writes, for looking at (valid while the lab ran)
+                lab.write_accounts(workdir / "accounts")
             result = asyncio.run(run_call(lab, wav, workdir / "bob-recording.wav", log))
     except (LabError, CallError, OSError, subprocess.SubprocessError, TimeoutError) as exc:
         log(f"failed: {exc.__class__.__name__}: {exc}")
