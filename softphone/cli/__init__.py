@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "call",     # softphone register|call|answer|interactive
     "gui",      # softphone gui
     "setup",    # softphone setup
+    "analyze",  # softphone analyze CAPTURE
 )
 
 
