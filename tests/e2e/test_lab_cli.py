@@ -69,8 +69,8 @@ def test_lab_up_call_down(speech, tmp_path: Path) -> None:
                 bob.communicate(timeout=10)
         assert alice.returncode == 0 and bob.returncode == 0, alice.stderr + b_err
         assert "MIKEY-SAKKE" in alice.stdout and "AEAD_AES_128_GCM" in alice.stdout
-        assert compare(samples, read_wav(tmp_path / "bob.wav")).ok(min_correlation=0.5, min_pesq=2.0)
-        assert compare(samples, read_wav(tmp_path / "alice.wav")).ok(min_correlation=0.5, min_pesq=2.0)
+        assert compare(samples, read_wav(tmp_path / "bob.wav")).ok()
+        assert compare(samples, read_wav(tmp_path / "alice.wav")).ok()
     finally:
         down = lab_cmd("down", "--dir", str(state_dir))
     assert down.returncode == 0, down.stderr

@@ -91,7 +91,7 @@ def test_walkthrough(tmp_path: Path) -> None:
     assert any("call ended (remote hangup)" in o for o in outputs)
     for heard, said in (("bob-heard.wav", "alice-says.wav"), ("alice-heard.wav", "bob-says.wav")):
         match = compare(read_wav(work / said), read_wav(work / heard))
-        assert match.ok(min_correlation=0.5, min_pesq=2.0), (heard, match)
+        assert match.ok(), (heard, match)
     deadline = time.monotonic() + 10
     while (state / "lab.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
