@@ -195,3 +195,23 @@ def test_ctrl_c_on_the_answering_side_is_a_local_hangup(lab: Lab, accounts, spee
     assert bob.returncode == 130 and "call ended (local hangup)" in b_out, b_out + b_err
     assert alice.returncode == 0 and "call ended (remote hangup)" in a_out, a_out + a_err
     assert "Traceback" not in b_err + a_err
+
+
+def test_wrong_passphrase_exits_2_in_call_as_in_keys(accounts, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not the keystore passphrase at all\n")
+    wrong.chmod(0o600)
+    cfg = tmp_path / "wrong.toml"
+    cfg.write_text("".join(f'keystore_passphrase_file = "{wrong}"\n' if ln.startswith("keystore_passphrase_file")
+                           else ln for ln in accounts["alice"].read_text().splitlines(True)))
+    one_line(run("call", "sip:bob@lab.test", "--config", str(cfg), "--play", "/dev/null"), 2, "wrong passphrase")
+    one_line(run("keys", "list", "--config", str(cfg)), 2, "wrong passphrase")
+
+
+def test_keys_fetch_force_fails_when_the_kms_certificate_does_not_verify(lab: Lab, accounts, tmp_path: Path) -> None:
+    cfg = tmp_path / "badca.toml"  # the lab's SIP CA did not sign the KMS's certificate
+    cfg.write_text("".join(f'kms_ca_file = "{lab.pki["ca"].cert}"\n' if ln.startswith("kms_ca_file") else ln
+                           for ln in accounts["alice"].read_text().splitlines(True)))
+    out = run("keys", "fetch", "--config", str(cfg), "--force")
+    one_line(out, 1, "fetch failed")
+    assert "TLS" in out.stderr
