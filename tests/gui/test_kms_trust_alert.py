@@ -57,7 +57,8 @@ def test_refused_key_swap_is_shown_as_an_alert(tmp_path: Path, run_gui: Any) -> 
                 await window.start()
                 window.notice.setText("")
                 await controller.fetch_keys(force=True)            # what Settings → Fetch now does
-                await wait_for(lambda: "community keys" in window.notice.text(), f"the key-swap alert ({window.notice.text()!r})")
+                await wait_for(lambda: "community keys" in window.notice.text(),
+                               f"the key-swap alert ({window.notice.text()!r})")
                 text = window.notice.text()
                 assert text.startswith(f"Warning: the KMS at {b.url} presented a different set of community keys")
                 assert "Nothing was replaced" in text and "softphone keys trust" in text and "\n" not in text
