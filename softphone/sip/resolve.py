@@ -80,11 +80,9 @@ def uri_transport(uri: SipUri) -> str | None:
         if uri.scheme == "sips" and proto == "tcp":
             return "tls"
         return proto
-    if uri.scheme == "sips":
-        return "tls"
     if is_numeric(uri.host) or uri.port is not None:
-        return "udp"
-    return None
+        return "tls" if uri.scheme == "sips" else "udp"
+    return None   # a domain name without port: NAPTR/SRV decide (sips: among TLS records only)
 
 
 def allowed(uri: SipUri, transports: Sequence[str]) -> tuple[str, ...]:
