@@ -136,3 +136,61 @@ async def test_resolver_against_dnsmasq(tmp_path: Path) -> None:
         with pytest.raises(TransportError, match="cannot resolve"):
             await resolver.resolve(SipUri.parse("sip:nothing.lab.test"))
         assert dns.matching(r"query\[NAPTR\] lab.test")
+
+
+class _Server:
+    """A UDP SIP stub answering every request with ``status`` (None: never answers)."""
+
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+        self.seen = 0
+        self.transport: object = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[no-untyped-def]
+        from softphone.sip.message import Request, make_response, parse_message
+        msg = parse_message(data)
+        if isinstance(msg, Request) and msg.method != "ACK":
+            self.seen += 1
+            if self.status is not None:
+                self.transport.sendto(make_response(msg, self.status).encode(), addr)  # type: ignore[attr-defined]
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+
+async def test_requests_fail_over_on_timeout_and_503(tmp_path: Path) -> None:
+    """Three SRV targets: one never answers, one says 503, the third 200; OPTIONS gets the 200."""
+    import asyncio
+
+    from softphone.sip.transaction import Timers
+    from softphone.sip.ua import UAConfig, UserAgent
+    require_tool("dnsmasq")
+    from lab.dns import Dnsmasq
+    loop = asyncio.get_running_loop()
+    servers = [_Server(None), _Server(503), _Server(200)]
+    transports = []
+    ports = []
+    for server in servers:
+        t, _ = await loop.create_datagram_endpoint(lambda s=server: s, local_addr=("127.0.0.1", 0))
+        transports.append(t)
+        ports.append(t.get_extra_info("sockname")[1])
+    try:
+        with Dnsmasq(tmp_path, srv=[("_sip._udp.lab.test", f"s{i}.lab.test", port, 10 + i, 0)
+                                    for i, port in enumerate(ports)],
+                     hosts={f"s{i}.lab.test": "127.0.0.1" for i in range(3)}) as dns:
+            cfg = UAConfig(aor="sip:alice@lab.test", nameserver=dns.nameserver, timers=Timers(t1=0.02, t2=0.1, t4=0.1))
+            async with UserAgent(cfg) as ua:
+                started = loop.time()
+                resp = await ua.options("sip:lab.test", timeout=3)
+                assert resp.status == 200
+                assert [s.seen >= 1 for s in servers] == [True, True, True]
+                assert loop.time() - started < 3     # Timer F is 64*T1 = 1.28 s on the silent one
+    finally:
+        for t in transports:
+            t.close()
