@@ -174,7 +174,10 @@ class PhoneController(QObject):
         try:
             expires = await phone.register()
         except (TimeoutError, SipError, OSError) as exc:
-            self.registration.emit("failed", f"registration failed: {exc or 'timeout'}")
+            if phone.registration.retry_at is not None:   # the phone keeps retrying with backoff
+                self.registration.emit("retrying", phone.registration_text())
+            else:
+                self.registration.emit("failed", f"registration failed: {exc or 'timeout'}")
             self.notice.emit("error", f"Registration failed: {exc or 'timeout'} — incoming calls may not reach you")
             return True
         self.registration.emit("registered", f"registered as {self.account.uri} ({expires} s)")
