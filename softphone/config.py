@@ -15,6 +15,8 @@ keystore_passphrase_file = "..."                # or keystore_passphrase_env
 kms_url = "https://kms.example.org:8443"
 kms_token_file = "..."                          # or kms_token_env
 local_host = "127.0.0.1"                        # address to bind SIP and RTP to
+# nameserver = "127.0.0.1:5353"                 # RFC 3263 DNS server (default: the system's); leave
+#                                               # registrar out and it is found from the uri's domain
 rtp_ports = [40000, 40999]
 tls_cert_file = "..."                           # certificate + key the phone presents when it
 tls_key_file = "..."                            #   listens for SIP over TLS (calls from the proxy)
