@@ -108,9 +108,9 @@ class StreamConnection(asyncio.Protocol):
             self.layer.on_error(data[:4096], exc, src)
             self.close()
             return
-        for head, exc in self.framer.rejected:
-            log.info("rejected malformed %s message from %s:%d: %s", self.proto, *self.peer, exc)
-            self.layer.on_error(head[:4096], exc, src)
+        for head, error in self.framer.rejected:
+            log.info("rejected malformed %s message from %s:%d: %s", self.proto, *self.peer, error)
+            self.layer.on_error(head[:4096], error, src)
         self.framer.rejected.clear()
         for msg in messages:
             self.layer.on_message(msg, src)
