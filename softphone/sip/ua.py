@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from .auth import Challenge, DigestCredentials
+from .auth import Challenge, DigestCredentials, parse_auth_params
 from .dispatch import ALLOW, MAX_SESSIONS, Dispatcher, server_key
 from .drivers import ClientTxDriver, ServerTxDriver
 from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
@@ -53,6 +53,9 @@ class UAConfig:
     ``transport`` is the one used for REGISTER and initial requests (``udp``, ``tcp``, ``tls``);
     the UA always also listens on TCP beside UDP so large requests can switch (§18.1.1).
     ``tls_server``/``tls_client`` are ``ssl.SSLContext`` objects (see ``lab.certs``).
+    ``auth_realms``: the only digest realms credentials are sent to. None: the registrar's domain and
+    the realms our registrar challenged a successful REGISTER with (a challenge for any other realm,
+    say from a callee, is refused and the request fails).
     """
 
     aor: str
@@ -72,6 +75,7 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     max_message_size: int = MAX_MESSAGE_SIZE
     incoming_queue: int = 16
+    auth_realms: tuple[str, ...] | None = None  # digest realms we answer; None: the registrar's (see below)
 
 
 class UserAgent:
@@ -101,6 +105,7 @@ class UserAgent:
             self.aor.scheme, None, None, self.aor.host, self.aor.port)
         self.registration = Registration(self.aor, f"{secrets.token_hex(10)}@{config.host}", registrar)
         self.rng: Callable[[], float] = secrets.SystemRandom().random  # glare retry windows (§14.1)
+        self.learned_realms: set[str] = {registrar.host}
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -273,22 +278,47 @@ class UserAgent:
             if resp.status in (401, 407) and attempt == 0 and self.credentials and "tag" not in req.to.params:
                 req = self._authorized_copy(req, resp)
                 continue
+            if attempt == 1 and req.method == "REGISTER" and 200 <= resp.status < 300:
+                self.learned_realms.add(self._answered_realm(req))
             return resp
         return resp
 
-    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+    def _answered_realm(self, req: Request) -> str:
+        for name in ("Authorization", "Proxy-Authorization"):
+            value = req.headers.get(name)
+            if value:
+                return parse_auth_params(value.partition(" ")[2]).get("realm", "")
+        return ""
+
+    def realm_allowed(self, realm: str, method: str) -> bool:
+        """Whether credentials may answer a challenge for ``realm`` (digest harvesting, RFC 3261 §26.3.2.2)."""
+        if self.config.auth_realms is not None:
+            return realm in self.config.auth_realms
+        return method == "REGISTER" or realm in self.learned_realms
+
+    def choose_challenge(self, resp: Response, method: str) -> Challenge:
+        """The strongest acceptable challenge of a 401/407: SHA-256 over MD5, qop=auth over none."""
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        challenge = None
-        for value in resp.headers.get_all(header) or [resp.headers.get(header) or ""]:
+        offered: list[Challenge] = []
+        for value in resp.headers.get_all(header):
             try:
-                candidate = Challenge.parse(value)
+                offered.append(Challenge.parse(value))
             except ParseError:
                 continue
-            if candidate.supported:
-                challenge = candidate
-                break
-        if challenge is None or self.credentials is None:
+        usable = [c for c in offered if c.supported]
+        if not usable:
             raise RegistrationFailed(resp.status, "no usable digest challenge")
+        ours = [c for c in usable if self.realm_allowed(c.realm, method)]
+        if not ours:
+            realms = ", ".join(sorted({repr(c.realm[:40]) for c in usable}))
+            raise RegistrationFailed(resp.status, f"digest challenge for realm {realms} refused: not our "
+                                                  "registrar's realm")
+        return max(ours, key=lambda c: (c.algorithm == "SHA-256", "auth" in c.qop))
+
+    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+        challenge = self.choose_challenge(resp, req.method)
+        if self.credentials is None:
+            raise RegistrationFailed(resp.status, "no credentials")
         new = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
         new.headers.remove("Via")
         num, method = req.cseq
@@ -342,7 +372,8 @@ class UserAgent:
             session.invite = self._authorized_copy(session.invite, resp)
             await self._start_invite(session)
         except SipError as exc:
-            session.receive(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
+            reason = exc.reason if isinstance(exc, RegistrationFailed) else resp.reason
+            session.receive(Response(headers=resp.headers, status=resp.status, reason=reason))
             log.info("INVITE authentication failed: %s", exc)
 
     # -- registration (RFC 3261 §10; the requests and outcomes are in .registration) ------------------
