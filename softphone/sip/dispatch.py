@@ -138,11 +138,13 @@ class Dispatcher:
             existing.receive(req)
             return
         send = self._responder(req, src)
-        if len(self.ua._server) >= MAX_SERVER_TRANSACTIONS:
+        trusted = (src.host, src.port) in self.ua.transport.trusted or (src.conn is not None and src.conn.outbound)
+        owner = "" if trusted else src.host  # one source may hold only its share of the table
+        if len(self.ua._server) >= MAX_SERVER_TRANSACTIONS or (owner and not self.ua.server_owners.acquire(owner)):
             send(make_response(req, 503, extra=[("Retry-After", "5")]).encode())
             return
         tx = new_tx = ServerTxDriver(ServerTransaction(req, src.proto != "udp", self.ua.timers), send,
-                                     lambda event: self.ua._server_event(new_tx, event))
+                                     lambda event: self.ua._server_event(new_tx, event), key=key, owner=owner)
         self.ua._server[key] = tx
 
         def reply(status: int, warning: str | None = None, extra: list[tuple[str, str]] | None = None,

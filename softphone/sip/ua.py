@@ -25,6 +25,7 @@ from .dispatch import ALLOW, MAX_SESSIONS, Dispatcher, server_key
 from .drivers import ClientTxDriver, ServerTxDriver
 from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
 from .headers import Via
+from .limits import Counts, Limits
 from .message import MAX_MESSAGE_SIZE, Request, Response
 from .registration import MAX_ATTEMPTS as MAX_REGISTER_ATTEMPTS
 from .registration import Registration, failed_refresh_expiry, refresh_delay
@@ -75,6 +76,7 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     max_message_size: int = MAX_MESSAGE_SIZE
     incoming_queue: int = 16
+    limits: Limits = field(default_factory=Limits)  # per-source rate, transaction and connection budgets
     auth_realms: tuple[str, ...] | None = None  # digest realms we answer; None: the registrar's (see below)
 
 
@@ -88,9 +90,8 @@ class UserAgent:
         self.credentials = (DigestCredentials(config.username, config.password)
                             if config.username and config.password is not None else None)
         self.dispatcher = Dispatcher(self)
-        self.transport = TransportLayer(self.dispatcher.on_message, self.dispatcher.on_bad_message, host=config.host,
-                                        tls_server=config.tls_server, tls_client=config.tls_client,
-                                        max_size=config.max_message_size)
+        self.transport = self._transport_layer()
+        self.server_owners = Counts(config.limits.transactions)  # server transactions per source
         self.incoming: asyncio.Queue[InviteSession] = asyncio.Queue(maxsize=config.incoming_queue)
         self.register_count = 0
         self.stats = {"requests": 0, "responses": 0, "bad": 0}
@@ -119,14 +120,30 @@ class UserAgent:
                 if self.config.port:
                     raise
                 await self.transport.close()
-                self.transport = TransportLayer(
-                    self.dispatcher.on_message, self.dispatcher.on_bad_message, host=self.config.host,
-                    tls_server=self.config.tls_server, tls_client=self.config.tls_client,
-                    max_size=self.config.max_message_size)
+                self.transport = self._transport_layer()
         else:
             raise TransportError("no free port for UDP and TCP")
         if self.config.tls_server is not None:
             await self.transport.listen("tls", self.config.tls_port)
+        await self._trust_our_hop()
+
+    def _transport_layer(self) -> TransportLayer:
+        config = self.config
+        return TransportLayer(self.dispatcher.on_message, self.dispatcher.on_bad_message, host=config.host,
+                              tls_server=config.tls_server, tls_client=config.tls_client,
+                              max_size=config.max_message_size, limits=config.limits)
+
+    async def _trust_our_hop(self) -> None:
+        """Exempt our proxy (or registrar) from the per-source limits: it carries every inbound call."""
+        if not (self.config.proxy or self.config.registrar):
+            return
+        hop = SipUri.parse(self.config.proxy) if self.config.proxy else self.registration.registrar
+        try:
+            host = await self.transport.resolve(hop.host, hop.port or 5060)
+        except TransportError as exc:
+            log.info("cannot resolve our proxy %s now: %s", hop.host, exc)
+            return
+        self.transport.trusted.add((host, hop.port or (5061 if hop.transport == "tls" else 5060)))
 
     async def close(self) -> None:
         """Hang up calls, unregister, stop timers and close sockets."""
@@ -348,7 +365,11 @@ class UserAgent:
 
     def _server_event(self, tx: ServerTxDriver, event: TransactionEvent) -> None:
         if isinstance(event, Terminated):
-            self._server.pop(server_key(tx.request), None)
+            key = tx.key or server_key(tx.request)
+            if self._server.get(key) is tx:
+                del self._server[key]
+                if tx.owner:
+                    self.server_owners.release(tx.owner)
         elif isinstance(event, RequestRetransmitted):
             session = self._sessions.get(tx.request.call_id)
             if session is not None:
