@@ -98,7 +98,10 @@ class StreamConnection(asyncio.Protocol):
         if not self.outbound:
             layer, limits = self.layer, self.layer.limits
             if layer.inbound_count >= limits.connections or not layer.inbound_per_source.acquire(self.peer[0]):
-                log.warning("too many inbound SIP connections; closing %s:%d", *self.peer)
+                layer.refused += 1
+                if layer.refused & (layer.refused - 1) == 0:  # 1, 2, 4 ...: a flood costs a few log lines
+                    log.warning("too many inbound SIP connections; closing %s:%d (%d refused so far)",
+                                *self.peer, layer.refused)
                 transport.close()
                 return
             self._counted = True
@@ -187,7 +190,8 @@ class TransportLayer:
         self.buckets = TokenBuckets(self.limits.rate, self.limits.burst, self.limits.sources)
         self.inbound_count = 0
         self.inbound_per_source = Counts(self.limits.connections_per_source)
-        self.dropped = 0
+        self.dropped = 0   # messages over their source's rate
+        self.refused = 0   # inbound connections over the budget
         self._udp: _UdpProtocol | None = None
         self._servers: list[asyncio.base_events.Server] = []
 
