@@ -20,9 +20,11 @@ class Limits:
     holds ``transactions`` server transactions gets 503 with Retry-After.
     """
 
-    rate: float = 50.0                  # requests/s per source after the burst
-    burst: float = 100.0
-    transactions: int = 1024            # server transactions one source may hold (of MAX_SERVER_TRANSACTIONS)
+    rate: float = 100.0                 # requests/s per source after the burst
+    burst: float = 200.0
+    # server transactions one source may hold (of MAX_SERVER_TRANSACTIONS = 16384): above what ``rate``
+    # leaves alive for Timer J's 32 s (3200), so the rate binds first and a quarter of the table is the backstop
+    transactions: int = 4096
     connections: int = 512              # inbound TCP/TLS connections, all sources (outgoing ones are apart)
     connections_per_source: int = 64
     first_message: float = 10.0         # seconds for a new inbound connection to deliver a complete message
