@@ -25,7 +25,7 @@ from crypto.mikey.verify import ReplayCache, Responder
 from softphone.calls.call import Call, reserve_port
 from softphone.calls.errors import CallError
 from softphone.calls.events import Answered, CallEvent, Calling, Failed, Incoming, Rejected, Ringing
-from softphone.calls.negotiation import Answerer, NegotiationError, Offerer
+from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
 from softphone.config import Account, ConfigError
 from softphone.keys.errors import KeysError
@@ -35,9 +35,12 @@ from softphone.media.audio import AudioSink, AudioSource
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
-from softphone.sip.uri import NameAddr
+from softphone.sip.uri import NameAddr, SipUri
 
 log = logging.getLogger(__name__)
+
+#: Seconds the first REGISTER may take before the phone reports the registrar unreachable.
+REGISTER_TIMEOUT = 8.0
 
 
 @dataclass
@@ -128,9 +131,18 @@ class Phone:
         await self.ua.start()
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
 
-    async def register(self) -> int:
-        """REGISTER with the registrar; returns the granted expiry."""
-        return await self.ua.register()
+    async def register(self, timeout: float = REGISTER_TIMEOUT) -> int:
+        """REGISTER with the registrar; returns the granted expiry.
+
+        :class:`CallError` when the registrar gives no final answer within ``timeout`` seconds (a
+        dead UDP registrar otherwise costs the whole 32 s SIP transaction timeout).
+        """
+        try:
+            return await asyncio.wait_for(self.ua.register(), timeout)
+        except TimeoutError:
+            where = self.settings.ua.proxy or self.settings.ua.registrar or self.settings.uri
+            raise CallError(f"registrar {where} did not answer within {timeout:g} s "
+                            "(is it running, and is the address and transport right?)") from None
 
     async def close(self) -> None:
         """Hang up every call, unregister and close sockets."""
@@ -195,7 +207,7 @@ class Phone:
         except SipError as exc:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
-                    trace=self.settings.trace_media)
+                    trace=self.settings.trace_media, verify=self.verify_offer)
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
@@ -264,8 +276,7 @@ class Phone:
             return
         answerer = Answerer(profile, self.host, reserve_port(self.host), responder)
         try:
-            async with self._verify_lock:  # one I_MESSAGE at a time through the shared replay cache
-                negotiated = await asyncio.to_thread(answerer.process_offer, session.remote_body, claimed)
+            negotiated = await self.verify_offer(answerer, session.remote_body, claimed)
             if negotiated.peer_identity in self.settings.revoked or (
                     negotiated.security is SecurityLevel.SDES_INTEROP and claimed in self.settings.revoked):
                 who = negotiated.peer_identity or claimed
@@ -286,6 +297,12 @@ class Phone:
         except asyncio.QueueFull:
             await session.reject(486, warning="too many calls waiting")
 
+    async def verify_offer(self, answerer: Answerer, body: bytes, claimed: str | None) -> Negotiated:
+        """Check an (re-)offer in a thread, one I_MESSAGE at a time through the shared replay cache: the one
+        path for initial offers and for re-offers carrying a new I_MESSAGE (``Call``'s ``verify``)."""
+        async with self._verify_lock:
+            return await asyncio.to_thread(answerer.process_offer, body, claimed)
+
     async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
         session, answerer = incoming.session, incoming.answerer
         if session.state is not CallState.INCOMING or answerer.current is None:
@@ -295,7 +312,7 @@ class Phone:
             offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
-                    answerer=answerer, trace=self.settings.trace_media)
+                    answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer)
         call.invite_sent_at = incoming.received_at
         await call.start_media(answerer.current)
         try:
@@ -322,6 +339,45 @@ def claimed_sender(session: InviteSession) -> str:
     return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
 
+def check_transport(account: Account, profile: Profile) -> None:
+    """Refuse settings under which the phone would advertise a transport it cannot serve.
+
+    The phone's Contact names the profile's transport, so the registrar must be reached over that
+    same transport, and a TLS Contact needs a certificate to accept TLS connections (incoming calls).
+    Under a Secure Chorus profile registration is over TLS only. :class:`CallError` (one line) otherwise.
+    """
+    where = f"account {account.name}"
+    registrar = account.registrar or account.uri.split("@", 1)[0].split(":", 1)[0] + ":" + account.uri.split("@", 1)[1]
+    try:
+        via = SipUri.parse(registrar).transport
+    except SipError as exc:
+        raise CallError(f"{where}: registrar {registrar!r} is not a SIP URI: {exc}") from None
+    if via != profile.transport:
+        if profile.secure_chorus:
+            raise CallError(f"{where}: profile {profile.name} registers over TLS only, but registrar "
+                            f"{registrar} is {via.upper()} (use sips:… or ;transport=tls)")
+        raise CallError(f"{where}: registrar {registrar} is {via.upper()} but profile "
+                        f"{profile.name} uses {profile.transport.upper()}; make them match")
+    if profile.transport == "tls" and (account.tls_cert_file is None or account.tls_key_file is None):
+        raise CallError(f"{where}: profile {profile.name} uses TLS, so the phone needs a certificate to "
+                        "receive calls: set tls_cert_file and tls_key_file")
+
+
+def fetch_account_keys(account: Account, keystore: Keystore) -> str | None:
+    """Refresh ``keystore`` from the account's KMS (if it names one); the warning when the KMS was
+    unreachable but cached keys still serve. :class:`CallError` (one line) when keys cannot be had."""
+    if not account.kms_url:
+        return None
+    try:
+        client = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+        result = refresh(keystore, client, account.uri)
+    except (ConfigError, KeysError) as exc:
+        raise CallError(str(exc)) from None
+    if result.warning:
+        log.warning("%s", result.warning)
+    return result.warning
+
+
 def settings_from_account(account: Account, profile_name: str | None = None, *, passphrase: str | None = None,
                           fetch_keys: bool = True) -> PhoneSettings:
     """PhoneSettings for a configured account: UA over the profile's transport to the registrar,
@@ -334,6 +390,7 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
         profile = load_profile(profile_name or account.profile)
     except ProfileError as exc:
         raise CallError(str(exc)) from None
+    check_transport(account, profile)
     try:
         tls_client = tls_server = None
         if profile.transport == "tls":
@@ -358,11 +415,8 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
             if not passphrase:
                 raise CallError(f"account {account.name}: no keystore passphrase configured")
             keystore = Keystore.open_or_create(account.keystore, passphrase.encode())
-            if account.kms_url and fetch_keys:
-                client = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
-                result = refresh(keystore, client, account.uri)
-                if result.warning:
-                    log.warning("%s", result.warning)
+            if fetch_keys:
+                fetch_account_keys(account, keystore)
         return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
     except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's
         raise CallError(str(exc)) from None
