@@ -114,7 +114,7 @@ def run(account: Account, data_dir: Path, *, profile: str | None = None, play: P
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Secure Chorus softphone")
-    app.setQuitOnLastWindowClosed(False)  # the window's close hangs up and un-REGISTERs first, then run() returns
+    QApplication.setQuitOnLastWindowClosed(False)  # the window's close hangs up and un-REGISTERs first, then run() returns
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     _controller, window = build_window(account, data_dir, profile=profile, play=play, record=record)
