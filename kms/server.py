@@ -3,8 +3,10 @@
 Resources under ``/keymanagement/identity/v1``: ``init`` (KmsInit), ``keyprov`` (current and
 next period for the token's user), ``keyprov/<URI>`` (same, URI must be the token's own) and
 ``keyprov/<URI>/<T>`` (the one period containing T, a 64-bit NTP timestamp in 16 hex digits).
-Bearer token authentication: 401 for a missing/unknown token, 403 for a revoked user or another
-user's URI. Errors are ``KmsResponse/KmsError`` bodies. TLS 1.2 minimum; the TLS handshake runs
+``revocations`` is the community's signed revocation list (JSON, ``kmsinterface.revocation``) for
+any active user. Bearer token authentication: 401 for a missing/unknown token, 403 for a revoked
+user or another user's URI; refusals are audited (``request.refused``, users by pseudonym only).
+Errors are ``KmsResponse/KmsError`` bodies. TLS 1.2 minimum; the TLS handshake runs
 in the connection's worker thread so a slow client cannot stall the accept loop.
 """
 
@@ -20,8 +22,9 @@ from urllib.parse import unquote
 
 from crypto.identity import NTP_UNIX_OFFSET
 from kms.audit import AuditError, pseudonym
-from kms.issue import Issuer, KmsError
+from kms.issue import Issuer, KmsError, token_hash
 from kms.store import StoreError
+from kmsinterface.revocation import CONTENT_TYPE as REVOCATIONS_TYPE
 from kmsinterface.sealed import write_private
 from kmsinterface.xml import (
     KeyProvResponse,
@@ -66,9 +69,10 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         """Requests are recorded in the audit log, not on stderr (paths carry personal data)."""
 
-    def _reply(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+    def _reply(self, status: int, body: bytes, extra: dict[str, str] | None = None,
+               content_type: str = "application/xml") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         for key, value in (extra or {}).items():
@@ -117,7 +121,24 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
         except AuditError:
             raise  # not a refusal of the request: the connection ends, as for any internal failure
         except KmsError as exc:
+            if exc.status in (401, 403):
+                try:
+                    self._audit_refusal(exc)
+                except (StoreError, AuditError):
+                    pass  # still refused
             self._error(exc.status, str(exc))
+
+    def _audit_refusal(self, exc: KmsError) -> None:
+        """``request.refused``: status, reason, resource, and the user only by pseudonym."""
+        store = self.server.issuer.store
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        user = store.user_by_token(token_hash(token.strip())) if scheme.lower() == "bearer" and token.strip() else None
+        path = self.path.split("?", 1)[0]
+        resource = path[len(BASE) + 1:].split("/")[0] if path.startswith(BASE + "/") else ""
+        self.server.issuer.audit.append(
+            "request.refused", status=exc.status, reason=str(exc),
+            resource=resource if resource in ("init", "keyprov", "revocations") else "other",
+            user=pseudonym(user.salt, user.uri) if user is not None else None)
 
     def _dispatch(self) -> None:
         issuer = self.server.issuer
@@ -125,7 +146,8 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
         if not path.startswith(BASE + "/"):
             raise KmsError("no such KMS resource", 404)
         parts = path[len(BASE) + 1:].split("/")
-        if parts[0] not in ("init", "keyprov") or (parts[0] == "init" and len(parts) > 1) or len(parts) > 3:
+        if parts[0] not in ("init", "keyprov", "revocations") or (parts[0] != "keyprov" and len(parts) > 1) \
+                or len(parts) > 3:
             raise KmsError("no such KMS resource", 404)
         auth = self.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -138,6 +160,9 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
             body = serialise_kms_init(KmsInitResponse(user.uri, c.kms_uri, now, c.certificate(), self._url()))
             issuer.audit.append("kms.init", user=pseudonym(user.salt, user.uri))
             self._reply(200, body)
+            return
+        if parts[0] == "revocations":
+            self._reply(200, issuer.revocation_list(), content_type=REVOCATIONS_TYPE)
             return
         if len(parts) >= 2 and unquote(parts[1]) != user.uri:
             raise KmsError("a user may only fetch its own keys", 403)

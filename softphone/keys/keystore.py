@@ -24,6 +24,7 @@ from crypto import eccsi, sakke
 from crypto.errors import CryptoError
 from crypto.identity import key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.mikey import keys as mikey_keys
+from kmsinterface.revocation import RevocationList, RevocationListError
 from kmsinterface.sealed import DEFAULT_N_LOG2, DataKey, SecretsError, derive_key, write_private
 from kmsinterface.xml import KeyProvResponse, KeySet, KmsCertificate
 from softphone.keys.errors import KeysError
@@ -114,6 +115,12 @@ class Keystore:
             uri: _cert_from_json(c) for uri, c in data.get("communities", {}).items()}
         self._sets: dict[tuple[str, str, int], dict] = {
             (s["kms_uri"], s["user_uri"], s["period"]): s for s in data.get("keysets", [])}
+        self._revocations: dict[str, RevocationList] = {}
+        for uri, d in data.get("revocations", {}).items():
+            try:
+                self._revocations[uri] = RevocationList.from_json(d)
+            except RevocationListError as exc:
+                raise KeystoreError(f"keystore {path}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"Keystore({str(self.path)!r}, {len(self._certs)} KMS, {len(self._sets)} key sets)"
@@ -163,7 +170,8 @@ class Keystore:
 
     def save(self) -> None:
         data = {"version": 1, "communities": {u: _cert_to_json(c) for u, c in self._certs.items()},
-                "keysets": sorted(self._sets.values(), key=lambda s: (s["kms_uri"], s["user_uri"], s["period"]))}
+                "keysets": sorted(self._sets.values(), key=lambda s: (s["kms_uri"], s["user_uri"], s["period"])),
+                "revocations": {u: r.to_json() for u, r in self._revocations.items()}}
         try:
             write_private(self.path, self._header + self._key.encrypt(json.dumps(data).encode(), self._header))
         except OSError as exc:
@@ -194,6 +202,34 @@ class Keystore:
 
     def certificates(self) -> list[KmsCertificate]:
         return list(self._certs.values())
+
+    # revocation lists ---------------------------------------------------------------------------
+    def kpaks(self) -> dict[str, bytes]:
+        """Trusted KMS URI → KPAK (what a signed revocation list is verified with)."""
+        return {uri: c.pub_auth_key for uri, c in self._certs.items()}
+
+    def set_revocation_list(self, rl: RevocationList) -> bool:
+        """Keep ``rl`` (already verified) unless a newer list of that KMS is held; returns whether it was kept.
+
+        An older list is refused (KeystoreError): replaying one from before a revocation must not undo it."""
+        if rl.kms_uri not in self._certs:
+            raise KeystoreError(f"revocation list of KMS {rl.kms_uri}, which this keystore does not trust")
+        held = self._revocations.get(rl.kms_uri)
+        if held is not None and rl.issued < held.issued:
+            raise KeystoreError(f"revocation list of KMS {rl.kms_uri} issued {rl.issued.isoformat()} is older "
+                                f"than the one held ({held.issued.isoformat()}): refused")
+        if held == rl:
+            return False
+        self._revocations[rl.kms_uri] = rl
+        self.save()
+        return True
+
+    def revocation_list(self, kms_uri: str) -> RevocationList | None:
+        return self._revocations.get(kms_uri)
+
+    def revoked(self) -> frozenset[str]:
+        """Every identity a held (verified) revocation list names."""
+        return frozenset(u for rl in self._revocations.values() for u in rl.revoked)
 
     # key sets -----------------------------------------------------------------------------------
     def check_key_set(self, ks: KeySet) -> None:
