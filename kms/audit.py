@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,7 +102,8 @@ class AuditLog:
             except ValueError:
                 raise AuditError(f"line {number}: not a JSON record (edited)") from None
             if not isinstance(record, dict) or record.get("seq") != number:
-                raise AuditError(f"line {number}: sequence number {record.get('seq') if isinstance(record, dict) else '?'} "
+                got = record.get("seq") if isinstance(record, dict) else "?"
+                raise AuditError(f"line {number}: sequence number {got} "
                                  f"where {number} was expected (line deleted or reordered)")
             if record.get("prev") != prev:
                 raise AuditError(f"line {number}: hash chain broken (line {number - 1} was edited or removed)")
@@ -116,3 +118,53 @@ class AuditLog:
     def export(self, user_ref: str) -> list[dict]:
         """Every record about one pseudonymised user (a data subject access request, GDPR Art. 15)."""
         return [r for r in self.records() if r.get("user") == user_ref]
+
+
+# --- reading the log as a person would (``softphone-kms audit show``) --------------------------------
+_FIXED = ("seq", "time", "event", "user", "prev")
+PSEUDONYM_FIELDS = ("user", "target")
+
+
+def select(records: Iterable[dict], *, since: datetime | None = None, user_ref: str | None = None,
+           events: Iterable[str] = ()) -> list[dict]:
+    """Records at or after ``since``, about ``user_ref`` (a pseudonym), whose event is one of ``events``
+    or starts with one followed by a dot (``key`` selects ``key.issue`` and ``key.provision``)."""
+    wanted = tuple(events)
+    out = []
+    for r in records:
+        if since is not None:
+            try:
+                if datetime.fromisoformat(str(r.get("time"))) < since:
+                    continue
+            except ValueError:
+                continue
+        if user_ref is not None and user_ref not in (r.get(f) for f in PSEUDONYM_FIELDS):
+            continue
+        event = str(r.get("event", ""))
+        if wanted and not any(event == e or event.startswith(e + ".") for e in wanted):
+            continue
+        out.append(r)
+    return out
+
+
+def reveal(records: Iterable[dict], names: dict[str, str]) -> list[dict]:
+    """Records with pseudonyms replaced by URIs (``names``: pseudonym → URI); unknown ones stay as they are
+    (an erased user's records are no longer linkable)."""
+    return [{k: names.get(v, v) if k in PSEUDONYM_FIELDS and isinstance(v, str) else v for k, v in r.items()}
+            for r in records]
+
+
+def render_table(records: list[dict]) -> str:
+    """One line a record: sequence, local time, event, user (pseudonym or URI), the other fields."""
+    rows = [("SEQ", "TIME (UTC)", "EVENT", "USER", "DETAILS")]
+    for r in records:
+        try:
+            when = datetime.fromisoformat(str(r.get("time"))).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            when = str(r.get("time", ""))
+        details = " ".join(f"{k}={v}" for k, v in r.items() if k not in _FIXED and v is not None)
+        rows.append((str(r.get("seq", "")), when, str(r.get("event", "")), str(r.get("user") or "-"), details))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip()
+             for row in rows]
+    return "\n".join(lines) + "\n"

@@ -11,8 +11,9 @@ import json
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from kms.audit import AuditError, AuditLog
 from kms.store import StoreError
@@ -23,7 +24,7 @@ AUDIT_NAME = "audit.log"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -51,7 +52,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from kms.issue import init_community
 
     c = init_community(args.dir, args.uri, _passphrase(args), period=args.period, offset=args.offset, db=args.db)
-    print(f"created KMS community {c.kms_uri} in {c.directory} (period {c.user_key_period} s, offset {c.user_key_offset} s)")
+    print(f"created KMS community {c.kms_uri} in {c.directory} "
+          f"(period {c.user_key_period} s, offset {c.user_key_offset} s)")
     return 0
 
 
@@ -123,9 +125,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         issuer.close()
         raise KmsError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     issuer.audit.append("master.unseal", purpose="serve")
-    bound = server.server_address
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    print(f"serving https://{shown}:{bound[1]}/keymanagement/identity/v1 (certificate {cert})", flush=True)
+    bound_host, bound_port = str(server.server_address[0]), server.server_address[1]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"serving https://{shown}:{bound_port}/keymanagement/identity/v1 (certificate {cert})", flush=True)
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -219,9 +221,62 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _since(text: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 date/time (UTC unless it says) or an age such as ``30m``, ``12h``, ``7d``."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SecretsError(f"--since {text!r} is neither an ISO 8601 date/time nor an age like 12h or 7d") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    """The log as a table (or JSON lines); URIs instead of pseudonyms only after unsealing the master."""
+    from kms.audit import pseudonym, render_table, reveal, select
+    from kms.issue import KmsError
+
+    since = _since(args.since)
+    records = AuditLog(Path(args.dir) / AUDIT_NAME).records()  # verifies the chain first
+    user_ref, names = None, None
+    by_uri = args.user is not None and ":" in args.user
+    if args.reveal or by_uri:
+        issuer = _issuer(args)  # unseals the master: only an operator with the passphrase links records to URIs
+        try:
+            users = issuer.store.list_users()
+        finally:
+            issuer.close()
+        names = {pseudonym(u.salt, u.uri): u.uri for u in users}
+        if by_uri:
+            user_ref = next((ref for ref, uri in names.items() if uri == args.user), None)
+            if user_ref is None:
+                raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
+    elif args.user is not None:
+        user_ref = args.user
+    chosen = select(records, since=since, user_ref=user_ref, events=args.event or ())
+    if names is not None and args.reveal:
+        chosen = reveal(chosen, names)
+    try:
+        if args.json:
+            for r in chosen:
+                print(json.dumps(r, ensure_ascii=False))
+        elif chosen:
+            sys.stdout.write(render_table(chosen))
+        else:
+            print("no matching audit records", file=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `audit show | head`
+        sys.stderr.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="softphone-kms", description="Secure Chorus Key Management Server (3GPP TS 33.180)")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--dir", required=True, help="community directory")
     common.add_argument("--db", help="postgresql://… URL (default: SQLite file in --dir)")
     common.add_argument("--passphrase-file", help="file (0600) holding the master passphrase "
@@ -272,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                                       parser_class=_Parser, required=True)
     p = audit.add_parser("verify", parents=[common], help="check the hash chain")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("show", parents=[common], help="the log as a readable table (users by pseudonym)",
+                         description="Print audit records as a table. Users appear by pseudonym; --reveal (or "
+                                     "--user URI) unseals the master with the passphrase to show URIs.")
+    p.add_argument("--since", help="ISO 8601 date/time, or an age: 30m, 12h, 7d")
+    p.add_argument("--user", help="only records about this user: a pseudonym, or a URI (needs the passphrase)")
+    p.add_argument("--event", action="append", help="only this event, or family (key = key.issue, key.provision); "
+                                                   "repeatable")
+    p.add_argument("--reveal", action="store_true", help="show URIs instead of pseudonyms (needs the passphrase)")
+    p.add_argument("--json", action="store_true", help="one JSON record a line instead of the table")
+    p.set_defaults(func=cmd_audit_show)
     p = audit.add_parser("export", parents=[common], help="records about one user (GDPR Art. 15)")
     p.add_argument("--user", required=True)
     p.set_defaults(func=cmd_audit_export)
