@@ -190,3 +190,71 @@ def select_account(accounts: list[Account], name: str | None) -> Account:
         if account.name == name or account.uri == name:
             return account
     raise ConfigError(f"no account named {name!r} ({', '.join(a.name for a in accounts)})")
+
+
+# --- writing an accounts file (first-run setup) ------------------------------------------------------
+def _toml_value(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"cannot write {value!r} to an accounts file")
+
+
+def account_toml(fields: dict) -> str:
+    """One ``[[account]]`` table for ``fields`` (keys as in the module docstring; None values left out)."""
+    lines = ["[[account]]"]
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if key not in _KNOWN:
+            raise ConfigError(f"unknown account key {key}")
+        lines.append(f"{key} = {_toml_value(str(value) if isinstance(value, Path) else value)}")
+    return "\n".join(lines) + "\n"
+
+
+def validate_account(fields: dict, base: Path) -> Account:
+    """The :class:`Account` ``fields`` would give when written to a file in ``base`` (ConfigError if invalid)."""
+    raw = {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items() if v is not None}
+    return _parse_account(raw, 0, base)
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, mode 0600 (parent directories 0700)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_accounts_file(path: Path, accounts: list[dict]) -> list[Account]:
+    """Validate every account and write them as the accounts file ``path`` (0600); returns them parsed."""
+    path = Path(path).expanduser()
+    parsed = [validate_account(fields, path.parent) for fields in accounts]
+    header = "# Softphone accounts (keys: see docs/USER-GUIDE.md). Secrets live in the 0600 files named here.\n\n"
+    write_private_text(path, header + "\n".join(account_toml(a) for a in accounts))
+    return parsed
+
+
+def passphrase_problem(passphrase: str, avoid: tuple[str, ...] = ()) -> str | None:
+    """Why ``passphrase`` is too weak for a keystore (one plain sentence), or None when it is strong enough.
+
+    At least 12 characters, not repetitive, not containing ``avoid`` words (the user's name), and either
+    two kinds of character (letters, digits, symbols) or a long phrase of 20 or more characters."""
+    p = passphrase
+    if len(p) < 12:
+        return f"Too short ({len(p)} characters): use at least 12, for example a few unrelated words."
+    if len(set(p)) < 6:
+        return "Too repetitive: use more different characters."
+    lowered = p.lower()
+    for word in (*avoid, "password", "passphrase", "softphone", "secret", "123456", "qwerty"):
+        if word and len(word) >= 3 and word.lower() in lowered:
+            return f"Do not use {word!r} in the passphrase: it is easy to guess."
+    kinds = sum((any(c.isalpha() for c in p), any(c.isdigit() for c in p), any(not c.isalnum() for c in p)))
+    if kinds < 2 and len(p) < 20:
+        return "Add digits or symbols, or use a longer phrase (20 characters or more)."
+    return None

@@ -102,6 +102,10 @@ class PhoneController(QObject):
     def domain(self) -> str | None:
         return self.account.uri.split("@", 1)[1] if "@" in self.account.uri else None
 
+    def unlock(self, passphrase: str) -> None:
+        """Use ``passphrase`` for the keystore (typed in the first-run wizard) instead of asking."""
+        self._passphrase = passphrase
+
     def needs_passphrase(self) -> bool:
         """The keystore is encrypted and the account names no passphrase file/variable: ask the user."""
         return (self.account.keystore is not None and self._passphrase is None
