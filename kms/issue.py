@@ -174,12 +174,25 @@ class Issuer:
     def revoke(self, uri: str) -> None:
         user = self._require_user(uri)
         self.store.set_status(uri, "revoked")
+        self._keep_revoked(uri)
         self.audit.append("user.revoke", user=pseudonym(user.salt, uri))
 
+    def _keep_revoked(self, uri: str) -> None:
+        """Keep ``uri`` on the published revocation list while any key issued to it is still valid."""
+        last = self.store.last_period(uri)
+        if last is not None:
+            until = self.community.period_start(last + 1)
+            if until > datetime.now(UTC):
+                self.store.keep_revoked(uri, until.isoformat(timespec="seconds"))
+
     def erase(self, uri: str) -> str:
-        """Remove the user, its credential, TrK and every key set; the log keeps only the pseudonym."""
+        """Remove the user, its credential, TrK and every key set; the log keeps only the pseudonym.
+
+        Keys already issued stay usable by the phone holding them until their period ends, so the URI
+        stays on the revocation list until then (docs/REVOCATION.md): erasing also revokes."""
         user = self._require_user(uri)
         ref = pseudonym(user.salt, uri)
+        self._keep_revoked(uri)
         self.store.erase_user(uri)
         self.audit.append("user.erase", user=ref)
         return ref
@@ -207,7 +220,8 @@ class Issuer:
         """The signed list of revoked identities (kmsinterface.revocation), as phones fetch it."""
         c = self.community
         now = datetime.now(UTC)
-        revoked = tuple(u.uri for u in self.store.list_users() if u.status != "active")
+        revoked = tuple({u.uri for u in self.store.list_users() if u.status != "active"}
+                        | set(self.store.kept_revoked(now.isoformat(timespec="seconds"))))
         ssk, pvt = c.eccsi.issue(signer_id(c.kms_uri))
         return sign_revocation_list(RevocationList(c.kms_uri, now, now + timedelta(seconds=refresh), revoked),
                                     ssk, pvt, c.eccsi.kpak)

@@ -77,3 +77,28 @@ def test_keystore_keeps_the_newest_list_and_refuses_an_older_one(tmp_path: Path)
         store.set_revocation_list(old)                      # replaying a list from before the revocation
     reopened = Keystore.open(tmp_path / "ks", b"pass phrase")
     assert reopened.revoked() == {"sip:mallory@example.org"}
+
+
+def test_erased_users_stay_revoked_while_their_keys_are_valid(tmp_path: Path) -> None:
+    """Erasing (GDPR) a revoked user, or an active one, must not put their still-valid keys back in use."""
+    from kms.issue import Issuer, init_community
+
+    issuer = Issuer(init_community(tmp_path / "kms", KMS, b"operator passphrase"))
+    try:
+        c = issuer.community
+        kpak = {KMS: c.eccsi.kpak}
+        for name in ("mallory", "eve", "idle"):
+            issuer.add_user(f"sip:{name}@example.org")
+        for name in ("mallory", "eve"):
+            user = issuer.store.get_user(f"sip:{name}@example.org")
+            assert user is not None
+            issuer.provision(user)
+        issuer.revoke("sip:mallory@example.org")
+        issuer.erase("sip:mallory@example.org")
+        issuer.erase("sip:eve@example.org")                 # active, with keys: erasing revokes
+        issuer.erase("sip:idle@example.org")                # never had keys: nothing to refuse
+        rl = verify_revocation_list(issuer.revocation_list(), kpak)
+        assert rl.revoked == ("sip:eve@example.org", "sip:mallory@example.org")
+        assert issuer.store.kept_revoked("9999-01-01T00:00:00+00:00") == []   # dropped once the keys expired
+    finally:
+        issuer.close()
