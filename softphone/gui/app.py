@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import tomllib
 from collections.abc import Callable
@@ -145,6 +146,8 @@ def run(account: Account | None, data_dir: Path, *, profile: str | None = None, 
         controller, window = build_window(account, data_dir, profile=profile, play=play, record=record)
         if passphrase is not None:
             controller.unlock(passphrase)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C in the terminal, or a session logout: quit cleanly
+            signal.signal(signum, lambda _signum, _frame: loop.call_soon_threadsafe(window.close))
         window.show()
         await window.run()
         return 0

@@ -53,7 +53,8 @@ def _wait(predicate: Any, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.1)
 
 
-def test_gui_subprocess_ctrl_q_unregisters_and_exits_0(lab: Lab, tmp_path: Path, xvfb: str) -> None:
+@pytest.mark.parametrize("how", ["ctrl+q", "sigterm"])
+def test_gui_subprocess_quit_unregisters_and_exits_0(lab: Lab, tmp_path: Path, xvfb: str, how: str) -> None:
     xdotool = require_tool("xdotool")
     config = lab.account_file("alice", tmp_path / "cfg")
     before_reg, before_unreg = registered(lab, "alice"), unregistered(lab, "alice")
@@ -67,8 +68,11 @@ def test_gui_subprocess_ctrl_q_unregisters_and_exits_0(lab: Lab, tmp_path: Path,
         found = subprocess.run([xdotool, "search", "--sync", "--name", "Secure Chorus softphone"], env=env,
                                capture_output=True, text=True, timeout=20)
         window = found.stdout.split()[0]
-        subprocess.run([xdotool, "windowfocus", "--sync", window], env=env, check=True, timeout=20)
-        subprocess.run([xdotool, "key", "--clearmodifiers", "ctrl+q"], env=env, check=True, timeout=20)
+        if how == "sigterm":
+            proc.terminate()
+        else:
+            subprocess.run([xdotool, "windowfocus", "--sync", window], env=env, check=True, timeout=20)
+            subprocess.run([xdotool, "key", "--clearmodifiers", how], env=env, check=True, timeout=20)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -9,7 +9,6 @@ Screenshots of every page go to ``build/screenshots/wizard-*.png`` (copied to do
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 import subprocess
@@ -17,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from lab.deployment import Lab
@@ -163,7 +163,7 @@ def test_first_run_wizard_against_the_lab(lab: Lab, tmp_path: Path, run_gui: Any
     assert account.keystore_passphrase() is None
 
     # the main window opens from the new account, unlocked with the wizard's passphrase
-    controller, window = build_window(account, tmp_path / "data", audio=Audio(__import__("numpy").zeros(1)))
+    controller, window = build_window(account, tmp_path / "data", audio=Audio(np.zeros(1)))
     controller.unlock(PASSPHRASE)
 
     async def opened() -> None:
