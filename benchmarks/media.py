@@ -1,4 +1,8 @@
-"""Media engine cost and quality: ``scripts/bench media [--json] [--seconds S] [--max-calls N]``.
+"""Media engine cost and quality: ``scripts/bench media [--json] [--check] [--quality-only] [--seconds S]
+[--max-calls N]``.
+
+The audio-quality bars live here, not in the tests (:data:`THRESHOLDS`); ``--check`` exits 1 when a figure
+is below its bar and lists it under ``below_threshold``.
 
 Keys:
 
@@ -10,6 +14,9 @@ Keys:
 * ``pesq_clean`` / ``pesq_loss5_jitter40`` — wideband PESQ MOS-LQO (16 kHz) of espeak-ng speech received
   over SRTP-GCM, directly and through the impairment relay (5 % loss, 0–40 ms jitter), median of both
   directions.
+* ``pesq_sim_clean`` / ``pesq_sim_loss5_jitter40`` — the same, over a 20 s call in simulated time (virtual
+  clock, seeded in-memory network: 5 % loss, 0–40 ms jitter each way), so independent of machine load and
+  identical on every run; median of both directions.
 * ``latency_ms_median`` — median time from a frame leaving the source to being written to the sink
   (encode, SRTP, loopback UDP, jitter buffer, decode) at 0 % loss; device buffers not included.
 """
@@ -20,6 +27,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import random
 import statistics
 import subprocess
 import tempfile
@@ -32,13 +40,21 @@ from benchmarks._util import emit
 from lab.impair import Impairment, ImpairmentRelay
 from lab.quality import pesq_wb
 from softphone.media.audio import ArraySink, ArraySource, read_wav
+from softphone.media.clock import VirtualClock
 from softphone.media.codecs import OPUS
 from softphone.media.session import MediaConfig, MediaSession, SrtpKeys
 from softphone.media.srtp import SrtpSuite
+from softphone.media.transport import Link, SimNetwork
 
 SENTENCE = ("The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
             "It is easy to tell the depth of a well.")
 ANY_PORT = ("127.0.0.1", 0)
+THRESHOLDS = {  # minimum wideband PESQ MOS-LQO; real-time figures have headroom for a shared machine
+    "pesq_clean": 3.8,
+    "pesq_loss5_jitter40": 3.3,
+    "pesq_sim_clean": 4.0,
+    "pesq_sim_loss5_jitter40": 3.6,
+}
 
 
 def _configs(trace: bool = False) -> tuple[MediaConfig, MediaConfig]:
@@ -140,17 +156,48 @@ async def _quality(speech: np.ndarray, impairment: Impairment | None) -> tuple[f
     return statistics.median(scores), latencies
 
 
-async def run(seconds: float, max_calls: int) -> dict[str, float]:
+async def _sim_quality(speech: np.ndarray, link: Link, seconds: float = 20.0) -> float:
+    """PESQ of a call in simulated time: deterministic (seeded network and session randomness)."""
+    gap = np.zeros(24000, np.int16)
+    talk = np.tile(np.concatenate([speech, gap]), int(seconds * 48000 // (len(speech) + len(gap))) + 1)
+    talk = talk[: int(seconds * 48000)]
+    rng = random.Random(5)
+    k1, s1, k2, s2 = rng.randbytes(16), rng.randbytes(12), rng.randbytes(16), rng.randbytes(12)
+    suite = SrtpSuite.AEAD_AES_128_GCM
+    addr_a, addr_b = ("192.0.2.1", 5004), ("192.0.2.2", 5004)
+    a = MediaConfig(addr_a, addr_b, OPUS, SrtpKeys(suite, k1, s1, k2, s2), rtcp_interval=1.0)
+    b = MediaConfig(addr_b, addr_a, OPUS, SrtpKeys(suite, k2, s2, k1, s1), rtcp_interval=1.0)
+    clock = VirtualClock()
+    net = SimNetwork(clock, link, seed=5)
+    sink_a, sink_b = ArraySink(), ArraySink()
+    sa = MediaSession(a, ArraySource(talk), sink_a, clock=clock, network=net, rng=random.Random(1))
+    sb = MediaSession(b, ArraySource(talk), sink_b, clock=clock, network=net, rng=random.Random(2))
+    await sa.start()
+    await sb.start()
+    clock.advance(seconds + 0.5)
+    await sb.stop()
+    await sa.stop()
+    return statistics.median([pesq_wb(talk, sink_b.samples()), pesq_wb(talk, sink_a.samples())])
+
+
+async def run(seconds: float, max_calls: int, quality_only: bool = False) -> dict[str, object]:
     speech = _speech()
     clean, latencies = await _quality(speech, None)
     lossy, _ = await _quality(speech, Impairment(loss=0.05, jitter_ms=40))
-    return {
-        "cpu_ms_per_call_second": await _cpu(speech, seconds),
-        "max_concurrent_calls": _max_calls(max_calls, seconds, os.cpu_count() or 1),
+    result: dict[str, object] = {}
+    if not quality_only:
+        result["cpu_ms_per_call_second"] = await _cpu(speech, seconds)
+        result["max_concurrent_calls"] = _max_calls(max_calls, seconds, os.cpu_count() or 1)
+    figures = {
         "pesq_clean": clean,
         "pesq_loss5_jitter40": lossy,
-        "latency_ms_median": statistics.median(latencies),
+        "pesq_sim_clean": await _sim_quality(speech, Link()),
+        "pesq_sim_loss5_jitter40": await _sim_quality(speech, Link(loss=0.05, jitter_ms=40)),
     }
+    result.update(figures)
+    result["latency_ms_median"] = statistics.median(latencies)
+    result["below_threshold"] = sorted(k for k, bar in THRESHOLDS.items() if figures[k] < bar)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each load step")
     parser.add_argument("--max-calls", type=int, default=300)
+    parser.add_argument("--quality-only", action="store_true", help="skip the CPU and concurrency steps")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a quality figure is below its threshold")
     args = parser.parse_args(argv)
-    emit(asyncio.run(run(args.seconds, args.max_calls)), args.json)
-    return 0
+    result = asyncio.run(run(args.seconds, args.max_calls, args.quality_only))
+    emit(result, args.json)
+    return 1 if args.check and result["below_threshold"] else 0
 
 
 if __name__ == "__main__":

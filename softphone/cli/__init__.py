@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "devices",  # softphone devices
     "call",     # softphone register|call|answer|interactive
     "gui",      # softphone gui
+    "analyze",  # softphone analyze CAPTURE
 )
 
 

@@ -19,9 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from softphone.media.codecs import FRAME_SAMPLES, SAMPLE_RATE
+from softphone.media.errors import MediaError
 
 
-class AudioError(ValueError):
+class AudioError(MediaError, ValueError):
     """Unreadable/unsupported audio file or an unavailable audio device."""
 
 

@@ -15,12 +15,14 @@ import opuslib
 import opuslib.api.ctl
 import opuslib.api.encoder
 
+from softphone.media.errors import MediaError
+
 SAMPLE_RATE = 48000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 
 
-class CodecError(ValueError):
+class CodecError(MediaError, ValueError):
     """Unknown codec or an undecodable payload."""
 
 

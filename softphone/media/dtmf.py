@@ -10,10 +10,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from softphone.media.errors import MediaError
+
 EVENTS = "0123456789*#ABCD"
 
 
-class DtmfError(ValueError):
+class DtmfError(MediaError, ValueError):
     """Not a DTMF digit, or a malformed telephone-event payload."""
 
 

@@ -9,6 +9,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from softphone.media.errors import MediaError
+
 PT_SR = 200
 PT_RR = 201
 PT_SDES = 202
@@ -18,7 +20,7 @@ _NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 _BLOCK = struct.Struct("!IIIIII")
 
 
-class RtcpError(ValueError):
+class RtcpError(MediaError, ValueError):
     """A datagram that is not a well-formed RTCP compound packet."""
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from softphone.media.errors import MediaError
+
 RTP_VERSION = 2
 _HEADER = struct.Struct("!BBHII")
 
 
-class RtpError(ValueError):
+class RtpError(MediaError, ValueError):
     """A datagram that is not a well-formed RTP packet."""
 
 

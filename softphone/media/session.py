@@ -1,15 +1,21 @@
-"""One RTP/SRTP audio stream pair over UDP (RFC 3550, RFC 3711, RFC 7714), driven by asyncio.
+"""One RTP/SRTP audio stream pair (RFC 3550, RFC 3711, RFC 7714) on an injectable clock and network.
 
 A :class:`MediaSession` sends one encoded 20 ms frame from its :class:`AudioSource` and plays one frame
 from its jitter buffer into its :class:`AudioSink` per tick, on an absolute 20 ms schedule; RTCP SR/RR go
 out every ``rtcp_interval`` seconds and a BYE on :meth:`MediaSession.stop`. RTCP is multiplexed on the
-RTP port (RFC 5761) unless separate RTCP addresses are given. See docs/interfaces-media.md.
+RTP port (RFC 5761) unless separate RTCP addresses are given.
+
+Time and datagrams come from a :class:`~softphone.media.clock.Clock` and a
+:class:`~softphone.media.transport.Network`: by default the running asyncio loop and UDP sockets; a
+:class:`~softphone.media.clock.VirtualClock` and :class:`~softphone.media.transport.SimNetwork` run the
+same code in simulated time, deterministically. See docs/interfaces-media.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
 import secrets
 import statistics
 from collections import deque
@@ -20,18 +26,18 @@ import numpy as np
 
 from softphone.media import rtcp
 from softphone.media.audio import AudioSink, AudioSource
+from softphone.media.clock import Clock, Handle, LoopClock
 from softphone.media.codecs import FRAME_MS, FRAME_SAMPLES, CodecSpec, make_codec
 from softphone.media.dtmf import DtmfError, DtmfReceiver, event_payloads
+from softphone.media.errors import MediaError
 from softphone.media.jitter import JitterBuffer
 from softphone.media.rtp import RtpError, RtpPacket, SequenceTracker, is_rtcp
 from softphone.media.srtp import SrtpReceiver, SrtpSender, SrtpSuite
+from softphone.media.transport import Address, Endpoint, Network, UdpNetwork
 
-Address = tuple[str, int]
 FRAME_S = FRAME_MS / 1000
 
-
-class MediaError(RuntimeError):
-    """The session cannot start (address in use, bad parameters) or was used in the wrong state."""
+__all__ = ["MediaConfig", "MediaError", "MediaSession", "MediaStats", "SrtpKeys"]
 
 
 @dataclass(frozen=True)
@@ -94,30 +100,25 @@ class MediaStats:
     bye_received: bool
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, session: MediaSession, rtcp_only: bool) -> None:
-        self.session = session
-        self.rtcp_only = rtcp_only
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        if self.rtcp_only or is_rtcp(data):
-            self.session._on_rtcp(data)
-        else:
-            self.session._on_rtp(data)
-
-    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable: keep going
-        self.session._send_errors += 1
-
-
 class MediaSession:
-    """An SRTP audio session; ``await start()``, then ``await stop()``."""
+    """An SRTP audio session; ``await start()``, then ``await stop()``.
+
+    ``clock`` defaults to the running asyncio loop's (:class:`LoopClock`, taken at :meth:`start`) and
+    ``network`` to UDP sockets (:class:`UdpNetwork`); tests pass a ``VirtualClock`` and a ``SimNetwork``,
+    and a seeded ``rng`` for the initial SSRC, sequence number and timestamp (default: :mod:`secrets`).
+    """
 
     MAX_CATCH_UP = 5  # ticks run back-to-back to catch up; further behind, the schedule skips ahead
 
     def __init__(self, config: MediaConfig, source: AudioSource, sink: AudioSink, *,
-                 on_dtmf: Callable[[str], None] | None = None, on_bye: Callable[[], None] | None = None) -> None:
+                 on_dtmf: Callable[[str], None] | None = None, on_bye: Callable[[], None] | None = None,
+                 clock: Clock | None = None, network: Network | None = None,
+                 rng: random.Random | None = None) -> None:
         keys = config.srtp
         self.config = config
+        self._clock_given = clock
+        self._clock: Clock | None = clock
+        self._network: Network = network or UdpNetwork()
         self.source = source
         self.sink = sink
         self.on_dtmf = on_dtmf
@@ -126,10 +127,12 @@ class MediaSession:
         self._rate = config.codec.clock_rate
         self._tx = SrtpSender(keys.suite, keys.send_key, keys.send_salt, keys.send_mki)
         self._rx = SrtpReceiver(keys.suite, keys.recv_key, keys.recv_salt, keys.recv_mki)
-        self.ssrc = secrets.randbits(32)
-        self.cname = f"{secrets.token_hex(8)}@softphone"  # random per session (RFC 7022)
-        self._seq = secrets.randbelow(0x8000)
-        self._ts = secrets.randbits(32)
+        # random per session (RFC 3550 §5.1, RFC 7022); ``rng`` only to make simulations repeatable
+        bits = rng.getrandbits if rng is not None else secrets.randbits
+        self.ssrc = bits(32)
+        self.cname = f"{bits(64):016x}@softphone"
+        self._seq = bits(15)
+        self._ts = bits(32)
         self._marker = True
         self._sent = self._sent_octets = 0
         self._recv = self._recv_octets = 0
@@ -141,7 +144,6 @@ class MediaSession:
         self._dtmf_ts = 0
         self._dtmf_got: list[str] = []
         self._malformed = 0
-        self._send_errors = 0
         self._late_ticks = self._ticks = 0
         self._rtcp_sent = self._rtcp_recv = 0
         self._last_sr: tuple[int, float] | None = None  # (LSR field, local arrival time)
@@ -152,9 +154,13 @@ class MediaSession:
         self.muted = False
         self._remote = config.remote_addr
         self._remote_rtcp = config.remote_rtcp_addr or config.remote_addr
-        self._transport: asyncio.DatagramTransport | None = None
-        self._rtcp_transport: asyncio.DatagramTransport | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._transport: Endpoint | None = None
+        self._rtcp_transport: Endpoint | None = None
+        self._timer: Handle | None = None
+        self._running = False
+        self._start_time = 0.0
+        self._tick_no = 0
+        self._next_rtcp = 0.0
         self.trace_sent: deque[tuple[int, float]] = deque(maxlen=20000)
         self.trace_played: deque[tuple[int, float]] = deque(maxlen=20000)
 
@@ -164,45 +170,51 @@ class MediaSession:
 
     # --- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Bind the UDP socket(s) and begin the 20 ms send/playout schedule."""
-        if self._task is not None:
+        """Bind the socket(s) and begin the 20 ms send/playout schedule (first tick at once)."""
+        if self._running:
             raise MediaError("media session already started")
-        loop = asyncio.get_running_loop()
+        if self._clock_given is None:
+            self._clock = LoopClock()
         try:
-            self._transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Endpoint(self, False), local_addr=self.config.local_addr)
+            self._transport = await self._network.open(self.config.local_addr, self._on_datagram)
             if self.config.local_rtcp_addr is not None:
-                self._rtcp_transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _Endpoint(self, True), local_addr=self.config.local_rtcp_addr)
+                self._rtcp_transport = await self._network.open(self.config.local_rtcp_addr, self._on_rtcp_datagram)
         except OSError as exc:
             self._close_transports()
             raise MediaError(f"cannot bind media socket {self.config.local_addr}: {exc.strerror or exc}") from None
-        self._task = asyncio.create_task(self._run(), name=f"media-{self.ssrc:08x}")
+        clock = self._now_clock()
+        self._running = True
+        self._start_time = clock.time()
+        self._tick_no = 0
+        self._next_rtcp = self._start_time + min(1.0, self.config.rtcp_interval)
+        self._timer = clock.call_at(self._start_time, self._tick)
+
+    def _now_clock(self) -> Clock:
+        if self._clock is None:
+            raise MediaError("media session not started")
+        return self._clock
 
     @property
     def local_addr(self) -> Address:
         """The bound RTP address (useful when started on port 0)."""
         if self._transport is None:
             raise MediaError("media session not started")
-        host, port = self._transport.get_extra_info("sockname")[:2]
-        return host, port
+        return self._transport.local_addr
 
     @property
     def local_rtcp_addr(self) -> Address:
         if self._rtcp_transport is None:
             return self.local_addr
-        host, port = self._rtcp_transport.get_extra_info("sockname")[:2]
-        return host, port
+        return self._rtcp_transport.local_addr
 
     async def stop(self, send_bye: bool = True) -> None:
         """Stop the schedule, send RTCP BYE (unless told not to), close sockets, source and sink."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        for _ in range(2):  # two loop iterations: datagrams already waiting (a peer's BYE) are read first
+            await asyncio.sleep(0)
+        self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if send_bye and self._transport is not None:
             self._send_rtcp(bye=True)
         self._close_transports()
@@ -236,30 +248,27 @@ class MediaSession:
         self._dtmf_tx.extend(event_payloads(digit, duration_ms, self._rate))
 
     # --- schedule -----------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        next_rtcp = start + min(1.0, self.config.rtcp_interval)
-        n = 0
-        while True:
-            deadline = start + n * FRAME_S
-            delay = deadline - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif -delay > FRAME_S:
-                self._late_ticks += 1
-                behind = int(-delay / FRAME_S)
-                if behind > self.MAX_CATCH_UP:  # starved of CPU: skip ahead instead of bursting to catch up
-                    n += behind
-                    self._late_ticks += behind
-            now = loop.time()
-            self._send_tick(now)
-            self._play_tick(now)
-            if now >= next_rtcp:
-                self._send_rtcp()
-                next_rtcp = now + self.config.rtcp_interval
-            self._ticks += 1
-            n += 1
+    def _tick(self) -> None:
+        """One 20 ms tick (send a frame, play a frame, RTCP when due), then schedule the next."""
+        if not self._running:
+            return
+        clock = self._now_clock()
+        now = clock.time()
+        late = now - (self._start_time + self._tick_no * FRAME_S)
+        if late > FRAME_S:
+            self._late_ticks += 1
+            behind = int(late / FRAME_S)
+            if behind > self.MAX_CATCH_UP:  # starved of CPU: skip ahead instead of bursting to catch up
+                self._tick_no += behind
+                self._late_ticks += behind
+        self._tick_no += 1
+        self._timer = clock.call_at(self._start_time + self._tick_no * FRAME_S, self._tick)
+        self._send_tick(now)
+        self._play_tick(now)
+        if now >= self._next_rtcp:
+            self._send_rtcp()
+            self._next_rtcp = now + self.config.rtcp_interval
+        self._ticks += 1
 
     def _send_tick(self, now: float) -> None:
         frame = self.source.read()
@@ -293,6 +302,15 @@ class MediaSession:
         self.sink.write(frame)
 
     # --- receive ------------------------------------------------------------------------------------
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        if is_rtcp(data):
+            self._on_rtcp(data)
+        else:
+            self._on_rtp(data)
+
+    def _on_rtcp_datagram(self, data: bytes, source: Address) -> None:
+        self._on_rtcp(data)
+
     def _on_rtp(self, data: bytes) -> None:
         plain = self._rx.unprotect(data)
         if plain is None:
@@ -302,7 +320,7 @@ class MediaSession:
         except RtpError:
             self._malformed += 1
             return
-        now = asyncio.get_running_loop().time()
+        now = self._now_clock().time()
         if pkt.ssrc != self._remote_ssrc:
             self._remote_ssrc = pkt.ssrc
             self._tracker = SequenceTracker(self._rate)
@@ -335,8 +353,9 @@ class MediaSession:
             self._malformed += 1
             return
         self._rtcp_recv += 1
-        now = asyncio.get_running_loop().time()
-        arrival_ntp = rtcp.ntp_now()
+        clock = self._now_clock()
+        now = clock.time()
+        arrival_ntp = rtcp.ntp_now(clock.wallclock())
         for p in compound.packets:
             if isinstance(p, rtcp.SenderReport):
                 self._last_sr = (rtcp.middle32(p.ntp_timestamp), now)
@@ -370,11 +389,12 @@ class MediaSession:
         transport = self._rtcp_transport or self._transport
         if transport is None:
             return
-        now = asyncio.get_running_loop().time()
-        blocks = self._report_blocks(now)
+        clock = self._now_clock()
+        blocks = self._report_blocks(clock.time())
         first: rtcp.RtcpPacket
         if self._sent:
-            first = rtcp.SenderReport(self.ssrc, rtcp.ntp_now(), self._ts, self._sent, self._sent_octets, blocks)
+            first = rtcp.SenderReport(self.ssrc, rtcp.ntp_now(clock.wallclock()), self._ts, self._sent,
+                                      self._sent_octets, blocks)
         else:
             first = rtcp.ReceiverReport(self.ssrc, blocks)
         data = rtcp.serialize(first) + rtcp.serialize(rtcp.Sdes(((self.ssrc, self.cname),)))

@@ -16,8 +16,10 @@ from collections import Counter
 
 import pylibsrtp
 
+from softphone.media.errors import MediaError
 
-class SrtpError(ValueError):
+
+class SrtpError(MediaError, ValueError):
     """Bad SRTP parameters (key/salt lengths, MKI with an unsupported suite)."""
 
 
@@ -52,7 +54,7 @@ class SrtpSuite(enum.Enum):
             raise SrtpError(f"unsupported SRTP crypto suite {name!r}") from None
 
 
-class FailureReason(str, enum.Enum):
+class FailureReason(enum.StrEnum):
     """Why an incoming SRTP/SRTCP packet was dropped."""
 
     AUTH = "auth_failed"

@@ -166,7 +166,8 @@ class SessionDescription:
     def encode(self) -> bytes:
         """Serialise with CRLF line ends."""
         lines = ["v=0",
-                 f"o={self.origin_user} {self.session_id} {self.session_version} IN {_ipver(self.address)} {self.address}",
+                 f"o={self.origin_user} {self.session_id} {self.session_version} "
+                 f"IN {_ipver(self.address)} {self.address}",
                  f"s={self.name}"]
         lines += self.extra
         if self.connection:

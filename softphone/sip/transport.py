@@ -184,7 +184,7 @@ class TransportLayer:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except socket.gaierror as exc:
             raise TransportError(f"cannot resolve {host!r}: {exc.strerror}") from None
-        return infos[0][4][0]
+        return str(infos[0][4][0])
 
     async def connect(self, dest: Addr, server_hostname: str | None = None) -> StreamConnection:
         """An open stream to ``dest`` (reused if one exists)."""

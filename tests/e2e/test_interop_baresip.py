@@ -45,7 +45,7 @@ def _phone(user: str) -> Phone:
 
 def _check(played: np.ndarray, recorded: np.ndarray) -> None:
     match = compare(played, recorded)
-    assert match.correlation >= 0.6, match       # G.711 through two resamplers: correlation, not PESQ
+    assert match.ok(), match       # speech present (G.711 through two resamplers; quality is benchmarked)
 
 
 async def test_we_call_baresip_gcm_speech_both_ways(tmp_path: Path, speech8k) -> None:

@@ -45,6 +45,6 @@ async def test_pjsua_speech_both_ways(direction: str, tmp_path: Path, speech8k) 
             await call.hangup()
     finally:
         await asyncio.to_thread(peer.stop)
-    assert compare(samples, sink.samples()).correlation >= 0.6
+    assert compare(samples, sink.samples()).ok()  # speech present both ways
     assert peer.record is not None
-    assert compare(samples, read_wav(peer.record)).correlation >= 0.6
+    assert compare(samples, read_wav(peer.record)).ok()

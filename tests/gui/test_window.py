@@ -245,8 +245,8 @@ def test_place_secure_call_hold_resume_hangup(lab: Lab, speech: np.ndarray, tmp_
             # the first 1.5 s of speech each way (before hold) came through decrypted and intact
             heard_by_bob = compare(speech[:72000], bob.calls[0][1].samples()[:144000])
             heard_by_alice = compare(speech[:72000], audio.sinks[0].samples()[:144000])
-            assert heard_by_bob.correlation >= 0.6, heard_by_bob      # silence or noise scores ~0
-            assert heard_by_alice.correlation >= 0.6, heard_by_alice
+            assert heard_by_bob.ok(), heard_by_bob      # speech present; silence or noise scores ~0
+            assert heard_by_alice.ok(), heard_by_alice
 
     run_gui(scenario, 120)
     history = (tmp_path / "data" / "alice.history.jsonl").read_text()

@@ -38,7 +38,8 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         deadline = time.monotonic() + 10
         while not Path(socket_path).exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"PulseAudio did not start: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
+                err = proc.stderr.read().decode()[-500:] if proc.stderr else ""
+                raise RuntimeError(f"PulseAudio did not start: {err}")
             time.sleep(0.05)
         subprocess.run([pactl, "--server", server, "set-default-source", "testsink.monitor"], check=True,
                        timeout=10, env=env)

@@ -41,7 +41,7 @@ def test_gcm_srtp_matches_independent_aes_gcm() -> None:
     wire = tx.protect(plain)
     assert len(wire) == len(plain) + 16 and wire[:12] == plain[:12]
     k_s, salt_s = _kdf(key, salt, 0x00, 16), _kdf(key, salt, 0x02, 12)
-    iv = bytes(a ^ b for a, b in zip(b"\x00\x00" + plain[8:12] + b"\x00\x00\x00\x00" + plain[2:4], salt_s))
+    iv = bytes(a ^ b for a, b in zip(b"\x00\x00" + plain[8:12] + b"\x00\x00\x00\x00" + plain[2:4], salt_s, strict=True))
     assert AESGCM(k_s).decrypt(iv, wire[12:], plain[:12]) == plain[12:]
 
 
@@ -55,7 +55,8 @@ def test_gcm_srtcp_matches_independent_aes_gcm_and_mki_trails() -> None:
     e_index = body[-4:]
     assert e_index == b"\x80\x00\x00\x01"  # E=1, libsrtp's first SRTCP index is 1
     k_c, salt_c = _kdf(key, salt, 0x03, 16), _kdf(key, salt, 0x05, 12)
-    iv = bytes(a ^ b for a, b in zip(b"\x00\x00" + plain[4:8] + b"\x00\x00" + struct.pack("!I", 1), salt_c))
+    nonce = b"\x00\x00" + plain[4:8] + b"\x00\x00" + struct.pack("!I", 1)
+    iv = bytes(a ^ b for a, b in zip(nonce, salt_c, strict=True))
     assert AESGCM(k_c).decrypt(iv, body[8:-4], plain[:8] + e_index) == plain[8:]
     assert rx.unprotect_rtcp(wire) == plain
 
