@@ -1,6 +1,6 @@
 """The first-run wizard: ``softphone gui`` without an accounts file (or with an empty one) starts here.
 
-Pages: your SIP address → registrar/proxy, user name and password (and optional TLS files) → KMS
+Pages: your SIP address → registrar/proxy, user name, password and TLS files → KMS
 (URL and bearer token, or KMS XML files to import) → keystore passphrase (strength-checked) → a
 test: create the keystore, fetch (or import) this period's keys, REGISTER and un-REGISTER. Each page
 says what is wrong in plain words and keeps you there until it is right. Finishing writes the
@@ -185,8 +185,8 @@ class ServerPage(_Page):
         self.username = _edit("username", "(default: the user part of your address)")
         self.password = _edit("password", "", password=True)
         self.ca_file = _edit("ca_file", "(default: the system's trusted certificates)")
-        self.cert_file = _edit("tls_cert_file", "(optional) certificate for incoming TLS connections")
-        self.key_file = _edit("tls_key_file", "(optional) its private key")
+        self.cert_file = _edit("tls_cert_file", "certificate (PEM) to receive calls over TLS")
+        self.key_file = _edit("tls_key_file", "its private key (PEM)")
         self.form.addRow("&Registrar", self.registrar)
         self.form.addRow("&User name", self.username)
         self.form.addRow("&Password", self.password)
@@ -206,8 +206,10 @@ class ServerPage(_Page):
             p = _path(edit.text())
             if p is not None and not p.is_file():
                 return self.fail(f"The {what} file {p} does not exist.", edit)
-        if bool(self.cert_file.text().strip()) != bool(self.key_file.text().strip()):
-            return self.fail("Give both the phone's certificate and its key, or neither.", self.cert_file)
+        if not self.cert_file.text().strip() or not self.key_file.text().strip():
+            return self.fail("Calls reach the phone over TLS, so it needs its own certificate and private key "
+                             "(ask your administrator): choose both files.",
+                             self.key_file if self.cert_file.text().strip() else self.cert_file)
         return True
 
 

@@ -99,6 +99,7 @@ def test_first_run_wizard_against_the_lab(lab: Lab, tmp_path: Path, run_gui: Any
         w.server.ca_file.setText(str(tmp_path / "no-such-ca.pem"))
         await _refused(w, w.server, "does not exist")
         w.server.ca_file.setText(str(lab.pki["ca"].cert))
+        await _refused(w, w.server, "certificate and private key")
         w.server.cert_file.setText(str(lab.pki["ua"].cert))
         w.server.key_file.setText(str(lab.pki["ua"].key))
         screenshot(w, screenshots, "wizard-2-server")
@@ -199,6 +200,8 @@ def test_import_kms_files(lab: Lab, tmp_path: Path, run_gui: Any) -> None:
         w.server.registrar.setText(f"127.0.0.1:{lab.kamailio.tls_port}")
         w.server.password.setText(lab.passwords["bob"])
         w.server.ca_file.setText(str(lab.pki["ca"].cert))
+        w.server.cert_file.setText(str(lab.pki["ua"].cert))
+        w.server.key_file.setText(str(lab.pki["ua"].key))
         await _next(w)
         await wait_for(lambda: w.currentPage() is w.kms, "the KMS page")
         await ui(QTest.keyClick, w.kms.offline, Qt.Key.Key_I, Qt.KeyboardModifier.AltModifier)  # Alt+I: Import
