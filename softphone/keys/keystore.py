@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +116,7 @@ class Keystore:
             uri: _cert_from_json(c) for uri, c in data.get("communities", {}).items()}
         self._sets: dict[tuple[str, str, int], dict] = {
             (s["kms_uri"], s["user_uri"], s["period"]): s for s in data.get("keysets", [])}
+        self._lock = threading.RLock()  # the phone's revocation refresh and a key fetch may run in two threads
         self._revocations: dict[str, RevocationList] = {}
         for uri, d in data.get("revocations", {}).items():
             try:
@@ -169,6 +171,10 @@ class Keystore:
             raise KeystoreError(f"keystore: {exc}") from None
 
     def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         data = {"version": 1, "communities": {u: _cert_to_json(c) for u, c in self._certs.items()},
                 "keysets": sorted(self._sets.values(), key=lambda s: (s["kms_uri"], s["user_uri"], s["period"])),
                 "revocations": {u: r.to_json() for u, r in self._revocations.items()}}
@@ -186,8 +192,9 @@ class Keystore:
             raise KeystoreError(f"KMS certificate {cert.kms_uri} is revoked")
         if len(cert.pub_enc_key) != 257 or len(cert.pub_auth_key) != 65:
             raise KeystoreError(f"KMS {cert.kms_uri}: public keys have the wrong length")
-        self._certs[cert.kms_uri] = cert
-        self.save()
+        with self._lock:
+            self._certs[cert.kms_uri] = cert
+            self._save()
 
     def certificate(self, kms_uri: str) -> KmsCertificate:
         try:
@@ -214,15 +221,16 @@ class Keystore:
         An older list is refused (KeystoreError): replaying one from before a revocation must not undo it."""
         if rl.kms_uri not in self._certs:
             raise KeystoreError(f"revocation list of KMS {rl.kms_uri}, which this keystore does not trust")
-        held = self._revocations.get(rl.kms_uri)
-        if held is not None and rl.issued < held.issued:
-            raise KeystoreError(f"revocation list of KMS {rl.kms_uri} issued {rl.issued.isoformat()} is older "
-                                f"than the one held ({held.issued.isoformat()}): refused")
-        if held == rl:
-            return False
-        self._revocations[rl.kms_uri] = rl
-        self.save()
-        return True
+        with self._lock:
+            held = self._revocations.get(rl.kms_uri)
+            if held is not None and rl.issued < held.issued:
+                raise KeystoreError(f"revocation list of KMS {rl.kms_uri} issued {rl.issued.isoformat()} is "
+                                    f"older than the one held ({held.issued.isoformat()}): refused")
+            if held == rl:
+                return False
+            self._revocations[rl.kms_uri] = rl
+            self._save()
+            return True
 
     def revocation_list(self, kms_uri: str) -> RevocationList | None:
         return self._revocations.get(kms_uri)
@@ -256,13 +264,17 @@ class Keystore:
             raise KeystoreError("the key provisioning response holds no key sets")
         for ks in resp.key_sets:
             self.check_key_set(ks)
+        with self._lock:
+            return self._store_key_sets(resp)
+
+    def _store_key_sets(self, resp: KeyProvResponse) -> list[KeySetSummary]:
         for ks in resp.key_sets:
             self._sets[(ks.kms_uri, ks.user_uri, ks.key_period_no)] = {
                 "kms_uri": ks.kms_uri, "user_uri": ks.user_uri, "period": ks.key_period_no,
                 "uid": ks.user_id.hex(), "rsk": ks.rsk.hex(), "ssk": ks.ssk.hex(), "pvt": ks.pvt.hex(),
                 "valid_from": _dt(ks.valid_from), "valid_to": _dt(ks.valid_to)}
         self._prune()
-        self.save()
+        self._save()
         return [self._summary(s) for s in (self._sets.get((k.kms_uri, k.user_uri, k.key_period_no))
                                            for k in resp.key_sets) if s is not None]
 
