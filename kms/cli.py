@@ -10,7 +10,6 @@ import argparse
 import json
 import signal
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -49,9 +48,26 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from kms.issue import init_community
+    from kms.audit import DbAuditLog, audit_key
+    from kms.issue import CONFIG, KmsError, init_community
 
+    if args.audit_in_db and not (args.db or "").startswith(("postgresql://", "postgres://")):
+        raise KmsError("--audit-in-db needs --db postgresql://…")
     c = init_community(args.dir, args.uri, _passphrase(args), period=args.period, offset=args.offset, db=args.db)
+    if args.audit_in_db:
+        key = audit_key(c)
+        file_log = AuditLog(Path(args.dir) / AUDIT_NAME, key)
+        file_log.verify()
+        db_log = DbAuditLog(c.db, key)
+        try:
+            db_log.import_lines(file_log.path.read_bytes().splitlines())
+        finally:
+            db_log.close()
+        config = json.loads((Path(args.dir) / CONFIG).read_text())
+        config["audit"] = "postgresql"
+        write_private(Path(args.dir) / CONFIG, json.dumps(config, indent=1).encode())
+        file_log.path.unlink()
+        file_log.head_path.unlink()
     print(f"created KMS community {c.kms_uri} in {c.directory} "
           f"(period {c.user_key_period} s, offset {c.user_key_offset} s)")
     return 0
@@ -109,7 +125,7 @@ def cmd_user_erase(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from kms.issue import KmsError
-    from kms.server import KmsHttpsServer, self_signed_certificate, tls_context
+    from kms.server import KmsServer, Limits, raise_fd_limit, self_signed_certificate, tls_context
 
     host, sep, port_text = args.listen.rpartition(":")
     host = host.strip("[]")
@@ -117,30 +133,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise KmsError("--listen must be HOST:PORT")
     if (args.cert is None) != (args.key is None):
         raise KmsError("give both --cert and --key, or neither (a self-signed certificate is created)")
+    if args.deadline <= 0 or args.workers < 1 or args.max_connections < 1 or args.max_per_client < 0:
+        raise KmsError("--deadline, --workers and --max-connections must be positive, --max-per-client >= 0")
+    fds = raise_fd_limit(args.max_connections + 64)
+    limits = Limits(deadline=args.deadline, max_connections=min(args.max_connections, max(fds - 64, 1)),
+                    max_per_client=args.max_per_client, workers=args.workers, max_pending=args.max_pending)
     issuer = _issuer(args)
     cert, key = (args.cert, args.key) if args.cert else self_signed_certificate(Path(args.dir), [host, "localhost"])
+    server = KmsServer(issuer, tls_context(cert, key), limits)
     try:
-        server = KmsHttpsServer((host, int(port_text)), issuer, tls_context(cert, key))
+        bound = server.bind(host, int(port_text), reuse_port=args.reuse_port)
     except OSError as exc:
+        server.close()
         issuer.close()
         raise KmsError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     issuer.audit.append("master.unseal", purpose="serve")
-    bound_host, bound_port = str(server.server_address[0]), server.server_address[1]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    print(f"serving https://{shown}:{bound_port}/keymanagement/identity/v1 (certificate {cert})", flush=True)
-    stop = threading.Event()
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    print(f"serving https://{shown}:{bound[1]}/keymanagement/identity/v1 (certificate {cert})", flush=True)
 
     def _stop(signum: int, frame: object) -> None:
-        if not stop.is_set():
-            stop.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
+        server.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.run()
     finally:
-        server.server_close()
+        server.close()
         issuer.close()
     return 0
 
@@ -197,9 +216,36 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_log(args: argparse.Namespace) -> AuditLog:
+    """The community's audit log with its MAC key (unsealing the master needs the passphrase)."""
+    from kms.audit import audit_key, open_audit
+    from kms.issue import open_community
+
+    community = open_community(args.dir, _passphrase(args), args.db)
+    return open_audit(args.dir, community.db, audit_key(community))
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    result = AuditLog(Path(args.dir) / AUDIT_NAME).verify()
-    print(f"audit log intact: {result.lines} records, head {result.head[:16]}")
+    head = None
+    if args.head:
+        try:
+            head = json.loads(Path(args.head).read_text())
+        except ValueError:
+            raise AuditError(f"{args.head} is not an exported audit head") from None
+    result = _audit_log(args).verify(head)
+    anchored = f", contains exported head at record {result.anchored}" if head is not None else ""
+    print(f"audit log intact: {result.lines} records, head {result.head[:16]}{anchored}")
+    return 0
+
+
+def cmd_audit_export_head(args: argparse.Namespace) -> int:
+    head = _audit_log(args).export_head()
+    text = json.dumps(head, indent=1) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote audit head (record {head['seq']}) to {args.out}; keep a copy away from the KMS")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -208,6 +254,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     from kms.issue import CONFIG, SQLITE, KmsError
     from kms.store import open_store
 
+    log = _audit_log(args)
     config = json.loads((Path(args.dir) / CONFIG).read_text())
     store = open_store(args.db or config.get("db") or Path(args.dir) / SQLITE)
     try:
@@ -216,7 +263,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         store.close()
     if user is None:
         raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
-    records = AuditLog(Path(args.dir) / AUDIT_NAME).export(pseudonym(user.salt, user.uri))
+    records = log.export(pseudonym(user.salt, user.uri))
     print(json.dumps({"user": user.uri, "status": user.status, "created": user.created, "records": records}, indent=1))
     return 0
 
@@ -236,29 +283,49 @@ def _since(text: str | None) -> datetime | None:
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
-    """The log as a table (or JSON lines); URIs instead of pseudonyms only after unsealing the master."""
-    from kms.audit import pseudonym, render_table, reveal, select
-    from kms.issue import KmsError
+    """The log as a table (or JSON lines). With the passphrase the MAC chain is verified first; URIs
+    instead of pseudonyms (``--reveal``, ``--user URI``) only then: only the operator links records to people."""
+    import os
+
+    from kms.audit import audit_key, open_audit, pseudonym, render_table, reveal, select
+    from kms.issue import CONFIG, SQLITE, KmsError, open_community
+    from kms.store import open_store
+    from kmsinterface.sealed import PASSPHRASE_ENV
 
     since = _since(args.since)
-    records = AuditLog(Path(args.dir) / AUDIT_NAME).records()  # verifies the chain first
-    user_ref, names = None, None
     by_uri = args.user is not None and ":" in args.user
-    if args.reveal or by_uri:
-        issuer = _issuer(args)  # unseals the master: only an operator with the passphrase links records to URIs
+    unlocked = bool(args.passphrase_file or os.environ.get(PASSPHRASE_ENV))
+    if (args.reveal or by_uri) and not unlocked:
+        raise SecretsError("showing URIs needs the master passphrase: give --passphrase-file or set "
+                           f"{PASSPHRASE_ENV}")
+    names: dict[str, str] | None = None
+    if unlocked:
+        community = open_community(args.dir, _passphrase(args), args.db)  # a wrong passphrase stops here
+        log = open_audit(args.dir, community.db, audit_key(community))
+        store = open_store(community.db)
         try:
-            users = issuer.store.list_users()
+            names = {pseudonym(u.salt, u.uri): u.uri for u in store.list_users()}
         finally:
-            issuer.close()
-        names = {pseudonym(u.salt, u.uri): u.uri for u in users}
-        if by_uri:
-            user_ref = next((ref for ref, uri in names.items() if uri == args.user), None)
-            if user_ref is None:
-                raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
-    elif args.user is not None:
-        user_ref = args.user
+            store.close()
+    else:
+        config = json.loads((Path(args.dir) / CONFIG).read_text())
+        log = open_audit(args.dir, args.db or config.get("db") or str(Path(args.dir) / SQLITE), None)
+        print("softphone-kms: MAC chain not verified (no passphrase): sequence numbers checked only",
+              file=sys.stderr)
+    try:
+        records = log.records()
+    finally:
+        close = getattr(log, "close", None)
+        if close is not None:
+            close()
+    user_ref = args.user
+    if by_uri:
+        assert names is not None
+        user_ref = next((ref for ref, uri in names.items() if uri == args.user), None)
+        if user_ref is None:
+            raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
     chosen = select(records, since=since, user_ref=user_ref, events=args.event or ())
-    if names is not None and args.reveal:
+    if args.reveal and names is not None:
         chosen = reveal(chosen, names)
     try:
         if args.json:
@@ -287,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uri", required=True, help="KMS URI (enters every user's UID)")
     p.add_argument("--period", type=int, default=2592000, help="user key period, seconds (default 30 days)")
     p.add_argument("--offset", type=int, default=0, help="user key period offset, seconds")
+    p.add_argument("--audit-in-db", action="store_true",
+                   help="keep the audit log in the PostgreSQL database (KMS processes on several hosts)")
     p.set_defaults(func=cmd_init)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_cmd", metavar="ACTION",
@@ -308,6 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", required=True, help="HOST:PORT (port 0 picks a free port)")
     p.add_argument("--cert", type=Path, help="PEM certificate chain")
     p.add_argument("--key", type=Path, help="PEM private key")
+    p.add_argument("--deadline", type=float, default=10.0,
+                   help="seconds from accept to a complete request (TLS handshake + headers + body), "
+                        "and again for each further request on a connection (default 10)")
+    p.add_argument("--max-connections", type=int, default=4096, help="open connections in all (default 4096)")
+    p.add_argument("--max-per-client", type=int, default=64,
+                   help="open connections per client address; 0 = no limit, e.g. behind nginx (default 64)")
+    p.add_argument("--workers", type=int, default=4, help="threads issuing keys and writing the database "
+                   "(default 4)")
+    p.add_argument("--max-pending", type=int, default=256, help="requests waiting for a worker before 503 "
+                   "(default 256)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="SO_REUSEPORT: several KMS processes share one listening port")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export-init", parents=[common], help="write a KmsInit XML file (offline KMS)")
@@ -325,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_cmd", metavar="ACTION",
                                                                       parser_class=_Parser, required=True)
-    p = audit.add_parser("verify", parents=[common], help="check the hash chain")
+    p = audit.add_parser("verify", parents=[common], help="check the MAC chain")
+    p.add_argument("--head", help="an exported head (audit export-head): also detect truncation and rewrites")
     p.set_defaults(func=cmd_audit_verify)
     p = audit.add_parser("show", parents=[common], help="the log as a readable table (users by pseudonym)",
                          description="Print audit records as a table. Users appear by pseudonym; --reveal (or "
@@ -337,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reveal", action="store_true", help="show URIs instead of pseudonyms (needs the passphrase)")
     p.add_argument("--json", action="store_true", help="one JSON record a line instead of the table")
     p.set_defaults(func=cmd_audit_show)
+    p = audit.add_parser("export-head", parents=[common], help="write the MACed head to store away from the KMS")
+    p.add_argument("--out", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_audit_export_head)
     p = audit.add_parser("export", parents=[common], help="records about one user (GDPR Art. 15)")
     p.add_argument("--user", required=True)
     p.set_defaults(func=cmd_audit_export)

@@ -21,7 +21,7 @@ from pathlib import Path
 from crypto.eccsi import EccsiMasterKey
 from crypto.identity import NTP_UNIX_OFFSET, key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.sakke import SakkeMasterKey
-from kms.audit import AuditLog, pseudonym
+from kms.audit import AuditLog, audit_key, open_audit, pseudonym
 from kms.errors import KmsError
 from kms.store import Store, StoredKeySet, StoreError, UserRecord, open_store
 from kmsinterface.revocation import RevocationList, sign_revocation_list, signer_id
@@ -89,7 +89,7 @@ def init_community(
               "pub_enc_key": sakke.Z.hex(), "pub_auth_key": eccsi.kpak.hex(), "db": db}
     write_private(d / CONFIG, json.dumps(config, indent=1).encode())
     community = Community(d, kms_uri, period, offset, db or str(d / SQLITE), sakke, eccsi, DataKey(data_key))
-    AuditLog(d / AUDIT).append("master.create", kms_uri=kms_uri, period=period, offset=offset,
+    AuditLog(d / AUDIT, audit_key(community)).append("master.create", kms_uri=kms_uri, period=period, offset=offset,
                                kpak_sha256=hashlib.sha256(eccsi.kpak).hexdigest(),
                                z_sha256=hashlib.sha256(sakke.Z).hexdigest())
     return community
@@ -138,7 +138,7 @@ class Issuer:
     def __init__(self, community: Community, store: Store | None = None, audit: AuditLog | None = None) -> None:
         self.community = community
         self.store = store or open_store(community.db)
-        self.audit = audit or AuditLog(community.directory / AUDIT)
+        self.audit = audit or open_audit(community.directory, community.db, audit_key(community))
         self._locks: dict[tuple[str, int], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 

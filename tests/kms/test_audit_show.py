@@ -84,3 +84,16 @@ def test_uris_only_with_the_passphrase(community: Path, capsys: pytest.CaptureFi
     code, out, err = show(capsys, community, "--user", MALLORY, "--reveal", "--json")
     assert [json.loads(line)["event"] for line in out.splitlines()] == ["user.add", "user.revoke"]
     assert all(json.loads(line)["user"] == MALLORY for line in out.splitlines())
+
+
+def test_with_the_passphrase_the_chain_is_verified(community: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = show(capsys, community)
+    assert code == 0 and "not verified" in err                     # without it: said so on stderr
+    monkeypatch.setenv("SOFTPHONE_KMS_PASSPHRASE", PASSPHRASE)
+    code, _, err = show(capsys, community)
+    assert code == 0 and "not verified" not in err
+    log = community / "audit.log"
+    log.write_text(log.read_text().replace('"user.revoke"', '"user.add"'))   # an edited record
+    code, out, err = show(capsys, community)
+    assert code == 1 and out == "" and "edited" in err, err
