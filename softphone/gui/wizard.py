@@ -467,13 +467,15 @@ class FirstRunWizard(QWizard):
             account = self._account()
         except (ConfigError, OSError) as exc:
             return CheckResult(False, f"Cannot save your settings: {exc}")
-        return await asyncio.to_thread(self._keys, account)
+        # widgets are read on the Qt thread; the KDF and the KMS fetch run in a worker
+        files = (_path(self.kms.init_file.text()), _path(self.kms.prov_file.text()))
+        return await asyncio.to_thread(self._keys, account, self.passphrase(), files)
 
-    def _keys(self, account: Account) -> CheckResult:
+    def _keys(self, account: Account, passphrase: str, files: tuple[Path | None, Path | None]) -> CheckResult:
         assert account.keystore is not None
         new = not account.keystore.exists()
         try:
-            store = Keystore.open_or_create(account.keystore, self.passphrase().encode())
+            store = Keystore.open_or_create(account.keystore, passphrase.encode())
         except KeystoreError as exc:
             text = str(exc)
             if "wrong passphrase" in text:
@@ -491,10 +493,12 @@ class FirstRunWizard(QWizard):
             else:
                 from kmsinterface.xml import KmsXmlError, parse_key_prov, parse_kms_init
 
+                init_file, prov_file = files
+                assert init_file is not None and prov_file is not None  # the KMS page checked them
                 try:
-                    init = parse_kms_init(Path(self.kms.init_file.text()).expanduser().read_bytes())
+                    init = parse_kms_init(init_file.read_bytes())
                     store.add_certificate(init.certificate)
-                    prov = parse_key_prov(Path(self.kms.prov_file.text()).expanduser().read_bytes())
+                    prov = parse_key_prov(prov_file.read_bytes())
                 except (KmsXmlError, OSError) as exc:
                     return CheckResult(False, f"Cannot import the KMS files: {exc}")
                 if any(ks.user_uri != account.uri for ks in prov.key_sets):
