@@ -177,6 +177,18 @@ class PhoneController(QObject):
         self.registration.emit("registered", f"registered as {self.account.uri} ({expires} s)")
         return True
 
+    def revocation_status(self) -> str:
+        """The KMS revocation list this phone enforces, in one line (for Settings)."""
+        if self.keystore is None:
+            return "none (this profile uses no KMS keys)"
+        lists = [rl for rl in (self.keystore.revocation_list(c.kms_uri) for c in self.keystore.certificates()) if rl]
+        problem = self.phone.revocation_problem if self.phone is not None else None
+        if not lists:
+            return f"not fetched yet{f' ({problem})' if problem else ''}"
+        rl = max(lists, key=lambda r: r.issued)
+        text = f"{len(self.keystore.revoked())} revoked, list issued {rl.issued:%d %b %H:%M} UTC by {rl.kms_uri}"
+        return text + (f"; last refresh failed: {problem}" if problem else "")
+
     def current_keys(self) -> KeyStatus | None:
         if self.keystore is None:
             return None

@@ -133,6 +133,7 @@ class SettingsDialog(QDialog):
         kms.setObjectName("kms_url")
         kms.setReadOnly(True)
         self.keys = _label(name="settings_keys")
+        self.revocations = _label(c.revocation_status(), "settings_revocations")
         self.fetch = _button("&Fetch keys now", "fetch_now", lambda: c.spawn(c.fetch_keys(force=True)))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -145,6 +146,7 @@ class SettingsDialog(QDialog):
         form.addRow("&Profile", self.profile)
         form.addRow("KMS", kms)
         form.addRow("Keys", self.keys)
+        form.addRow("Revoked callers", self.revocations)
         form.addRow("", self.fetch)
         form.addRow(buttons)
         self.refresh()
@@ -156,6 +158,7 @@ class SettingsDialog(QDialog):
         if ks is None:
             self.keys.setText("no keystore (this profile needs no KMS keys)")
             return
+        self.revocations.setText(self.window_.controller.revocation_status())
         lines = [ks.summary()]
         if ks.periods:
             lines.append("held periods: " + ", ".join(map(str, ks.periods)))

@@ -127,6 +127,11 @@ def test_wrong_passphrase_banner_cleared_by_the_right_one(lab: Lab, tmp_path: Pa
             assert "passphrase" in seen[1][0].lower() and seen[1][1], seen   # the red banner was shown …
             assert not window.notice.isVisible(), window.notice.text()    # … and is gone once unlocked
             assert window.notice.property("level") is None
+            # the phone fetched the KMS's signed revocation list; Settings says what it enforces
+            await wait_for(lambda: "revoked, list issued" in controller.revocation_status(), "the revocation list")
+            window.open_settings()
+            assert "0 revoked, list issued" in window.settings_dialog.revocations.text()
+            window.settings_dialog.reject()
         finally:
             window.close()
             await wait_for(lambda: controller.phone is None and not controller._tasks, "the phone to stop")
