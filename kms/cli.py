@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from kms.audit import AuditError, AuditLog
 from kms.store import StoreError
-from kmsinterface.sealed import SecretsError, read_passphrase, write_private
+from kmsinterface.sealed import SecretsError, check_passphrase_strength, read_passphrase, write_private
 from kmsinterface.xml import KmsXmlError
 
 AUDIT_NAME = "audit.log"
@@ -53,7 +53,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     if args.audit_in_db and not (args.db or "").startswith(("postgresql://", "postgres://")):
         raise KmsError("--audit-in-db needs --db postgresql://…")
-    c = init_community(args.dir, args.uri, _passphrase(args), period=args.period, offset=args.offset, db=args.db)
+    passphrase = _passphrase(args)
+    check_passphrase_strength(passphrase, "KMS master passphrase")
+    c = init_community(args.dir, args.uri, passphrase, period=args.period, offset=args.offset, db=args.db)
     if args.audit_in_db:
         key = audit_key(c)
         file_log = AuditLog(Path(args.dir) / AUDIT_NAME, key)

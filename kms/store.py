@@ -130,8 +130,8 @@ class Store:
     # key sets ----------------------------------------------------------------------------------
     def get_keyset(self, uri: str, period_no: int) -> StoredKeySet | None:
         rows = self._exec(
-            "SELECT uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued FROM keysets "
-            "WHERE uri = ? AND period_no = ?",
+            "SELECT uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued FROM keysets"
+            " WHERE uri = ? AND period_no = ?",
             (uri, period_no),
         )
         return StoredKeySet(*rows[0]) if rows else None
@@ -143,8 +143,8 @@ class Store:
                 return False
             try:
                 self._exec(
-                    "INSERT INTO keysets (uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued) "
-                    "VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO keysets (uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued)"
+                    " VALUES (?,?,?,?,?,?,?)",
                     (ks.uri, ks.period_no, ks.user_id, ks.rsk_enc, ks.ssk_enc, ks.pvt, ks.issued),
                 )
             except StoreError:
@@ -190,11 +190,11 @@ def open_store(db: str | Path) -> Store:
         import psycopg
 
         try:
-            conn = psycopg.connect(text, autocommit=True, connect_timeout=10)
+            pg = psycopg.connect(text, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             first = str(exc).splitlines()[0] if str(exc) else "error"
             raise StoreError(f"cannot connect to PostgreSQL: {first}") from None
-        return Store(conn, "postgresql")
+        return Store(pg, "postgresql")
     path = Path(text)
     if not path.exists():
         import os

@@ -27,7 +27,7 @@ from crypto.mikey.verify import ReplayCache, Responder
 from softphone.calls.call import Call, reserve_port
 from softphone.calls.errors import CallError
 from softphone.calls.events import Answered, CallEvent, Calling, Failed, Incoming, Rejected, Ringing
-from softphone.calls.negotiation import Answerer, NegotiationError, Offerer
+from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
 from softphone.config import Account, ConfigError
 from softphone.keys.errors import KeysError
@@ -230,7 +230,7 @@ class Phone:
         except SipError as exc:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
-                    trace=self.settings.trace_media)
+                    trace=self.settings.trace_media, verify=self.verify_offer)
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
@@ -299,8 +299,7 @@ class Phone:
             return
         answerer = Answerer(profile, self.host, reserve_port(self.host), responder)
         try:
-            async with self._verify_lock:  # one I_MESSAGE at a time through the shared replay cache
-                negotiated = await asyncio.to_thread(answerer.process_offer, session.remote_body, claimed)
+            negotiated = await self.verify_offer(answerer, session.remote_body, claimed)
             revoked = self.revoked()
             if negotiated.peer_identity in revoked or (
                     negotiated.security is SecurityLevel.SDES_INTEROP and claimed in revoked):
@@ -322,6 +321,12 @@ class Phone:
         except asyncio.QueueFull:
             await session.reject(486, warning="too many calls waiting")
 
+    async def verify_offer(self, answerer: Answerer, body: bytes, claimed: str | None) -> Negotiated:
+        """Check an (re-)offer in a thread, one I_MESSAGE at a time through the shared replay cache: the one
+        path for initial offers and for re-offers carrying a new I_MESSAGE (``Call``'s ``verify``)."""
+        async with self._verify_lock:
+            return await asyncio.to_thread(answerer.process_offer, body, claimed)
+
     async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
         session, answerer = incoming.session, incoming.answerer
         if session.state is not CallState.INCOMING or answerer.current is None:
@@ -331,7 +336,7 @@ class Phone:
             offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
-                    answerer=answerer, trace=self.settings.trace_media)
+                    answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer)
         call.invite_sent_at = incoming.received_at
         await call.start_media(answerer.current)
         try:

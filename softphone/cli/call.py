@@ -29,10 +29,12 @@ from softphone.calls.events import (
     Failed,
     Held,
     Incoming,
+    PeerSending,
     Rejected,
     Rekeyed,
     Resumed,
     Ringing,
+    describe_peer,
 )
 from softphone.calls.phone import Phone, PhoneSettings, settings_from_account
 from softphone.cli import CliError, configured_account, user_errors
@@ -111,12 +113,15 @@ class Printer:
             case Calling():
                 return f"calling {ev.peer} ({ev.security})"
             case Incoming():
-                return (f"incoming call from {ev.verified_identity or ev.peer} "
+                who = describe_peer(ev.verified_identity or ev.peer or "?", ev.peer_assurance)
+                return (f"incoming call from {who} "
                         f"({ev.security}, {ev.srtp}, key {ev.key_id})")
             case Ringing():
                 return "ringing"
             case Answered():
                 return "answered: " + cls.summary(ev.status.to_json())
+            case PeerSending():
+                return ev.status.describe_peer()
             case Rejected():
                 return f"refused call from {ev.peer}: {ev.status} {ev.warning or ''}"
             case Failed():
@@ -135,7 +140,7 @@ class Printer:
 
     @staticmethod
     def summary(d: dict[str, Any]) -> str:
-        who = d.get("verified_identity") or d.get("peer")
+        who = describe_peer(d.get("verified_identity") or d.get("peer") or "?", d.get("peer_assurance"))
         return (f"{d.get('state')} {who} | {d.get('label') or d.get('security')} {d.get('srtp')} "
                 f"key {d.get('key_id')} | "
                 f"{d.get('codec')} | tx {d.get('packets_sent', 0)} rx {d.get('packets_received', 0)} "

@@ -28,6 +28,8 @@ from softphone.calls.events import (
     Held,
     Incoming,
     MediaStarted,
+    PeerAssurance,
+    PeerSending,
     Rejected,
     Rekeyed,
     Resumed,
@@ -49,7 +51,14 @@ from softphone.gui.model import (
     now_iso,
 )
 from softphone.keys.keystore import Keystore, KeystoreError
-from softphone.keys.kms_client import KmsClient, KmsClientError, KmsUnreachable, refresh
+from softphone.keys.kms_client import (
+    KmsCertificateChanged,
+    KmsClient,
+    KmsClientError,
+    KmsTrustChanged,
+    KmsUnreachable,
+    refresh,
+)
 from softphone.media.audio import AudioError, AudioSink, AudioSource
 from softphone.sip.errors import SipError
 from softphone.sip.session import CallState
@@ -209,6 +218,13 @@ class PhoneController(QObject):
         try:
             client = KmsClient(url, self.account.kms_token() or "", cafile=self.account.kms_ca_file)
             result = await asyncio.to_thread(refresh, self.keystore, client, self.account.uri, force=force)
+        except KmsTrustChanged as exc:
+            what = "security certificate" if isinstance(exc, KmsCertificateChanged) else "set of community keys"
+            self.kms_problem = (f"Warning: the KMS at {url} presented a different {what} from the one this phone "
+                                "trusted when it first fetched keys. Nothing was replaced: this phone keeps its "
+                                "trusted keys. This can be an attack. Only if your administrator confirms the KMS "
+                                "was changed, accept it with 'softphone keys trust'.")
+            self._notify("error", self.kms_problem)
         except KmsUnreachable as exc:
             self.kms_problem = (f"Cannot reach the KMS at {url} ({exc}) — no keys for this period, "
                                 "secure calls are unavailable")
@@ -270,7 +286,7 @@ class PhoneController(QObject):
                 self._last_failure = ev
             case Ringing() if self.state == "calling":
                 self._set_state("ringing")
-            case Held() | Resumed() | Rekeyed() | MediaStarted() if self._is_current(ev):
+            case Held() | Resumed() | Rekeyed() | MediaStarted() | PeerSending() if self._is_current(ev):
                 assert self.call is not None
                 self.call_updated.emit(self.call.snapshot())
                 if isinstance(ev, Rekeyed):
@@ -296,9 +312,10 @@ class PhoneController(QObject):
         duration = time.monotonic() - self.answered_at if self.answered_at else 0.0
         self.answered_at = None
         if call is not None:
+            verified = ev.status.verified_identity if ev.status.peer_assurance == PeerAssurance.VERIFIED_BY_ECCSI \
+                else None  # an outgoing call's callee signed nothing: keyed to, never verified
             self._record(CallRecord(meta.get("started", now_iso()), meta.get("direction", "outgoing"), call.peer,
-                                    ev.status.verified_identity, ev.status.security, "answered", round(duration, 1),
-                                    ev.reason))
+                                    verified, ev.status.security, "answered", round(duration, 1), ev.reason))
             self._notify("info", f"call ended ({ev.reason or 'hung up'}), {format_duration(duration)}", "call")
         self._set_state("idle")
 

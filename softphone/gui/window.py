@@ -481,12 +481,11 @@ class MainWindow(QMainWindow):
         label.setStyleSheet(f"color: white; background: {b.colour}; padding: 6px; font-weight: bold;")
 
     def _on_call_updated(self, st: CallStatus) -> None:
-        b = badge(st.security, st.verified_identity)
+        b = badge(st.security, st.verified_identity, st.peer_assurance)
         self._set_badge(self.badge, b)
         peer = st.verified_identity or st.peer
         name = self.contacts.name_for(peer)
-        verified = " (verified by ECCSI)" if st.verified_identity else " (identity not verified)"
-        self.identity.setText((f"{name} — " if name else "") + peer + verified)
+        self.identity.setText((f"{name} — " if name else "") + st.describe_peer())
         keys = st.keys
         self.details.setText(f"{keys.codec if keys else '?'} · {keys.srtp if keys else '?'} · "
                              f"key id {st.key_id or '—'}")

@@ -26,7 +26,14 @@ from crypto.errors import CryptoError
 from crypto.identity import key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.mikey import keys as mikey_keys
 from kmsinterface.revocation import RevocationList, RevocationListError
-from kmsinterface.sealed import DEFAULT_N_LOG2, DataKey, SecretsError, derive_key, write_private
+from kmsinterface.sealed import (
+    DEFAULT_N_LOG2,
+    DataKey,
+    SecretsError,
+    check_passphrase_strength,
+    derive_key,
+    write_private,
+)
 from kmsinterface.xml import KeyProvResponse, KeySet, KmsCertificate
 from softphone.keys.errors import KeysError
 
@@ -74,6 +81,20 @@ class PeriodKeys:
 
 
 @dataclass(frozen=True)
+class KmsPin:
+    """What a KMS URL was trusted as at first provisioning: its community and its TLS public key.
+
+    ``origin`` is the URL's ``host:port``; ``tls_spki_sha256`` the hex SHA-256 of the server
+    certificate's SubjectPublicKeyInfo. The community's public keys (Z, KPAK) are pinned by the
+    stored certificate of ``kms_uri``.
+    """
+
+    origin: str
+    kms_uri: str
+    tls_spki_sha256: str
+
+
+@dataclass(frozen=True)
 class KeySetSummary:
     """A public line for ``softphone keys list``."""
 
@@ -83,6 +104,11 @@ class KeySetSummary:
     user_id: bytes
     valid_from: datetime | None
     valid_to: datetime | None
+
+
+def public_parameters(cert: KmsCertificate) -> tuple[bytes, bytes, int, int]:
+    """A community's public keys and period as a comparable value (Z, KPAK, period, offset)."""
+    return cert.pub_enc_key, cert.pub_auth_key, cert.user_key_period, cert.user_key_offset
 
 
 def _cert_to_json(cert: KmsCertificate) -> dict:
@@ -116,6 +142,8 @@ class Keystore:
             uri: _cert_from_json(c) for uri, c in data.get("communities", {}).items()}
         self._sets: dict[tuple[str, str, int], dict] = {
             (s["kms_uri"], s["user_uri"], s["period"]): s for s in data.get("keysets", [])}
+        self._pins: dict[str, KmsPin] = {
+            origin: KmsPin(origin, p["kms_uri"], p["tls_spki_sha256"]) for origin, p in data.get("pins", {}).items()}
         self._lock = threading.RLock()  # the phone's revocation refresh and a key fetch may run in two threads
         self._revocations: dict[str, RevocationList] = {}
         for uri, d in data.get("revocations", {}).items():
@@ -130,9 +158,14 @@ class Keystore:
     # file ---------------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, passphrase: bytes, *, n_log2: int = DEFAULT_N_LOG2) -> Keystore:
+        """A new, empty keystore; a weak ``passphrase`` is refused (KeystoreError, one line)."""
         path = Path(path).expanduser()
         if path.exists():
             raise KeystoreError(f"keystore {path} already exists")
+        try:
+            check_passphrase_strength(passphrase, "keystore passphrase")
+        except SecretsError as exc:
+            raise KeystoreError(str(exc)) from None
         salt = os.urandom(16)
         header = MAGIC + bytes([n_log2]) + salt
         store = cls(path, cls._derive(passphrase, salt, n_log2), header, {})
@@ -177,6 +210,8 @@ class Keystore:
     def _save(self) -> None:
         data = {"version": 1, "communities": {u: _cert_to_json(c) for u, c in self._certs.items()},
                 "keysets": sorted(self._sets.values(), key=lambda s: (s["kms_uri"], s["user_uri"], s["period"])),
+                "pins": {o: {"kms_uri": p.kms_uri, "tls_spki_sha256": p.tls_spki_sha256}
+                         for o, p in self._pins.items()},
                 "revocations": {u: r.to_json() for u, r in self._revocations.items()}}
         try:
             write_private(self.path, self._header + self._key.encrypt(json.dumps(data).encode(), self._header))
@@ -193,8 +228,29 @@ class Keystore:
         if len(cert.pub_enc_key) != 257 or len(cert.pub_auth_key) != 65:
             raise KeystoreError(f"KMS {cert.kms_uri}: public keys have the wrong length")
         with self._lock:
+            old = self._certs.get(cert.kms_uri)
+            if old is not None and public_parameters(old) != public_parameters(cert):
+                # key sets checked against the old Z/KPAK do not belong to the new community keys,
+                # nor does a revocation list signed under the old KPAK
+                for key in [k for k in self._sets if k[0] == cert.kms_uri]:
+                    del self._sets[key]
+                self._revocations.pop(cert.kms_uri, None)
             self._certs[cert.kms_uri] = cert
             self._save()
+
+    # KMS pins -------------------------------------------------------------------------------------
+    def kms_pin(self, origin: str) -> KmsPin | None:
+        """What the KMS at ``origin`` (``host:port``) was trusted as, or None before first provisioning."""
+        return self._pins.get(origin)
+
+    def pin_kms(self, pin: KmsPin) -> None:
+        """Trust the KMS at ``pin.origin`` as ``pin`` (first provisioning, or the user's explicit trust)."""
+        with self._lock:
+            self._pins[pin.origin] = pin
+            self._save()
+
+    def kms_pins(self) -> builtins.list[KmsPin]:
+        return list(self._pins.values())
 
     def certificate(self, kms_uri: str) -> KmsCertificate:
         try:

@@ -67,7 +67,7 @@ def test_a_user_signing_key_cannot_sign_a_list() -> None:
 
 def test_keystore_keeps_the_newest_list_and_refuses_an_older_one(tmp_path: Path) -> None:
     master = EccsiMasterKey.generate()
-    store = Keystore.create(tmp_path / "ks", b"pass phrase", n_log2=10)
+    store = Keystore.create(tmp_path / "ks", b"correct horse battery staple")
     store.add_certificate(KmsCertificate(kms_uri=KMS, user_key_period=2592000, user_key_offset=0,
                                          pub_enc_key=b"\x04" + bytes(256), pub_auth_key=master.kpak))
     new = verify_revocation_list(_signed(master, ("sip:mallory@example.org",)), store.kpaks())
@@ -75,7 +75,7 @@ def test_keystore_keeps_the_newest_list_and_refuses_an_older_one(tmp_path: Path)
     assert store.set_revocation_list(new)
     with pytest.raises(KeystoreError, match="older"):
         store.set_revocation_list(old)                      # replaying a list from before the revocation
-    reopened = Keystore.open(tmp_path / "ks", b"pass phrase")
+    reopened = Keystore.open(tmp_path / "ks", b"correct horse battery staple")
     assert reopened.revoked() == {"sip:mallory@example.org"}
 
 
