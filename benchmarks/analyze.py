@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from benchmarks._util import emit
+from lab.captures import Impairments, build_call, user_keys
 from softphone.analyze import KeyRing, analyse
-from tests.analyze.synth import Impairments, build_call, user_keys
 
 SECONDS = 60
 TARGET_S = 5.0

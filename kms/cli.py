@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
@@ -75,7 +76,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What the phone accepts as an identity (softphone.config): sip: or sips:, a user part and a domain.
+_USER_URI = re.compile(r"^sips?:[^@\s:;]+@[^@\s;]+$")
+
+
+class UsageError(Exception):
+    """A malformed argument: one line, exit 2."""
+
+
+def _user_uri(uri: str) -> str:
+    if not _USER_URI.match(uri):
+        raise UsageError(f"{uri!r} is not a user identity: give a SIP URI such as sip:alice@example.org")
+    return uri
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
+    _user_uri(args.uri)
     if args.transport_key and not args.trk_out:
         raise SecretsError("--transport-key needs --trk-out FILE to hand the key over out of band")
     issuer = _issuer(args)
@@ -256,6 +272,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     from kms.issue import CONFIG, SQLITE, KmsError
     from kms.store import open_store
 
+    if (args.uri is None) == (args.user_option is None):
+        raise UsageError("give the user's URI: audit export --dir DIR URI")
+    args.user = args.uri or args.user_option
     log = _audit_log(args)
     config = json.loads((Path(args.dir) / CONFIG).read_text())
     store = open_store(args.db or config.get("db") or Path(args.dir) / SQLITE)
@@ -425,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_audit_export_head)
     p = audit.add_parser("export", parents=[common], help="records about one user (GDPR Art. 15)")
-    p.add_argument("--user", required=True)
+    p.add_argument("uri", nargs="?", help="the user, as in 'user add URI'")
+    p.add_argument("--user", dest="user_option", help=argparse.SUPPRESS)  # the older spelling
     p.set_defaults(func=cmd_audit_export)
     return parser
 
@@ -441,6 +461,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(func(args) or 0)
+    except UsageError as exc:
+        print(f"softphone-kms: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 141
     except (KmsError, SecretsError, StoreError, AuditError, KmsXmlError) as exc:
         print(f"softphone-kms: {exc}", file=sys.stderr)
         return 1

@@ -21,6 +21,9 @@ tls_key_file = "..."                            #   listens for SIP over TLS (ca
 revoked_file = "..."                            # identities to refuse (one URI a line, from the operator)
 ```
 
+Every key, its default and examples: docs/USER-GUIDE.md, "The accounts file". ``softphone setup``
+(and the GUI's first-run wizard) write one through :mod:`softphone.setup`.
+
 Passwords and tokens are never written in the file itself: it names a file (0600) or an
 environment variable. Every problem is reported as one :class:`ConfigError` line naming the key.
 """
@@ -165,7 +168,8 @@ def load_accounts(path: Path | str | None = None) -> list[Account]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"no account file at {path} (create one, see softphone/config.py)") from None
+        raise ConfigError(f"no account file at {path} (create one with 'softphone setup'; "
+                          "the keys are in docs/USER-GUIDE.md)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc.__class__.__name__}") from None
     except tomllib.TOMLDecodeError as exc:

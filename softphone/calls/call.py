@@ -100,6 +100,7 @@ class Call:
         self._sink = sink
         self._emit_cb = emit
         self._ended = asyncio.Event()
+        self._hanging_up = False
         self._watch: asyncio.Task[None] | None = None
         self._restart: asyncio.Task[None] | None = None
         self._first_packet: asyncio.Task[None] | None = None
@@ -175,6 +176,8 @@ class Call:
 
     async def _watch_session(self) -> None:
         await self.session.wait_state(CallState.TERMINATED, timeout=float("inf"))
+        if self._hanging_up:
+            return  # our own BYE/CANCEL ended the session: hangup() reports it
         await self._finish("remote hangup" if self.session.history[-1] is CallState.TERMINATED else "")
 
     async def _finish(self, reason: str) -> None:
@@ -257,15 +260,17 @@ class Call:
 
     async def hangup(self) -> None:
         """BYE (or CANCEL before the answer) and stop media."""
+        self._hanging_up = True
         try:
             if self.session.state is CallState.CONFIRMED:
                 await self.session.bye(timeout=5)
             elif self.session.outgoing and self.session.state in (CallState.CALLING, CallState.PROCEEDING,
                                                                     CallState.EARLY):
                 await self.session.cancel()
-        except SipError as exc:
+        except (SipError, TimeoutError) as exc:
             log.info("hangup: %s", exc)
-        await self._finish("local hangup")
+        finally:
+            await self._finish("local hangup")
 
     def _on_reoffer(self, body: bytes) -> bytes:
         """A re-INVITE from the peer: same I_MESSAGE → hold/resume with the same keys; new → rekey.

@@ -37,9 +37,12 @@ from softphone.media.audio import AudioSink, AudioSource
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
-from softphone.sip.uri import NameAddr
+from softphone.sip.uri import NameAddr, SipUri
 
 log = logging.getLogger(__name__)
+
+#: Seconds the first REGISTER may take before the phone reports the registrar unreachable.
+REGISTER_TIMEOUT = 8.0
 
 
 @dataclass
@@ -136,9 +139,18 @@ class Phone:
         if self.settings.kms is not None and self.settings.keystore is not None:
             self._revocation_task = asyncio.get_running_loop().create_task(self._revocation_loop())
 
-    async def register(self) -> int:
-        """REGISTER with the registrar; returns the granted expiry."""
-        return await self.ua.register()
+    async def register(self, timeout: float = REGISTER_TIMEOUT) -> int:
+        """REGISTER with the registrar; returns the granted expiry.
+
+        :class:`CallError` when the registrar gives no final answer within ``timeout`` seconds (a
+        dead UDP registrar otherwise costs the whole 32 s SIP transaction timeout).
+        """
+        try:
+            return await asyncio.wait_for(self.ua.register(), timeout)
+        except TimeoutError:
+            where = self.settings.ua.proxy or self.settings.ua.registrar or self.settings.uri
+            raise CallError(f"registrar {where} did not answer within {timeout:g} s "
+                            "(is it running, and is the address and transport right?)") from None
 
     async def close(self) -> None:
         """Hang up every call, unregister and close sockets."""
@@ -363,6 +375,45 @@ def claimed_sender(session: InviteSession) -> str:
     return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
 
+def check_transport(account: Account, profile: Profile) -> None:
+    """Refuse settings under which the phone would advertise a transport it cannot serve.
+
+    The phone's Contact names the profile's transport, so the registrar must be reached over that
+    same transport, and a TLS Contact needs a certificate to accept TLS connections (incoming calls).
+    Under a Secure Chorus profile registration is over TLS only. :class:`CallError` (one line) otherwise.
+    """
+    where = f"account {account.name}"
+    registrar = account.registrar or account.uri.split("@", 1)[0].split(":", 1)[0] + ":" + account.uri.split("@", 1)[1]
+    try:
+        via = SipUri.parse(registrar).transport
+    except SipError as exc:
+        raise CallError(f"{where}: registrar {registrar!r} is not a SIP URI: {exc}") from None
+    if via != profile.transport:
+        if profile.secure_chorus:
+            raise CallError(f"{where}: profile {profile.name} registers over TLS only, but registrar "
+                            f"{registrar} is {via.upper()} (use sips:… or ;transport=tls)")
+        raise CallError(f"{where}: registrar {registrar} is {via.upper()} but profile "
+                        f"{profile.name} uses {profile.transport.upper()}; make them match")
+    if profile.transport == "tls" and (account.tls_cert_file is None or account.tls_key_file is None):
+        raise CallError(f"{where}: profile {profile.name} uses TLS, so the phone needs a certificate to "
+                        "receive calls: set tls_cert_file and tls_key_file")
+
+
+def fetch_account_keys(account: Account, keystore: Keystore) -> str | None:
+    """Refresh ``keystore`` from the account's KMS (if it names one); the warning when the KMS was
+    unreachable but cached keys still serve. :class:`CallError` (one line) when keys cannot be had."""
+    if not account.kms_url:
+        return None
+    try:
+        client = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+        result = refresh(keystore, client, account.uri)
+    except (ConfigError, KeysError) as exc:
+        raise CallError(str(exc)) from None
+    if result.warning:
+        log.warning("%s", result.warning)
+    return result.warning
+
+
 def settings_from_account(account: Account, profile_name: str | None = None, *, passphrase: str | None = None,
                           fetch_keys: bool = True) -> PhoneSettings:
     """PhoneSettings for a configured account: UA over the profile's transport to the registrar,
@@ -375,6 +426,7 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
         profile = load_profile(profile_name or account.profile)
     except ProfileError as exc:
         raise CallError(str(exc)) from None
+    check_transport(account, profile)
     try:
         tls_client = tls_server = None
         if profile.transport == "tls":
@@ -399,12 +451,10 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
             if not passphrase:
                 raise CallError(f"account {account.name}: no keystore passphrase configured")
             keystore = Keystore.open_or_create(account.keystore, passphrase.encode())
-            if account.kms_url:
+            if fetch_keys:
+                fetch_account_keys(account, keystore)
+            if account.kms_url:  # the signed revocation list is fetched from here at start and on a schedule
                 kms = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
-                if fetch_keys:
-                    result = refresh(keystore, kms, account.uri)
-                    if result.warning:
-                        log.warning("%s", result.warning)
         return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked(),
                              kms=kms)
     except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's

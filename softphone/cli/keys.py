@@ -56,34 +56,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _account(args: argparse.Namespace, needed: bool) -> Account | None:
     if not needed and args.config is None and args.account is None:
         return None
-    return configured_account(args.config, args.account)
+    return configured_account(args.config, args.account, code=2)
 
 
 def _read_secret_file(path: Path, what: str) -> str:
     try:
         if path.stat().st_mode & 0o077:
-            raise CliError(f"{what} file {path} must not be readable by others (chmod 600)")
+            raise CliError(f"{what} file {path} must not be readable by others (chmod 600)", 2)
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise CliError(f"cannot read {what} file {path}: {exc.strerror}") from None
+        raise CliError(f"cannot read {what} file {path}: {exc.strerror}", 2) from None
     if not value:
-        raise CliError(f"{what} file {path} is empty")
+        raise CliError(f"{what} file {path} is empty", 2)
     return value
 
 
 def _keystore(args: argparse.Namespace, account: Account | None, create: bool) -> Keystore:
     path = args.keystore or (account.keystore if account else None)
     if path is None:
-        raise CliError("no keystore: give --keystore or configure the account's keystore")
+        raise CliError("no keystore: give --keystore or configure the account's keystore", 2)
     passphrase: str | None
     if args.passphrase_file:
         passphrase = _read_secret_file(args.passphrase_file, "keystore passphrase")
     else:
-        with user_errors():
+        with user_errors(2):
             passphrase = (account.keystore_passphrase() if account else None) or os.environ.get(PASSPHRASE_ENV)
     if not passphrase:
-        raise CliError(f"no keystore passphrase: give --passphrase-file, configure the account or set {PASSPHRASE_ENV}")
-    with user_errors():
+        raise CliError(f"no keystore passphrase: give --passphrase-file, configure the account or set {PASSPHRASE_ENV}",
+                       2)
+    with user_errors(2):  # a missing keystore or a wrong passphrase is configuration, as in `softphone call`
         if create:
             return Keystore.open_or_create(path, passphrase.encode())
         return Keystore.open(path, passphrase.encode())
@@ -93,18 +94,18 @@ def cmd_fetch(args: argparse.Namespace, trust: bool = False) -> int:
     account = _account(args, needed=not (args.kms and args.token_file and args.keystore and args.user))
     url = args.kms or (account.kms_url if account else None)
     if not url:
-        raise CliError("no KMS URL: give --kms or set kms_url in the account")
+        raise CliError("no KMS URL: give --kms or set kms_url in the account", 2)
     token: str | None
     if args.token_file:
         token = _read_secret_file(args.token_file, "KMS token")
     else:
-        with user_errors():
+        with user_errors(2):
             token = account.kms_token() if account else None
     if not token:
-        raise CliError("no KMS token: give --token-file or set kms_token_file in the account")
+        raise CliError("no KMS token: give --token-file or set kms_token_file in the account", 2)
     user: str | None = args.user or (account.uri if account else None)
     if user is None:  # an account is required when --user is not given
-        raise CliError("no identity: give --user or configure the account")
+        raise CliError("no identity: give --user or configure the account", 2)
     ca = args.ca or (account.kms_ca_file or account.ca_file if account else None)
     store = _keystore(args, account, create=True)
     with user_errors():
@@ -118,6 +119,8 @@ def cmd_fetch(args: argparse.Namespace, trust: bool = False) -> int:
     elif trust:
         print(f"KMS at {url} presents the keys already trusted")
     if result.warning:
+        if args.force:  # asked for fresh keys and got none: a failure, whatever the cache holds
+            raise CliError(f"fetch failed: {result.warning}")
         print(f"softphone: warning: {result.warning}", file=sys.stderr)
     elif result.fetched:
         print(f"fetched and validated key periods {', '.join(map(str, result.fetched))} for {user}")

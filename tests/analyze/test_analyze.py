@@ -9,12 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softphone.analyze import KeyRing, analyse
-from softphone.analyze.audio import read_wav
-from softphone.analyze.html import render
-from softphone.analyze.report import text, to_json
-from softphone.cli import main
-from tests.analyze.synth import (
+from lab.captures import (
     ALICE,
     BOB,
     KEYPROV,
@@ -24,6 +19,11 @@ from tests.analyze.synth import (
     build_call,
     user_keys,
 )
+from softphone.analyze import KeyRing, analyse
+from softphone.analyze.audio import read_wav
+from softphone.analyze.html import render
+from softphone.analyze.report import text, to_json
+from softphone.cli import main
 
 FRAMES = 250  # 5 s each way
 LOST = len(range(7, FRAMES, 20))  # every 20th frame: 5 %

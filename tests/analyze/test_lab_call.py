@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab.captures import chirp
 from lab.deployment import Lab
 from softphone.analyze import KeyRing, analyse
 from softphone.analyze.audio import read_wav
 from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
-from tests.analyze.synth import chirp
 from tests.analyze.test_analyze import correlation
 from tests.analyze.test_tshark_capture import _start, _stop
 from tests.conftest import require_tool

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import dpkt
 
+from lab.captures import request, sdp, vector_imessage
 from softphone.analyze.pcap import LINKTYPE_ETHERNET, LINKTYPE_SLL, Packet, read_packets, write_pcap
 from softphone.analyze.reassembly import sip_events
 from softphone.analyze.stats import RtpStats
-from tests.analyze.synth import request, sdp, vector_imessage
 
 
 def _ipv4_fragments(payload: bytes, src: str, dst: str, sport: int, dport: int, mtu: int = 576) -> list[bytes]:
@@ -76,8 +76,8 @@ def test_rtp_stats_wrap_duplicates_reordering_and_jitter() -> None:
 
 
 def test_offer_answer_pairs_tell_the_callers_and_callees_cseq_apart() -> None:
+    from lab.captures import A_SIP, B_SIP, response
     from softphone.analyze.dialogs import build_dialogs
-    from tests.analyze.synth import A_SIP, B_SIP, response
 
     a, b = sdp(40000, 1, 1, None), sdp(40002, 2, 1, None)
     a2, b2 = sdp(40000, 1, 2, None), sdp(40002, 2, 2, None)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from lab.captures import ALICE, BOB, Impairments, build_call
 from softphone.analyze import analyse
 from softphone.analyze.audio import read_wav
 from softphone.analyze.pcap import read_packets
-from tests.analyze.synth import ALICE, BOB, Impairments, build_call
 from tests.analyze.test_analyze import correlation, ring
 from tests.conftest import require_tool
 

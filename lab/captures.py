@@ -1,4 +1,4 @@
-"""Synthetic captures of Secure Chorus calls made from real protocol objects.
+"""Synthetic captures of MIKEY-SAKKE calls from real parts (vendor-vector keys, Opus, SRTP) for the analyser.
 
 A call between alice and bob of the Streamwide v5 KMS: SIP over UDP (or TCP), the INVITE keyed by
 the vendor-vector I_MESSAGE imsg_17 (alice → bob, PCK), a re-INVITE rekeying with a fresh
@@ -28,7 +28,8 @@ from softphone.media.codecs import FRAME_SAMPLES, SAMPLE_RATE, OpusCodec
 from softphone.media.rtp import RtpPacket
 from softphone.media.srtp import SrtpSender, SrtpSuite
 
-ROOT = Path(__file__).resolve().parents[1] / "vectors" / "streamwide"
+# The published Streamwide vectors the synthetic calls are keyed with (vendored under tests/vectors).
+ROOT = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "streamwide"
 XML = ROOT / "xml"
 KMS_INIT = XML / "streamwide_official_v5_init.xml"
 KEYPROV = {"alice": XML / "streamwide_official_v5_keyprov_alice_streamwide_com.xml",
