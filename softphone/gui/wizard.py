@@ -4,8 +4,8 @@ Pages: your SIP address → registrar/proxy, user name, password and TLS files �
 (URL and bearer token, or KMS XML files to import) → keystore passphrase (strength-checked) → a
 test: create the keystore, fetch (or import) this period's keys, REGISTER and un-REGISTER. Each page
 says what is wrong in plain words and keeps you there until it is right. Finishing writes the
-accounts file (0600) with the password and token in 0600 files beside it; the keystore passphrase
-is not stored — the main window opens unlocked with it, and later starts ask for it.
+accounts file (0600) through :func:`softphone.setup.write_accounts_file`, as ``softphone setup``
+does: the password, token and keystore passphrase go to 0600 files beside it; the main window opens.
 
 Widgets have object names (``sip_uri``, ``registrar``, ``password``, ``kms_url``, ``kms_token``,
 ``passphrase``, ``passphrase_again``, ``error`` on every page, ``checks`` on the test page).
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,16 +39,11 @@ from PySide6.QtWidgets import (
 
 from softphone.calls.errors import CallError
 from softphone.calls.phone import settings_from_account
-from softphone.config import (
-    Account,
-    ConfigError,
-    passphrase_problem,
-    validate_account,
-    write_accounts_file,
-    write_private_text,
-)
+from softphone.config import Account, ConfigError, _parse_account, load_accounts
 from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, KmsClientError, KmsUnreachable, refresh, refresh_revocations
+from softphone.setup import NewAccount, _private, write_accounts_file
+from softphone.setup import passphrase_problem as _too_weak
 from softphone.sip.errors import RegistrationFailed, SipError
 from softphone.sip.ua import UserAgent
 from softphone.sip.uri import SipUri
@@ -55,6 +51,23 @@ from softphone.sip.uri import SipUri
 PROFILE = "securechorus"
 ERROR_STYLE = "color: #b3261e; font-weight: bold;"
 OK_STYLE = "color: #1b7f3b; font-weight: bold;"
+
+
+def passphrase_problem(passphrase: str, avoid: tuple[str, ...] = ()) -> str | None:
+    """``softphone setup``'s strength rules (softphone.setup) plus: not the user's own name, not a common
+    word, and two kinds of character unless it is a long phrase. One plain sentence, or None."""
+    weak = _too_weak(passphrase)
+    if weak:
+        return weak[0].upper() + weak[1:] + "."
+    lowered = passphrase.lower()
+    for word in (*avoid, "password", "passphrase", "softphone", "secret", "123456", "qwerty"):
+        if word and len(word) >= 3 and word.lower() in lowered:
+            return f"Do not use {word!r} in the passphrase: it is easy to guess."
+    kinds = sum((any(c.isalpha() for c in passphrase), any(c.isdigit() for c in passphrase),
+                 any(not c.isalnum() for c in passphrase)))
+    if kinds < 2 and len(passphrase) < 20:
+        return "Add digits or symbols, or use a longer phrase (20 characters or more)."
+    return None
 
 
 def _edit(name: str, placeholder: str = "", password: bool = False) -> QLineEdit:
@@ -269,7 +282,7 @@ class KmsPage(_Page):
 class PassphrasePage(_Page):
     def __init__(self) -> None:
         super().__init__("Keystore passphrase", "Your keys are kept encrypted on this computer. Choose a passphrase "
-                                               "you will remember: it is not stored, the phone asks for it.")
+                                               "you will remember (it is kept in a file only you can read).")
         self.passphrase = _edit("passphrase", "at least 12 characters", password=True)
         self.again = _edit("passphrase_again", "", password=True)
         self.strength = QLabel("")
@@ -436,13 +449,13 @@ class FirstRunWizard(QWizard):
             "display_name": self.identity.display.text().strip() or None,
             "registrar": s.registrar.text().strip(),
             "username": username if username and username != default_user else None,
-            "password_file": str(self._secret_file("password")), "profile": PROFILE,
+            "password_file": str(self._secret_file("pw")), "profile": PROFILE,
             "ca_file": str(_path(s.ca_file.text())) if s.ca_file.text().strip() else None,
             "tls_cert_file": str(_path(s.cert_file.text())) if s.cert_file.text().strip() else None,
             "tls_key_file": str(_path(s.key_file.text())) if s.key_file.text().strip() else None,
             "keystore": str(_path(self.secret.keystore.text())),
             "kms_url": k.url.text().strip() if online else None,
-            "kms_token_file": str(self._secret_file("kms-token")) if online else None,
+            "kms_token_file": str(self._secret_file("token")) if online else None,
             "kms_ca_file": str(_path(k.kms_ca.text())) if online and k.kms_ca.text().strip() else None,
         }
 
@@ -453,13 +466,14 @@ class FirstRunWizard(QWizard):
         path = self._secret_file(kind)
         if not path.exists():
             self._created.append(path)
-        write_private_text(path, value + "\n")
+        _private(path, value + "\n")
 
     def _account(self) -> Account:
-        self._write_secret("password", self.server.password.text())
+        self._write_secret("pw", self.server.password.text())
         if self.kms.online.isChecked():
-            self._write_secret("kms-token", self.kms.token.text().strip())
-        return validate_account(self.fields(), self.config_path.parent)
+            self._write_secret("token", self.kms.token.text().strip())
+        raw = {k: v for k, v in self.fields().items() if v is not None}
+        return _parse_account(raw, 0, self.config_path.parent)
 
     # --- the test ------------------------------------------------------------------------------------
     async def check_keys(self) -> CheckResult:
@@ -552,12 +566,32 @@ class FirstRunWizard(QWizard):
         return CheckResult(True, f"Signed in to {registrar} as {account.uri} ({expires} s), then signed out")
 
     # --- finishing -----------------------------------------------------------------------------------
+    def new_account(self) -> NewAccount:
+        """What was entered, as ``softphone setup`` saves it (softphone.setup.NewAccount)."""
+        f, k = self.fields(), self.kms
+        return NewAccount(
+            name=f["name"], uri=f["uri"], registrar=f["registrar"], password=self.server.password.text(),
+            keystore_passphrase=self.passphrase(), profile=PROFILE, display_name=f["display_name"],
+            kms_url=f["kms_url"], kms_token=k.token.text().strip() if k.online.isChecked() else None,
+            kms_ca_file=_path(f["kms_ca_file"] or ""),
+            kms_xml_files=() if k.online.isChecked() else tuple(p for p in (_path(k.init_file.text()),
+                                                                            _path(k.prov_file.text())) if p),
+            ca_file=_path(f["ca_file"] or ""), tls_cert_file=_path(f["tls_cert_file"] or ""),
+            tls_key_file=_path(f["tls_key_file"] or ""), keystore=_path(f["keystore"]))
+
     def save(self) -> Account:
-        """Write the accounts file (0600) and return the account."""
-        accounts = write_accounts_file(self.config_path, [self.fields()])
+        """Write the accounts file and its secrets files (all 0600, as ``softphone setup`` does)."""
+        if self.config_path.exists():
+            try:
+                empty = not tomllib.loads(self.config_path.read_text(encoding="utf-8")).get("account")
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                empty = False  # a broken file is reported by write_accounts_file, never overwritten
+            if empty:
+                self.config_path.unlink()  # a file without any account (only comments): the wizard fills it
+        path = write_accounts_file(self.config_path, self.new_account())
         self._created.clear()
-        self.account = accounts[0]
-        return accounts[0]
+        self.account = next(a for a in load_accounts(path) if a.name == self.name())
+        return self.account
 
     def accept(self) -> None:
         """Finish: write the accounts file; a failure stays on the test page in words."""
