@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ParseError, RegistrationFailed
+from .grammar import is_ascii_digits
 from .message import Request, Response
 from .uri import NameAddr, SipUri
 
@@ -55,7 +56,7 @@ class Registration:
     def outcome(self, resp: Response, contact: NameAddr, expires: int) -> Outcome:
         """What the final response to a REGISTER asking for ``expires`` means."""
         min_expires = resp.headers.get("Min-Expires") or ""
-        if resp.status == 423 and min_expires.isdigit():
+        if resp.status == 423 and is_ascii_digits(min_expires) and len(min_expires) <= 10:
             return Outcome(retry=int(min_expires))
         if not 200 <= resp.status < 300:
             raise RegistrationFailed(resp.status, resp.reason)
@@ -69,7 +70,8 @@ class Registration:
             except ParseError:
                 continue
             given = str(bound.params.get("expires") or "")
-            if bound.uri.user == contact.uri.user and bound.uri.port == contact.uri.port and given.isdigit():
+            ours = bound.uri.user == contact.uri.user and bound.uri.port == contact.uri.port
+            if ours and is_ascii_digits(given) and len(given) <= 10:
                 granted = int(given)
         self.expires = granted
         return Outcome(granted=granted)

@@ -20,11 +20,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from .auth import Challenge, DigestCredentials
+from .auth import Challenge, DigestCredentials, parse_auth_params
 from .dispatch import ALLOW, MAX_SESSIONS, Dispatcher, server_key
 from .drivers import ClientTxDriver, ServerTxDriver
 from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
 from .headers import Via
+from .limits import Counts, Limits
 from .message import MAX_MESSAGE_SIZE, Request, Response
 from .registration import MAX_ATTEMPTS as MAX_REGISTER_ATTEMPTS
 from .registration import Registration, failed_refresh_expiry, refresh_delay
@@ -53,6 +54,9 @@ class UAConfig:
     ``transport`` is the one used for REGISTER and initial requests (``udp``, ``tcp``, ``tls``);
     the UA always also listens on TCP beside UDP so large requests can switch (§18.1.1).
     ``tls_server``/``tls_client`` are ``ssl.SSLContext`` objects (see ``lab.certs``).
+    ``auth_realms``: the only digest realms credentials are sent to. None: the registrar's domain and
+    the realms our registrar challenged a successful REGISTER with (a challenge for any other realm,
+    say from a callee, is refused and the request fails).
     """
 
     aor: str
@@ -72,6 +76,8 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     max_message_size: int = MAX_MESSAGE_SIZE
     incoming_queue: int = 16
+    limits: Limits = field(default_factory=Limits)  # per-source rate, transaction and connection budgets
+    auth_realms: tuple[str, ...] | None = None  # digest realms we answer; None: the registrar's (see below)
 
 
 class UserAgent:
@@ -84,9 +90,8 @@ class UserAgent:
         self.credentials = (DigestCredentials(config.username, config.password)
                             if config.username and config.password is not None else None)
         self.dispatcher = Dispatcher(self)
-        self.transport = TransportLayer(self.dispatcher.on_message, self.dispatcher.on_bad_message, host=config.host,
-                                        tls_server=config.tls_server, tls_client=config.tls_client,
-                                        max_size=config.max_message_size)
+        self.transport = self._transport_layer()
+        self.server_owners = Counts(config.limits.transactions)  # server transactions per source
         self.incoming: asyncio.Queue[InviteSession] = asyncio.Queue(maxsize=config.incoming_queue)
         self.register_count = 0
         self.stats = {"requests": 0, "responses": 0, "bad": 0}
@@ -101,6 +106,7 @@ class UserAgent:
             self.aor.scheme, None, None, self.aor.host, self.aor.port)
         self.registration = Registration(self.aor, f"{secrets.token_hex(10)}@{config.host}", registrar)
         self.rng: Callable[[], float] = secrets.SystemRandom().random  # glare retry windows (§14.1)
+        self.learned_realms: set[str] = {registrar.host}
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,14 +120,30 @@ class UserAgent:
                 if self.config.port:
                     raise
                 await self.transport.close()
-                self.transport = TransportLayer(
-                    self.dispatcher.on_message, self.dispatcher.on_bad_message, host=self.config.host,
-                    tls_server=self.config.tls_server, tls_client=self.config.tls_client,
-                    max_size=self.config.max_message_size)
+                self.transport = self._transport_layer()
         else:
             raise TransportError("no free port for UDP and TCP")
         if self.config.tls_server is not None:
             await self.transport.listen("tls", self.config.tls_port)
+        await self._trust_our_hop()
+
+    def _transport_layer(self) -> TransportLayer:
+        config = self.config
+        return TransportLayer(self.dispatcher.on_message, self.dispatcher.on_bad_message, host=config.host,
+                              tls_server=config.tls_server, tls_client=config.tls_client,
+                              max_size=config.max_message_size, limits=config.limits)
+
+    async def _trust_our_hop(self) -> None:
+        """Exempt our proxy (or registrar) from the per-source limits: it carries every inbound call."""
+        if not (self.config.proxy or self.config.registrar):
+            return
+        hop = SipUri.parse(self.config.proxy) if self.config.proxy else self.registration.registrar
+        try:
+            host = await self.transport.resolve(hop.host, hop.port or 5060)
+        except TransportError as exc:
+            log.info("cannot resolve our proxy %s now: %s", hop.host, exc)
+            return
+        self.transport.trusted.add((host, hop.port or (5061 if hop.transport == "tls" else 5060)))
 
     async def close(self) -> None:
         """Hang up calls, unregister, stop timers and close sockets."""
@@ -273,22 +295,47 @@ class UserAgent:
             if resp.status in (401, 407) and attempt == 0 and self.credentials and "tag" not in req.to.params:
                 req = self._authorized_copy(req, resp)
                 continue
+            if attempt == 1 and req.method == "REGISTER" and 200 <= resp.status < 300:
+                self.learned_realms.add(self._answered_realm(req))
             return resp
         return resp
 
-    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+    def _answered_realm(self, req: Request) -> str:
+        for name in ("Authorization", "Proxy-Authorization"):
+            value = req.headers.get(name)
+            if value:
+                return parse_auth_params(value.partition(" ")[2]).get("realm", "")
+        return ""
+
+    def realm_allowed(self, realm: str, method: str) -> bool:
+        """Whether credentials may answer a challenge for ``realm`` (digest harvesting, RFC 3261 §26.3.2.2)."""
+        if self.config.auth_realms is not None:
+            return realm in self.config.auth_realms
+        return method == "REGISTER" or realm in self.learned_realms
+
+    def choose_challenge(self, resp: Response, method: str) -> Challenge:
+        """The strongest acceptable challenge of a 401/407: SHA-256 over MD5, qop=auth over none."""
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        challenge = None
-        for value in resp.headers.get_all(header) or [resp.headers.get(header) or ""]:
+        offered: list[Challenge] = []
+        for value in resp.headers.get_all(header):
             try:
-                candidate = Challenge.parse(value)
+                offered.append(Challenge.parse(value))
             except ParseError:
                 continue
-            if candidate.supported:
-                challenge = candidate
-                break
-        if challenge is None or self.credentials is None:
+        usable = [c for c in offered if c.supported]
+        if not usable:
             raise RegistrationFailed(resp.status, "no usable digest challenge")
+        ours = [c for c in usable if self.realm_allowed(c.realm, method)]
+        if not ours:
+            realms = ", ".join(sorted({repr(c.realm[:40]) for c in usable}))
+            raise RegistrationFailed(resp.status, f"digest challenge for realm {realms} refused: not our "
+                                                  "registrar's realm")
+        return max(ours, key=lambda c: (c.algorithm == "SHA-256", "auth" in c.qop))
+
+    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+        challenge = self.choose_challenge(resp, req.method)
+        if self.credentials is None:
+            raise RegistrationFailed(resp.status, "no credentials")
         new = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
         new.headers.remove("Via")
         num, method = req.cseq
@@ -318,7 +365,11 @@ class UserAgent:
 
     def _server_event(self, tx: ServerTxDriver, event: TransactionEvent) -> None:
         if isinstance(event, Terminated):
-            self._server.pop(server_key(tx.request), None)
+            key = tx.key or server_key(tx.request)
+            if self._server.get(key) is tx:
+                del self._server[key]
+                if tx.owner:
+                    self.server_owners.release(tx.owner)
         elif isinstance(event, RequestRetransmitted):
             session = self._sessions.get(tx.request.call_id)
             if session is not None:
@@ -342,7 +393,8 @@ class UserAgent:
             session.invite = self._authorized_copy(session.invite, resp)
             await self._start_invite(session)
         except SipError as exc:
-            session.receive(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
+            reason = exc.reason if isinstance(exc, RegistrationFailed) else resp.reason
+            session.receive(Response(headers=resp.headers, status=resp.status, reason=reason))
             log.info("INVITE authentication failed: %s", exc)
 
     # -- registration (RFC 3261 §10; the requests and outcomes are in .registration) ------------------

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lab import certs
 from softphone.config import Account
 from softphone.keys.keystore import Keystore
 from softphone.keys.kms_client import KmsClient, refresh
@@ -41,7 +42,11 @@ def test_refused_key_swap_is_shown_as_an_alert(tmp_path: Path, run_gui: Any) -> 
     for name in ("tls-cert.pem", "tls-key.pem"):  # B at the same URL behind the same TLS key, other Z/KPAK
         shutil.copy2(tmp_path / "a" / name, tmp_path / "b" / name)
     with start_kms(tmp_path / "b", "--listen", f"127.0.0.1:{a.port}") as b:
-        account = Account(name="alice", uri=ALICE, registrar=None, username="alice", keystore=store.path,
+        ca = certs.make_ca(tmp_path / "pki")
+        ua = certs.issue(ca, tmp_path / "pki", "ua")
+        # A TLS registrar that is not there: registration fails at once, the keys are what is tested.
+        account = Account(name="alice", uri=ALICE, registrar="sip:127.0.0.1:9;transport=tls", username="alice",
+                          tls_cert_file=ua.cert, tls_key_file=ua.key, ca_file=ca.cert, keystore=store.path,
                           keystore_passphrase_file=_secret(tmp_path / "pass", PW), kms_url=b.url,
                           kms_token_file=_secret(tmp_path / "token", b_user.token), kms_ca_file=a.cafile)
         controller, window = build_window(account, tmp_path / "data", audio=Audio(np.zeros(48000, dtype=np.int16)))
@@ -52,7 +57,8 @@ def test_refused_key_swap_is_shown_as_an_alert(tmp_path: Path, run_gui: Any) -> 
                 await window.start()
                 window.notice.setText("")
                 await controller.fetch_keys(force=True)            # what Settings → Fetch now does
-                await wait_for(lambda: "community keys" in window.notice.text(), "the key-swap alert")
+                await wait_for(lambda: "community keys" in window.notice.text(),
+                               f"the key-swap alert ({window.notice.text()!r})")
                 text = window.notice.text()
                 assert text.startswith(f"Warning: the KMS at {b.url} presented a different set of community keys")
                 assert "Nothing was replaced" in text and "softphone keys trust" in text and "\n" not in text

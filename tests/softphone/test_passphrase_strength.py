@@ -35,7 +35,7 @@ def test_cli_keys_import_refuses_weak_passphrase_for_a_new_keystore(tmp_path: Pa
     pw.write_text("hunter2\n")
     pw.chmod(0o600)
     assert main(["keys", "import", "--keystore", str(tmp_path / "ks"), "--passphrase-file", str(pw),
-                 str(tmp_path / "none.xml")]) == 1
+                 str(tmp_path / "none.xml")]) == 2  # a configuration error (exit-code table)
     err = capsys.readouterr().err
     assert "keystore passphrase too weak" in err and err.count("\n") == 1
     assert not (tmp_path / "ks").exists()
