@@ -194,4 +194,3 @@ def select_account(accounts: list[Account], name: str | None) -> Account:
         if account.name == name or account.uri == name:
             return account
     raise ConfigError(f"no account named {name!r} ({', '.join(a.name for a in accounts)})")
-
