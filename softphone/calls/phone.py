@@ -8,7 +8,9 @@
 
 Incoming INVITEs are checked *before* 180 Ringing: the I_MESSAGE must verify (ECCSI signature from
 the identity in From, our identity and key period, timestamp window, no replay) and the sender must
-not be on the revocation list; otherwise 488 with a Warning naming the reason (SDP-SRTP.md §1).
+not be revoked; otherwise 488 with a Warning naming the reason (SDP-SRTP.md §1). Revoked identities
+are the operator's local ``revoked`` set plus the KMS's signed revocation list, which a phone with a
+KMS fetches at start and every ``revocation_refresh_s`` into its keystore (docs/REVOCATION.md).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel
 from softphone.config import DEFAULT_CONFIG, Account, ConfigError
 from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
-from softphone.keys.kms_client import KmsClient, refresh
+from softphone.keys.kms_client import KmsClient, KmsClientError, refresh, refresh_revocations
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.registration import RegistrationStatus
@@ -64,6 +66,8 @@ class PhoneSettings:
     keystore: Keystore | None = None
     revoked: frozenset[str] = frozenset()
     trace_media: bool = False
+    kms: KmsClient | None = None          # fetch the signed revocation list from here …
+    revocation_refresh_s: float = 900.0   # … at start and this often
 
 
 class IncomingCall:
@@ -112,6 +116,8 @@ class Phone:
         self._responder_periods: tuple[int, ...] = ()
         self._verify_lock = asyncio.Lock()
         self.ua.on_registration = self._registration_changed
+        self._revocation_task: asyncio.Task[None] | None = None
+        self.revocation_problem: str | None = None  # why the last revocation list fetch failed
 
     def __repr__(self) -> str:
         return f"<Phone {self.settings.uri} profile={self.settings.profile.name}>"
@@ -159,6 +165,8 @@ class Phone:
             self._mikey_responder()  # fails early (one line) when the keystore holds no keys
         await self.ua.start()
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
+        if self.settings.kms is not None and self.settings.keystore is not None:
+            self._revocation_task = asyncio.get_running_loop().create_task(self._revocation_loop())
 
     async def register(self, timeout: float = REGISTER_TIMEOUT) -> int:
         """REGISTER with the registrar; returns the granted expiry.
@@ -179,6 +187,8 @@ class Phone:
             await call.hangup()
         if self._accept_task is not None:
             self._accept_task.cancel()
+        if self._revocation_task is not None:
+            self._revocation_task.cancel()
         await self.ua.close()
 
     async def __aenter__(self) -> Phone:
@@ -187,6 +197,31 @@ class Phone:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # --- revocation --------------------------------------------------------------------------------
+    def revoked(self) -> frozenset[str]:
+        """Identities this phone refuses: the local ``revoked`` set and every verified KMS list held."""
+        held = self.settings.keystore.revoked() if self.settings.keystore is not None else frozenset()
+        return self.settings.revoked | held
+
+    async def refresh_revocations(self) -> bool:
+        """Fetch and verify the KMS's revocation list now; False (and :attr:`revocation_problem`) if refused
+        or unreachable — the list held before stays in force."""
+        if self.settings.kms is None or self.settings.keystore is None:
+            return False
+        try:
+            await asyncio.to_thread(refresh_revocations, self.settings.keystore, self.settings.kms)
+        except (KmsClientError, KeystoreError) as exc:
+            self.revocation_problem = str(exc)
+            log.warning("revocation list: %s", exc)
+            return False
+        self.revocation_problem = None
+        return True
+
+    async def _revocation_loop(self) -> None:
+        while True:
+            await self.refresh_revocations()
+            await asyncio.sleep(max(self.settings.revocation_refresh_s, 0.1))
 
     # --- keys --------------------------------------------------------------------------------------
     def _keystore(self) -> Keystore:
@@ -306,8 +341,9 @@ class Phone:
         answerer = Answerer(profile, self.host, reserve_port(self.host), responder)
         try:
             negotiated = await self.verify_offer(answerer, session.remote_body, claimed)
-            if negotiated.peer_identity in self.settings.revoked or (
-                    negotiated.security is SecurityLevel.SDES_INTEROP and claimed in self.settings.revoked):
+            revoked = self.revoked()
+            if negotiated.peer_identity in revoked or (
+                    negotiated.security is SecurityLevel.SDES_INTEROP and claimed in revoked):
                 who = negotiated.peer_identity or claimed
                 raise NegotiationError(f"MIKEY-SAKKE revoked identity: {who} is revoked")
         except NegotiationError as exc:
@@ -462,7 +498,7 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
                       proxy=account.registrar, transport=profile.transport, host=account.local_host,
                       tls_server=tls_server, tls_client=tls_client, display_name=account.display_name,
                       nameserver=account.nameserver, instance_id=instance_id(account))
-        keystore = None
+        keystore = kms = None
         if profile.keying is Keying.MIKEY_SAKKE:
             if account.keystore is None:
                 raise CallError(f"account {account.name}: profile {profile.name} needs a keystore (keystore = ...)")
@@ -472,7 +508,10 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
             keystore = Keystore.open_or_create(account.keystore, passphrase.encode())
             if fetch_keys:
                 fetch_account_keys(account, keystore)
-        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
+            if account.kms_url:  # the signed revocation list is fetched from here at start and on a schedule
+                kms = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked(),
+                             kms=kms)
     except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:
