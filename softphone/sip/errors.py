@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from softphone.errors import SoftphoneError
 
-class SipError(Exception):
+
+class SipError(SoftphoneError):
     """Base class of every error raised by ``softphone.sip``."""
 
 
@@ -44,3 +46,7 @@ class RegistrationFailed(SipError):
         super().__init__(f"registration failed: {status} {reason}")
         self.status = status
         self.reason = reason
+
+
+class SessionStateError(SipError):
+    """A call operation was asked for in a state that does not allow it (answer after CANCEL ...)."""

@@ -16,24 +16,39 @@ import asyncio
 import logging
 import secrets
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .auth import Challenge, DigestCredentials
+from .auth import Challenge, DigestCredentials, parse_auth_params
+from .dispatch import ALLOW, MAX_SESSIONS, Dispatcher, server_key
+from .drivers import ClientTxDriver, ServerTxDriver
 from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
-from .headers import Headers, Via
-from .message import MAX_MESSAGE_SIZE, Message, Request, Response, make_response, parse_cseq
+from .headers import Via
+from .limits import Counts, Limits
+from .message import MAX_MESSAGE_SIZE, Request, Response
+from .registration import MAX_ATTEMPTS as MAX_REGISTER_ATTEMPTS
+from .registration import Backoff, Recovery, Registration, RegistrationStatus, RegState
+from .resolve import ALL_TRANSPORTS, Resolver
 from .session import CallState, InviteSession
-from .transaction import ClientTransaction, ServerTransaction, Timers, _Base
-from .transport import UDP_SIZE_LIMIT, Addr, Source, StreamConnection, TransportLayer
+from .transaction import (
+    Acked,
+    ClientTransaction,
+    RequestRetransmitted,
+    ResponseReceived,
+    State,
+    Terminated,
+    TimedOut,
+    Timers,
+    TransactionEvent,
+)
+from .transport import UDP_SIZE_LIMIT, Addr, StreamConnection, TransportLayer
 from .uri import NameAddr, SipUri
 
+if TYPE_CHECKING:
+    from .outbound import Keeper
+
 log = logging.getLogger(__name__)
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
-MAX_SERVER_TRANSACTIONS = 16384  # Timer J keeps UDP non-INVITE transactions 32 s: ~500 req/s
-MAX_SESSIONS = 256
-SUPPORTED: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -43,6 +58,9 @@ class UAConfig:
     ``transport`` is the one used for REGISTER and initial requests (``udp``, ``tcp``, ``tls``);
     the UA always also listens on TCP beside UDP so large requests can switch (§18.1.1).
     ``tls_server``/``tls_client`` are ``ssl.SSLContext`` objects (see ``lab.certs``).
+    ``auth_realms``: the only digest realms credentials are sent to. None: the registrar's domain and
+    the realms our registrar challenged a successful REGISTER with (a challenge for any other realm,
+    say from a callee, is refused and the request fails).
     """
 
     aor: str
@@ -62,6 +80,15 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     max_message_size: int = MAX_MESSAGE_SIZE
     incoming_queue: int = 16
+    limits: Limits = field(default_factory=Limits)  # per-source rate, transaction and connection budgets
+    auth_realms: tuple[str, ...] | None = None  # digest realms we answer; None: the registrar's (see below)
+    nameserver: str | None = None     # "host:port" for RFC 3263 lookups (default: the system resolver)
+    instance_id: str | None = None    # "urn:uuid:…": +sip.instance and reg-id in Contact (RFC 5626)
+    reg_id: int = 1
+    keepalive: float | None = None    # ping interval; default 120 s on TCP/TLS, 25 s on UDP (RFC 5626 §4.4)
+    pong_timeout: float = 10.0
+    retry_base: float = 30.0          # RFC 5626 §4.5 base-time and max-time of the retry backoff
+    retry_max: float = 1800.0
 
 
 class UserAgent:
@@ -73,23 +100,29 @@ class UserAgent:
         self.timers = config.timers
         self.credentials = (DigestCredentials(config.username, config.password)
                             if config.username and config.password is not None else None)
-        self.transport = TransportLayer(self._on_message, self._on_bad_message, host=config.host,
-                                        tls_server=config.tls_server, tls_client=config.tls_client,
-                                        max_size=config.max_message_size)
+        self.dispatcher = Dispatcher(self)
+        self.transport = self._transport_layer()
+        self.server_owners = Counts(config.limits.transactions)  # server transactions per source
         self.incoming: asyncio.Queue[InviteSession] = asyncio.Queue(maxsize=config.incoming_queue)
-        self.registered_expires: int | None = None
         self.register_count = 0
         self.stats = {"requests": 0, "responses": 0, "bad": 0}
-        self._client: dict[tuple[str, str], ClientTransaction] = {}
+        self._client: dict[tuple[str, str], ClientTxDriver] = {}
         self._client_dest: dict[int, tuple[Addr, StreamConnection | None]] = {}
-        self._server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._server: dict[tuple[str, str, str], ServerTxDriver] = {}
         self._sessions: dict[str, InviteSession] = {}          # by Call-ID (pending + dialog)
         self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresh: asyncio.Task[None] | None = None
-        self._reg_call_id = f"{secrets.token_hex(10)}@{config.host}"
-        self._reg_cseq = 0
-        self._reg_challenge: tuple[str, Challenge] | None = None
+        self.resolver = Resolver(config.nameserver)
+        self.recovery: Recovery | None = None
+        self.keeper: Keeper | None = None
+        self.on_registration: Callable[[RegistrationStatus], None] | None = None
+        self.flow: tuple[Addr, StreamConnection | None] | None = None   # where our binding's REGISTER went
+        registrar = SipUri.parse(config.registrar) if config.registrar else SipUri(
+            self.aor.scheme, None, None, self.aor.host, self.aor.port)
+        self.registration = Registration(self.aor, f"{secrets.token_hex(10)}@{config.host}", registrar)
+        self.rng: Callable[[], float] = secrets.SystemRandom().random  # glare retry windows (§14.1)
+        self.learned_realms: set[str] = {registrar.host}
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -103,14 +136,30 @@ class UserAgent:
                 if self.config.port:
                     raise
                 await self.transport.close()
-                self.transport = TransportLayer(
-                    self._on_message, self._on_bad_message, host=self.config.host,
-                    tls_server=self.config.tls_server, tls_client=self.config.tls_client,
-                    max_size=self.config.max_message_size)
+                self.transport = self._transport_layer()
         else:
             raise TransportError("no free port for UDP and TCP")
         if self.config.tls_server is not None:
             await self.transport.listen("tls", self.config.tls_port)
+        await self._trust_our_hop()
+
+    def _transport_layer(self) -> TransportLayer:
+        config = self.config
+        return TransportLayer(self.dispatcher.on_message, self.dispatcher.on_bad_message, host=config.host,
+                              tls_server=config.tls_server, tls_client=config.tls_client,
+                              max_size=config.max_message_size, limits=config.limits)
+
+    async def _trust_our_hop(self) -> None:
+        """Exempt our proxy (or registrar) from the per-source limits: it carries every inbound call."""
+        if not (self.config.proxy or self.config.registrar):
+            return
+        hop = SipUri.parse(self.config.proxy) if self.config.proxy else self.registration.registrar
+        try:
+            host = await self.transport.resolve(hop.host, hop.port or 5060)
+        except TransportError as exc:
+            log.info("cannot resolve our proxy %s now: %s", hop.host, exc)
+            return
+        self.transport.trusted.add((host, hop.port or (5061 if hop.transport == "tls" else 5060)))
 
     async def close(self) -> None:
         """Hang up calls, unregister, stop timers and close sockets."""
@@ -128,6 +177,8 @@ class UserAgent:
             task.cancel()
         for tx in list(self._client.values()) + list(self._server.values()):
             tx.terminate()
+        for session in list(self._sessions.values()):
+            session.detach()
         await self.transport.close()
 
     async def __aenter__(self) -> UserAgent:
@@ -179,20 +230,42 @@ class UserAgent:
         return f'399 {self.config.host} "{safe[:200]}"'
 
     # -- routing ----------------------------------------------------------------------------------
-    async def _destination(self, uri: SipUri, size: int) -> Addr:
-        """Transport, address and port for a next-hop URI (RFC 3263 without NAPTR/SRV)."""
-        proto = uri.transport
-        if proto not in ("udp", "tcp", "tls"):
-            raise TransportError(f"unsupported transport {proto!r}")
-        if proto == "udp" and size > UDP_SIZE_LIMIT:
-            proto = "tcp"  # RFC 3261 §18.1.1
-        port = uri.port or (5061 if proto == "tls" else 5060)
-        host = await self.transport.resolve(uri.host, port)
-        if "transport" not in uri.params and uri.scheme == "sip" and (
-                conn := self.transport.connections.get(("tcp", host, port))):
-            if conn.transport is not None and not conn.transport.is_closing():
-                return Addr("tcp", host, port)  # reuse an open connection to that peer (RFC 5923 §5)
-        return Addr(proto, host, port)
+    async def _destinations(self, uri: SipUri, size: int,
+                            transports: tuple[str, ...] | None = None) -> list[tuple[Addr, str]]:
+        """Transport, address and port for a next-hop URI in the order to try (RFC 3263), with the
+        name a TLS certificate must carry."""
+        if transports is None:
+            first = self.config.transport
+            transports = (first, *(t for t in ALL_TRANSPORTS if t != first))
+        out: list[tuple[Addr, str]] = []
+        for target in await self.resolver.resolve(uri, transports):
+            proto = target.proto
+            if proto not in ("udp", "tcp", "tls"):
+                continue
+            if proto == "udp" and size > UDP_SIZE_LIMIT:
+                proto = "tcp"  # RFC 3261 §18.1.1
+            host, port = target.address, target.port
+            if "transport" not in uri.params and uri.scheme == "sip" and (
+                    conn := self.transport.connections.get(("tcp", host, port))):
+                if conn.transport is not None and not conn.transport.is_closing():
+                    proto = "tcp"  # reuse an open connection to that peer (RFC 5923 §5)
+            out.append((Addr(proto, host, port), target.tls_name))
+        if not out:
+            raise TransportError(f"unsupported transport for {uri}")
+        return out
+
+    async def _open(self, targets: list[tuple[Addr, str]]) -> tuple[Addr, StreamConnection | None]:
+        """The first target that can be reached (a stream connects; UDP always can)."""
+        error: TransportError | None = None
+        for addr, name in targets:
+            if addr.proto == "udp":
+                return addr, None
+            try:
+                return addr, await self.transport.connect(addr, server_hostname=name or None)
+            except TransportError as exc:
+                log.info("%s; trying the next target", exc)
+                error = exc
+        raise error or TransportError("no target")
 
     def _add_via(self, req: Request, proto: str) -> None:
         port = self.transport.ports.get(proto) or self.transport.ports["udp"]
@@ -203,42 +276,41 @@ class UserAgent:
         return SipUri.parse(self.config.proxy) if self.config.proxy else req.uri
 
     async def send_request(self, req: Request, *, dest: tuple[Addr, StreamConnection | None] | None = None,
-                           dest_uri: SipUri | None = None, keep_via: bool = False) -> ClientTransaction:
+                           dest_uri: SipUri | None = None, keep_via: bool = False) -> ClientTxDriver:
         """Start a client transaction for ``req`` (adds Via unless ``keep_via``)."""
         if "Max-Forwards" not in req.headers:
             req.headers.add("Max-Forwards", "70")
         if "User-Agent" not in req.headers:
             req.headers.add("User-Agent", self.config.user_agent)
         if dest is None:
-            addr = await self._destination(dest_uri or self._initial_hop(req), len(req.encode()) + 120)
-            conn = await self.transport.connect(addr) if addr.proto != "udp" else None
+            addr, conn = await self._open(await self._destinations(
+                dest_uri or self._initial_hop(req), len(req.encode()) + 120))
         else:
             addr, conn = dest
         if not keep_via:
             self._add_via(req, addr.proto)
         branch = req.top_via.branch or ""
         method = req.method
-        tx = ClientTransaction(req, lambda data: self.transport.send_bytes(data, addr, conn),
-                               addr.proto != "udp", self.timers, self._tx_done,
-                               lambda resp: self._tx_response(tx, resp))
+        tx = ClientTxDriver(ClientTransaction(req, addr.proto != "udp", self.timers),
+                            lambda data: self.transport.send_bytes(data, addr, conn),
+                            lambda event: self._client_event(tx, event))
         self._client[(branch, method)] = tx
         self._client_dest[id(tx)] = (addr, conn)
         tx.start()
         return tx
 
-    def last_dest(self, tx: ClientTransaction) -> tuple[Addr, StreamConnection | None]:
+    def last_dest(self, tx: ClientTxDriver) -> tuple[Addr, StreamConnection | None]:
         return self._client_dest[id(tx)]
 
-    def client_tx_for(self, req: Request) -> ClientTransaction | None:
+    def client_tx_for(self, req: Request) -> ClientTxDriver | None:
         return next((tx for tx in self._client.values()
                      if tx.request.call_id == req.call_id and tx.request.method == req.method
-                     and tx.state.value != "terminated"), None)
+                     and tx.state is not State.TERMINATED), None)
 
     async def send_stateless(self, req: Request, uri: SipUri) -> tuple[bytes, tuple[Addr, StreamConnection | None]]:
         """Send a request outside any transaction (ACK for 2xx, §13.2.2.4); returns what to resend."""
         req.headers.add("Max-Forwards", "70") if "Max-Forwards" not in req.headers else None
-        addr = await self._destination(uri, len(req.encode()) + 120)
-        conn = await self.transport.connect(addr) if addr.proto != "udp" else None
+        addr, conn = await self._open(await self._destinations(uri, len(req.encode()) + 120))
         self._add_via(req, addr.proto)
         data = req.encode()
         self.transport.send_bytes(data, addr, conn)
@@ -248,10 +320,40 @@ class UserAgent:
                       timeout: float | None = None) -> Response:
         """Send a non-INVITE (or re-INVITE) request and return its final response.
 
-        A 401/407 is answered once with digest credentials (new branch, CSeq + 1).
+        A 401/407 is answered once with digest credentials (new branch, CSeq + 1). A timeout, a
+        transport error or a 503 moves on to the next RFC 3263 target (§4.3) with a new branch.
         """
+        resp, _ = await self.request_flow(req, dest_uri=dest_uri, timeout=timeout)
+        return resp
+
+    async def request_flow(self, req: Request, *, dest_uri: SipUri | None = None, timeout: float | None = None,
+                           transports: tuple[str, ...] | None = None,
+                           ) -> tuple[Response, tuple[Addr, StreamConnection | None]]:
+        """:meth:`request`, also returning the flow (address, connection) the final response came on."""
+        uri = dest_uri or self._initial_hop(req)
+        targets = await self._destinations(uri, len(req.encode()) + 120, transports)
+        error: SipError | None = None
+        for index, (addr, name) in enumerate(targets):
+            if index:
+                req = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
+                req.headers.remove("Via")
+            try:
+                dest = await self._open([(addr, name)])
+                resp, dest = await self._authorized_request(req, dest, uri, timeout)
+            except (TransactionTimeout, TransportError) as exc:
+                log.info("%s to %s:%s:%d failed (%s)", req.method, addr.proto, addr.host, addr.port, exc)
+                error = exc
+                continue
+            if resp.status == 503 and index + 1 < len(targets):
+                log.info("%s to %s:%d: 503; trying the next target", req.method, addr.host, addr.port)
+                continue
+            return resp, dest
+        raise error or TransportError("no target")
+
+    async def _authorized_request(self, req: Request, dest: tuple[Addr, StreamConnection | None], uri: SipUri,
+                                  timeout: float | None) -> tuple[Response, tuple[Addr, StreamConnection | None]]:
         for attempt in range(2):
-            tx = await self.send_request(req, dest_uri=dest_uri)
+            tx = await self.send_request(req, dest=dest)
             try:
                 resp = await asyncio.wait_for(asyncio.shield(tx.final), timeout)
             except TimeoutError:
@@ -259,23 +361,50 @@ class UserAgent:
                 raise TransactionTimeout(f"no final response to {req.method}") from None
             if resp.status in (401, 407) and attempt == 0 and self.credentials and "tag" not in req.to.params:
                 req = self._authorized_copy(req, resp)
+                if dest[1] is not None and dest[1].transport is not None and dest[1].transport.is_closing():
+                    dest = await self._open([(dest[0], uri.host)])
                 continue
-            return resp
-        return resp
+            if attempt == 1 and req.method == "REGISTER" and 200 <= resp.status < 300:
+                self.learned_realms.add(self._answered_realm(req))
+            return resp, dest
+        return resp, dest
 
-    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+    def _answered_realm(self, req: Request) -> str:
+        for name in ("Authorization", "Proxy-Authorization"):
+            value = req.headers.get(name)
+            if value:
+                return parse_auth_params(value.partition(" ")[2]).get("realm", "")
+        return ""
+
+    def realm_allowed(self, realm: str, method: str) -> bool:
+        """Whether credentials may answer a challenge for ``realm`` (digest harvesting, RFC 3261 §26.3.2.2)."""
+        if self.config.auth_realms is not None:
+            return realm in self.config.auth_realms
+        return method == "REGISTER" or realm in self.learned_realms
+
+    def choose_challenge(self, resp: Response, method: str) -> Challenge:
+        """The strongest acceptable challenge of a 401/407: SHA-256 over MD5, qop=auth over none."""
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        challenge = None
-        for value in resp.headers.get_all(header) or [resp.headers.get(header) or ""]:
+        offered: list[Challenge] = []
+        for value in resp.headers.get_all(header):
             try:
-                candidate = Challenge.parse(value)
+                offered.append(Challenge.parse(value))
             except ParseError:
                 continue
-            if candidate.supported:
-                challenge = candidate
-                break
-        if challenge is None or self.credentials is None:
+        usable = [c for c in offered if c.supported]
+        if not usable:
             raise RegistrationFailed(resp.status, "no usable digest challenge")
+        ours = [c for c in usable if self.realm_allowed(c.realm, method)]
+        if not ours:
+            realms = ", ".join(sorted({repr(c.realm[:40]) for c in usable}))
+            raise RegistrationFailed(resp.status, f"digest challenge for realm {realms} refused: not our "
+                                                  "registrar's realm")
+        return max(ours, key=lambda c: (c.algorithm == "SHA-256", "auth" in c.qop))
+
+    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+        challenge = self.choose_challenge(resp, req.method)
+        if self.credentials is None:
+            raise RegistrationFailed(resp.status, "no credentials")
         new = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
         new.headers.remove("Via")
         num, method = req.cseq
@@ -283,43 +412,92 @@ class UserAgent:
         name = "Authorization" if resp.status == 401 else "Proxy-Authorization"
         new.headers.set(name, self.credentials.authorization(challenge, req.method, str(req.uri)))
         if req.method == "REGISTER":
-            self._reg_cseq = num + 1
+            self.registration.resent_with_credentials(num + 1)
         return new
 
-    def _tx_response(self, tx: ClientTransaction, resp: Response) -> None:
+    def _client_event(self, tx: ClientTxDriver, event: TransactionEvent) -> None:
+        if isinstance(event, ResponseReceived):
+            resp = event.response
+            if resp.status >= 200 and not tx.final.done():
+                tx.final.set_result(resp)
+            self._tx_response(tx, resp)
+        elif isinstance(event, TimedOut):
+            if not tx.final.done():
+                tx.final.set_exception(TransactionTimeout(f"no final response to {tx.request.method}"))
+                tx.final.exception()  # the session (INVITE) or the awaiting request() reports it
+            session = self._sessions.get(tx.request.call_id)
+            if tx.request.method == "INVITE" and session is not None:
+                session.transaction_timeout(tx.request)
+        elif isinstance(event, Terminated):
+            self._client.pop((tx.request.top_via.branch or "", tx.request.method), None)
+            self._client_dest.pop(id(tx), None)
+
+    def _server_event(self, tx: ServerTxDriver, event: TransactionEvent) -> None:
+        if isinstance(event, Terminated):
+            key = tx.key or server_key(tx.request)
+            if self._server.get(key) is tx:
+                del self._server[key]
+                if tx.owner:
+                    self.server_owners.release(tx.owner)
+        elif isinstance(event, RequestRetransmitted):
+            session = self._sessions.get(tx.request.call_id)
+            if session is not None:
+                session.receive(event.request)
+        elif isinstance(event, (Acked, TimedOut)):
+            pass  # a non-2xx final was acknowledged, or never: nothing more for the TU
+
+    def _tx_response(self, tx: ClientTxDriver, resp: Response) -> None:
         session = self._sessions.get(resp.call_id)
         if tx.request.method == "INVITE" and session is not None and session.invite is tx.request:
             if resp.status in (401, 407) and self.credentials and not tx.request.headers.get(
                     "Authorization") and not tx.request.headers.get("Proxy-Authorization"):
                 self.spawn(self._reinvite_with_auth(session, resp))
                 return
-            session._on_invite_response(resp)
-        elif (tx.request.method == "INVITE" and session is not None and 200 <= resp.status < 300
-              and tx.final.done() and tx.final.result() is not resp):
-            session._resend_ack()  # a retransmitted 2xx to a re-INVITE: our ACK was lost (§13.2.2.4)
+            session.receive(resp)
+        elif tx.request.method == "INVITE" and session is not None:
+            session.receive(resp)  # a re-INVITE's responses (a retransmitted 2xx: our ACK was lost)
 
     async def _reinvite_with_auth(self, session: InviteSession, resp: Response) -> None:
         try:
             session.invite = self._authorized_copy(session.invite, resp)
             await self._start_invite(session)
         except SipError as exc:
-            session._on_invite_response(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
+            reason = exc.reason if isinstance(exc, RegistrationFailed) else resp.reason
+            session.receive(Response(headers=resp.headers, status=resp.status, reason=reason))
             log.info("INVITE authentication failed: %s", exc)
 
-    def _tx_done(self, tx: _Base) -> None:
-        if isinstance(tx, ClientTransaction):
-            self._client.pop((tx.request.top_via.branch or "", tx.request.method), None)
-            self._client_dest.pop(id(tx), None)
-        else:
-            self._server.pop(_server_key(tx.request), None)
+    # -- registration (RFC 3261 §10; the requests and outcomes are in .registration) ------------------
+    @property
+    def registered_expires(self) -> int | None:
+        """The granted expiry of our binding, None when not registered."""
+        return self.registration.expires
 
-    # -- registration (RFC 3261 §10) ---------------------------------------------------------------
+    @property
+    def registration_status(self) -> RegistrationStatus:
+        """State, expiry / next retry (``loop.time()`` clock) and the last failure of our binding."""
+        return self.recovery.status if self.recovery else RegistrationStatus(RegState.UNREGISTERED)
+
     async def register(self, expires: int | None = None) -> int:
-        """REGISTER our Contact; returns the granted expiry and keeps refreshing before it lapses."""
-        granted = await self._register_once(self.config.expires if expires is None else expires)
+        """REGISTER our Contact; returns the granted expiry.
+
+        Afterwards :class:`~.outbound.Keeper` refreshes the binding, retries failures with backoff,
+        pings the flow and registers again when it dies. If this first attempt fails the error is
+        raised and the keeper retries in the background all the same.
+        """
+        from .outbound import Keeper
+
+        want = self.config.expires if expires is None else expires
         if self._refresh:
             self._refresh.cancel()
-        self._refresh = asyncio.get_running_loop().create_task(self._refresh_loop(granted))
+        loop = asyncio.get_running_loop()
+        self.recovery = Recovery(backoff=Backoff(self.config.retry_base, self.config.retry_max), rng=self.rng,
+                                 keepalive=self.config.keepalive, pong_timeout=self.config.pong_timeout)
+        self.keeper = keeper = Keeper(self, self.recovery, want)
+        self.recovery.start(loop.time())
+        try:
+            granted = await keeper.attempt()
+        finally:
+            self._refresh = loop.create_task(keeper.run())
         return granted
 
     async def unregister(self) -> None:
@@ -327,52 +505,46 @@ class UserAgent:
         if self._refresh:
             self._refresh.cancel()
             self._refresh = None
+        if self.recovery:
+            self.recovery.stop()
+            self.report_registration()
         await self._register_once(0)
-        self.registered_expires = None
+
+    def report_registration(self) -> None:
+        if self.on_registration is not None:
+            self.on_registration(self.registration_status)
+
+    def register_contact(self) -> str:
+        """Our Contact for REGISTER: with ``+sip.instance`` and ``reg-id`` when outbound is used (RFC 5626 §4.2)."""
+        contact = str(self.contact)
+        if self.config.instance_id:
+            contact += f';+sip.instance="<{self.config.instance_id}>";reg-id={self.config.reg_id}'
+        return contact
 
     async def _register_once(self, expires: int) -> int:
-        registrar = SipUri.parse(self.config.registrar) if self.config.registrar else SipUri(
-            self.aor.scheme, None, None, self.aor.host, self.aor.port)
-        for _ in range(3):
-            self._reg_cseq += 1
-            req = Request(method="REGISTER", uri=registrar)
-            req.headers.add("From", f"<{self.aor}>;tag={self.new_tag()}")
-            req.headers.add("To", f"<{self.aor}>")
-            req.headers.add("Call-ID", self._reg_call_id)
-            req.headers.add("CSeq", f"{self._reg_cseq} REGISTER")
-            req.headers.add("Contact", f"{self.contact};expires={expires}")
-            req.headers.add("Expires", str(expires))
-            hop = SipUri.parse(self.config.proxy) if self.config.proxy else registrar
-            resp = await self.request(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1)
-            if resp.status == 423 and resp.headers.get("Min-Expires", "").isdigit():
-                expires = int(resp.headers.get("Min-Expires") or expires)
-                continue
-            if not 200 <= resp.status < 300:
-                raise RegistrationFailed(resp.status, resp.reason)
-            self.register_count += 1
-            if expires == 0:
-                return 0
-            granted = expires
-            for value in resp.headers.get_all("Contact"):
-                try:
-                    c = NameAddr.parse(value)
-                except ParseError:
-                    continue
-                if c.uri.user == self.aor.user and c.uri.port == self.contact.uri.port and str(
-                        c.params.get("expires") or "").isdigit():
-                    granted = int(c.params["expires"] or granted)
-            self.registered_expires = granted
-            return granted
-        raise RegistrationFailed(423, "Interval Too Brief")
+        granted, _, _ = await self.register_flow(expires)
+        return granted
 
-    async def _refresh_loop(self, expires: int) -> None:
-        while True:
-            await asyncio.sleep(max(0.5, expires / 2 if expires < 60 else expires - 30))
-            try:
-                expires = await self._register_once(expires)
-            except (TimeoutError, SipError) as exc:
-                log.warning("registration refresh failed: %s", exc)
-                expires = max(expires // 2, 2)
+    async def register_flow(self, expires: int) -> tuple[int, Response, tuple[Addr, StreamConnection | None]]:
+        """One REGISTER (answering 401 and 423) through the registrar's RFC 3263 targets in order:
+        the granted expiry, the final response and the flow it went over."""
+        reg = self.registration
+        hop = SipUri.parse(self.config.proxy) if self.config.proxy else reg.registrar
+        for _ in range(MAX_REGISTER_ATTEMPTS):
+            req = reg.request(self.contact, expires, self.new_tag(), contact_text=self.register_contact())
+            if self.config.instance_id:
+                req.headers.add("Supported", "outbound, path")
+            resp, flow = await self.request_flow(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1,
+                                                 transports=(self.config.transport,))
+            outcome = reg.outcome(resp, self.contact, expires)
+            if outcome.retry is not None:
+                expires = outcome.retry
+                continue
+            self.register_count += 1
+            if expires:
+                self.flow = flow
+            return outcome.granted or 0, resp, flow
+        raise RegistrationFailed(423, "Interval Too Brief")
 
     # -- requests we originate ---------------------------------------------------------------------
     def _new_request(self, method: str, target: SipUri) -> Request:
@@ -407,15 +579,7 @@ class UserAgent:
         return session
 
     async def _start_invite(self, session: InviteSession) -> None:
-        tx = await self.send_request(session.invite)
-        tx.final.add_done_callback(lambda f: self._invite_final(session, f))
-
-    def _invite_final(self, session: InviteSession, fut: asyncio.Future[Response]) -> None:
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if isinstance(exc, TransactionTimeout):
-            session._on_invite_timeout(exc)
+        await self.send_request(session.invite)
 
     def register_dialog(self, session: InviteSession) -> None:
         assert session.dialog is not None
@@ -426,225 +590,3 @@ class UserAgent:
             del self._sessions[session.call_id]
         if session.dialog is not None:
             self._dialogs.pop(session.dialog.key, None)
-
-    # -- receiving ---------------------------------------------------------------------------------
-    def _on_bad_message(self, data: bytes, exc: ParseError, src: Source) -> None:
-        """Answer 400 (or 413/505) when enough of a request survives to address a response."""
-        self.stats["bad"] += 1
-        if src.proto != "udp":
-            return
-        resp = salvage_error_response(data, exc)
-        if resp is None:
-            return
-        resp.headers.add("Warning", self.warning(str(exc)))
-        try:
-            self.transport.send_bytes(resp.encode(), Addr("udp", src.host, src.port))
-        except SipError as err:
-            log.info("could not send %d: %s", exc.status, err)
-
-    def _on_message(self, msg: Message, src: Source) -> None:
-        try:
-            if isinstance(msg, Request):
-                self.stats["requests"] += 1
-                self._on_request(msg, src)
-            else:
-                self.stats["responses"] += 1
-                self._on_response(msg)  # type: ignore[arg-type]
-        except ParseError as exc:
-            log.info("rejected %r: %s", msg, exc)
-            self._reply_error(msg, src, exc.status, str(exc))
-        except Exception:  # a bug must cost one message, never the UA  # noqa: BLE001
-            log.exception("internal error handling %r", msg)
-            self._reply_error(msg, src, 500, "internal error")
-
-    def _reply_error(self, msg: Message, src: Source, status: int, why: str) -> None:
-        if not isinstance(msg, Request) or msg.method == "ACK":
-            return
-        try:
-            resp = make_response(msg, status, extra=[("Warning", self.warning(why))])
-            self._responder(msg, src)(resp.encode())
-        except (SipError, OSError) as exc:
-            log.info("could not send %d: %s", status, exc)
-
-    def _on_response(self, resp: Response) -> None:
-        vias = resp.headers.get_all("Via")
-        if len(vias) != 1:
-            log.info("dropping response with %d Via values", len(vias))
-            return
-        via = Via.parse(vias[0])
-        tx = self._client.get((via.branch or "", resp.cseq[1]))
-        if tx is not None:
-            tx.receive(resp)
-            return
-        if resp.cseq[1] == "INVITE" and 200 <= resp.status < 300:
-            session = self._sessions.get(resp.call_id)
-            if session is not None and session.dialog is not None:
-                session._resend_ack()  # a 2xx retransmission after the transaction ended
-                return
-        log.debug("stray response %r", resp)
-
-    def _responder(self, req: Request, src: Source):  # type: ignore[no-untyped-def]
-        """A send(bytes) callable following RFC 3261 §18.2.2 and RFC 3581."""
-        if src.conn is not None:
-            conn = src.conn
-            return conn.send
-        via = req.top_via
-        host = via.params.get("received") or via.host
-        port = int(via.params["rport"]) if (via.params.get("rport") or "").isdigit() else (via.port or 5060)
-        addr = Addr("udp", host.strip("[]"), port)
-        return lambda data: self.transport.send_bytes(data, addr)
-
-    def _on_request(self, req: Request, src: Source) -> None:
-        via = req.top_via
-        if via.host.strip("[]") != src.host or "rport" in via.params:
-            via.params["received"] = src.host
-        if "rport" in via.params:
-            via.params["rport"] = str(src.port)
-        vias = req.headers.get_all("Via")
-        req.headers.remove("Via")
-        req.headers.add("Via", str(via))
-        for other in vias[1:]:
-            req.headers.add("Via", other)
-
-        key = _server_key(req)
-        if req.method == "ACK":
-            tx = self._server.get(key)
-            if tx is not None:
-                tx.ack()
-                return
-            session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
-            if session is not None:
-                session._on_ack(req)
-            return
-        existing = self._server.get(key)
-        if existing is not None:
-            existing.retransmission()
-            return
-        send = self._responder(req, src)
-        if len(self._server) >= MAX_SERVER_TRANSACTIONS:
-            send(make_response(req, 503, extra=[("Retry-After", "5")]).encode())
-            return
-        tx = ServerTransaction(req, send, src.proto != "udp", self.timers, self._tx_done)
-        self._server[key] = tx
-
-        def reply(status: int, warning: str | None = None, extra: list[tuple[str, str]] | None = None,
-                  body: bytes = b"") -> None:
-            hdrs = list(extra or [])
-            if warning:
-                hdrs.append(("Warning", self.warning(warning)))
-            tx.respond(make_response(req, status, to_tag=self.new_tag(), extra=hdrs, body=body))
-
-        if req.uri.scheme not in ("sip", "sips"):
-            return reply(416, f"unsupported URI scheme {req.uri.scheme}")
-        unsupported = [o for o in req.headers.get_all("Require") if o.lower() not in SUPPORTED]
-        if unsupported and req.method != "CANCEL":
-            return reply(420, extra=[("Unsupported", ", ".join(unsupported))])
-        if req.method == "CANCEL":
-            return self._on_cancel(req, tx, reply)
-        to_tag = req.to.tag
-        if to_tag:
-            session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
-            if session is None or session.dialog is None:
-                return reply(481)
-            if not session.dialog.check_remote_cseq(req):
-                return reply(500, "CSeq out of order")
-            if req.method == "BYE":
-                reply(200)
-                return session._on_bye(req)
-            if req.method == "INVITE":
-                if req.body and req.content_type != "application/sdp":
-                    return reply(415, extra=[("Accept", "application/sdp")])
-                return session._on_reinvite(req, tx)
-            if req.method == "OPTIONS":
-                return reply(200, extra=self._options_headers())
-            return reply(405, extra=[("Allow", ALLOW)])
-        if req.method == "INVITE":
-            return self._on_invite(req, tx, reply)
-        if req.method == "OPTIONS":
-            return reply(200, extra=self._options_headers())
-        if req.method == "BYE":
-            return reply(481)
-        return reply(405, extra=[("Allow", ALLOW)])
-
-    def _options_headers(self) -> list[tuple[str, str]]:
-        return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Contact", str(self.contact)),
-                ("Server", self.config.user_agent)]
-
-    def _on_invite(self, req: Request, tx: ServerTransaction, reply) -> None:  # type: ignore[no-untyped-def]
-        if req.body and req.content_type != "application/sdp":
-            return reply(415, extra=[("Accept", "application/sdp")])
-        if req.contact is None or not req.from_.tag:
-            return reply(400, "INVITE lacks Contact or From tag")
-        if req.call_id in self._sessions or len(self._sessions) >= MAX_SESSIONS:
-            return reply(486 if req.call_id not in self._sessions else 482)
-        tx.respond(make_response(req, 100))
-        session = InviteSession(self, req, outgoing=False)
-        session.server_tx = tx
-        try:
-            self.incoming.put_nowait(session)
-        except asyncio.QueueFull:
-            return reply(486, "too many unanswered calls")
-        self._sessions[req.call_id] = session
-
-    def _on_cancel(self, req: Request, tx: ServerTransaction, reply) -> None:  # type: ignore[no-untyped-def]
-        invite_tx = self._server.get((req.top_via.branch or "", _sent_by(req.top_via), "INVITE"))
-        if invite_tx is None:
-            return reply(481)
-        reply(200)
-        session = self._sessions.get(req.call_id)
-        if session is not None:
-            session._on_cancel()
-        elif invite_tx.last_response is None or invite_tx.last_response.status < 200:
-            invite_tx.respond(make_response(invite_tx.request, 487, to_tag=self.new_tag()))
-
-
-def _sent_by(via: Via) -> str:
-    return f"{via.host}:{via.port or 5060}"
-
-
-def _server_key(req: Request) -> tuple[str, str, str]:
-    """Server transaction key (RFC 3261 §17.2.3): branch, sent-by, method (ACK → INVITE)."""
-    via = Via.parse(req.headers.get_all("Via")[0])
-    method = "INVITE" if req.method == "ACK" else req.method
-    return (via.branch or "", _sent_by(via), method)
-
-
-def salvage_error_response(data: bytes, exc: ParseError) -> Response | None:
-    """Build the 4xx/5xx for an unparseable request from whatever headers survive (§8.2, §21.4.1).
-
-    Needs a request line and a parseable Via to know where the answer goes; otherwise None (drop).
-    """
-    text = data.decode("utf-8", "replace")
-    lines = text.replace("\r\n", "\n").split("\n")
-    if not lines or lines[0].startswith("SIP/") or " " not in lines[0]:
-        return None
-    headers = Headers()
-    for line in lines[1:]:
-        if not line:
-            break
-        name, colon, value = line.partition(":")
-        if colon and name.strip():
-            headers.add(name.strip(), value.strip())
-    resp = Response(status=exc.status, reason={413: "Request Entity Too Large", 483: "Too Many Hops",
-                                               505: "Version Not Supported"}.get(exc.status, "Bad Request"))
-    try:
-        vias = [str(Via.parse(v)) for v in headers.get_all("Via")]
-    except ParseError:
-        return None
-    if not vias:
-        return None
-    for via in vias:
-        resp.headers.add("Via", via)
-    checks = {"From": NameAddr.parse, "To": NameAddr.parse, "Call-ID": str.strip, "CSeq": parse_cseq}
-    for name, check in checks.items():
-        value = headers.get(name)
-        if value is None or len(value) > 1024:
-            continue
-        try:
-            check(value)  # type: ignore[operator]
-        except ParseError:
-            continue  # a header that is itself the problem is not echoed
-        resp.headers.add(name, value)
-    return resp
-
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def _offer(port: int) -> SessionDescription:
 
 
 @pytest.fixture
-def baresip(tmp_path: Path):  # type: ignore[no-untyped-def]
+def baresip(tmp_path: Path) -> Iterator[Baresip]:
     require_tool("baresip")
     with Baresip(tmp_path / "baresip", user="bob") as bs:
         yield bs

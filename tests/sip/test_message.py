@@ -97,16 +97,21 @@ def test_response_parsing_and_make_response_copies_headers() -> None:
     assert again.call_id == "id" and again.cseq == (2, "BYE")
 
 
+HEAD = b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\n"
+
+
 @pytest.mark.parametrize(("data", "status"), [
     (b"INVITE sip:a@b SIP/3.0\r\nVia: SIP/2.0/UDP h\r\n\r\n", 505),
-    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCSeq: 1 INVITE\r\n\r\n", 400),
-    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n", 400),
-    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 99999999999 INVITE\r\n\r\n", 400),
-    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 10\r\n\r\nshort", 400),
-    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: -1\r\n\r\n", 400),
-    (b"INVITE sip:a@b SIP/2.0\r\nVia: bogus\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n", 400),
-    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: \"unterminated <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n", 400),
-    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 0\r\n\r\n", 483),
+    (HEAD + b"CSeq: 1 INVITE\r\n\r\n", 400),
+    (HEAD + b"Call-ID: x\r\nCSeq: 1 BYE\r\n\r\n", 400),
+    (HEAD + b"Call-ID: x\r\nCSeq: 99999999999 INVITE\r\n\r\n", 400),
+    (HEAD + b"Call-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 10\r\n\r\nshort", 400),
+    (HEAD + b"Call-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"INVITE sip:a@b SIP/2.0\r\nVia: bogus\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\n"
+     b"Call-ID: x\r\nCSeq: 1 INVITE\r\n\r\n", 400),
+    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: \"unterminated <sip:a@b>\r\nTo: <sip:a@b>\r\n"
+     b"Call-ID: x\r\nCSeq: 1 INVITE\r\n\r\n", 400),
+    (HEAD + b"Call-ID: x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 0\r\n\r\n", 483),
     (b"\xff\xfe garbage\r\n\r\n", 400),
     (b"INVITE sip:a@b SIP/2.0\r\n" + b"X-Pad: y\r\n" * 300 + b"\r\n", 413),
     (b"SIP/2.0 999 Odd\r\n\r\n", 400),
@@ -126,7 +131,8 @@ def test_oversized_datagram_is_413() -> None:
 
 def _wire(body: bytes = b"abc", call_id: str = "c") -> bytes:
     return (f"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
-            f"To: <sip:a@b>\r\nCall-ID: {call_id}\r\nCSeq: 1 MESSAGE\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+            f"To: <sip:a@b>\r\nCall-ID: {call_id}\r\nCSeq: 1 MESSAGE\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def test_stream_framer_splits_by_content_length_byte_by_byte() -> None:

@@ -40,9 +40,9 @@ def test_hold_resume_directions_and_version_bump() -> None:
 
 def test_answer_formats_keeps_offer_order() -> None:
     audio = SessionDescription.parse(OFFER).media[0]
-    assert answer_formats(audio, {"pcmu/8000": 1, "telephone-event/8000": 1}) == ["0", "101"]
-    assert answer_formats(audio, {"opus/48000": 1}) == ["96"]
-    assert answer_formats(audio, {"g729/8000": 1}) == []
+    assert answer_formats(audio, {"pcmu/8000": "PCMU", "telephone-event/8000": "DTMF"}) == ["0", "101"]
+    assert answer_formats(audio, {"opus/48000": "Opus"}) == ["96"]
+    assert answer_formats(audio, {"g729/8000": "G.729"}) == []
 
 
 @pytest.mark.parametrize("bad", [
