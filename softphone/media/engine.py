@@ -18,6 +18,7 @@ import heapq
 import itertools
 import selectors
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from softphone.media.transport import Address, Endpoint, Receive
 T = TypeVar("T")
 
 _MAX_WAIT = 0.25  # s: the thread wakes at least this often (bounded waits)
+SWITCH_INTERVAL = 0.0005  # s: how long a thread in Python may hold the GIL while the media thread waits
 _MAX_DATAGRAMS = 64  # read per socket per wake-up, so one flooded socket cannot starve the timers
 
 
@@ -108,6 +110,7 @@ class MediaEngine:
         self._thread: threading.Thread | None = None
         self._users = 0
         self._stop = threading.Event()
+        self._switch_interval = sys.getswitchinterval()
         self.wakeups = 0
 
     @classmethod
@@ -126,6 +129,10 @@ class MediaEngine:
             if self._thread is not None:
                 return
             self._selector = selectors.DefaultSelector()
+            # each tick takes and releases the GIL several times (SRTP, Opus, sockets); with Python's default
+            # 5 ms switch interval a busy GUI/asyncio thread would delay every one of those
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
             self._wake_r, self._wake_w = socket.socketpair()
             self._wake_r.setblocking(False)
             self._wake_w.setblocking(False)
@@ -145,6 +152,7 @@ class MediaEngine:
             thread, wake_w = self._thread, self._wake_w
             self._stop.set()
             self._thread = None
+            sys.setswitchinterval(self._switch_interval)
             self._selector = None
             self._wake_r = self._wake_w = None
             self._heap.clear()
