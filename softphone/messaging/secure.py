@@ -22,6 +22,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from crypto import mcdata
 from crypto.errors import CryptoError
@@ -101,6 +102,27 @@ class Sealer:
         """Drop the conversation key toward ``peer`` (the next message carries a fresh PCK)."""
         self._keys.pop(peer, None)
 
+    def export(self, peer: str) -> dict[str, Any] | None:
+        """The conversation key toward ``peer`` as a JSON-able record (secret: keep it encrypted)."""
+        ck = self._keys.get(peer)
+        if ck is None:
+            return None
+        b = ck.built
+        return {"imessage": b.data.hex(), "key": b.key.hex(), "key_id": b.key_id, "period": b.key_period_no,
+                "created": ck.created, "used": ck.used}
+
+    def restore(self, peer: str, record: dict[str, Any] | None) -> None:
+        """Reuse a conversation key saved with :meth:`export` (its bounds still apply)."""
+        if not record:
+            return
+        try:
+            built = BuiltMessage(IMessage.parse(bytes.fromhex(str(record["imessage"]))), KeyType.PCK,
+                                 bytes.fromhex(str(record["key"])), int(record["key_id"]), int(record["key_id"]),
+                                 int(record["period"]), {})
+        except (KeyError, ValueError, CryptoError):
+            return
+        self._keys[peer] = _ConversationKey(built, float(record["created"]), int(record["used"]))
+
     def _key(self, peer: str, now: float) -> BuiltMessage:
         ntp = ntp_seconds(now)
         ck = self._keys.get(peer)
@@ -120,9 +142,13 @@ class Sealer:
               message_id: uuid.UUID, conversation_id: uuid.UUID) -> Sealed:
         built = self._key(peer, now)
         payload_id = int.from_bytes(uuid.uuid4().bytes[:4], "big")
-        common = {"dppk": built.key, "dppk_id": built.key_id, "date_time": int(now), "payload_id": payload_id}
-        sig = mcdata.protect(first, message_type=first_type, seq=0, **common)
-        body = None if data is None else mcdata.protect(data, message_type=mcdata.MessageType.DATA, seq=1, **common)
+
+        def protect(plain: bytes, message_type: int, seq: int) -> bytes:
+            return mcdata.protect(plain, message_type=message_type, dppk=built.key, dppk_id=built.key_id,
+                                  date_time=int(now), payload_id=payload_id, seq=seq)
+
+        sig = protect(first, first_type, 0)
+        body = None if data is None else protect(data, mcdata.MessageType.DATA, 1)
         envelope = wire.Envelope(built.data, sig, body)
         return Sealed(wire.encode(envelope), wire.CONTENT_TYPE, message_id, conversation_id, payload_id, built.key_id)
 
