@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "keys",     # softphone keys fetch|import|list
     "devices",  # softphone devices
     "call",     # softphone register|call|answer|interactive
+    "message",  # softphone message send|listen|list|read|delete
     "gui",      # softphone gui
 )
 

@@ -116,3 +116,36 @@ async def test_key_period_rollover_between_send_and_read(silo_lab: Lab, tmp_path
     assert got.text == "written before the rollover" and got.time == int(past.timestamp())
     held_after = [k.key_period_no for k in stores["bob"].mikey_key_sets(lab.uri("bob"))]
     assert held_after == [min(held_before) - 1] + held_before
+
+
+def test_cli_send_offline_listen_list_read(silo_lab: Lab, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    lab = silo_lab
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def softphone(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "softphone.cli", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=timeout)
+
+    alice_cfg, bob_cfg = str(lab.account_file("alice", tmp_path)), str(lab.account_file("bob", tmp_path))
+    sent = softphone("message", "send", "--config", alice_cfg, "--to", lab.uri("bob"), "--json", "from the CLI")
+    assert sent.returncode == 0, sent.stderr
+    out = json.loads(sent.stdout.splitlines()[0])
+    assert out["status"] == "stored" and out["text"] == "from the CLI"
+    heard = softphone("message", "listen", "--config", bob_cfg, "--json", "--count", "1", "--duration", "20")
+    assert heard.returncode == 0, heard.stderr
+    got = json.loads(heard.stdout.splitlines()[0])
+    assert got["id"] == out["id"] and got["peer"] == lab.uri("alice") and got["text"] == "from the CLI"
+    listed = json.loads(softphone("message", "list", "--config", bob_cfg, "--json").stdout)
+    assert [m["id"] for m in listed] == [out["id"]] and listed[0]["status"] == "unread"
+    read = softphone("message", "read", "--config", bob_cfg, "--json", "--no-notify", out["id"][:8])
+    assert read.returncode == 0 and json.loads(read.stdout)["status"] == "read"
+    assert softphone("message", "read", "--config", bob_cfg, "nope").returncode == 1
+    assert softphone("message", "send", "--config", bob_cfg, "--to", lab.uri("alice")).returncode == 2
+    deleted = softphone("message", "delete", "--config", bob_cfg, lab.uri("alice"))
+    assert deleted.returncode == 0 and json.loads(softphone("message", "list", "--config", bob_cfg,
+                                                             "--json").stdout) == []
