@@ -5,6 +5,8 @@ Alice registers and writes to bob, who is not registered: Kamailio stores the ME
 store holds only ciphertext (checked). Bob registers later; msilo delivers, bob verifies each
 I_MESSAGE (ECCSI, his RSK for the message's key period), decrypts, sends protected delivered and read
 receipts and replies; alice reads the reply. A replayed copy of alice's first message is refused.
+Alice then leaves bob a voice message (espeak-ng speech, cut to 10 s, Opus in one secure message);
+bob decodes and plays it back, checked for speech (``speech``) and scored with PESQ (``pesq_mos``).
 The last line is one JSON object; exit status 0 only when everything arrived as sent.
 """
 
@@ -20,10 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from crypto import mcdata
+from lab.audiocheck import SPEECH_PRESENT, compare
+from lab.demo import make_speech
 from lab.deployment import Lab, LabError
 from softphone.errors import SoftphoneError
 from softphone.keys.kms_client import KmsClient
+from softphone.media.audio import read_wav, write_wav
+from softphone.messaging import voice
 from softphone.messaging.messenger import Messenger
 from softphone.messaging.store import MessageStore
 from softphone.sip.im import send_message
@@ -96,7 +104,31 @@ async def run(lab: Lab, workdir: Path, log: Any, result: dict[str, Any]) -> None
             result["refused"] = dict(bob.counters.refused)
             for r in bob.store.refusal_log:
                 log(f"bob refused a message claimed from {r['claimed_sender']}: {r['reason']} ({r['detail']})")
-    result["voice_message"] = "skipped"
+            await voice_message(lab, alice, bob, workdir, log, result)
+
+
+async def voice_message(lab: Lab, alice: Messenger, bob: Messenger, workdir: Path, log: Any,
+                        result: dict[str, Any]) -> None:
+    wav = workdir / "speech.wav"
+    try:
+        make_speech(wav)
+    except LabError as exc:
+        log(f"voice message skipped: {exc}")
+        return
+    speech = read_wav(wav)
+    pcm = np.tile(speech, -(-10 * 48000 // len(speech)))[: 10 * 48000]  # exactly 10 s
+    sent = await alice.send(lab.uri("bob"), voice.items(pcm))
+    got = await within(bob.received.get(), 15, "voice message")
+    item = voice.voice_item(got.attachments)
+    if got.id != sent.id or item is None:
+        result["voice_message"] = "wrong"
+        return
+    played = voice.decode(item)
+    write_wav(workdir / "bob-voice-message.wav", played)
+    match = compare(pcm, played)
+    result.update(voice_octets=len(item), speech=match.speech, pesq_mos=match.pesq_mos)
+    result["voice_message"] = "ok" if match.speech >= SPEECH_PRESENT else "no speech"
+    log(f"bob ← voice message {got.text!r}: {len(item)} octets Opus, speech {match.speech}, PESQ {match.pesq_mos}")
 
 
 def judge(result: dict[str, Any]) -> str | None:
@@ -112,6 +144,8 @@ def judge(result: dict[str, Any]) -> str | None:
         return f"receipts missing: {result.get('receipts')}"
     if result.get("refused") != {"replay": 1}:
         return f"replay not refused: {result.get('refused')}"
+    if result.get("voice_message") not in ("ok", "skipped"):
+        return f"voice message: {result.get('voice_message')}"
     return None
 
 

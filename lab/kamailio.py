@@ -9,7 +9,9 @@ local users need proxy auth, calls are record-routed and relayed to registered c
 With ``msilo=True`` a MESSAGE to a user who is not registered is stored by Kamailio's ``msilo``
 module (SQLite through ``db_sqlite``), answered 202 and logged ``LAB STORED ruri``; a REGISTER dumps
 that user's stored messages to the new contact (``m_dump``). The store holds what was sent: for
-secure messages, ciphertext only.
+secure messages, ciphertext only. ``tcp_rd_buf_size`` is raised to 64 KiB: Kamailio's default
+TLS/TCP read buffer drops any SIP message over 16 KiB, and a secure message with a 16 KiB attachment
+(voice message) is ~24 KiB.
 The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…``
 (each prefixed with the Call-ID).
 """
@@ -105,6 +107,7 @@ auto_aliases=no
 alias="{self.realm}"
 {'enable_tls=yes' if self.tls else ''}
 tcp_accept_no_cl=no
+tcp_rd_buf_size=65536
 {chr(10).join(listens)}
 mpath="{MODULE_DIR}"
 {chr(10).join(f'loadmodule "{m}.so"' for m in mods)}

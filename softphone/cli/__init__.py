@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "devices",  # softphone devices
     "call",     # softphone register|call|answer|interactive
     "message",  # softphone message send|listen|list|read|delete
+    "voicemail",  # softphone voicemail record|list|play
     "gui",      # softphone gui
 )
 

@@ -41,6 +41,8 @@ PCK_MAX_COUNT = 1000
 #: Largest attachment (file or voice message) in one SIP MESSAGE. Our SIP stack refuses messages over
 #: 32 KiB (``softphone.sip.message.MAX_MESSAGE_SIZE``); base64 adds a third and the I_MESSAGE, SIP
 #: headers and signalling take ~2 KiB, so 16 KiB of data leaves a margin for the proxy's headers.
+#: The proxy must accept ~24 KiB SIP messages over TLS/TCP (Kamailio's default read buffer is 16 KiB;
+#: the lab raises ``tcp_rd_buf_size``); with a stock 16 KiB proxy the usable size is ~10 KiB.
 MAX_ATTACHMENT = 16 * 1024
 DISPOSITION_NONE = 0
 REQUEST_DELIVERED = 1

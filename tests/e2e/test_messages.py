@@ -63,6 +63,23 @@ async def test_offline_delivery_reply_and_notifications(silo_lab: Lab, tmp_path:
     assert lab.kamailio.matching(r"LAB DUMPED sip:bob@lab.test")
 
 
+async def test_largest_attachment_stored_offline(silo_lab: Lab, tmp_path: Path) -> None:
+    from crypto import mcdata
+
+    lab = silo_lab
+    alice, bob = _messenger(lab, "alice", tmp_path, notify=False), _messenger(lab, "bob", tmp_path, notify=False)
+    bob.start()
+    blob = bytes(range(256)) * (secure.MAX_ATTACHMENT // 256)
+    async with alice.ua:
+        await alice.ua.register()
+        sent = await alice.send(lab.uri("bob"), [mcdata.DataItem(mcdata.ContentType.BINARY, blob)])
+        assert sent.status == "stored"
+        async with bob.ua:
+            await bob.ua.register()
+            got = await asyncio.wait_for(bob.received.get(), 15)
+    assert got.id == sent.id and got.attachments == ((mcdata.ContentType.BINARY, blob),)
+
+
 async def test_tampered_and_replayed_refused_through_proxy(silo_lab: Lab, tmp_path: Path) -> None:
     lab = silo_lab
     alice, carol = _messenger(lab, "alice", tmp_path), _messenger(lab, "carol", tmp_path)
