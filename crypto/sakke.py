@@ -266,9 +266,11 @@ class SakkeReceiver:
         w = self._table.pairing(R) if self._table is not None else pairing(self._k, R)
         if w is None:
             raise DecapsulationError("SED point R is degenerate for the pairing")
-        ssv = self._try(R, h, w, n_bits, minimal=False)
-        if ssv is None and w < _SHORT_W:
-            ssv = self._try(R, h, w, n_bits, minimal=True)
+        # Both encodings of w are tried every time, whatever its top octet: w is the secret pairing
+        # value, and a second re-encapsulation only when its top octet is zero would time it.
+        full = self._try(R, h, w, n_bits, minimal=False)
+        short = self._try(R, h, w, n_bits, minimal=True)
+        ssv = full if full is not None else short
         if ssv is None:
             raise DecapsulationError("SAKKE re-encapsulation test failed (tampered SED, wrong RSK or identity)")
         return ssv

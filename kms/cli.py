@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
-import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from kms.audit import AuditError, AuditLog
 from kms.store import StoreError
-from kmsinterface.sealed import SecretsError, read_passphrase, write_private
+from kmsinterface.sealed import SecretsError, check_passphrase_strength, read_passphrase, write_private
 from kmsinterface.xml import KmsXmlError
 
 AUDIT_NAME = "audit.log"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -48,14 +49,49 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from kms.issue import init_community
+    from kms.audit import DbAuditLog, audit_key
+    from kms.issue import CONFIG, KmsError, init_community
 
-    c = init_community(args.dir, args.uri, _passphrase(args), period=args.period, offset=args.offset, db=args.db)
-    print(f"created KMS community {c.kms_uri} in {c.directory} (period {c.user_key_period} s, offset {c.user_key_offset} s)")
+    if args.audit_in_db and not (args.db or "").startswith(("postgresql://", "postgres://")):
+        raise KmsError("--audit-in-db needs --db postgresql://…")
+    passphrase = _passphrase(args)
+    check_passphrase_strength(passphrase, "KMS master passphrase")
+    c = init_community(args.dir, args.uri, passphrase, period=args.period, offset=args.offset, db=args.db)
+    if args.audit_in_db:
+        key = audit_key(c)
+        file_log = AuditLog(Path(args.dir) / AUDIT_NAME, key)
+        file_log.verify()
+        db_log = DbAuditLog(c.db, key)
+        try:
+            db_log.import_lines(file_log.path.read_bytes().splitlines())
+        finally:
+            db_log.close()
+        config = json.loads((Path(args.dir) / CONFIG).read_text())
+        config["audit"] = "postgresql"
+        write_private(Path(args.dir) / CONFIG, json.dumps(config, indent=1).encode())
+        file_log.path.unlink()
+        file_log.head_path.unlink()
+    print(f"created KMS community {c.kms_uri} in {c.directory} "
+          f"(period {c.user_key_period} s, offset {c.user_key_offset} s)")
     return 0
 
 
+#: What the phone accepts as an identity (softphone.config): sip: or sips:, a user part and a domain.
+_USER_URI = re.compile(r"^sips?:[^@\s:;]+@[^@\s;]+$")
+
+
+class UsageError(Exception):
+    """A malformed argument: one line, exit 2."""
+
+
+def _user_uri(uri: str) -> str:
+    if not _USER_URI.match(uri):
+        raise UsageError(f"{uri!r} is not a user identity: give a SIP URI such as sip:alice@example.org")
+    return uri
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
+    _user_uri(args.uri)
     if args.transport_key and not args.trk_out:
         raise SecretsError("--transport-key needs --trk-out FILE to hand the key over out of band")
     issuer = _issuer(args)
@@ -107,7 +143,7 @@ def cmd_user_erase(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from kms.issue import KmsError
-    from kms.server import KmsHttpsServer, self_signed_certificate, tls_context
+    from kms.server import KmsServer, Limits, raise_fd_limit, self_signed_certificate, tls_context
 
     host, sep, port_text = args.listen.rpartition(":")
     host = host.strip("[]")
@@ -115,30 +151,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise KmsError("--listen must be HOST:PORT")
     if (args.cert is None) != (args.key is None):
         raise KmsError("give both --cert and --key, or neither (a self-signed certificate is created)")
+    if args.deadline <= 0 or args.workers < 1 or args.max_connections < 1 or args.max_per_client < 0:
+        raise KmsError("--deadline, --workers and --max-connections must be positive, --max-per-client >= 0")
+    fds = raise_fd_limit(args.max_connections + 64)
+    limits = Limits(deadline=args.deadline, max_connections=min(args.max_connections, max(fds - 64, 1)),
+                    max_per_client=args.max_per_client, workers=args.workers, max_pending=args.max_pending)
     issuer = _issuer(args)
     cert, key = (args.cert, args.key) if args.cert else self_signed_certificate(Path(args.dir), [host, "localhost"])
+    server = KmsServer(issuer, tls_context(cert, key), limits)
     try:
-        server = KmsHttpsServer((host, int(port_text)), issuer, tls_context(cert, key))
+        bound = server.bind(host, int(port_text), reuse_port=args.reuse_port)
     except OSError as exc:
+        server.close()
         issuer.close()
         raise KmsError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     issuer.audit.append("master.unseal", purpose="serve")
-    bound = server.server_address
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     print(f"serving https://{shown}:{bound[1]}/keymanagement/identity/v1 (certificate {cert})", flush=True)
-    stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
-        if not stop.is_set():
-            stop.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
+        server.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.run()
     finally:
-        server.server_close()
+        server.close()
         issuer.close()
     return 0
 
@@ -195,9 +234,36 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_log(args: argparse.Namespace) -> AuditLog:
+    """The community's audit log with its MAC key (unsealing the master needs the passphrase)."""
+    from kms.audit import audit_key, open_audit
+    from kms.issue import open_community
+
+    community = open_community(args.dir, _passphrase(args), args.db)
+    return open_audit(args.dir, community.db, audit_key(community))
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    result = AuditLog(Path(args.dir) / AUDIT_NAME).verify()
-    print(f"audit log intact: {result.lines} records, head {result.head[:16]}")
+    head = None
+    if args.head:
+        try:
+            head = json.loads(Path(args.head).read_text())
+        except ValueError:
+            raise AuditError(f"{args.head} is not an exported audit head") from None
+    result = _audit_log(args).verify(head)
+    anchored = f", contains exported head at record {result.anchored}" if head is not None else ""
+    print(f"audit log intact: {result.lines} records, head {result.head[:16]}{anchored}")
+    return 0
+
+
+def cmd_audit_export_head(args: argparse.Namespace) -> int:
+    head = _audit_log(args).export_head()
+    text = json.dumps(head, indent=1) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote audit head (record {head['seq']}) to {args.out}; keep a copy away from the KMS")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -206,6 +272,10 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     from kms.issue import CONFIG, SQLITE, KmsError
     from kms.store import open_store
 
+    if (args.uri is None) == (args.user_option is None):
+        raise UsageError("give the user's URI: audit export --dir DIR URI")
+    args.user = args.uri or args.user_option
+    log = _audit_log(args)
     config = json.loads((Path(args.dir) / CONFIG).read_text())
     store = open_store(args.db or config.get("db") or Path(args.dir) / SQLITE)
     try:
@@ -214,14 +284,87 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         store.close()
     if user is None:
         raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
-    records = AuditLog(Path(args.dir) / AUDIT_NAME).export(pseudonym(user.salt, user.uri))
+    records = log.export(pseudonym(user.salt, user.uri))
     print(json.dumps({"user": user.uri, "status": user.status, "created": user.created, "records": records}, indent=1))
+    return 0
+
+
+def _since(text: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 date/time (UTC unless it says) or an age such as ``30m``, ``12h``, ``7d``."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SecretsError(f"--since {text!r} is neither an ISO 8601 date/time nor an age like 12h or 7d") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    """The log as a table (or JSON lines). With the passphrase the MAC chain is verified first; URIs
+    instead of pseudonyms (``--reveal``, ``--user URI``) only then: only the operator links records to people."""
+    import os
+
+    from kms.audit import audit_key, open_audit, pseudonym, render_table, reveal, select
+    from kms.issue import CONFIG, SQLITE, KmsError, open_community
+    from kms.store import open_store
+    from kmsinterface.sealed import PASSPHRASE_ENV
+
+    since = _since(args.since)
+    by_uri = args.user is not None and ":" in args.user
+    unlocked = bool(args.passphrase_file or os.environ.get(PASSPHRASE_ENV))
+    if (args.reveal or by_uri) and not unlocked:
+        raise SecretsError("showing URIs needs the master passphrase: give --passphrase-file or set "
+                           f"{PASSPHRASE_ENV}")
+    names: dict[str, str] | None = None
+    if unlocked:
+        community = open_community(args.dir, _passphrase(args), args.db)  # a wrong passphrase stops here
+        log = open_audit(args.dir, community.db, audit_key(community))
+        store = open_store(community.db)
+        try:
+            names = {pseudonym(u.salt, u.uri): u.uri for u in store.list_users()}
+        finally:
+            store.close()
+    else:
+        config = json.loads((Path(args.dir) / CONFIG).read_text())
+        log = open_audit(args.dir, args.db or config.get("db") or str(Path(args.dir) / SQLITE), None)
+        print("softphone-kms: MAC chain not verified (no passphrase): sequence numbers checked only",
+              file=sys.stderr)
+    try:
+        records = log.records()
+    finally:
+        close = getattr(log, "close", None)
+        if close is not None:
+            close()
+    user_ref = args.user
+    if by_uri:
+        assert names is not None
+        user_ref = next((ref for ref, uri in names.items() if uri == args.user), None)
+        if user_ref is None:
+            raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
+    chosen = select(records, since=since, user_ref=user_ref, events=args.event or ())
+    if args.reveal and names is not None:
+        chosen = reveal(chosen, names)
+    try:
+        if args.json:
+            for r in chosen:
+                print(json.dumps(r, ensure_ascii=False))
+        elif chosen:
+            sys.stdout.write(render_table(chosen))
+        else:
+            print("no matching audit records", file=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `audit show | head`
+        sys.stderr.close()
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="softphone-kms", description="Secure Chorus Key Management Server (3GPP TS 33.180)")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--dir", required=True, help="community directory")
     common.add_argument("--db", help="postgresql://… URL (default: SQLite file in --dir)")
     common.add_argument("--passphrase-file", help="file (0600) holding the master passphrase "
@@ -232,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uri", required=True, help="KMS URI (enters every user's UID)")
     p.add_argument("--period", type=int, default=2592000, help="user key period, seconds (default 30 days)")
     p.add_argument("--offset", type=int, default=0, help="user key period offset, seconds")
+    p.add_argument("--audit-in-db", action="store_true",
+                   help="keep the audit log in the PostgreSQL database (KMS processes on several hosts)")
     p.set_defaults(func=cmd_init)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_cmd", metavar="ACTION",
@@ -253,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", required=True, help="HOST:PORT (port 0 picks a free port)")
     p.add_argument("--cert", type=Path, help="PEM certificate chain")
     p.add_argument("--key", type=Path, help="PEM private key")
+    p.add_argument("--deadline", type=float, default=10.0,
+                   help="seconds from accept to a complete request (TLS handshake + headers + body), "
+                        "and again for each further request on a connection (default 10)")
+    p.add_argument("--max-connections", type=int, default=4096, help="open connections in all (default 4096)")
+    p.add_argument("--max-per-client", type=int, default=64,
+                   help="open connections per client address; 0 = no limit, e.g. behind nginx (default 64)")
+    p.add_argument("--workers", type=int, default=4, help="threads issuing keys and writing the database "
+                   "(default 4)")
+    p.add_argument("--max-pending", type=int, default=256, help="requests waiting for a worker before 503 "
+                   "(default 256)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="SO_REUSEPORT: several KMS processes share one listening port")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export-init", parents=[common], help="write a KmsInit XML file (offline KMS)")
@@ -270,10 +427,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_cmd", metavar="ACTION",
                                                                       parser_class=_Parser, required=True)
-    p = audit.add_parser("verify", parents=[common], help="check the hash chain")
+    p = audit.add_parser("verify", parents=[common], help="check the MAC chain")
+    p.add_argument("--head", help="an exported head (audit export-head): also detect truncation and rewrites")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("show", parents=[common], help="the log as a readable table (users by pseudonym)",
+                         description="Print audit records as a table. Users appear by pseudonym; --reveal (or "
+                                     "--user URI) unseals the master with the passphrase to show URIs.")
+    p.add_argument("--since", help="ISO 8601 date/time, or an age: 30m, 12h, 7d")
+    p.add_argument("--user", help="only records about this user: a pseudonym, or a URI (needs the passphrase)")
+    p.add_argument("--event", action="append", help="only this event, or family (key = key.issue, key.provision); "
+                                                   "repeatable")
+    p.add_argument("--reveal", action="store_true", help="show URIs instead of pseudonyms (needs the passphrase)")
+    p.add_argument("--json", action="store_true", help="one JSON record a line instead of the table")
+    p.set_defaults(func=cmd_audit_show)
+    p = audit.add_parser("export-head", parents=[common], help="write the MACed head to store away from the KMS")
+    p.add_argument("--out", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_audit_export_head)
     p = audit.add_parser("export", parents=[common], help="records about one user (GDPR Art. 15)")
-    p.add_argument("--user", required=True)
+    p.add_argument("uri", nargs="?", help="the user, as in 'user add URI'")
+    p.add_argument("--user", dest="user_option", help=argparse.SUPPRESS)  # the older spelling
     p.set_defaults(func=cmd_audit_export)
     return parser
 
@@ -289,6 +461,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(func(args) or 0)
+    except UsageError as exc:
+        print(f"softphone-kms: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 141
     except (KmsError, SecretsError, StoreError, AuditError, KmsXmlError) as exc:
         print(f"softphone-kms: {exc}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ SCHEMA = (
         uri TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE, period_no BIGINT NOT NULL,
         user_id {blob} NOT NULL, rsk_enc {blob} NOT NULL, ssk_enc {blob} NOT NULL, pvt {blob} NOT NULL,
         issued TEXT NOT NULL, PRIMARY KEY (uri, period_no))""",
+    """CREATE TABLE IF NOT EXISTS revocations (uri TEXT PRIMARY KEY, until TEXT NOT NULL)""",
 )
 
 
@@ -129,7 +130,8 @@ class Store:
     # key sets ----------------------------------------------------------------------------------
     def get_keyset(self, uri: str, period_no: int) -> StoredKeySet | None:
         rows = self._exec(
-            "SELECT uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued FROM keysets WHERE uri = ? AND period_no = ?",
+            "SELECT uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued FROM keysets"
+            " WHERE uri = ? AND period_no = ?",
             (uri, period_no),
         )
         return StoredKeySet(*rows[0]) if rows else None
@@ -141,7 +143,8 @@ class Store:
                 return False
             try:
                 self._exec(
-                    "INSERT INTO keysets (uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued) VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO keysets (uri, period_no, user_id, rsk_enc, ssk_enc, pvt, issued)"
+                    " VALUES (?,?,?,?,?,?,?)",
                     (ks.uri, ks.period_no, ks.user_id, ks.rsk_enc, ks.ssk_enc, ks.pvt, ks.issued),
                 )
             except StoreError:
@@ -149,6 +152,24 @@ class Store:
                     return False  # another process inserted it first
                 raise
             return True
+
+    def last_period(self, uri: str) -> int | None:
+        """The newest key period issued to ``uri`` (None if none)."""
+        rows = self._exec("SELECT MAX(period_no) FROM keysets WHERE uri = ?", (uri,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    # revocations kept beyond the user row ------------------------------------------------------------
+    def keep_revoked(self, uri: str, until: str) -> None:
+        """Keep ``uri`` on the revocation list until ``until`` (ISO 8601 UTC), even once the user is erased."""
+        with self._lock:
+            self._exec("DELETE FROM revocations WHERE uri = ?", (uri,))
+            self._exec("INSERT INTO revocations (uri, until) VALUES (?, ?)", (uri, until))
+
+    def kept_revoked(self, now: str) -> list[str]:
+        """URIs kept on the revocation list whose keys may still be valid at ``now`` (older entries are dropped)."""
+        with self._lock:
+            self._exec("DELETE FROM revocations WHERE until <= ?", (now,))
+            return [r[0] for r in self._exec("SELECT uri FROM revocations ORDER BY uri")]
 
     def count_keysets(self, uri: str | None = None) -> int:
         if uri is None:
@@ -169,20 +190,21 @@ def open_store(db: str | Path) -> Store:
         import psycopg
 
         try:
-            conn = psycopg.connect(text, autocommit=True, connect_timeout=10)
+            pg = psycopg.connect(text, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL: {str(exc).splitlines()[0] if str(exc) else 'error'}") from None
-        return Store(conn, "postgresql")
+            first = str(exc).splitlines()[0] if str(exc) else "error"
+            raise StoreError(f"cannot connect to PostgreSQL: {first}") from None
+        return Store(pg, "postgresql")
     path = Path(text)
     if not path.exists():
         import os
 
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     try:
-        conn = sqlite3.connect(path, check_same_thread=False, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        lite = sqlite3.connect(path, check_same_thread=False, timeout=10)
+        lite.execute("PRAGMA journal_mode=WAL")
+        lite.execute("PRAGMA synchronous=NORMAL")
+        lite.execute("PRAGMA foreign_keys=ON")
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from None
-    return Store(conn, "sqlite")
+    return Store(lite, "sqlite")

@@ -18,8 +18,12 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from kmsinterface.errors import KmsInterfaceError
 
 MAGIC = b"SCSEAL1\x00"
-DEFAULT_N_LOG2 = 15  # 32 MiB, ~0.1 s: memory-hard against offline guessing
+DEFAULT_N_LOG2 = 17  # 128 MiB, ~0.4 s: memory-hard against offline guessing
+MIN_N_LOG2 = 17  # nothing new is sealed with less
+MAX_SCRYPT_MEMORY = 256 * 1024 * 1024  # what a stored header may make us allocate (128 * r * N octets)
 PASSPHRASE_ENV = "SOFTPHONE_KMS_PASSPHRASE"
+MIN_PASSPHRASE_LENGTH = 12
+MIN_PASSPHRASE_DISTINCT = 6
 
 
 class SecretsError(KmsInterfaceError):
@@ -54,9 +58,23 @@ class DataKey:
 
 
 def _kdf(passphrase: bytes, salt: bytes, n_log2: int, r: int, p: int) -> bytes:
-    if not 10 <= n_log2 <= 22 or not 1 <= r <= 32 or not 1 <= p <= 16:
+    if not 10 <= n_log2 <= 24 or not 1 <= r <= 16 or not 1 <= p <= 4 or 128 * r << n_log2 > MAX_SCRYPT_MEMORY:
         raise SecretsError("sealed blob has out-of-range scrypt parameters")
     return Scrypt(salt=salt, length=32, n=1 << n_log2, r=r, p=p).derive(passphrase)
+
+
+def check_passphrase_strength(passphrase: bytes | str, what: str = "passphrase") -> None:
+    """Refuse a passphrase too weak to protect a new secret (:class:`SecretsError`, one line).
+
+    At least :data:`MIN_PASSPHRASE_LENGTH` characters with :data:`MIN_PASSPHRASE_DISTINCT` different
+    ones: a few random words ("correct horse battery staple") or a random token pass; "password1",
+    "aaaaaaaaaaaaaaa" or "123412341234" do not. Checked only when a secret is first sealed, never when
+    one is opened.
+    """
+    text = passphrase.decode("utf-8", "replace") if isinstance(passphrase, bytes) else passphrase
+    if len(text) < MIN_PASSPHRASE_LENGTH or len(set(text)) < MIN_PASSPHRASE_DISTINCT:
+        raise SecretsError(f"{what} too weak: use at least {MIN_PASSPHRASE_LENGTH} characters with "
+                           f"{MIN_PASSPHRASE_DISTINCT} different ones (e.g. four random words)")
 
 
 def derive_key(passphrase: bytes, salt: bytes, n_log2: int = DEFAULT_N_LOG2) -> DataKey:
@@ -67,9 +85,11 @@ def derive_key(passphrase: bytes, salt: bytes, n_log2: int = DEFAULT_N_LOG2) -> 
 
 
 def seal(plaintext: bytes, passphrase: bytes, context: bytes, n_log2: int = DEFAULT_N_LOG2) -> bytes:
-    """Encrypt ``plaintext`` under a key derived from ``passphrase`` (scrypt, r=8, p=1)."""
+    """Encrypt ``plaintext`` under a key derived from ``passphrase`` (scrypt, N >= 2^17, r=8, p=1)."""
     if not passphrase:
         raise SecretsError("empty passphrase")
+    if n_log2 < MIN_N_LOG2:
+        raise SecretsError(f"scrypt N must be at least 2^{MIN_N_LOG2}")
     salt, nonce = os.urandom(16), os.urandom(12)
     header = MAGIC + bytes([n_log2, 8, 1]) + salt
     key = _kdf(passphrase, salt, n_log2, 8, 1)

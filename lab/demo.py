@@ -137,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"speech: {wav} (espeak-ng)")
         with Lab(workdir / "lab") as lab:
             log(f"KMS {lab.kms_url} (SQLite in {workdir / 'lab' / 'kms'}), Kamailio TLS 127.0.0.1:"
-                f"{lab.kamailio.tls_port if lab.kamailio else '?'}; alice and bob provisioned")
+                f"{lab.kamailio.tls_port if lab.kamailio else '?'}; alice and bob provisioned "
+                "(the deployment scripts/lab up starts)")
+            if args.keep:  # the accounts files scripts/lab writes, for looking at (valid while the lab ran)
+                lab.write_accounts(workdir / "accounts")
             asyncio.run(run_call(lab, wav, workdir / "bob-recording.wav", log, result))
         reason = judge(result)
     except TimeoutError as exc:

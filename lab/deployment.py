@@ -137,6 +137,18 @@ kms_ca_file = "{self.kms_ca}"
 """)
         return config
 
+    def write_accounts(self, directory: Path) -> dict[str, Path]:
+        """An accounts file per user in ``directory`` (see :meth:`account_file`)."""
+        return {user: self.account_file(user, directory) for user in self.users}
+
+    def next_steps(self, accounts: dict[str, Path], softphone: str = "softphone") -> list[str]:
+        """The command lines that make the first two users call each other through this lab."""
+        if len(self.users) < 2:
+            return [f"{softphone} register --config {accounts[self.users[0]]}"]
+        caller, callee = self.users[0], self.users[1]
+        return [f"{softphone} answer --config {accounts[callee]}",
+                f"{softphone} call {self.uri(callee)} --config {accounts[caller]}"]
+
     # --- phones ------------------------------------------------------------------------------------
     def ua_config(self, user: str) -> UAConfig:
         assert self.kamailio is not None

@@ -43,7 +43,7 @@ class Kamailio:
 
     def __init__(self, workdir: Path, users: dict[str, str], *, tls: CertFiles | None = None,
                  algorithm: str = "MD5", realm: str = "lab.test", min_expires: int = 1,
-                 auth_invite: bool = True, msilo: bool = False) -> None:
+                 auth_invite: bool = True, stun: bool = False, msilo: bool = False) -> None:
         self.workdir = Path(workdir)
         self.users = users
         self.tls = tls
@@ -51,6 +51,7 @@ class Kamailio:
         self.realm = realm
         self.min_expires = min_expires
         self.auth_invite = auth_invite
+        self.stun = stun   # answer STUN Binding requests on the SIP UDP port (RFC 5626 §4.4.2 keep-alives)
         self.msilo = msilo
         self.udp_port = free_port()
         self.tcp_port = self.udp_port
@@ -68,6 +69,8 @@ class Kamailio:
         if self.tls:
             listens.append(f"listen=tls:127.0.0.1:{self.tls_port}")
             mods.append("tls")
+        if self.stun:
+            mods.append("stun")
         pw_lines = "\n".join(f'    if ($au == "{_quote(u)}") $var(pw) = "{_quote(p)}";' for u, p in self.users.items())
         tls_params = f'modparam("tls", "config", "{self.workdir / "tls.cfg"}")\n' if self.tls else ""
         silo_params = silo_store = silo_dump = ""

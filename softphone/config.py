@@ -15,11 +15,16 @@ keystore_passphrase_file = "..."                # or keystore_passphrase_env
 kms_url = "https://kms.example.org:8443"
 kms_token_file = "..."                          # or kms_token_env
 local_host = "127.0.0.1"                        # address to bind SIP and RTP to
+# nameserver = "127.0.0.1:5353"                 # RFC 3263 DNS server (default: the system's); leave
+#                                               # registrar out and it is found from the uri's domain
 rtp_ports = [40000, 40999]
 tls_cert_file = "..."                           # certificate + key the phone presents when it
 tls_key_file = "..."                            #   listens for SIP over TLS (calls from the proxy)
 revoked_file = "..."                            # identities to refuse (one URI a line, from the operator)
 ```
+
+Every key, its default and examples: docs/USER-GUIDE.md, "The accounts file". ``softphone setup``
+(and the GUI's first-run wizard) write one through :mod:`softphone.setup`.
 
 Passwords and tokens are never written in the file itself: it names a file (0600) or an
 environment variable. Every problem is reported as one :class:`ConfigError` line naming the key.
@@ -65,6 +70,7 @@ class Account:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     revoked_file: Path | None = None
+    nameserver: str | None = None     # "host:port" for RFC 3263 lookups (default: the system resolver)
     extra: dict = field(default_factory=dict, repr=False)
 
     def password(self) -> str | None:
@@ -113,7 +119,7 @@ _KNOWN = {
     "name", "uri", "registrar", "username", "profile", "display_name", "password_file", "password_env",
     "ca_file", "keystore", "keystore_passphrase_file", "keystore_passphrase_env", "kms_url",
     "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports", "tls_cert_file", "tls_key_file",
-    "revoked_file",
+    "revoked_file", "nameserver",
 }  # fmt: skip
 _PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file",
           "tls_cert_file", "tls_key_file", "revoked_file"}
@@ -165,7 +171,8 @@ def load_accounts(path: Path | str | None = None) -> list[Account]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"no account file at {path} (create one, see softphone/config.py)") from None
+        raise ConfigError(f"no account file at {path} (create one with 'softphone setup'; "
+                          "the keys are in docs/USER-GUIDE.md)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc.__class__.__name__}") from None
     except tomllib.TOMLDecodeError as exc:

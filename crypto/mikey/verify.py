@@ -105,11 +105,19 @@ class ReplayCache:
         self._expire(now)
 
 
-def _period_candidates(t: int, period: int, offset: int) -> list[int]:
-    """Key periods to try for time ``t`` (both offset signs, ±1; MIKEY-SAKKE.md §7.3), best first."""
+def _period_candidates(t: int, period: int, offset: int, skew: int) -> list[int]:
+    """Key periods a message stamped ``t`` may use, best first (TS 33.180 F.2.1; MIKEY-SAKKE.md §7.3).
+
+    The period containing ``t``; period n−1 only while ``t`` lies within ``skew`` seconds after
+    period n starts, and n+1 only within ``skew`` seconds before it starts — never a whole period
+    either side, so a message stamped now cannot be keyed with last or next month's keys (a revoked
+    user's next-period keys stop at the revocation, not a period later). Both signs of the offset are
+    tried for vendors that apply it the other way round.
+    """
     out: list[int] = []
-    for base in ((t - offset) // period, (t + offset) // period):
-        for n in (base, base - 1, base + 1):
+    for sign in (-1, 1):
+        for at in (t, t - skew, t + skew):
+            n = (at + sign * offset) // period
             if n >= 0 and n not in out:
                 out.append(n)
     return out
@@ -188,7 +196,7 @@ class Responder:
             raise IdentityMismatch("no responder identity (IDRuidr/IDRr) in the message")
         kms = self.kms
         by_period = {k.key_period_no: k for k in self.key_sets}
-        for n in _period_candidates(t, kms.user_key_period, kms.user_key_offset):
+        for n in _period_candidates(t, kms.user_key_period, kms.user_key_offset, self.window):
             ours = idr.data == kms.uid(self.uri, n) or (len(idr.data) != UID_LEN and idr.text() == self.uri)
             if not ours:
                 continue
@@ -196,6 +204,10 @@ class Responder:
                 have = ", ".join(str(p) for p in sorted(by_period))
                 raise ExpiredKeyPeriod(f"no key set for key period {n} (have {have})")
             return by_period[n]
+        for n in _period_candidates(t, kms.user_key_period, kms.user_key_offset, kms.user_key_period):
+            if idr.data == kms.uid(self.uri, n):
+                raise ExpiredKeyPeriod(f"message stamped in another key period is keyed for period {n} "
+                                       f"(accepted only within {self.window} s of the period boundary)")
         raise IdentityMismatch(f"message is for another receiver (responder identity is not {self.uri})")
 
     def sender_kms(self, msg: IMessage) -> KmsParams:
@@ -207,7 +219,7 @@ class Responder:
         idr = msg.idr(pl.ROLE_UIDI, pl.ROLE_IDRI)
         if idr is None:
             raise IdentityMismatch("no initiator identity (IDRuidi/IDRi) in the message")
-        periods = _period_candidates(t, kms.user_key_period, kms.user_key_offset)
+        periods = _period_candidates(t, kms.user_key_period, kms.user_key_offset, self.window)
         if len(idr.data) != UID_LEN:  # a URI: the UID follows from it (Softil style, roles 1/2)
             uri = idr.text()
             if claimed is not None and claimed != uri:
@@ -218,6 +230,10 @@ class Responder:
         for n in periods:
             if kms.uid(claimed, n) == idr.data:
                 return claimed, idr.data
+        for n in _period_candidates(t, kms.user_key_period, kms.user_key_offset, kms.user_key_period):
+            if kms.uid(claimed, n) == idr.data:
+                raise ExpiredKeyPeriod(f"sender signed with its key set of period {n}, not the period of the "
+                                       f"message's time (accepted only within {self.window} s of the boundary)")
         raise IdentityMismatch(f"initiator UID is not the UID of the claimed sender {claimed}")
 
     # --- the pipeline ------------------------------------------------------------------------------

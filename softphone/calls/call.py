@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,8 @@ from softphone.calls.events import (
     Held,
     MediaCounters,
     MediaStarted,
+    PeerAssurance,
+    PeerSending,
     Rekeyed,
     Resumed,
     StatusEvent,
@@ -40,9 +42,16 @@ from softphone.sip.session import CallState, InviteSession, Reject
 log = logging.getLogger(__name__)
 
 
-__all__ = ["Call", "CallError", "CallEvent", "EventSink", "reserve_port"]
+__all__ = ["Call", "CallError", "CallEvent", "EventSink", "OfferVerifier", "reserve_port", "verify_in_thread"]
 
 EventSink = Callable[[CallEvent], None]
+#: Verifies an offer off the event loop, one at a time through the phone's replay cache (``Phone.verify_offer``).
+OfferVerifier = Callable[[Answerer, bytes, "str | None"], Awaitable[Negotiated]]
+
+
+async def verify_in_thread(answerer: Answerer, body: bytes, claimed: str | None) -> Negotiated:
+    """An :data:`OfferVerifier` for a call on its own (no phone): the check still runs in a thread."""
+    return await asyncio.to_thread(answerer.process_offer, body, claimed)
 
 
 def reserve_port(host: str) -> int:
@@ -75,7 +84,7 @@ class Call:
 
     def __init__(self, session: InviteSession, host: str, port: int, source: AudioSource, sink: AudioSink,
                  emit: EventSink, *, offerer: Offerer | None = None, answerer: Answerer | None = None,
-                 trace: bool = False) -> None:
+                 trace: bool = False, verify: OfferVerifier = verify_in_thread) -> None:
         self.session = session
         self.host = host
         self.port = port
@@ -86,12 +95,15 @@ class Call:
         self.held = False
         self.invite_sent_at: float | None = None
         self.trace = trace
+        self._verify = verify
         self._source = source
         self._sink = sink
         self._emit_cb = emit
         self._ended = asyncio.Event()
+        self._hanging_up = False
         self._watch: asyncio.Task[None] | None = None
         self._restart: asyncio.Task[None] | None = None
+        self._first_packet: asyncio.Task[None] | None = None
         session.on_offer = self._on_reoffer
 
     def __repr__(self) -> str:
@@ -139,7 +151,20 @@ class Call:
         self._apply_direction(negotiated.direction)
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._watch_session())
+        if self._first_packet is not None:
+            self._first_packet.cancel()
+            self._first_packet = None
+        if negotiated.peer_assurance is PeerAssurance.KEYED_TO:
+            self._first_packet = asyncio.get_running_loop().create_task(self._await_peer_sending(self.media))
         self._emit_status(MediaStarted)
+
+    async def _await_peer_sending(self, media: MediaSession, poll_s: float = 0.02) -> None:
+        """Emit :class:`PeerSending` once ``media`` has authenticated a packet from the peer (its public stats)."""
+        while self.media is media and not self._ended.is_set():
+            if media.stats().packets_received > 0:
+                self._emit_status(PeerSending)
+                return
+            await asyncio.sleep(poll_s)
 
     def _apply_direction(self, direction: str) -> None:
         if self.media is None:
@@ -151,12 +176,16 @@ class Call:
 
     async def _watch_session(self) -> None:
         await self.session.wait_state(CallState.TERMINATED, timeout=float("inf"))
+        if self._hanging_up:
+            return  # our own BYE/CANCEL ended the session: hangup() reports it
         await self._finish("remote hangup" if self.session.history[-1] is CallState.TERMINATED else "")
 
     async def _finish(self, reason: str) -> None:
         if self._ended.is_set():
             return
         self._ended.set()
+        if self._first_packet is not None:
+            self._first_packet.cancel()
         last = self.snapshot()
         if self.media is not None:
             await self.media.stop()
@@ -231,23 +260,40 @@ class Call:
 
     async def hangup(self) -> None:
         """BYE (or CANCEL before the answer) and stop media."""
+        self._hanging_up = True
         try:
             if self.session.state is CallState.CONFIRMED:
                 await self.session.bye(timeout=5)
             elif self.session.outgoing and self.session.state in (CallState.CALLING, CallState.PROCEEDING,
                                                                     CallState.EARLY):
                 await self.session.cancel()
-        except SipError as exc:
+        except (SipError, TimeoutError) as exc:
             log.info("hangup: %s", exc)
-        await self._finish("local hangup")
+        finally:
+            await self._finish("local hangup")
 
     def _on_reoffer(self, body: bytes) -> bytes:
-        """A re-INVITE from the peer: same I_MESSAGE → hold/resume with the same keys; new → rekey."""
+        """A re-INVITE from the peer: same I_MESSAGE → hold/resume with the same keys; new → rekey.
+
+        A new I_MESSAGE is verified like an initial offer — in a thread, under the phone's verify lock that
+        guards the shared replay cache — never on the event loop. This handler must answer at once, so it
+        answers (the answer carries no MIKEY response) and keeps the old keys until the check is done: media
+        restarts with the new keys if it verifies; otherwise the call is hung up (a :class:`Failed` says why).
+        """
         if self.answerer is None:
             raise Reject(488, "re-offer without a MIKEY responder for this call")
+        if self._restart is not None and not self._restart.done():
+            raise Reject(491, "a rekey is still being verified")
+        try:
+            if self.answerer.carries_new_key(body):
+                answer = self.answerer.answer_for(body)
+                self._restart = asyncio.get_running_loop().create_task(self._verify_rekey(body))
+                return answer
+        except NegotiationError as exc:
+            raise Reject(exc.status, exc.warning) from None
         before = self.negotiated
         try:
-            negotiated = self.answerer.process_offer(body, self.peer)
+            negotiated = self.answerer.process_offer(body, self.peer)  # no crypto: the keys are the current ones
         except NegotiationError as exc:
             raise Reject(exc.status, exc.warning) from None
         answer = self.answerer.answer()
@@ -261,6 +307,17 @@ class Call:
             self._restart = asyncio.get_running_loop().create_task(self._rekeyed(negotiated))
         return answer
 
+    async def _verify_rekey(self, body: bytes) -> None:
+        assert self.answerer is not None
+        try:
+            negotiated = await self._verify(self.answerer, body, self.peer)
+        except NegotiationError as exc:
+            self.emit(Failed(self.call_id, f"rekey refused: {exc.warning}"))
+            await self.hangup()
+            return
+        if not self.is_ended:
+            await self._rekeyed(negotiated)
+
     async def _rekeyed(self, negotiated: Negotiated) -> None:
         try:
             await self.start_media(negotiated)
@@ -272,13 +329,18 @@ class Call:
 
     # --- status ------------------------------------------------------------------------------------
     def snapshot(self) -> CallStatus:
-        """What a status line shows: state, verified peer identity, codec, suite, key id, packets, loss, jitter."""
+        """What a status line shows: state, peer identity and how sure we are of it, codec, suite, key id,
+        packets, loss, jitter."""
         neg = self.negotiated
         keys = counters = None
+        s = self.media.stats() if self.media is not None else None
         if neg is not None:
-            keys = CallKeys(neg.security, neg.security_label, neg.peer_identity, neg.codec.name, neg.suite, neg.key_id)
-        if self.media is not None:
-            s = self.media.stats()
+            assurance = neg.peer_assurance
+            if assurance is PeerAssurance.KEYED_TO and s is not None and s.packets_received > 0:
+                assurance = PeerAssurance.PEER_SENDING  # packets_received counts only SRTP-authenticated ones
+            keys = CallKeys(neg.security, neg.security_label, neg.peer_identity, neg.codec.name, neg.suite, neg.key_id,
+                            assurance)
+        if s is not None:
             total = s.packets_received + s.packets_lost
             counters = MediaCounters(s.packets_sent, s.packets_received,
                                      round(s.packets_lost / total, 4) if total > 0 else 0.0,

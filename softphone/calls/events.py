@@ -5,7 +5,8 @@ on the class (``match ev: case Ringing(): …``). Each event's :meth:`~CallEvent
 object ``softphone call --json`` prints: ``{"event": kind, "call_id": …, …fields}``. No event ever
 holds key material.
 
-    Calling → Ringing → MediaStarted → Answered … Held / Resumed / Rekeyed (+ MediaStarted) / Dtmf … Ended
+    Calling → Ringing → MediaStarted → Answered → PeerSending (outgoing calls)
+       … Held / Resumed / Rekeyed (+ MediaStarted, PeerSending) / Dtmf … Ended
     Incoming (the offer verified, ringing) or Rejected (refused before alerting, or declined)
     Failed (the call or a rekey failed; Ended follows when the call was up)
 """
@@ -13,9 +14,45 @@ holds key material.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from softphone.calls.profile import SecurityLevel
+
+
+class PeerAssurance(StrEnum):
+    """What a call proves about the peer; the value is ``peer_assurance`` in status and events.
+
+    MIKEY-SAKKE is one-way: the caller's I_MESSAGE is signed (the callee verifies the caller by
+    ECCSI) and the key is encrypted to the callee's identity, but nothing the callee sends is
+    signed. So a caller knows only that the keys can be decrypted by the callee's identity, then
+    that the callee's phone is sending SRTP authenticated under them, never that it was "verified".
+    """
+
+    KEYED_TO = "keyed-to"                  # outgoing: keys encrypted to the callee; nothing heard from it yet
+    PEER_SENDING = "peer-sending"          # outgoing: SRTP packets authenticated under those keys arrive
+    VERIFIED_BY_ECCSI = "verified-by-eccsi"  # incoming: the caller's ECCSI signature verified before ringing
+
+
+def _user(uri: str) -> str:
+    """``sip:bob@example.org`` → ``bob`` (the whole URI if it has no user part)."""
+    rest = uri.split(":", 1)[-1]
+    return rest.split("@", 1)[0] if "@" in rest else uri
+
+
+def describe_peer(peer: str, assurance: str | None) -> str:
+    """The peer as every UI names it, claiming no more than ``assurance`` proves.
+
+    ``keyed to sip:bob@x — only bob can decrypt`` → ``keyed to sip:bob@x — bob's phone is sending`` for an
+    outgoing call; ``sip:alice@x (verified by ECCSI)`` for an incoming one; ``(identity not verified)`` else.
+    """
+    if assurance == PeerAssurance.KEYED_TO:
+        return f"keyed to {peer} — only {_user(peer)} can decrypt"
+    if assurance == PeerAssurance.PEER_SENDING:
+        return f"keyed to {peer} — {_user(peer)}'s phone is sending"
+    if assurance == PeerAssurance.VERIFIED_BY_ECCSI:
+        return f"{peer} (verified by ECCSI)"
+    return f"{peer} (identity not verified)"
 
 
 @dataclass(frozen=True)
@@ -24,10 +61,11 @@ class CallKeys:
 
     security: SecurityLevel
     label: str                       # SecurityLevel.label, as every UI names the call
-    verified_identity: str | None    # the peer identity ECCSI verified (MIKEY-SAKKE), else None
+    verified_identity: str | None    # MIKEY-SAKKE: the peer identity the keys belong to (see peer_assurance)
     codec: str
     srtp: str                        # SRTP suite name
     key_id: str | None               # PCK-ID (hex) for MIKEY-SAKKE
+    peer_assurance: str | None = None  # a PeerAssurance value (MIKEY-SAKKE), else None
 
 
 @dataclass(frozen=True)
@@ -65,6 +103,14 @@ class CallStatus:
     @property
     def key_id(self) -> str | None:
         return self.keys.key_id if self.keys else None
+
+    @property
+    def peer_assurance(self) -> str | None:
+        return self.keys.peer_assurance if self.keys else None
+
+    def describe_peer(self) -> str:
+        """The peer in words that claim no more than :attr:`peer_assurance` (:func:`describe_peer`)."""
+        return describe_peer(self.verified_identity or self.peer, self.peer_assurance)
 
     def to_json(self) -> dict[str, Any]:
         """The flat object ``Call.status()`` returns: state, peer, then the key and media fields if known."""
@@ -121,6 +167,11 @@ class Incoming(CallEvent):
     codec: str | None = None
     srtp: str | None = None
     key_id: str | None = None
+    peer_assurance: str | None = None  # "verified-by-eccsi" when verified_identity is set
+
+    def __post_init__(self) -> None:
+        if self.peer_assurance is None and self.verified_identity:
+            object.__setattr__(self, "peer_assurance", PeerAssurance.VERIFIED_BY_ECCSI.value)
 
 
 @dataclass(frozen=True)
@@ -193,6 +244,14 @@ class Resumed(StatusEvent):
 
 
 @dataclass(frozen=True)
+class PeerSending(StatusEvent):
+    """The first SRTP packet authenticated under an outgoing call's keys arrived: the callee's phone is
+    sending (``peer_assurance`` becomes ``peer-sending``; still no signature from the callee)."""
+
+    kind: ClassVar[str] = "peer-sending"
+
+
+@dataclass(frozen=True)
 class Rekeyed(StatusEvent):
     """A re-INVITE carried new keys (a new I_MESSAGE / SDES keys) and media uses them now."""
 
@@ -220,4 +279,19 @@ class Dtmf(CallEvent):
 
 
 EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, Rejected, Failed, Answered, MediaStarted,
-                                            Held, Resumed, Rekeyed, Ended, Dtmf)
+                                            PeerSending, Held, Resumed, Rekeyed, Ended, Dtmf)
+
+
+@dataclass(frozen=True)
+class RegistrationChanged(CallEvent):
+    """The registration's state changed (``call_id`` is empty): ``state`` is ``registered``,
+    ``registering``, ``retrying`` or ``unregistered``; ``text`` e.g. ``retrying in 12 s (503 …)``;
+    ``expires_in``/``retry_in`` in seconds when known, ``reason`` of the last failure."""
+
+    kind: ClassVar[str] = "registration"
+    state: str
+    text: str
+    expires_in: int | None = None
+    retry_in: int | None = None
+    reason: str | None = None
+    target: str | None = None

@@ -23,11 +23,13 @@ from crypto.mikey.sdp import add_key_mgmt, find_key_mgmt
 from crypto.mikey.verify import Responder, VerifiedMessage
 from softphone.calls import sdes
 from softphone.calls.errors import CallError
+from softphone.calls.events import PeerAssurance
 from softphone.calls.profile import Keying, Profile, SecurityLevel
 from softphone.media.codecs import CodecSpec
 from softphone.media.session import SrtpKeys
 from softphone.media.srtp import SrtpSuite
 from softphone.sip.errors import ParseError
+from softphone.sip.grammar import is_ascii_digits
 from softphone.sip.sdp import DIRECTIONS, Attributes, Media, SessionDescription, connection_line, reverse_direction
 
 TELEPHONE_EVENT_PT = 101
@@ -76,8 +78,9 @@ class Negotiated:
     srtp: SrtpKeys = field(repr=False)
     direction: str
     security: SecurityLevel          # SECURE (MIKEY-SAKKE) or SDES_INTEROP
-    peer_identity: str | None        # as verified by ECCSI (MIKEY-SAKKE), else None
+    peer_identity: str | None        # MIKEY-SAKKE: who the keys belong to (how sure: peer_assurance), else None
     key_id: str | None               # PCK-ID (hex) for MIKEY-SAKKE
+    peer_assurance: PeerAssurance | None = None  # KEYED_TO (we offered) or VERIFIED_BY_ECCSI (we verified)
 
     @property
     def suite(self) -> str:
@@ -112,9 +115,9 @@ def _pick_codec(media: Media, profile: Profile) -> tuple[CodecSpec, int | None]:
     for pt in media.formats:
         enc = rtpmap.get(pt, _STATIC.get(pt, "")).lower()
         name_clock = "/".join(enc.split("/")[:2])
-        if name_clock == "telephone-event/8000" and profile.telephone_event and pt.isdigit():
+        if name_clock == "telephone-event/8000" and profile.telephone_event and is_ascii_digits(pt) and len(pt) <= 3:
             dtmf = int(pt) if dtmf is None else dtmf
-        elif codec is None and name_clock in allowed and pt.isdigit():
+        elif codec is None and name_clock in allowed and is_ascii_digits(pt) and len(pt) <= 3:
             _, _, name, channels = CODEC_TABLE[allowed[name_clock]]
             clock = 48000 if name == "opus" else 8000
             codec = CodecSpec(int(pt), name, clock, channels)
@@ -193,8 +196,9 @@ class _Described:
         return cls(sdp, media, codec, dtmf, _remote_addr(sdp, media), reverse_direction(media.direction))
 
     def negotiated(self, keys: SrtpKeys, security: SecurityLevel, peer_identity: str | None,
-                   key_id: str | None) -> Negotiated:
-        return Negotiated(self.remote, self.codec, self.dtmf, keys, self.direction, security, peer_identity, key_id)
+                   key_id: str | None, assurance: PeerAssurance | None = None) -> Negotiated:
+        return Negotiated(self.remote, self.codec, self.dtmf, keys, self.direction, security, peer_identity, key_id,
+                          assurance)
 
 
 @dataclass
@@ -244,8 +248,9 @@ class Offerer:
         got = _Described.read(body, self.profile, "answer", "SRTP is mandatory")
         if self.profile.keying is Keying.MIKEY_SAKKE:
             assert self._srtp is not None and self._key_id is not None
+            # nothing from the callee is signed: the keys are only encrypted to its identity
             return got.negotiated(_mikey_keys(self._srtp[0], self._srtp[1]), SecurityLevel.SECURE, self.peer_uri,
-                                  f"{self._key_id:08x}")
+                                  f"{self._key_id:08x}", PeerAssurance.KEYED_TO)
         lines = got.media.attributes.get_all("crypto")
         if len(lines) != 1:
             raise NegotiationError("SDES answer must carry exactly one a=crypto line")
@@ -284,6 +289,28 @@ class Answerer:
         self.current = negotiated
         return negotiated
 
+    def carries_new_key(self, body: bytes) -> bool:
+        """True when the (re-)offer ``body`` carries a MIKEY-SAKKE I_MESSAGE this call has not verified yet
+        (a rekey: it needs the full ECCSI/SAKKE check); False for SDES and for a repeated I_MESSAGE."""
+        if self.profile.keying is not Keying.MIKEY_SAKKE:
+            return False
+        got = _Described.read(body, self.profile, "offer", f"SRTP is mandatory in profile {self.profile.name}")
+        try:
+            data = find_key_mgmt(got.sdp.encode().decode("utf-8"), got.sdp.media.index(got.media))
+        except CryptoError as exc:
+            raise NegotiationError(mikey_reason(exc)) from None
+        if data is None:
+            raise NegotiationError("MIKEY-SAKKE is mandatory: the offer has no a=key-mgmt:mikey")
+        return self.verified is None or data != self.verified.imessage.raw
+
+    def answer_for(self, body: bytes) -> bytes:
+        """Our MIKEY-SAKKE SDP answer to the offer ``body`` before its I_MESSAGE is verified (the answer
+        carries no MIKEY response, so it does not depend on the keys); the state stays as it was."""
+        got = _Described.read(body, self.profile, "offer", f"SRTP is mandatory in profile {self.profile.name}")
+        self.version += 1
+        media = audio_media(self.port, self.profile, direction=got.direction, codec=got.codec, dtmf_pt=got.dtmf)
+        return _session(self.host, self.session_id, self.version, media).encode()
+
     def _mikey(self, got: _Described, claimed: str | None) -> Negotiated:
         if self.responder is None:
             raise NegotiationError("MIKEY-SAKKE: no key set for this phone", 500)
@@ -305,7 +332,7 @@ class Answerer:
                 raise NegotiationError("MIKEY-SAKKE: I_MESSAGE does not carry a private-call key (PCK)")
         self.verified = verified
         return got.negotiated(_mikey_keys(verified.srtp[1], verified.srtp[0]), SecurityLevel.SECURE,
-                              verified.sender_uri, f"{verified.key_id:08x}")
+                              verified.sender_uri, f"{verified.key_id:08x}", PeerAssurance.VERIFIED_BY_ECCSI)
 
     def _sdes(self, got: _Described) -> Negotiated:
         try:

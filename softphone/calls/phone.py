@@ -8,7 +8,9 @@
 
 Incoming INVITEs are checked *before* 180 Ringing: the I_MESSAGE must verify (ECCSI signature from
 the identity in From, our identity and key period, timestamp window, no replay) and the sender must
-not be on the revocation list; otherwise 488 with a Warning naming the reason (SDP-SRTP.md §1).
+not be revoked; otherwise 488 with a Warning naming the reason (SDP-SRTP.md §1). Revoked identities
+are the operator's local ``revoked`` set plus the KMS's signed revocation list, which a phone with a
+KMS fetches at start and every ``revocation_refresh_s`` into its keystore (docs/REVOCATION.md).
 """
 
 from __future__ import annotations
@@ -24,20 +26,34 @@ from crypto.mikey.build import Initiator
 from crypto.mikey.verify import ReplayCache, Responder
 from softphone.calls.call import Call, reserve_port
 from softphone.calls.errors import CallError
-from softphone.calls.events import Answered, CallEvent, Calling, Failed, Incoming, Rejected, Ringing
-from softphone.calls.negotiation import Answerer, NegotiationError, Offerer
+from softphone.calls.events import (
+    Answered,
+    CallEvent,
+    Calling,
+    Failed,
+    Incoming,
+    RegistrationChanged,
+    Rejected,
+    Ringing,
+)
+from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
-from softphone.config import Account, ConfigError
+from softphone.config import DEFAULT_CONFIG, Account, ConfigError
 from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
-from softphone.keys.kms_client import KmsClient, refresh
+from softphone.keys.kms_client import KmsClient, KmsClientError, refresh, refresh_revocations
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.sip.errors import CallFailed, SipError
+from softphone.sip.registration import RegistrationStatus
+from softphone.sip.resolve import uri_transport
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
-from softphone.sip.uri import NameAddr
+from softphone.sip.uri import NameAddr, SipUri
 
 log = logging.getLogger(__name__)
+
+#: Seconds the first REGISTER may take before the phone reports the registrar unreachable.
+REGISTER_TIMEOUT = 8.0
 
 
 @dataclass
@@ -50,6 +66,8 @@ class PhoneSettings:
     keystore: Keystore | None = None
     revoked: frozenset[str] = frozenset()
     trace_media: bool = False
+    kms: KmsClient | None = None          # fetch the signed revocation list from here …
+    revocation_refresh_s: float = 900.0   # … at start and this often
 
 
 class IncomingCall:
@@ -97,6 +115,9 @@ class Phone:
         self._responder: Responder | None = None
         self._responder_periods: tuple[int, ...] = ()
         self._verify_lock = asyncio.Lock()
+        self.ua.on_registration = self._registration_changed
+        self._revocation_task: asyncio.Task[None] | None = None
+        self.revocation_problem: str | None = None  # why the last revocation list fetch failed
 
     def __repr__(self) -> str:
         return f"<Phone {self.settings.uri} profile={self.settings.profile.name}>"
@@ -115,6 +136,23 @@ class Phone:
             self._queue.get_nowait()
             self._queue.put_nowait(event)
 
+    @property
+    def registration(self) -> RegistrationStatus:
+        """The registration's state, expiry and next retry (times on the event loop's clock)."""
+        return self.ua.registration_status
+
+    def registration_text(self) -> str:
+        """``registered (expires in 3570 s)``, ``retrying in 12 s (503 Service Unavailable)``, …"""
+        return self.registration.describe(asyncio.get_running_loop().time())
+
+    def _registration_changed(self, status: RegistrationStatus) -> None:
+        now = asyncio.get_running_loop().time()
+        self._emit(RegistrationChanged(
+            call_id="", state=status.state.value, text=status.describe(now),
+            expires_in=None if status.expires_at is None else max(0, round(status.expires_at - now)),
+            retry_in=None if status.retry_at is None else max(0, round(status.retry_at - now)),
+            reason=status.reason, target=status.target))
+
     async def events(self) -> AsyncIterator[CallEvent]:
         """Every call event, as they happen (an alternative to the ``on_event`` callback)."""
         while True:
@@ -127,10 +165,21 @@ class Phone:
             self._mikey_responder()  # fails early (one line) when the keystore holds no keys
         await self.ua.start()
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
+        if self.settings.kms is not None and self.settings.keystore is not None:
+            self._revocation_task = asyncio.get_running_loop().create_task(self._revocation_loop())
 
-    async def register(self) -> int:
-        """REGISTER with the registrar; returns the granted expiry."""
-        return await self.ua.register()
+    async def register(self, timeout: float = REGISTER_TIMEOUT) -> int:
+        """REGISTER with the registrar; returns the granted expiry.
+
+        :class:`CallError` when the registrar gives no final answer within ``timeout`` seconds (a
+        dead UDP registrar otherwise costs the whole 32 s SIP transaction timeout).
+        """
+        try:
+            return await asyncio.wait_for(self.ua.register(), timeout)
+        except TimeoutError:
+            where = self.settings.ua.proxy or self.settings.ua.registrar or self.settings.uri
+            raise CallError(f"registrar {where} did not answer within {timeout:g} s "
+                            "(is it running, and is the address and transport right?)") from None
 
     async def close(self) -> None:
         """Hang up every call, unregister and close sockets."""
@@ -138,6 +187,8 @@ class Phone:
             await call.hangup()
         if self._accept_task is not None:
             self._accept_task.cancel()
+        if self._revocation_task is not None:
+            self._revocation_task.cancel()
         await self.ua.close()
 
     async def __aenter__(self) -> Phone:
@@ -146,6 +197,31 @@ class Phone:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # --- revocation --------------------------------------------------------------------------------
+    def revoked(self) -> frozenset[str]:
+        """Identities this phone refuses: the local ``revoked`` set and every verified KMS list held."""
+        held = self.settings.keystore.revoked() if self.settings.keystore is not None else frozenset()
+        return self.settings.revoked | held
+
+    async def refresh_revocations(self) -> bool:
+        """Fetch and verify the KMS's revocation list now; False (and :attr:`revocation_problem`) if refused
+        or unreachable — the list held before stays in force."""
+        if self.settings.kms is None or self.settings.keystore is None:
+            return False
+        try:
+            await asyncio.to_thread(refresh_revocations, self.settings.keystore, self.settings.kms)
+        except (KmsClientError, KeystoreError) as exc:
+            self.revocation_problem = str(exc)
+            log.warning("revocation list: %s", exc)
+            return False
+        self.revocation_problem = None
+        return True
+
+    async def _revocation_loop(self) -> None:
+        while True:
+            await self.refresh_revocations()
+            await asyncio.sleep(max(self.settings.revocation_refresh_s, 0.1))
 
     # --- keys --------------------------------------------------------------------------------------
     def _keystore(self) -> Keystore:
@@ -195,7 +271,7 @@ class Phone:
         except SipError as exc:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
-                    trace=self.settings.trace_media)
+                    trace=self.settings.trace_media, verify=self.verify_offer)
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
@@ -264,10 +340,10 @@ class Phone:
             return
         answerer = Answerer(profile, self.host, reserve_port(self.host), responder)
         try:
-            async with self._verify_lock:  # one I_MESSAGE at a time through the shared replay cache
-                negotiated = await asyncio.to_thread(answerer.process_offer, session.remote_body, claimed)
-            if negotiated.peer_identity in self.settings.revoked or (
-                    negotiated.security is SecurityLevel.SDES_INTEROP and claimed in self.settings.revoked):
+            negotiated = await self.verify_offer(answerer, session.remote_body, claimed)
+            revoked = self.revoked()
+            if negotiated.peer_identity in revoked or (
+                    negotiated.security is SecurityLevel.SDES_INTEROP and claimed in revoked):
                 who = negotiated.peer_identity or claimed
                 raise NegotiationError(f"MIKEY-SAKKE revoked identity: {who} is revoked")
         except NegotiationError as exc:
@@ -286,6 +362,12 @@ class Phone:
         except asyncio.QueueFull:
             await session.reject(486, warning="too many calls waiting")
 
+    async def verify_offer(self, answerer: Answerer, body: bytes, claimed: str | None) -> Negotiated:
+        """Check an (re-)offer in a thread, one I_MESSAGE at a time through the shared replay cache: the one
+        path for initial offers and for re-offers carrying a new I_MESSAGE (``Call``'s ``verify``)."""
+        async with self._verify_lock:
+            return await asyncio.to_thread(answerer.process_offer, body, claimed)
+
     async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
         session, answerer = incoming.session, incoming.answerer
         if session.state is not CallState.INCOMING or answerer.current is None:
@@ -295,7 +377,7 @@ class Phone:
             offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
-                    answerer=answerer, trace=self.settings.trace_media)
+                    answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer)
         call.invite_sent_at = incoming.received_at
         await call.start_media(answerer.current)
         try:
@@ -322,6 +404,70 @@ def claimed_sender(session: InviteSession) -> str:
     return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
 
+def instance_id(account: Account) -> str:
+    """The account's stable ``urn:uuid:`` (RFC 5626 ``+sip.instance``), kept in a file beside its
+    keystore (``<keystore>.instance``) or beside the default accounts file; created on first use."""
+    import uuid
+
+    path = (account.keystore.with_name(account.keystore.name + ".instance") if account.keystore
+            else DEFAULT_CONFIG.parent / f"{account.name}.instance")
+    try:
+        text = path.read_text().strip()
+        if text.startswith("urn:uuid:"):
+            uuid.UUID(text[9:])
+            return text
+    except (OSError, ValueError):
+        pass
+    value = f"urn:uuid:{uuid.uuid4()}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+    except OSError as exc:
+        log.warning("cannot store the SIP instance id in %s: %s", path, exc.strerror)
+    return value
+
+
+def check_transport(account: Account, profile: Profile) -> None:
+    """Refuse settings under which the phone would advertise a transport it cannot serve.
+
+    The phone's Contact names the profile's transport, so the registrar must be reached over that
+    same transport, and a TLS Contact needs a certificate to accept TLS connections (incoming calls).
+    Under a Secure Chorus profile registration is over TLS only. :class:`CallError` (one line) otherwise.
+    """
+    where = f"account {account.name}"
+    registrar = account.registrar or account.uri.split("@", 1)[0].split(":", 1)[0] + ":" + account.uri.split("@", 1)[1]
+    try:
+        uri = SipUri.parse(registrar)
+        # a domain without port or transport is located by RFC 3263 among the profile's transport only
+        via = profile.transport if uri_transport(uri) is None else uri.transport
+    except SipError as exc:
+        raise CallError(f"{where}: registrar {registrar!r} is not a SIP URI: {exc}") from None
+    if via != profile.transport:
+        if profile.secure_chorus:
+            raise CallError(f"{where}: profile {profile.name} registers over TLS only, but registrar "
+                            f"{registrar} is {via.upper()} (use sips:… or ;transport=tls)")
+        raise CallError(f"{where}: registrar {registrar} is {via.upper()} but profile "
+                        f"{profile.name} uses {profile.transport.upper()}; make them match")
+    if profile.transport == "tls" and (account.tls_cert_file is None or account.tls_key_file is None):
+        raise CallError(f"{where}: profile {profile.name} uses TLS, so the phone needs a certificate to "
+                        "receive calls: set tls_cert_file and tls_key_file")
+
+
+def fetch_account_keys(account: Account, keystore: Keystore) -> str | None:
+    """Refresh ``keystore`` from the account's KMS (if it names one); the warning when the KMS was
+    unreachable but cached keys still serve. :class:`CallError` (one line) when keys cannot be had."""
+    if not account.kms_url:
+        return None
+    try:
+        client = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+        result = refresh(keystore, client, account.uri)
+    except (ConfigError, KeysError) as exc:
+        raise CallError(str(exc)) from None
+    if result.warning:
+        log.warning("%s", result.warning)
+    return result.warning
+
+
 def settings_from_account(account: Account, profile_name: str | None = None, *, passphrase: str | None = None,
                           fetch_keys: bool = True) -> PhoneSettings:
     """PhoneSettings for a configured account: UA over the profile's transport to the registrar,
@@ -334,6 +480,7 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
         profile = load_profile(profile_name or account.profile)
     except ProfileError as exc:
         raise CallError(str(exc)) from None
+    check_transport(account, profile)
     try:
         tls_client = tls_server = None
         if profile.transport == "tls":
@@ -349,8 +496,9 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
                 tls_server.load_cert_chain(account.tls_cert_file, account.tls_key_file)
         ua = UAConfig(aor=account.uri, username=account.username, password=account.password(),
                       proxy=account.registrar, transport=profile.transport, host=account.local_host,
-                      tls_server=tls_server, tls_client=tls_client, display_name=account.display_name)
-        keystore = None
+                      tls_server=tls_server, tls_client=tls_client, display_name=account.display_name,
+                      nameserver=account.nameserver, instance_id=instance_id(account))
+        keystore = kms = None
         if profile.keying is Keying.MIKEY_SAKKE:
             if account.keystore is None:
                 raise CallError(f"account {account.name}: profile {profile.name} needs a keystore (keystore = ...)")
@@ -358,12 +506,12 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
             if not passphrase:
                 raise CallError(f"account {account.name}: no keystore passphrase configured")
             keystore = Keystore.open_or_create(account.keystore, passphrase.encode())
-            if account.kms_url and fetch_keys:
-                client = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
-                result = refresh(keystore, client, account.uri)
-                if result.warning:
-                    log.warning("%s", result.warning)
-        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
+            if fetch_keys:
+                fetch_account_keys(account, keystore)
+            if account.kms_url:  # the signed revocation list is fetched from here at start and on a schedule
+                kms = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked(),
+                             kms=kms)
     except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:

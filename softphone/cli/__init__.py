@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,9 +25,13 @@ __all__ = ["CliError", "build_parser", "configured_account", "main", "read_file"
 
 T = TypeVar("T")
 
+#: Exit codes shared by every command (the table in docs/USER-GUIDE.md).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 130, 141
+
 #: Subcommand modules of this package; each defines ``register(subparsers)`` adding its parser(s)
-#: with ``set_defaults(func=handler)``. A handler takes the parsed namespace and returns an exit code
-#: (0 ok, 1 rejected/failed, 2 usage error).
+#: with ``set_defaults(func=handler)``. A handler takes the parsed namespace and returns an exit code:
+#: 0 ok; 1 the operation failed or was refused (call, registration, KMS, verification); 2 usage or
+#: configuration (arguments, accounts file, profile, keystore or passphrase, audio files or devices).
 COMMAND_MODULES = (
     "mikey",    # softphone mikey inspect|create
     "keys",     # softphone keys fetch|import|list
@@ -35,6 +40,8 @@ COMMAND_MODULES = (
     "message",  # softphone message send|listen|list|read|delete
     "voicemail",  # softphone voicemail record|list|play
     "gui",      # softphone gui
+    "setup",    # softphone setup
+    "analyze",  # softphone analyze CAPTURE
 )
 
 
@@ -115,6 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("softphone: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `softphone mikey inspect … | head`: the reader is gone, stop quietly
+        _silence_stdout()
+        return EXIT_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

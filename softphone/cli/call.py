@@ -4,7 +4,8 @@ Audio comes from the default microphone and goes to the default speaker unless `
 ``--record WAV`` are given (headless use). ``--json`` prints one JSON object per event (line
 buffered) for scripts; otherwise progress lines and, on a terminal, a live status line with keys:
 ``h`` hold/resume, ``r`` rekey, ``0-9*#ABCD`` DTMF, ``q`` hang up (each followed by Enter).
-Exit status: 0 call completed, 1 call failed or refused, 2 usage/configuration error.
+Exit status (docs/USER-GUIDE.md, "Exit codes"): 0 done, 1 the call or registration failed or was
+refused (or the KMS failed), 2 usage/configuration error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,12 +31,15 @@ from softphone.calls.events import (
     Failed,
     Held,
     Incoming,
+    PeerSending,
+    RegistrationChanged,
     Rejected,
     Rekeyed,
     Resumed,
     Ringing,
+    describe_peer,
 )
-from softphone.calls.phone import Phone, PhoneSettings, settings_from_account
+from softphone.calls.phone import Phone, PhoneSettings, fetch_account_keys, settings_from_account
 from softphone.cli import CliError, configured_account, user_errors
 from softphone.media.audio import (
     AudioError,
@@ -61,7 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audio.add_argument("--duration", type=float, help="hang up after this many seconds of call")
 
     p = subparsers.add_parser("register", parents=[common], help="register the account with its registrar")
-    p.add_argument("--stay", type=float, default=0.0, help="stay registered this many seconds, then unregister")
+    once = p.add_mutually_exclusive_group()
+    once.add_argument("--once", action="store_true", help="register, then unregister at once (a check)")
+    once.add_argument("--stay", type=float, default=0.0,
+                      help="stay registered this many seconds, then unregister (default: until Ctrl-C)")
     p.set_defaults(func=cmd_register)
     p = subparsers.add_parser("call", parents=[common, audio], help="place a secure call")
     p.add_argument("uri", help="whom to call, e.g. sip:bob@example.org")
@@ -75,17 +83,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # --- helpers ---------------------------------------------------------------------------------------
 def _settings(args: argparse.Namespace) -> PhoneSettings:
+    """The phone's settings: configuration problems exit 2, a failed key fetch from the KMS exits 1."""
     account = configured_account(args.config, args.account, code=2)
     with user_errors(2):
-        return settings_from_account(account, args.profile)
+        settings = settings_from_account(account, args.profile, fetch_keys=False)
+    if settings.keystore is not None:
+        with user_errors(1):
+            warning = fetch_account_keys(account, settings.keystore)
+        if warning:
+            print(f"softphone: warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def _writable(path: Path) -> None:
+    """Refuse a ``--record`` path that cannot be written, before anything is dialled."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise CliError(f"--record {path}: is a directory", 2)
+    if not parent.is_dir():
+        raise CliError(f"--record {path}: directory {parent} does not exist", 2)
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"--record {path}: not writable", 2)
 
 
 def _audio(args: argparse.Namespace) -> tuple[AudioSource, AudioSink]:
+    """The call's audio ends, checked before dialling: WAV files, or the default sound devices."""
+    hint = "; use --play WAV and --record WAV instead, or list devices with 'softphone devices'"
+    if args.record:
+        _writable(args.record)
     try:
         source: AudioSource = WavSource(args.play) if args.play else SoundDeviceSource()
+    except OSError as exc:
+        raise CliError(f"audio: cannot read --play {args.play}: {exc.strerror or exc}", 2) from None
+    except AudioError as exc:
+        if args.play:
+            raise CliError(f"audio: --play {args.play}: {exc}", 2) from None
+        raise CliError(f"audio: no usable microphone ({exc}){hint}", 2) from None
+    try:
         sink: AudioSink = WavSink(args.record) if args.record else SoundDeviceSink()
-    except (AudioError, OSError) as exc:
-        raise CliError(f"audio: {exc}", 2) from None
+    except AudioError as exc:
+        source.close()
+        raise CliError(f"audio: no usable speaker ({exc}){hint}", 2) from None
     return source, sink
 
 
@@ -95,8 +133,11 @@ class Printer:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.tty = sys.stdout.isatty() and not as_json
+        self.registration = ""   # the latest registration text, shown in the status line
 
     def event(self, ev: CallEvent) -> None:
+        if isinstance(ev, RegistrationChanged):
+            self.registration = ev.text
         if self.as_json:
             print(json.dumps(ev.to_json(), default=str), flush=True)
             return
@@ -108,15 +149,20 @@ class Printer:
     def describe(cls, ev: CallEvent) -> str | None:
         """The progress line for ``ev`` (None: nothing to print, e.g. media restarted)."""
         match ev:
+            case RegistrationChanged():
+                return f"registration: {ev.text}"
             case Calling():
                 return f"calling {ev.peer} ({ev.security})"
             case Incoming():
-                return (f"incoming call from {ev.verified_identity or ev.peer} "
+                who = describe_peer(ev.verified_identity or ev.peer or "?", ev.peer_assurance)
+                return (f"incoming call from {who} "
                         f"({ev.security}, {ev.srtp}, key {ev.key_id})")
             case Ringing():
                 return "ringing"
             case Answered():
                 return "answered: " + cls.summary(ev.status.to_json())
+            case PeerSending():
+                return ev.status.describe_peer()
             case Rejected():
                 return f"refused call from {ev.peer}: {ev.status} {ev.warning or ''}"
             case Failed():
@@ -135,7 +181,7 @@ class Printer:
 
     @staticmethod
     def summary(d: dict[str, Any]) -> str:
-        who = d.get("verified_identity") or d.get("peer")
+        who = describe_peer(d.get("verified_identity") or d.get("peer") or "?", d.get("peer_assurance"))
         return (f"{d.get('state')} {who} | {d.get('label') or d.get('security')} {d.get('srtp')} "
                 f"key {d.get('key_id')} | "
                 f"{d.get('codec')} | tx {d.get('packets_sent', 0)} rx {d.get('packets_received', 0)} "
@@ -146,7 +192,8 @@ class Printer:
 
     def status(self, call: Call) -> None:
         if self.tty:
-            sys.stdout.write("\r\x1b[K" + self.summary(call.status()) + f"  [{STATUS_KEYS}]")
+            reg = f" | {self.registration}" if self.registration else ""
+            sys.stdout.write("\r\x1b[K" + self.summary(call.status()) + reg + f"  [{STATUS_KEYS}]")
             sys.stdout.flush()
 
 
@@ -193,14 +240,24 @@ def cmd_register(args: argparse.Namespace) -> int:
     printer = Printer(args.json)
 
     async def run() -> int:
-        async with Phone(settings) as phone:
+        async with Phone(settings, on_event=None if args.once or args.json else printer.event) as phone:
             expires = await phone.register()
             if args.json:
                 print(json.dumps({"event": "registered", "uri": settings.uri, "expires": expires}), flush=True)
             else:
-                printer.line(f"registered {settings.uri} for {expires} s ({settings.profile.security_label})")
-            if args.stay > 0:
-                await asyncio.sleep(args.stay)
+                until = ("unregistering" if args.once else f"staying registered {args.stay:g} s" if args.stay
+                         else "staying registered (refreshed) until Ctrl-C")
+                printer.line(f"registered {settings.uri} for {expires} s "
+                             f"({settings.profile.security_label}); {until}")
+            if not args.once:
+                try:
+                    await asyncio.sleep(args.stay if args.stay else float("inf"))
+                except asyncio.CancelledError:  # Ctrl-C: the normal way to stop; unregister below
+                    pass
+        if args.json:
+            print(json.dumps({"event": "unregistered", "uri": settings.uri}), flush=True)
+        else:
+            printer.line(f"unregistered {settings.uri}")
         return 0
 
     return _run(run())
@@ -248,6 +305,10 @@ def cmd_answer(args: argparse.Namespace) -> int:
         if not args.auto:
             printer.line("press Enter to answer, or type n and Enter to refuse")
             reply = await asyncio.to_thread(sys.stdin.readline)
+            if not reply:  # end of input is no answer: refuse rather than accept unattended
+                await incoming.reject(480, warning="not answered")
+                raise CliError("standard input ended before the call was answered; refused it "
+                               "(use --auto to answer without a terminal)", 1)
             if reply.strip().lower().startswith("n"):
                 await incoming.reject(603)
                 return None

@@ -1,9 +1,11 @@
-"""``softphone keys fetch|import|list``: the phone's MIKEY-SAKKE keys (TS 33.180 KMS interface).
+"""``softphone keys fetch|trust|import|list``: the phone's MIKEY-SAKKE keys (TS 33.180 KMS interface).
 
-``fetch`` asks the account's KMS (HTTPS, bearer token) for the current and next period;
+``fetch`` asks the account's KMS (HTTPS, bearer token) for the current and next period; the first
+fetch pins the KMS's TLS key and community keys, and a later KMS presenting others is refused.
+``trust`` is the user accepting such a change: it fetches anyway and pins what the KMS presents now.
 ``import`` takes KMS XML files from anywhere (KmsInit, KmsKeyProv, a KMS certificate, other
-vendors' samples); ``list`` shows what the keystore holds (never the keys). Every key set is
-validated before it is stored.
+vendors' samples; a certificate replaces the community keys trusted for its KMS URI); ``list``
+shows what the keystore holds (never the keys). Every key set is validated before it is stored.
 """
 
 from __future__ import annotations
@@ -33,13 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     keys = subparsers.add_parser("keys", help="MIKEY-SAKKE keys: fetch from the KMS, import, list")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    p = sub.add_parser("fetch", parents=[common], help="fetch the current and next key periods from the KMS")
-    p.add_argument("--kms", help="KMS base URL https://HOST:PORT (default: the account's kms_url)")
-    p.add_argument("--token-file", type=Path, help="bearer token file, 0600 (default: the account's)")
-    p.add_argument("--ca", type=Path, help="CA file for the KMS TLS certificate (default: the account's)")
-    p.add_argument("--user", help="identity to fetch keys for (default: the account's uri)")
+    fetch_args = argparse.ArgumentParser(add_help=False, parents=[common])
+    fetch_args.add_argument("--kms", help="KMS base URL https://HOST:PORT (default: the account's kms_url)")
+    fetch_args.add_argument("--token-file", type=Path, help="bearer token file, 0600 (default: the account's)")
+    fetch_args.add_argument("--ca", type=Path, help="CA file for the KMS TLS certificate (default: the account's)")
+    fetch_args.add_argument("--user", help="identity to fetch keys for (default: the account's uri)")
+    p = sub.add_parser("fetch", parents=[fetch_args], help="fetch the current and next key periods from the KMS")
     p.add_argument("--force", action="store_true", help="fetch even if the next period is already held")
     p.set_defaults(func=cmd_fetch)
+    p = sub.add_parser("trust", parents=[fetch_args],
+                       help="accept a KMS whose TLS key or community keys changed (pin them), then fetch")
+    p.set_defaults(func=cmd_trust)
     p = sub.add_parser("import", parents=[common], help="import KMS XML files (KmsInit, KmsKeyProv, certificate)")
     p.add_argument("files", nargs="+", type=Path)
     p.set_defaults(func=cmd_import)
@@ -50,67 +56,82 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _account(args: argparse.Namespace, needed: bool) -> Account | None:
     if not needed and args.config is None and args.account is None:
         return None
-    return configured_account(args.config, args.account)
+    return configured_account(args.config, args.account, code=2)
 
 
 def _read_secret_file(path: Path, what: str) -> str:
     try:
         if path.stat().st_mode & 0o077:
-            raise CliError(f"{what} file {path} must not be readable by others (chmod 600)")
+            raise CliError(f"{what} file {path} must not be readable by others (chmod 600)", 2)
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise CliError(f"cannot read {what} file {path}: {exc.strerror}") from None
+        raise CliError(f"cannot read {what} file {path}: {exc.strerror}", 2) from None
     if not value:
-        raise CliError(f"{what} file {path} is empty")
+        raise CliError(f"{what} file {path} is empty", 2)
     return value
 
 
 def _keystore(args: argparse.Namespace, account: Account | None, create: bool) -> Keystore:
     path = args.keystore or (account.keystore if account else None)
     if path is None:
-        raise CliError("no keystore: give --keystore or configure the account's keystore")
+        raise CliError("no keystore: give --keystore or configure the account's keystore", 2)
     passphrase: str | None
     if args.passphrase_file:
         passphrase = _read_secret_file(args.passphrase_file, "keystore passphrase")
     else:
-        with user_errors():
+        with user_errors(2):
             passphrase = (account.keystore_passphrase() if account else None) or os.environ.get(PASSPHRASE_ENV)
     if not passphrase:
-        raise CliError(f"no keystore passphrase: give --passphrase-file, configure the account or set {PASSPHRASE_ENV}")
-    with user_errors():
+        raise CliError(f"no keystore passphrase: give --passphrase-file, configure the account or set {PASSPHRASE_ENV}",
+                       2)
+    with user_errors(2):  # a missing keystore or a wrong passphrase is configuration, as in `softphone call`
         if create:
             return Keystore.open_or_create(path, passphrase.encode())
         return Keystore.open(path, passphrase.encode())
 
 
-def cmd_fetch(args: argparse.Namespace) -> int:
+def cmd_fetch(args: argparse.Namespace, trust: bool = False) -> int:
     account = _account(args, needed=not (args.kms and args.token_file and args.keystore and args.user))
     url = args.kms or (account.kms_url if account else None)
     if not url:
-        raise CliError("no KMS URL: give --kms or set kms_url in the account")
+        raise CliError("no KMS URL: give --kms or set kms_url in the account", 2)
     token: str | None
     if args.token_file:
         token = _read_secret_file(args.token_file, "KMS token")
     else:
-        with user_errors():
+        with user_errors(2):
             token = account.kms_token() if account else None
     if not token:
-        raise CliError("no KMS token: give --token-file or set kms_token_file in the account")
+        raise CliError("no KMS token: give --token-file or set kms_token_file in the account", 2)
     user: str | None = args.user or (account.uri if account else None)
     if user is None:  # an account is required when --user is not given
-        raise CliError("no identity: give --user or configure the account")
+        raise CliError("no identity: give --user or configure the account", 2)
     ca = args.ca or (account.kms_ca_file or account.ca_file if account else None)
     store = _keystore(args, account, create=True)
     with user_errors():
         trk = read_transport_key(args.trk_file) if args.trk_file else None
-        result = refresh(store, KmsClient(url, token, cafile=ca, transport_key=trk), user, force=args.force)
+        result = refresh(store, KmsClient(url, token, cafile=ca, transport_key=trk), user,
+                         force=trust or args.force, trust=trust)
+    if result.pinned is not None:
+        cert = store.certificate(result.pinned.kms_uri)
+        print(f"{'trusted' if trust else 'pinned'} KMS {result.pinned.origin}: community {cert.kms_uri}, TLS key "
+              f"sha256 {result.pinned.tls_spki_sha256}, KPAK {cert.pub_auth_key[:8].hex()}…")
+    elif trust:
+        print(f"KMS at {url} presents the keys already trusted")
     if result.warning:
+        if args.force:  # asked for fresh keys and got none: a failure, whatever the cache holds
+            raise CliError(f"fetch failed: {result.warning}")
         print(f"softphone: warning: {result.warning}", file=sys.stderr)
     elif result.fetched:
         print(f"fetched and validated key periods {', '.join(map(str, result.fetched))} for {user}")
     else:
         print(f"keys for {user} are current (next period already held)")
     return 0
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """Accept the KMS as it presents itself now (the user confirmed the change out of band)."""
+    return cmd_fetch(args, trust=True)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -154,6 +175,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     account = _account(args, needed=args.keystore is None)
     store = _keystore(args, account, create=False)
+    for pin in store.kms_pins():
+        print(f"pin {pin.origin} kms={pin.kms_uri} tls-spki-sha256={pin.tls_spki_sha256}")
     for cert in store.certificates():
         print(f"kms {cert.kms_uri} role={cert.role or '-'} period={cert.user_key_period}s "
               f"offset={cert.user_key_offset}s kpak={cert.pub_auth_key[:8].hex()}…")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crypto import eccsi
 from crypto.errors import CryptoError
 from crypto.identity import NTP_UNIX_OFFSET, key_period_no, ntp_seconds
 from crypto.mikey.build import Initiator
@@ -25,8 +26,10 @@ from crypto.mikey.keys import KeyType, KmsParams, UserKeys
 from crypto.mikey.message import IMessage
 from crypto.mikey.sdp import decode_key_mgmt, find_key_mgmt, key_mgmt_value
 from crypto.mikey.verify import Responder
-from kmsinterface.xml import KmsXmlError, parse_key_prov, parse_kms_init
+from kmsinterface.xml import KmsXmlError, TransportKey, parse_key_prov, parse_kms_init
 from softphone.cli import CliError, read_file
+from softphone.keys.errors import KeysError
+from softphone.keys.kms_client import read_transport_key
 
 _SIP_START = re.compile(r"^(?:[A-Z]+ \S+ SIP/2\.0|SIP/2\.0 \d{3}\b)")
 _HEADER = re.compile(r"^(P-Asserted-Identity|From|f)\s*:\s*(.+)$", re.I | re.M)
@@ -42,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--kms-init", type=Path, help="KmsInit response XML (the KMS certificate)")
     i.add_argument("--keyprov", type=Path, action="append", default=[], help="receiver's KmsKeyProv XML (repeatable)")
     i.add_argument("--from", dest="sender", help="sender URI as signalling presents it (From/P-Asserted-Identity)")
+    i.add_argument("--trk-file", type=Path,
+                   help="transport key file ('KEY_ID HEX', 0600, from softphone-kms user add --trk-out)")
     i.add_argument("--max-age", type=int, help="reject messages older (or newer) than SECONDS from now")
     i.add_argument("--show-secrets", action="store_true", help="also print the key and SRTP master keys")
     i.add_argument("--json", action="store_true", help="print one JSON object")
@@ -52,11 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--keyprov", type=Path, required=True, help="sender's KmsKeyProv XML")
     c.add_argument("--from", dest="sender", required=True, help="sender URI (the key set's user)")
     c.add_argument("--to", dest="receiver", required=True, help="receiver URI")
+    c.add_argument("--trk-file", type=Path,
+                   help="transport key file ('KEY_ID HEX', 0600, from softphone-kms user add --trk-out)")
     c.add_argument("--key-type", choices=("pck", "gmk", "csk"), default="pck")
     c.add_argument("--key", help="key to carry, 32 hex digits (default: random)")
     c.add_argument("--key-id", help="key ID, 8 hex digits with the key type's purpose tag (default: random)")
     c.add_argument("--rand", help="RAND, hex (default: 16 random octets)")
-    c.add_argument("--time", help="message time, ISO 8601 (default: now)")
+    c.add_argument("--time", help="message time, ISO 8601 (default: now); must fall in a key period of --keyprov")
     c.add_argument("--show-secrets", action="store_true", help="with --json: include key and SRTP keys")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cmd_create)
@@ -110,10 +117,19 @@ def _load_kms(path: Path) -> KmsParams:
     return KmsParams(c.kms_uri, c.user_key_period, c.user_key_offset, c.pub_enc_key, c.pub_auth_key)
 
 
-def _load_key_sets(paths: list[Path], kms: KmsParams) -> list[UserKeys]:
+def _transport_key(path: Path | None) -> TransportKey | None:
+    if path is None:
+        return None
+    try:
+        return read_transport_key(path)
+    except KeysError as exc:
+        raise CliError(str(exc), 2) from None
+
+
+def _load_key_sets(paths: list[Path], kms: KmsParams, trk: TransportKey | None = None) -> list[UserKeys]:
     out: list[UserKeys] = []
     for path in paths:
-        prov = read_file(path, parse_key_prov, KmsXmlError)
+        prov = read_file(path, lambda data: parse_key_prov(data, trk), KmsXmlError)
         for ks in prov.key_sets:
             if ks.kms_uri != kms.kms_uri:
                 raise CliError(f"{path}: key set is from KMS {ks.kms_uri}, the KMS certificate is {kms.kms_uri}", 2)
@@ -155,7 +171,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise CliError("--kms-init needs --keyprov (the receiver's key sets) to verify", 2)
     if args.max_age is not None and args.max_age < 0:
         raise CliError("--max-age must not be negative", 2)
-    keys = _load_key_sets(args.keyprov, _load_kms(args.kms_init)) if args.kms_init else None
+    if args.trk_file is not None and not args.keyprov:
+        raise CliError("--trk-file needs --keyprov (the key sets it decrypts)", 2)
+    trk = _transport_key(args.trk_file)
+    keys = _load_key_sets(args.keyprov, _load_kms(args.kms_init), trk) if args.kms_init else None
     text = _read_input(args.input)
     now = ntp_seconds()
     try:
@@ -208,7 +227,7 @@ def _parse_time(value: str | None) -> int:
 
 def cmd_create(args: argparse.Namespace) -> int:
     kms = _load_kms(args.kms_init)
-    key_sets = _load_key_sets([args.keyprov], kms)
+    key_sets = _load_key_sets([args.keyprov], kms, _transport_key(args.trk_file))
     if key_sets[0].uri != args.sender:
         raise CliError(f"--from {args.sender} is not the key set's user {key_sets[0].uri}", 2)
     key = _parse_hex(args.key, "--key", 16)
@@ -221,7 +240,11 @@ def cmd_create(args: argparse.Namespace) -> int:
     chosen = next((k for k in key_sets if k.key_period_no == period), None)
     if chosen is None:
         have = ", ".join(str(k.key_period_no) for k in key_sets)
-        raise CliError(f"no key set of {args.sender} for key period {period} (have {have})", 1)
+        held = min(key_sets, key=lambda k: k.key_period_no)
+        start = kms.user_key_offset + held.key_period_no * kms.user_key_period - NTP_UNIX_OFFSET
+        hint = datetime.fromtimestamp(start + kms.user_key_period // 2, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise CliError(f"no key set of {args.sender} for key period {period} (have {have}); "
+                       f"give a time inside a held period, e.g. --time {hint}", 1)
     try:
         built = Initiator(chosen).build(
             args.receiver, key_type=KeyType[args.key_type.upper()], key=key,
@@ -234,8 +257,20 @@ def cmd_create(args: argparse.Namespace) -> int:
         print(value)
         return 0
     result = describe(built.imessage, now_ntp=ntp_seconds())
+    sender_id = kms.crypto_id(chosen.uid)
+    try:
+        eccsi.verify(built.imessage.signed_octets(), built.imessage.sign.signature, sender_id, kms.kpak)
+        signature = "verifies under the KMS's KPAK for the sender's identity of this period"
+    except CryptoError as exc:
+        raise CliError(f"the message just signed does not verify: {exc}", 1) from None
+    result.pop("verified", None)
+    result.pop("valid", None)
     result.update(imessage=value, initiator=args.sender, responder=args.receiver, key_id=f"{built.key_id:08x}",
-                  key_period_no=built.key_period_no, signature_scope="standard")
+                  key_period_no=built.key_period_no, signature_scope="standard",
+                  checked={"sender_key_set": f"{args.sender}, key period {chosen.key_period_no}, KMS {kms.kms_uri}",
+                           "signature": signature,
+                           "sakke": "encrypted to the receiver's identity; only the receiver's key can "
+                                    "open it (verify with mikey inspect --keyprov)"})
     if args.show_secrets:
         result["key"] = built.key.hex()
         result["srtp"] = [{"cs_id": cs, "master_key": m.master_key.hex(), "master_salt": m.master_salt.hex(),

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from softphone.calls.events import PeerAssurance
 from softphone.calls.profile import SecurityLevel
 from softphone.errors import SoftphoneError
 
@@ -210,12 +211,20 @@ _BADGES = {
 }
 
 
-def badge(security: str | None, verified_identity: str | None = None) -> Badge:
+_KEYED_TO_BADGE = Badge("secure", "SECURE — Secure Chorus (MIKEY-SAKKE), keys only the callee can decrypt",
+                        _BADGES[SecurityLevel.SECURE].colour)
+
+
+def badge(security: str | None, verified_identity: str | None = None, peer_assurance: str | None = None) -> Badge:
     """Secure Chorus (MIKEY-SAKKE, identity verified by ECCSI) vs SDES interop vs failed/none.
 
     ``security`` is a :class:`SecurityLevel` or its text (``"MIKEY-SAKKE"``, ``"SDES"``, as the call
-    history stores it), or None."""
-    return _BADGES[SecurityLevel.of(security, verified_identity)]
+    history stores it), or None. An outgoing MIKEY-SAKKE call (``peer_assurance`` ``keyed-to`` or
+    ``peer-sending``) is secure but its callee was not verified: its badge says so."""
+    level = SecurityLevel.of(security, verified_identity)
+    if level is SecurityLevel.SECURE and peer_assurance in (PeerAssurance.KEYED_TO, PeerAssurance.PEER_SENDING):
+        return _KEYED_TO_BADGE
+    return _BADGES[level]
 
 
 # --- plain words -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,15 @@ from crypto import eccsi, sakke
 from crypto.errors import CryptoError
 from crypto.identity import key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.mikey import keys as mikey_keys
-from kmsinterface.sealed import DEFAULT_N_LOG2, DataKey, SecretsError, derive_key, write_private
+from kmsinterface.revocation import RevocationList, RevocationListError
+from kmsinterface.sealed import (
+    DEFAULT_N_LOG2,
+    DataKey,
+    SecretsError,
+    check_passphrase_strength,
+    derive_key,
+    write_private,
+)
 from kmsinterface.xml import KeyProvResponse, KeySet, KmsCertificate
 from softphone.keys.errors import KeysError
 
@@ -76,6 +85,20 @@ class PeriodKeys:
 
 
 @dataclass(frozen=True)
+class KmsPin:
+    """What a KMS URL was trusted as at first provisioning: its community and its TLS public key.
+
+    ``origin`` is the URL's ``host:port``; ``tls_spki_sha256`` the hex SHA-256 of the server
+    certificate's SubjectPublicKeyInfo. The community's public keys (Z, KPAK) are pinned by the
+    stored certificate of ``kms_uri``.
+    """
+
+    origin: str
+    kms_uri: str
+    tls_spki_sha256: str
+
+
+@dataclass(frozen=True)
 class KeySetSummary:
     """A public line for ``softphone keys list``."""
 
@@ -85,6 +108,11 @@ class KeySetSummary:
     user_id: bytes
     valid_from: datetime | None
     valid_to: datetime | None
+
+
+def public_parameters(cert: KmsCertificate) -> tuple[bytes, bytes, int, int]:
+    """A community's public keys and period as a comparable value (Z, KPAK, period, offset)."""
+    return cert.pub_enc_key, cert.pub_auth_key, cert.user_key_period, cert.user_key_offset
 
 
 def _cert_to_json(cert: KmsCertificate) -> dict:
@@ -119,6 +147,15 @@ class Keystore:
         self._sets: dict[tuple[str, str, int], dict] = {
             (s["kms_uri"], s["user_uri"], s["period"]): s for s in data.get("keysets", [])}
         self.past_period_retention_s = PAST_PERIOD_RETENTION_S
+        self._pins: dict[str, KmsPin] = {
+            origin: KmsPin(origin, p["kms_uri"], p["tls_spki_sha256"]) for origin, p in data.get("pins", {}).items()}
+        self._lock = threading.RLock()  # the phone's revocation refresh and a key fetch may run in two threads
+        self._revocations: dict[str, RevocationList] = {}
+        for uri, d in data.get("revocations", {}).items():
+            try:
+                self._revocations[uri] = RevocationList.from_json(d)
+            except RevocationListError as exc:
+                raise KeystoreError(f"keystore {path}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"Keystore({str(self.path)!r}, {len(self._certs)} KMS, {len(self._sets)} key sets)"
@@ -126,9 +163,14 @@ class Keystore:
     # file ---------------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, passphrase: bytes, *, n_log2: int = DEFAULT_N_LOG2) -> Keystore:
+        """A new, empty keystore; a weak ``passphrase`` is refused (KeystoreError, one line)."""
         path = Path(path).expanduser()
         if path.exists():
             raise KeystoreError(f"keystore {path} already exists")
+        try:
+            check_passphrase_strength(passphrase, "keystore passphrase")
+        except SecretsError as exc:
+            raise KeystoreError(str(exc)) from None
         salt = os.urandom(16)
         header = MAGIC + bytes([n_log2]) + salt
         store = cls(path, cls._derive(passphrase, salt, n_log2), header, {})
@@ -167,8 +209,15 @@ class Keystore:
             raise KeystoreError(f"keystore: {exc}") from None
 
     def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         data = {"version": 1, "communities": {u: _cert_to_json(c) for u, c in self._certs.items()},
-                "keysets": sorted(self._sets.values(), key=lambda s: (s["kms_uri"], s["user_uri"], s["period"]))}
+                "keysets": sorted(self._sets.values(), key=lambda s: (s["kms_uri"], s["user_uri"], s["period"])),
+                "pins": {o: {"kms_uri": p.kms_uri, "tls_spki_sha256": p.tls_spki_sha256}
+                         for o, p in self._pins.items()},
+                "revocations": {u: r.to_json() for u, r in self._revocations.items()}}
         try:
             write_private(self.path, self._header + self._key.encrypt(json.dumps(data).encode(), self._header))
         except OSError as exc:
@@ -183,8 +232,30 @@ class Keystore:
             raise KeystoreError(f"KMS certificate {cert.kms_uri} is revoked")
         if len(cert.pub_enc_key) != 257 or len(cert.pub_auth_key) != 65:
             raise KeystoreError(f"KMS {cert.kms_uri}: public keys have the wrong length")
-        self._certs[cert.kms_uri] = cert
-        self.save()
+        with self._lock:
+            old = self._certs.get(cert.kms_uri)
+            if old is not None and public_parameters(old) != public_parameters(cert):
+                # key sets checked against the old Z/KPAK do not belong to the new community keys,
+                # nor does a revocation list signed under the old KPAK
+                for key in [k for k in self._sets if k[0] == cert.kms_uri]:
+                    del self._sets[key]
+                self._revocations.pop(cert.kms_uri, None)
+            self._certs[cert.kms_uri] = cert
+            self._save()
+
+    # KMS pins -------------------------------------------------------------------------------------
+    def kms_pin(self, origin: str) -> KmsPin | None:
+        """What the KMS at ``origin`` (``host:port``) was trusted as, or None before first provisioning."""
+        return self._pins.get(origin)
+
+    def pin_kms(self, pin: KmsPin) -> None:
+        """Trust the KMS at ``pin.origin`` as ``pin`` (first provisioning, or the user's explicit trust)."""
+        with self._lock:
+            self._pins[pin.origin] = pin
+            self._save()
+
+    def kms_pins(self) -> builtins.list[KmsPin]:
+        return list(self._pins.values())
 
     def certificate(self, kms_uri: str) -> KmsCertificate:
         try:
@@ -199,6 +270,35 @@ class Keystore:
 
     def certificates(self) -> list[KmsCertificate]:
         return list(self._certs.values())
+
+    # revocation lists ---------------------------------------------------------------------------
+    def kpaks(self) -> dict[str, bytes]:
+        """Trusted KMS URI → KPAK (what a signed revocation list is verified with)."""
+        return {uri: c.pub_auth_key for uri, c in self._certs.items()}
+
+    def set_revocation_list(self, rl: RevocationList) -> bool:
+        """Keep ``rl`` (already verified) unless a newer list of that KMS is held; returns whether it was kept.
+
+        An older list is refused (KeystoreError): replaying one from before a revocation must not undo it."""
+        if rl.kms_uri not in self._certs:
+            raise KeystoreError(f"revocation list of KMS {rl.kms_uri}, which this keystore does not trust")
+        with self._lock:
+            held = self._revocations.get(rl.kms_uri)
+            if held is not None and rl.issued < held.issued:
+                raise KeystoreError(f"revocation list of KMS {rl.kms_uri} issued {rl.issued.isoformat()} is "
+                                    f"older than the one held ({held.issued.isoformat()}): refused")
+            if held == rl:
+                return False
+            self._revocations[rl.kms_uri] = rl
+            self._save()
+            return True
+
+    def revocation_list(self, kms_uri: str) -> RevocationList | None:
+        return self._revocations.get(kms_uri)
+
+    def revoked(self) -> frozenset[str]:
+        """Every identity a held (verified) revocation list names."""
+        return frozenset(u for rl in self._revocations.values() for u in rl.revoked)
 
     # key sets -----------------------------------------------------------------------------------
     def check_key_set(self, ks: KeySet) -> None:
@@ -225,13 +325,17 @@ class Keystore:
             raise KeystoreError("the key provisioning response holds no key sets")
         for ks in resp.key_sets:
             self.check_key_set(ks)
+        with self._lock:
+            return self._store_key_sets(resp)
+
+    def _store_key_sets(self, resp: KeyProvResponse) -> list[KeySetSummary]:
         for ks in resp.key_sets:
             self._sets[(ks.kms_uri, ks.user_uri, ks.key_period_no)] = {
                 "kms_uri": ks.kms_uri, "user_uri": ks.user_uri, "period": ks.key_period_no,
                 "uid": ks.user_id.hex(), "rsk": ks.rsk.hex(), "ssk": ks.ssk.hex(), "pvt": ks.pvt.hex(),
                 "valid_from": _dt(ks.valid_from), "valid_to": _dt(ks.valid_to)}
         self._prune()
-        self.save()
+        self._save()
         return [self._summary(s) for s in (self._sets.get((k.kms_uri, k.user_uri, k.key_period_no))
                                            for k in resp.key_sets) if s is not None]
 

@@ -3,10 +3,17 @@
 Requests are ``POST`` with ``Authorization: Bearer`` and an empty body (D.2.1); the user URI in
 ``keyprov/<URI>`` is percent-encoded and the time is 16 upper-case hex digits of a 64-bit NTP
 timestamp, as in the TS example (KMS.md §1). TLS 1.2 minimum with certificate verification.
+
+Trust on first provisioning: the first :func:`refresh` from a KMS URL pins its TLS public key and
+its community (the KmsCertificate, Z and KPAK) in the keystore. Later, a KMS presenting another
+TLS key is refused before the bearer token is sent, and one presenting other community keys is
+refused before anything is stored (:class:`KmsTrustChanged`). Only the user accepts a change:
+``softphone keys trust`` (``refresh(..., trust=True)``) or importing the new KmsCertificate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import ssl
 from dataclasses import dataclass, field
@@ -14,7 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from crypto.identity import ntp_seconds
+from kmsinterface.revocation import RevocationList, RevocationListError, verify_revocation_list
 from kmsinterface.xml import (
     KeyProvResponse,
     KmsCertificate,
@@ -26,7 +37,7 @@ from kmsinterface.xml import (
     parse_kms_init,
 )
 from softphone.keys.errors import KeysError
-from softphone.keys.keystore import Keystore, KeystoreError
+from softphone.keys.keystore import Keystore, KeystoreError, KmsPin, public_parameters
 
 BASE = "/keymanagement/identity/v1"
 MAX_RESPONSE = 1 << 20
@@ -42,6 +53,35 @@ class KmsClientError(KeysError):
 
 class KmsUnreachable(KmsClientError):
     """No answer from the KMS (connection refused, timeout, TLS failure)."""
+
+
+ACCEPT_HINT = ("if the KMS operator really changed it, accept it with 'softphone keys trust' "
+               "(or import its new KmsCertificate with 'softphone keys import')")
+
+
+class KmsTrustChanged(KeysError):
+    """The KMS presented a TLS key or community keys other than those pinned at first provisioning.
+
+    Nothing was replaced (and for a TLS key, no token was sent). ``origin`` is the KMS ``host:port``.
+    """
+
+    def __init__(self, message: str, origin: str) -> None:
+        super().__init__(message)
+        self.origin = origin
+
+
+class KmsCertificateChanged(KmsTrustChanged):
+    """The KMS's TLS certificate carries another public key than the one pinned for its URL."""
+
+
+class KmsKeysChanged(KmsTrustChanged):
+    """The KMS serves another community (KMS URI) or other public keys (Z, KPAK) than the pinned ones."""
+
+
+def spki_sha256(der_certificate: bytes) -> str:
+    """Hex SHA-256 of a DER certificate's SubjectPublicKeyInfo (a pin survives renewal with the same key)."""
+    public = x509.load_der_x509_certificate(der_certificate).public_key()
+    return hashlib.sha256(public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest()
 
 
 def ntp_hex(when: datetime) -> str:
@@ -72,6 +112,8 @@ class KmsClient:
     cafile: str | Path | None = None
     transport_key: TransportKey | None = None
     timeout: float = 10.0
+    pinned_spki: str | None = None  # hex SHA-256 of the TLS SubjectPublicKeyInfo the server must present
+    last_spki: str | None = field(default=None, init=False)  # what the server presented last
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -88,9 +130,29 @@ class KmsClient:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         self._ctx = ctx
 
+    @property
+    def origin(self) -> str:
+        """``host:port`` of the KMS URL (IPv6 hosts in brackets): what the keystore pins."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{host}:{self._port}"
+
+    def _check_pin(self, conn: http.client.HTTPSConnection) -> None:
+        sock = conn.sock
+        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        if der is None:
+            raise KmsUnreachable(f"KMS {self.origin} presented no TLS certificate")
+        self.last_spki = spki_sha256(der)
+        if self.pinned_spki is not None and self.last_spki != self.pinned_spki:
+            raise KmsCertificateChanged(
+                f"KMS {self.origin} presented a different TLS key (sha256 {self.last_spki[:16]}…) than the one "
+                f"pinned at first provisioning ({self.pinned_spki[:16]}…): refused, nothing sent or replaced; "
+                + ACCEPT_HINT, self.origin)
+
     def _post(self, path: str) -> bytes:
         conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._ctx)
         try:
+            conn.connect()
+            self._check_pin(conn)  # before the bearer token goes out
             conn.request("POST", self._prefix + path, body=b"", headers={
                 "Authorization": f"Bearer {self.token}", "Content-Type": "application/xml",
                 "Accept": "application/xml"})
@@ -112,6 +174,13 @@ class KmsClient:
                 detail = resp.reason
             raise KmsClientError(f"KMS refused the request: HTTP {resp.status} {detail}", resp.status)
         return body
+
+    def revocations(self, kpak_for: dict[str, bytes]) -> RevocationList:
+        """The community's revocation list, verified under the trusted KMS's KPAK (``kpak_for``)."""
+        try:
+            return verify_revocation_list(self._post("/revocations"), kpak_for)
+        except RevocationListError as exc:
+            raise KmsClientError(f"revocation list from KMS refused: {exc}") from None
 
     def init(self) -> KmsInitResponse:
         """KMS Initialize (D.3.2): the KMS certificate and the URI the KMS knows us by."""
@@ -135,32 +204,54 @@ class KmsClient:
             raise KmsClientError(f"bad KmsKeyProv from KMS: {exc}") from None
 
 
+def refresh_revocations(keystore: Keystore, client: KmsClient) -> RevocationList:
+    """Fetch, verify and keep the KMS's signed revocation list (KmsClientError/KeystoreError if refused)."""
+    rl = client.revocations(keystore.kpaks())
+    keystore.set_revocation_list(rl)
+    return rl
+
+
 @dataclass(frozen=True)
 class RefreshResult:
     fetched: list[int]
     warning: str | None = None
+    pinned: KmsPin | None = None     # set when this refresh pinned (or, trusting, re-pinned) the KMS
 
 
-def _public(cert: KmsCertificate) -> tuple:
-    return cert.pub_enc_key, cert.pub_auth_key, cert.user_key_period, cert.user_key_offset
+def _fingerprint(cert: KmsCertificate) -> str:
+    return hashlib.sha256(cert.pub_auth_key + cert.pub_enc_key).hexdigest()[:16]
 
 
 def refresh(keystore: Keystore, client: KmsClient, user_uri: str, *, force: bool = False,
-            when: datetime | None = None) -> RefreshResult:
+            when: datetime | None = None, trust: bool = False) -> RefreshResult:
     """Fetch keys when the next period's set is not yet held (or ``force``).
 
     If the KMS is unreachable but keys for the current period are cached, the phone keeps working:
     the result carries a warning instead of raising. Refused or invalid responses always raise.
+    A KMS whose TLS key or community keys differ from those pinned in the keystore raises
+    :class:`KmsTrustChanged` and nothing is replaced, unless ``trust`` (the user accepted the change:
+    the new TLS key and community keys are pinned, key sets under the old community keys dropped).
     """
     when = when or datetime.now(UTC)
     known = [c.kms_uri for c in keystore.certificates()]
+    pin = keystore.kms_pin(client.origin)
+    client.pinned_spki = None if trust or pin is None else pin.tls_spki_sha256
     try:
         if not force and known and not any(keystore.needs_refresh(user_uri, k, when) for k in known):
             return RefreshResult([])
         init = client.init()
         cert = init.certificate
-        if cert.kms_uri not in known or _public(keystore.certificate(cert.kms_uri)) != _public(cert):
-            keystore.add_certificate(cert)
+        if not trust:
+            if pin is not None and pin.kms_uri != cert.kms_uri:
+                raise KmsKeysChanged(
+                    f"KMS {client.origin} now serves community {cert.kms_uri}, not {pin.kms_uri} as pinned at "
+                    f"first provisioning: refused, nothing replaced; " + ACCEPT_HINT, client.origin)
+            if cert.kms_uri in known and public_parameters(keystore.certificate(cert.kms_uri)) != \
+                    public_parameters(cert):
+                raise KmsKeysChanged(
+                    f"KMS {client.origin} serves other public keys (Z/KPAK {_fingerprint(cert)}…) for community "
+                    f"{cert.kms_uri} than the trusted ones ({_fingerprint(keystore.certificate(cert.kms_uri))}…): "
+                    f"refused, nothing replaced; " + ACCEPT_HINT, client.origin)
         prov = client.key_prov(user_uri)
     except KmsUnreachable as exc:
         try:
@@ -168,5 +259,18 @@ def refresh(keystore: Keystore, client: KmsClient, user_uri: str, *, force: bool
         except KeystoreError:
             raise exc from None
         return RefreshResult([], f"{exc}; using cached keys for period {held.key_period_no}")
+    if cert.kms_uri not in known or trust:
+        keystore.add_certificate(cert)
     summaries = keystore.import_key_prov(prov)
-    return RefreshResult([s.key_period_no for s in summaries])
+    pinned = None
+    assert client.last_spki is not None
+    new_pin = KmsPin(client.origin, cert.kms_uri, client.last_spki)
+    if new_pin != pin:
+        keystore.pin_kms(new_pin)
+        pinned = new_pin
+    fetched = [s.key_period_no for s in summaries]
+    try:
+        refresh_revocations(keystore, client)
+    except KmsUnreachable as exc:
+        return RefreshResult(fetched, f"revocation list not fetched: {exc}", pinned=pinned)
+    return RefreshResult(fetched, pinned=pinned)

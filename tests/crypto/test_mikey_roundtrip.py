@@ -297,3 +297,62 @@ def test_random_keys_have_full_length_gr(alice: UserKeys, bob: UserKeys) -> None
     for _ in range(5):
         built = Initiator(alice).build(bob.uri, ntp_time=NOW)
         assert receiver.decapsulate(built.imessage.sakke.sed) == built.key
+
+
+def _restamp(data: bytes, ntp_time: int, signer_keys: UserKeys) -> bytes:
+    """The same I_MESSAGE with another T, re-signed by its sender (what a sender with a wrong clock,
+    or one holding an old key set, can produce)."""
+    from crypto.eccsi import EccsiSigner
+
+    msg = IMessage.parse(data)
+    body = [pl.Timestamp.from_ntp(ntp_time) if isinstance(p, pl.Timestamp) else p for p in msg.payloads[:-1]]
+    placeholder = IMessage.from_payloads(msg.header, body + [pl.Sign(bytes(129))])
+    k = signer_keys
+    signature = EccsiSigner(k.crypto_id, k.ssk, k.pvt, k.kms.kpak).sign(placeholder.signed_octets())
+    return IMessage.from_payloads(msg.header, body + [pl.Sign(signature)]).raw
+
+
+def test_adjacent_period_keys_only_within_the_clock_skew_of_the_boundary(world: World) -> None:
+    skew = 300
+    n = key_period_no(NOW, PERIOD, 0)
+    start = n * PERIOD  # NTP second at which period n begins (offset 0)
+    a = {m: world.user("sip:alice@example.org", m) for m in (n - 1, n, n + 1)}
+    b = {m: world.user("sip:bob@example.org", m) for m in (n - 1, n, n + 1)}
+    bob = Responder(list(b.values()), window_seconds=skew, check_replay=False)
+
+    def keyed(period: int, stamp: int) -> bytes:
+        built = Initiator(a[period]).build(b[period].uri, ntp_time=period * PERIOD + PERIOD // 2)
+        return _restamp(built.data, stamp, a[period])
+
+    # Period n−1's keys: fine just after n starts (a sender whose clock is a little behind) ...
+    v = bob.process(keyed(n - 1, start + skew - 1), claimed_sender=a[n].uri, now=start + skew - 1)
+    assert v.key_period_no == n - 1
+    # ... but not in the middle of period n (a month-old key set must not keep working).
+    mid = start + PERIOD // 2
+    with pytest.raises(ExpiredKeyPeriod, match=f"keyed for period {n - 1}"):
+        bob.process(keyed(n - 1, mid), claimed_sender=a[n].uri, now=mid)
+    with pytest.raises(ExpiredKeyPeriod, match=f"keyed for period {n - 1}"):
+        bob.process(keyed(n - 1, start + skew + 1), claimed_sender=a[n].uri, now=start + skew + 1)
+    # Period n+1's keys: only within the skew before n+1 starts, not a whole period early.
+    nxt = start + PERIOD
+    v = bob.process(keyed(n + 1, nxt - skew + 1), claimed_sender=a[n].uri, now=nxt - skew + 1)
+    assert v.key_period_no == n + 1
+    with pytest.raises(ExpiredKeyPeriod, match=f"keyed for period {n + 1}"):
+        bob.process(keyed(n + 1, mid), claimed_sender=a[n].uri, now=mid)
+
+
+def test_sender_key_set_of_another_period_is_refused(world: World) -> None:
+    skew = 300
+    n = key_period_no(NOW, PERIOD, 0)
+    mid = n * PERIOD + PERIOD // 2
+    old_alice = world.user("sip:alice@example.org", n - 1)
+    bob = world.user("sip:bob@example.org", n)
+    built = Initiator(old_alice).build(bob.uri, ntp_time=(n - 1) * PERIOD + PERIOD // 2)
+    # Receiver part re-keyed for the current period, so only the sender's key set is stale.
+    fresh = Initiator(world.user("sip:alice@example.org", n)).build(bob.uri, ntp_time=mid)
+    msg, old = IMessage.parse(fresh.data), IMessage.parse(built.data)
+    body = [old.idr(pl.ROLE_UIDI) if isinstance(p, pl.Idr) and p.role == pl.ROLE_UIDI else p
+            for p in msg.payloads[:-1]]
+    data = _restamp(IMessage.from_payloads(msg.header, body + [pl.Sign(bytes(129))]).raw, mid, old_alice)
+    with pytest.raises(ExpiredKeyPeriod, match=f"period {n - 1}"):
+        Responder(bob, window_seconds=skew, check_replay=False).process(data, claimed_sender=old_alice.uri, now=mid)

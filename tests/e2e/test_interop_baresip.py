@@ -62,7 +62,8 @@ async def test_we_call_baresip_gcm_speech_both_ways(tmp_path: Path, speech8k) ->
             status = call.status()
             assert status["packets_received"] > 100 and status["srtp_failures"] == 0
             await call.hangup()
-            await asyncio.to_thread(bs.wait_for, r"terminated|session closed")  # baresip also hangs up at the end of its file
+            # baresip also hangs up at the end of its file
+            await asyncio.to_thread(bs.wait_for, r"terminated|session closed")
         heard_by_baresip = bs.decoded()
     _check(samples, sink.samples())
     _check(samples, heard_by_baresip)
@@ -83,7 +84,8 @@ async def test_baresip_calls_us_aes_cm_speech_both_ways(tmp_path: Path, speech8k
             status = call.status()
             assert status["packets_received"] > 100 and status["srtp_failures"] == 0
             await call.hangup()
-            await asyncio.to_thread(bs.wait_for, r"terminated|session closed")  # baresip also hangs up at the end of its file
+            # baresip also hangs up at the end of its file
+            await asyncio.to_thread(bs.wait_for, r"terminated|session closed")
         heard_by_baresip = bs.decoded()
     _check(samples, sink.samples())
     _check(samples, heard_by_baresip)

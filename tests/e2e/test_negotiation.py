@@ -46,6 +46,8 @@ def test_mikey_pck_keys_mirror_and_hold_keeps_them_rekey_changes_them(keys) -> N
     ours = offerer.apply_answer(answerer.answer())
     assert b"key-mgmt" not in answerer.answer()                      # no MIKEY response in the answer
     assert theirs.peer_identity == ALICE and ours.key_id == theirs.key_id
+    assert theirs.peer_assurance == "verified-by-eccsi"               # the caller's ECCSI signature verified
+    assert ours.peer_assurance == "keyed-to"                          # the callee signed nothing: only keyed to it
     assert (ours.srtp.send_key, ours.srtp.send_salt) == (theirs.srtp.recv_key, theirs.srtp.recv_salt)
     assert (ours.srtp.recv_key, ours.srtp.recv_salt) == (theirs.srtp.send_key, theirs.srtp.send_salt)
     assert ours.srtp.send_key != ours.srtp.recv_key                    # CS ID 0 vs CS ID 1

@@ -62,4 +62,12 @@ async def test_secure_call_speech_hold_rekey(lab: Lab, speech) -> None:
     assert heard_by_bob.ok(), heard_by_bob
     assert heard_by_alice.ok(), heard_by_alice
     kinds = [e.kind for e in events]
-    assert {"incoming", "answered", "media", "held", "resumed", "rekeyed", "ended"} <= set(kinds)
+    assert {"incoming", "answered", "media", "held", "resumed", "rekeyed", "ended", "peer-sending"} <= set(kinds)
+    # the caller never claims the callee verified (MIKEY-SAKKE is one-way); the callee verified the caller
+    mine = [e.to_json() for e in events if getattr(e, "call_id", None) == call.call_id]
+    answered = [d for d in mine if d["event"] == "answered"]
+    assert {d["peer_assurance"] for d in answered if d.get("peer") == lab.uri("bob")} <= {"keyed-to", "peer-sending"}
+    sending = [d for d in mine if d["event"] == "peer-sending"]
+    assert sending and all(d["packets_received"] > 0 and d["peer"] == lab.uri("bob") for d in sending)
+    incoming = next(d for d in mine if d["event"] == "incoming")
+    assert incoming["peer_assurance"] == "verified-by-eccsi"

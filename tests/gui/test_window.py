@@ -210,7 +210,11 @@ def test_place_secure_call_hold_resume_hangup(lab: Lab, speech: np.ndarray, tmp_
             await wait_for(lambda: controller.state == "in-call", "the call to be answered", 20)
             await wait_for(lambda: window.badge.property("level") == "secure", "the secure badge")
             assert "SECURE" in window.badge.text() and "Secure Chorus" in window.badge.text()
-            assert window.identity.text() == "sip:bob@lab.test (verified by ECCSI)"
+            assert window.identity.text() in ("keyed to sip:bob@lab.test — only bob can decrypt",
+                                              "keyed to sip:bob@lab.test — bob's phone is sending")
+            assert "verified" not in window.badge.text()          # nothing from bob was verified
+            await wait_for(lambda: window.identity.text() == "keyed to sip:bob@lab.test — bob's phone is sending",
+                           "bob's first authenticated packet")
             assert "AEAD_AES_128_GCM" in window.details.text() and "opus" in window.details.text().lower()
             key_id = controller.call.status()["key_id"]
             assert key_id and key_id in window.details.text()
@@ -237,7 +241,7 @@ def test_place_secure_call_hold_resume_hangup(lab: Lab, speech: np.ndarray, tmp_
             await wait_for(lambda: controller.state == "idle", "the call to end")
             await wait_for(lambda: bob.calls and bob.calls[0][0].is_ended, "bob's side to end")
             row = recent_rows(window)[0]
-            assert row[2] == "sip:bob@lab.test" and row[3] == "sip:bob@lab.test" and row[4] == "MIKEY-SAKKE"
+            assert row[2] == "sip:bob@lab.test" and row[3] == "—" and row[4] == "MIKEY-SAKKE"  # keyed to, not verified
             assert row[6] == "answered" and row[1] == "→"
             assert QApplication.focusWidget() is window.dial
             await close_window(window)
@@ -307,8 +311,8 @@ def test_incoming_call_forged_call_refused_and_app_stays_usable(lab: Lab, speech
             await ui(QTest.keyClicks, window.dial, "Bob")
             await ui(QTest.keyClick, window.dial, Qt.Key.Key_Return)
             await wait_for(lambda: window.badge.property("level") == "secure", "a secure call to bob", 20)
-            await wait_for(lambda: window.identity.text() == "Bob — sip:bob@lab.test (verified by ECCSI)",
-                           f"bob's verified identity (shown: {window.identity.text()!r})", 5)
+            await wait_for(lambda: window.identity.text() == "Bob — keyed to sip:bob@lab.test — bob's phone is sending",
+                           f"bob's phone sending (shown: {window.identity.text()!r})", 5)
             await ui(QTest.mouseClick, window.hangup_button, Qt.MouseButton.LeftButton)
             await wait_for(lambda: controller.state == "idle", "hang up")
             await close_window(window)

@@ -59,7 +59,7 @@ def test_user_lifecycle_and_offline_provisioning(community: Path, tmp_path: Path
     ext = parse_kms_certificate((tmp_path / "cert.xml").read_bytes())
     assert ext.role == "External" and ext.pub_auth_key == cert.pub_auth_key
 
-    export = run_kms("audit", "export", "--dir", d, "--user", ALICE)
+    export = run_kms("audit", "export", "--dir", d, ALICE)  # the URI as in `user add URI`
     assert export.returncode == 0, export.stderr
     events = [rec["event"] for rec in json.loads(export.stdout)["records"]]
     assert events == ["user.add", "key.issue", "key.issue", "key.provision"]
@@ -98,7 +98,10 @@ def test_audit_tamper_detected_by_cli(tmp_path: Path) -> None:
     [
         (["user", "list", "--dir", "{d}", "--passphrase-file", "{pw}"], 1, "wrong passphrase"),
         (["user", "list", "--dir", "{tmp}/none"], 1, "not a KMS directory"),
-        (["user", "add", "not a uri", "--dir", "{d}"], 1, "without spaces"),
+        (["user", "add", "not a uri", "--dir", "{d}"], 2, "not a user identity"),
+        (["user", "add", "alice", "--dir", "{d}"], 2, "give a SIP URI such as sip:alice@example.org"),
+        (["user", "add", "sip:alice", "--dir", "{d}"], 2, "not a user identity"),
+        (["audit", "export", "--dir", "{d}"], 2, "audit export --dir DIR URI"),
         (["user", "revoke", "sip:ghost@x.org", "--dir", "{d}"], 1, "no user sip:ghost@x.org"),
         (["serve", "--dir", "{d}", "--listen", "nonsense"], 1, "HOST:PORT"),
         (["serve", "--dir", "{d}", "--listen", "127.0.0.1:0", "--cert", "{pw}"], 1, "both --cert and --key"),

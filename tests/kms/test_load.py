@@ -9,9 +9,10 @@ import pytest
 
 from benchmarks.kms import run_load
 from crypto.identity import ntp_seconds
-from kms.audit import AuditLog
+from kms.audit import AuditLog, audit_key
+from kms.issue import open_community
 from kmsinterface.xml import parse_key_prov
-from tests.kms.helpers import make_community, run_kms, start_kms
+from tests.kms.helpers import PASSPHRASE, make_community, run_kms, start_kms
 
 TOTAL, CONCURRENCY, USERS = 1000, 50, 50
 
@@ -39,7 +40,7 @@ def test_thousand_requests_fifty_clients(tmp_path: Path) -> None:
         first.setdefault(user, keys)
         assert keys == first[user]  # re-requests return the very same keys
     assert Counter(u for u, *_ in result.results) == {i: TOTAL // USERS for i in range(USERS)}
-    records = AuditLog(d / "audit.log").records()
+    records = AuditLog(d / "audit.log", audit_key(open_community(d, PASSPHRASE.encode()))).records()
     events = Counter(r["event"] for r in records)
     assert events["key.provision"] == TOTAL and events["key.issue"] == 2 * USERS  # not duplicated
     verify = run_kms("audit", "verify", "--dir", str(d))

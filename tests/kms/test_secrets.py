@@ -11,7 +11,7 @@ from kmsinterface.sealed import DataKey, SecretsError, read_passphrase, seal, un
 
 
 def test_seal_round_trip_and_binding() -> None:
-    blob = seal(b"master secret", b"pass", b"ctx", n_log2=12)
+    blob = seal(b"master secret", b"pass", b"ctx")
     assert b"master secret" not in blob
     assert unseal(blob, b"pass", b"ctx") == b"master secret"
     with pytest.raises(SecretsError, match="wrong passphrase"):

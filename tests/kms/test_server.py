@@ -10,9 +10,10 @@ import pytest
 from lxml import etree
 
 from crypto.identity import ntp_seconds
+from kms.issue import Issuer, open_community
 from kmsinterface.xml import KmsXmlError, TransportKey, parse_key_prov, parse_kms_error, parse_kms_init
 from lab.kms import KmsServer
-from tests.kms.helpers import KMS_URI, make_community, run_kms, start_kms
+from tests.kms.helpers import KMS_URI, PASSPHRASE, make_community, run_kms, start_kms
 
 ALICE, BOB = "sip:alice@example.org", "sip:bob@example.org"
 
@@ -98,6 +99,32 @@ def test_refusals(kms, schema: etree.XMLSchema, path: str, token: str | None, st
         assert headers["WWW-Authenticate"].startswith("Bearer")
     with pytest.raises(KmsXmlError, match=f"KMS returned error {status}"):
         parse_key_prov(body)
+
+
+def test_refusals_are_audited_pseudonymised(kms) -> None:
+    server, users, d = kms
+    alice, rev = users[ALICE], users["sip:rev@example.org"]
+    assert server.post("/keyprov", "forged-token")[0] == 401
+    assert server.post("/init", None)[0] == 401
+    assert server.post("/keyprov", rev.token)[0] == 403
+    assert server.post("/keyprov/" + quote(BOB, safe=""), alice.token)[0] == 403
+    assert server.post("/keyprov/" + quote("sip:nobody@example.org", safe=""), alice.token)[0] == 403
+    issuer = Issuer(open_community(d, PASSPHRASE.encode()))
+    try:
+        refs = {u: issuer.user_ref(u) for u in (ALICE, BOB, "sip:rev@example.org")}
+        refused = [r for r in issuer.audit.records() if r["event"] == "request.refused"][-5:]
+    finally:
+        issuer.close()
+    assert [(r["status"], r["reason"], r["resource"], r["user"], r["target"]) for r in refused] == [
+        (401, "invalid bearer token", "keyprov", None, None),
+        (401, "missing bearer token", "init", None, None),
+        (403, "user is revoked", "keyprov", refs["sip:rev@example.org"], None),
+        (403, "a user may only fetch its own keys", "keyprov", refs[ALICE], refs[BOB]),
+        (403, "a user may only fetch its own keys", "keyprov", refs[ALICE], "unknown"),
+    ]
+    log = (d / "audit.log").read_text()
+    for secret in ("alice", "bob", "nobody", "forged-token", alice.token, rev.token):
+        assert secret not in log
 
 
 def test_get_is_405(kms) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -18,6 +19,8 @@ from softphone.calls.events import (
     Failed,
     Incoming,
     MediaCounters,
+    PeerAssurance,
+    PeerSending,
     Rejected,
     Ringing,
 )
@@ -41,7 +44,7 @@ def test_status_json_is_flat_and_grows_with_what_is_known() -> None:
     assert CallStatus("calling", "sip:bob@x").to_json() == {"state": "calling", "peer": "sip:bob@x"}
     full = CallStatus("confirmed", "sip:bob@x", KEYS, MEDIA).to_json()
     assert list(full) == ["state", "peer", "security", "label", "verified_identity", "codec", "srtp", "key_id",
-                          "packets_sent", "packets_received", "loss", "jitter_ms", "srtp_failures"]
+                          "peer_assurance", "packets_sent", "packets_received", "loss", "jitter_ms", "srtp_failures"]
     assert json.loads(json.dumps(full))["security"] == "MIKEY-SAKKE"
     assert full["label"] == "Secure Chorus (MIKEY-SAKKE)"
 
@@ -63,7 +66,8 @@ def test_event_json_shapes() -> None:
     assert Dtmf("c1", "5").data == {"digit": "5"}
     assert Incoming("c1", "sip:a@x", "sip:a@x", "label", "opus", "AEAD_AES_128_GCM", "01").to_json() == {
         "event": "incoming", "call_id": "c1", "peer": "sip:a@x", "verified_identity": "sip:a@x",
-        "security": "label", "codec": "opus", "srtp": "AEAD_AES_128_GCM", "key_id": "01"}
+        "security": "label", "codec": "opus", "srtp": "AEAD_AES_128_GCM", "key_id": "01",
+        "peer_assurance": "verified-by-eccsi"}
     kinds = [t.kind for t in EVENT_TYPES]
     assert len(set(kinds)) == len(kinds)
 
@@ -94,3 +98,23 @@ def test_enums_keep_their_text() -> None:
 ])
 def test_one_root_per_package(error: type[Exception], root: type[Exception]) -> None:
     assert issubclass(error, root)
+
+
+def test_outgoing_call_never_says_verified() -> None:
+    """MIKEY-SAKKE is one-way: the callee signs nothing, so an outgoing call is keyed to it, then hears from it."""
+    keyed = CallStatus("confirmed", "sip:bob@x", replace(KEYS, peer_assurance=PeerAssurance.KEYED_TO), MEDIA)
+    sending = CallStatus("confirmed", "sip:bob@x", replace(KEYS, peer_assurance=PeerAssurance.PEER_SENDING), MEDIA)
+    verified = CallStatus("confirmed", "sip:bob@x", replace(KEYS, peer_assurance=PeerAssurance.VERIFIED_BY_ECCSI))
+    assert keyed.describe_peer() == "keyed to sip:bob@x — only bob can decrypt"
+    assert sending.describe_peer() == "keyed to sip:bob@x — bob's phone is sending"
+    assert verified.describe_peer() == "sip:bob@x (verified by ECCSI)"
+    assert keyed.to_json()["peer_assurance"] == "keyed-to" and sending.to_json()["peer_assurance"] == "peer-sending"
+    assert json.loads(json.dumps(PeerSending("c1", sending).to_json()))["event"] == "peer-sending"
+    for st in (keyed, sending):
+        line = Printer.summary(st.to_json())
+        assert "verified" not in line and st.describe_peer() in line
+        b = badge(st.security, st.verified_identity, st.peer_assurance)
+        assert b.level == "secure" and "verified" not in b.text
+    assert Printer.describe(PeerSending("c1", sending)) == "keyed to sip:bob@x — bob's phone is sending"
+    assert "verified by ECCSI" in Printer.summary(verified.to_json())
+    assert "identity verified" in badge(verified.security, verified.verified_identity, verified.peer_assurance).text

@@ -57,16 +57,16 @@ def test_import_refuses_u2alea_keeps_the_rest(tmp_path: Path, pw: Path, vectors_
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["list", "--keystore", "{tmp}/missing"], "no keystore at"),
-        (["import", "--keystore", "{tmp}/ks", "{tmp}/nothing.xml"], "nothing.xml: No such file"),
+    ("args", "message", "code"),
+    [  # 2: configuration (as in `softphone call`); 1: the operation itself failed
+        (["list", "--keystore", "{tmp}/missing"], "no keystore at", 2),
+        (["import", "--keystore", "{tmp}/ks", "{tmp}/nothing.xml"], "nothing.xml: No such file", 1),
         (["fetch", "--keystore", "{tmp}/ks", "--kms", "https://127.0.0.1:1", "--user", ALICE,
-          "--token-file", "{tmp}/none"], "cannot read KMS token file"),
-        (["list", "--config", "{tmp}/none.toml"], "no account file"),
+          "--token-file", "{tmp}/none"], "cannot read KMS token file", 2),
+        (["list", "--config", "{tmp}/none.toml"], "no account file", 2),
     ],
 )
-def test_errors_one_line_no_traceback(tmp_path: Path, pw: Path, args: list[str], message: str) -> None:
+def test_errors_one_line_no_traceback(tmp_path: Path, pw: Path, args: list[str], message: str, code: int) -> None:
     argv = [a.format(tmp=tmp_path) for a in args]
     if "--config" not in argv:
         argv += ["--passphrase-file", str(pw)]
@@ -74,7 +74,7 @@ def test_errors_one_line_no_traceback(tmp_path: Path, pw: Path, args: list[str],
     r = subprocess.run([sys.executable, "-c", entry, "keys", *argv], capture_output=True, text=True,
                        cwd=REPO, timeout=60, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
                            p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p)))
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == code, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
     assert all(line.startswith("softphone: ") for line in r.stderr.splitlines())
 
@@ -97,8 +97,24 @@ def test_fetch_from_our_kms_with_account(tmp_path: Path, pw: Path, capsys) -> No
         assert "already held" in capsys.readouterr().out
     finally:
         server.stop()
-    assert main(_keys("fetch", "--config", str(config), "--force")) == 0  # KMS gone: cached keys + warning
+    assert main(_keys("fetch", "--config", str(config))) == 0  # KMS gone, next period held: nothing to do
+    assert "already held" in capsys.readouterr().out
+    assert main(_keys("fetch", "--config", str(config), "--force")) == 1  # asked for fresh keys, got none
     captured = capsys.readouterr()
-    assert "warning:" in captured.err and "using cached keys" in captured.err
+    assert "fetch failed" in captured.err and "using cached keys" in captured.err
+    assert captured.err.count("\n") == 1
     assert main(_keys("list", "--config", str(config))) == 0
     assert "kms kms.example.org role=Root" in capsys.readouterr().out
+
+
+def test_wrong_passphrase_exits_2_like_call(tmp_path: Path, pw: Path, vectors_dir: Path, capsys) -> None:
+    ks = str(tmp_path / "ks")
+    files = sorted(str(p) for p in (vectors_dir / "streamwide" / "xml").glob("streamwide_official_v5_*.xml"))
+    assert main(_keys("import", "--keystore", ks, "--passphrase-file", str(pw), *files)) == 0
+    wrong = tmp_path / "wrong"
+    wrong.write_text("a different but long passphrase 123\n")
+    wrong.chmod(0o600)
+    capsys.readouterr()
+    assert main(_keys("list", "--keystore", ks, "--passphrase-file", str(wrong))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no keystore" not in err

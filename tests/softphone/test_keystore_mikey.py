@@ -24,7 +24,7 @@ def test_alice_to_bob_with_keys_from_our_kms(tmp_path: Path) -> None:
     stores = {}
     try:
         for uri in (ALICE, BOB, EVE):
-            stores[uri] = Keystore.create(tmp_path / f"{uri[4:9]}.ks", b"pw")
+            stores[uri] = Keystore.create(tmp_path / f"{uri[4:9]}.ks", b"a strong test passphrase")
             client = KmsClient(server.url, users[uri].token, cafile=server.cafile)
             assert len(refresh(stores[uri], client, uri).fetched) == 2
     finally:

@@ -35,7 +35,7 @@ def test_fetch_validates_and_stores_then_idles(kms, tmp_path: Path) -> None:
     client = KmsClient(server.url, users[ALICE].token, cafile=server.cafile)
     init = client.init()
     assert init.user_uri == ALICE
-    store = Keystore.create(tmp_path / "ks", b"pw")
+    store = Keystore.create(tmp_path / "ks", b"a strong test passphrase")
     first = refresh(store, client, ALICE)
     n = store.period_at(init.certificate.kms_uri)
     assert first.fetched == [n, n + 1] and first.warning is None
@@ -55,7 +55,7 @@ def test_transport_key_user(kms, tmp_path: Path) -> None:
     trk_file = tmp_path / "trk"
     trk_file.write_text(f"{users[TK].transport_key.key_id} {users[TK].transport_key.key.hex()}\n")
     trk_file.chmod(0o600)
-    store = Keystore.create(tmp_path / "ks", b"pw")
+    store = Keystore.create(tmp_path / "ks", b"a strong test passphrase")
     with pytest.raises(KmsClientError, match="encrypted under transport key"):
         refresh(store, KmsClient(server.url, users[TK].token, cafile=server.cafile), TK)
     client = KmsClient(server.url, users[TK].token, cafile=server.cafile, transport_key=read_transport_key(trk_file))
@@ -90,7 +90,7 @@ def _dead_port() -> int:
 
 def test_unreachable_kms_keeps_cached_keys(kms, tmp_path: Path) -> None:
     server, users = kms
-    store = Keystore.create(tmp_path / "ks", b"pw")
+    store = Keystore.create(tmp_path / "ks", b"a strong test passphrase")
     dead = KmsClient(f"https://127.0.0.1:{_dead_port()}", users[BOB].token, cafile=server.cafile, timeout=3)
     with pytest.raises(KmsUnreachable, match="unreachable"):
         refresh(store, dead, BOB)
