@@ -114,7 +114,7 @@ async def test_key_period_rollover_between_send_and_read(silo_lab: Lab, tmp_path
     past = datetime.fromtimestamp(time.time() - cert.user_key_period, UTC)
     stores = {}
     for user in ("alice", "bob"):
-        ks = Keystore.create(tmp_path / f"{user}-rollover.keystore", b"pw")
+        ks = Keystore.create(tmp_path / f"{user}-rollover.keystore", b"rollover test keystore phrase")
         ks.add_certificate(cert)
         client = KmsClient(lab.kms_url, lab.tokens[user], cafile=lab.kms_ca)
         ks.import_key_prov(client.key_prov(lab.uri(user), past) if user == "alice" else client.key_prov(lab.uri(user)))
