@@ -8,7 +8,8 @@ A response with any invalid key set is refused as a whole.
 At rest the file is ``MAGIC || n_log2 || salt(16) || AES-256-GCM(JSON)`` under a scrypt key
 derived from the passphrase (mode 0600, atomic replace). For each (KMS, user) the newest
 :data:`KEEP_PERIODS` periods are kept — previous, current and next in steady state, because a
-receiver needs the RSK of the period the sender's I_MESSAGE timestamp falls in (KMS.md §6).
+receiver needs the RSK of the period the sender's I_MESSAGE timestamp falls in (KMS.md §6) — and
+older ones until ``past_period_retention_s`` after they ended, so stored messages stay readable.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from softphone.keys.errors import KeysError
 
 MAGIC = b"SCKEYST1"
 KEEP_PERIODS = 3
+#: How long a past period's key set stays after the period ended, so stored messages encrypted in
+#: it can still be opened (secure messages: the RSK of the period of the I_MESSAGE's timestamp).
+PAST_PERIOD_RETENTION_S = 90 * 86400
 
 
 class KeystoreError(KeysError):
@@ -142,6 +146,7 @@ class Keystore:
             uri: _cert_from_json(c) for uri, c in data.get("communities", {}).items()}
         self._sets: dict[tuple[str, str, int], dict] = {
             (s["kms_uri"], s["user_uri"], s["period"]): s for s in data.get("keysets", [])}
+        self.past_period_retention_s = PAST_PERIOD_RETENTION_S
         self._pins: dict[str, KmsPin] = {
             origin: KmsPin(origin, p["kms_uri"], p["tls_spki_sha256"]) for origin, p in data.get("pins", {}).items()}
         self._lock = threading.RLock()  # the phone's revocation refresh and a key fetch may run in two threads
@@ -338,9 +343,13 @@ class Keystore:
         by_user: dict[tuple[str, str], list[int]] = {}
         for kms_uri, user_uri, period in self._sets:
             by_user.setdefault((kms_uri, user_uri), []).append(period)
+        now = ntp_seconds()
         for (kms_uri, user_uri), periods in by_user.items():
+            cert = self._certs.get(kms_uri)
             for old in sorted(periods)[:-KEEP_PERIODS]:
-                del self._sets[(kms_uri, user_uri, old)]
+                ended = (old + 1) * cert.user_key_period + cert.user_key_offset if cert else 0
+                if now - ended > self.past_period_retention_s:
+                    del self._sets[(kms_uri, user_uri, old)]
 
     @staticmethod
     def _summary(s: dict) -> KeySetSummary:

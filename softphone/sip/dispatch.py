@@ -40,6 +40,8 @@ class Dispatcher:
 
     def __init__(self, ua: UserAgent) -> None:
         self.ua = ua
+        #: Takes out-of-dialog MESSAGE requests (RFC 3428) when set: ``handler(request, reply)``.
+        self.message_handler: Callable[[Request, Reply], None] | None = None
 
     def on_bad_message(self, data: bytes, exc: ParseError, src: Source) -> None:
         """Answer 400 (or 413/505) when enough of a request survives to address a response."""
@@ -189,6 +191,8 @@ class Dispatcher:
             return reply(200, extra=self._options_headers())
         if req.method == "BYE":
             return reply(481)
+        if req.method == "MESSAGE" and self.message_handler is not None:
+            return self.message_handler(req, reply)
         return reply(405, extra=[("Allow", ALLOW)])
 
     def _options_headers(self) -> list[tuple[str, str]]:
