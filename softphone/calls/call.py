@@ -36,6 +36,7 @@ from softphone.calls.events import (
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.session import MediaConfig, MediaError, MediaSession
+from softphone.media.transport import Network
 from softphone.sip.errors import SipError
 from softphone.sip.session import CallState, InviteSession, Reject
 
@@ -84,7 +85,8 @@ class Call:
 
     def __init__(self, session: InviteSession, host: str, port: int, source: AudioSource, sink: AudioSink,
                  emit: EventSink, *, offerer: Offerer | None = None, answerer: Answerer | None = None,
-                 trace: bool = False, verify: OfferVerifier = verify_in_thread) -> None:
+                 trace: bool = False, verify: OfferVerifier = verify_in_thread,
+                 network: Network | None = None) -> None:
         self.session = session
         self.host = host
         self.port = port
@@ -95,6 +97,7 @@ class Call:
         self.held = False
         self.invite_sent_at: float | None = None
         self.trace = trace
+        self.network = network
         self._verify = verify
         self._source = source
         self._sink = sink
@@ -138,7 +141,7 @@ class Call:
                           codec=negotiated.codec, srtp=negotiated.srtp,
                           dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace)
         self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),
-                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)))
+                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)), network=self.network)
         for attempt in range(20):  # a restarted session rebinds the port the old one is releasing
             try:
                 await self.media.start()

@@ -19,6 +19,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from crypto.mikey.build import Initiator
 from crypto.mikey.verify import ReplayCache, Responder
@@ -27,11 +28,13 @@ from softphone.calls.errors import CallError
 from softphone.calls.events import Answered, CallEvent, Calling, Failed, Incoming, Rejected, Ringing
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
+from softphone.capture import PcapWriter, TapNetwork, create_secret_file
 from softphone.config import Account, ConfigError
 from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, refresh
 from softphone.media.audio import AudioSink, AudioSource
+from softphone.media.transport import Network, UdpNetwork
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
@@ -53,6 +56,10 @@ class PhoneSettings:
     keystore: Keystore | None = None
     revoked: frozenset[str] = frozenset()
     trace_media: bool = False
+    #: Write the TLS session keys here (NSS SSLKEYLOGFILE format; 0600): secrets, off by default.
+    keylog: Path | None = None
+    #: Write the phone's own SIP and media here as pcap (0600): holds secrets, off by default.
+    capture: Path | None = None
 
 
 class IncomingCall:
@@ -100,6 +107,13 @@ class Phone:
         self._responder: Responder | None = None
         self._responder_periods: tuple[int, ...] = ()
         self._verify_lock = asyncio.Lock()
+        self._capture: PcapWriter | None = None
+        self._network: Network | None = None
+        if settings.keylog is not None:
+            create_secret_file(settings.keylog)
+            for ctx in (settings.ua.tls_client, settings.ua.tls_server):
+                if ctx is not None:
+                    ctx.keylog_filename = str(settings.keylog)
 
     def __repr__(self) -> str:
         return f"<Phone {self.settings.uri} profile={self.settings.profile.name}>"
@@ -128,7 +142,11 @@ class Phone:
         """Open the SIP transports, prepare the MIKEY responder and listen for calls."""
         if self.settings.profile.keying is Keying.MIKEY_SAKKE:
             self._mikey_responder()  # fails early (one line) when the keystore holds no keys
+        if self.settings.capture is not None and self._capture is None:
+            self._capture = PcapWriter(self.settings.capture)
+            self._network = TapNetwork(UdpNetwork(), self._capture)
         await self.ua.start()
+        self.ua.transport.tap = self._capture
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
 
     async def register(self, timeout: float = REGISTER_TIMEOUT) -> int:
@@ -151,6 +169,8 @@ class Phone:
         if self._accept_task is not None:
             self._accept_task.cancel()
         await self.ua.close()
+        if self._capture is not None:
+            self._capture.close()
 
     async def __aenter__(self) -> Phone:
         await self.start()
@@ -207,7 +227,8 @@ class Phone:
         except SipError as exc:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
-                    trace=self.settings.trace_media, verify=self.verify_offer)
+                    trace=self.settings.trace_media, verify=self.verify_offer,
+                    network=self._network)
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
@@ -312,7 +333,8 @@ class Phone:
             offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
-                    answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer)
+                    answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer,
+                    network=self._network)
         call.invite_sent_at = incoming.received_at
         await call.start_media(answerer.current)
         try:

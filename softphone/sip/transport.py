@@ -13,6 +13,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .errors import ParseError, TransportError
 from .message import MAX_MESSAGE_SIZE, Message, StreamFramer, parse_message
@@ -46,6 +47,10 @@ OnMessage = Callable[[Message, Source], None]
 OnError = Callable[[bytes, ParseError, Source], None]
 
 
+class Tap(Protocol):
+    def record(self, proto: str, src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None: ...
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, layer: TransportLayer) -> None:
         self.layer = layer
@@ -56,6 +61,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         src = Source("udp", addr[0], addr[1])
+        if self.layer.tap is not None and self.transport is not None:
+            self.layer.tap.record("udp", addr, self.transport.get_extra_info("sockname"), data)
         if data.strip(b"\r\n") == b"":
             return  # keep-alive
         try:
@@ -79,6 +86,7 @@ class StreamConnection(asyncio.Protocol):
         self.framer = StreamFramer(layer.max_size)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
         self.closed = asyncio.get_running_loop().create_future()
         self._idle: asyncio.TimerHandle | None = None
 
@@ -86,6 +94,7 @@ class StreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        self.local = transport.get_extra_info("sockname")
         if len(self.layer.connections) >= MAX_CONNECTIONS:
             log.warning("too many SIP connections; closing %s:%d", *self.peer)
             transport.close()
@@ -101,6 +110,8 @@ class StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._touch()
         src = Source(self.proto, self.peer[0], self.peer[1], self)
+        if self.layer.tap is not None:
+            self.layer.tap.record(self.proto, self.peer, self.local, data)
         try:
             messages = self.framer.feed(data)
         except ParseError as exc:
@@ -115,6 +126,8 @@ class StreamConnection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             raise TransportError("connection is closed")
         self._touch()
+        if self.layer.tap is not None:
+            self.layer.tap.record(self.proto, self.local, self.peer, data)
         self.transport.write(data)
 
     def close(self) -> None:
@@ -149,6 +162,7 @@ class TransportLayer:
         self.connections: dict[tuple[str, str, int], StreamConnection] = {}
         self._udp: _UdpProtocol | None = None
         self._servers: list[asyncio.base_events.Server] = []
+        self.tap: Tap | None = None  # sees every datagram and stream chunk sent and received (a capture)
 
     async def listen(self, proto: str, port: int = 0) -> int:
         """Open a listener for ``proto`` on ``host:port`` (0 = any free port); returns the port."""
@@ -209,6 +223,8 @@ class TransportLayer:
         if dest.proto == "udp":
             if self._udp is None or self._udp.transport is None:
                 raise TransportError("no UDP socket")
+            if self.tap is not None:
+                self.tap.record("udp", self._udp.transport.get_extra_info("sockname"), (dest.host, dest.port), data)
             self._udp.transport.sendto(data, (dest.host, dest.port))
             return
         conn = conn or self.connections.get((dest.proto, dest.host, dest.port))
