@@ -81,4 +81,4 @@ async def test_lab_call_analysed_from_the_phones_own_capture(lab: Lab, tmp_path:
         got = read_wav(Path(from_alice.wav))
         _, corr = correlation(got[: len(sent)], sent[: len(got)], max_lag=4800)
         assert corr > 0.8, (who, corr)
-        assert a.findings == [] or all("stream" not in f or "(" not in f for f in a.findings), a.findings
+        assert a.findings == [], (who, a.findings)  # the capture holds only this phone's own traffic
