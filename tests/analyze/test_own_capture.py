@@ -4,7 +4,10 @@ recorded by both phones themselves, without root, then analysed; the decoded aud
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from softphone.analyze.audio import read_wav
 from softphone.analyze.pcap import read_packets
 from softphone.calls.phone import Phone
 from softphone.capture import PcapWriter
-from softphone.media.audio import ArraySink, ArraySource
+from softphone.media.audio import ArraySink, ArraySource, write_wav
 from tests.analyze.test_analyze import correlation
 
 pytestmark = pytest.mark.slow
@@ -82,3 +85,38 @@ async def test_lab_call_analysed_from_the_phones_own_capture(lab: Lab, tmp_path:
         _, corr = correlation(got[: len(sent)], sent[: len(got)], max_lag=4800)
         assert corr > 0.8, (who, corr)
         assert a.findings == [], (who, a.findings)  # the capture holds only this phone's own traffic
+
+
+def test_cli_answer_writes_capture_and_keylog_with_a_warning(lab: Lab, tmp_path: Path) -> None:
+    wav = tmp_path / "chirp.wav"
+    write_wav(wav, chirp(2.0))
+    bob_cfg, alice_cfg = lab.account_file("bob", tmp_path), lab.account_file("alice", tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    pcap, keys = tmp_path / "bob.pcap", tmp_path / "bob-keys.log"
+    bob = subprocess.Popen([sys.executable, "-m", "softphone.cli", "answer", "--config", str(bob_cfg), "--auto",
+                            "--play", str(wav), "--record", str(tmp_path / "bob.wav"), "--timeout", "60",
+                            "--capture", str(pcap), "--keylog", str(keys)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert lab.kamailio is not None
+        lab.kamailio.wait_for(r"LAB REGISTER aor=sip:bob@lab.test .*proto=tls", timeout=30)
+        alice = subprocess.run([sys.executable, "-m", "softphone.cli", "call", "sip:bob@lab.test", "--config",
+                                str(alice_cfg), "--play", str(wav), "--record", str(tmp_path / "alice.wav"),
+                                "--duration", "1.5"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                               timeout=90)
+        assert alice.returncode == 0, alice.stderr[-2000:]
+        _, bob_err = bob.communicate(timeout=30)
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.communicate(timeout=10)
+    assert bob.returncode == 0, bob_err[-2000:]
+    warnings = [line for line in bob_err.splitlines() if "will hold secrets" in line]
+    assert [w.split()[2] for w in warnings] == ["--keylog", "--capture"], bob_err
+    for f in (pcap, keys):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    assert "CLIENT_RANDOM" in keys.read_text() or "TRAFFIC_SECRET" in keys.read_text()
+    pkts = list(read_packets(pcap))
+    assert any(p.payload.startswith(b"INVITE ") for p in pkts)
+    assert sum(p.transport == "udp" for p in pkts) > 30  # the media, as sent and received
+    assert "softphone: warning" not in alice.stderr
