@@ -5,6 +5,12 @@ Medians over ``--repeat`` runs for a PCK I_MESSAGE between two users of a fresh 
 ``process_ms`` (Responder.process: parse, identities, ECCSI verify, SAKKE decapsulation with a
 precomputed RSK table, SRTP keys; replay cache on), ``parse_ms`` (codec only). Each created message is
 checked to open to the same key.
+
+Secure messages (:mod:`softphone.messaging.secure`, a 100-character text): ``message_create_ms``
+(seal with a fresh PCK: I_MESSAGE + two protected payloads), ``message_create_reuse_ms`` (the
+conversation's PCK reused: payloads only), ``message_open_ms`` (verify the I_MESSAGE and decrypt),
+``message_open_reuse_ms`` (the I_MESSAGE already verified for this conversation: payloads only).
+The fresh-PCK figures run a quarter of ``--repeat`` times (at least 10).
 """
 
 from __future__ import annotations
@@ -19,8 +25,34 @@ from crypto.mikey.keys import KeyType, KmsParams, UserKeys
 from crypto.mikey.message import IMessage
 from crypto.mikey.verify import ReplayCache, Responder
 from crypto.sakke import SakkeMasterKey
+from softphone.messaging import secure
 
 PERIOD = 2592000
+
+
+def message_figures(alice: UserKeys, bob: UserKeys, now: int, repeat: int) -> dict[str, float | int]:
+    text = "x" * 100
+    unix = now - 2_208_988_800
+    a_init = Initiator(alice)
+    fresh = secure.Sealer(lambda _ntp: a_init, max_count=1)
+    reuse = secure.Sealer(lambda _ntp: a_init)
+    few = max(10, repeat // 4)
+    create_ms = median_ms(lambda: fresh.seal_text(bob.uri, text, now=unix), few)
+    create_reuse_ms = median_ms(lambda: reuse.seal_text(bob.uri, text, now=unix), repeat)
+    new_ones = iter([fresh.seal_text(bob.uri, text, now=unix) for _ in range(few + 2)])
+    same_list = [reuse.seal_text(bob.uri, text, now=unix) for _ in range(repeat + 2)]
+    same_key = iter(same_list)
+    opener = secure.Opener(bob.uri, lambda: [bob])
+
+    def open_from(source: object) -> None:
+        sealed = next(source)  # type: ignore[call-overload]
+        if opener.open(sealed.content_type, sealed.body, alice.uri).text != text:
+            raise SystemExit("benchmark self-check failed: message text differs")
+
+    open_ms = median_ms(lambda: open_from(new_ones), few)
+    open_reuse_ms = median_ms(lambda: open_from(same_key), repeat)
+    return {"message_create_ms": create_ms, "message_create_reuse_ms": create_reuse_ms, "message_open_ms": open_ms,
+            "message_open_reuse_ms": open_reuse_ms, "message_octets": len(same_list[0].body)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     process_ms = median_ms(process_one, args.repeat)
     raw = messages[0].data
     parse_ms = median_ms(lambda: IMessage.parse(raw), args.repeat)
-    emit({"create_ms": create_ms, "process_ms": process_ms, "parse_ms": parse_ms, "imessage_octets": len(raw)},
-         args.json)
+    figures = {"create_ms": create_ms, "process_ms": process_ms, "parse_ms": parse_ms, "imessage_octets": len(raw)}
+    figures.update(message_figures(alice, bob, now, args.repeat))
+    emit(figures, args.json)
     return 0
 
 

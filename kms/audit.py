@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -375,3 +376,51 @@ def _parse(number: int, line: bytes) -> dict:
         raise AuditError(f"line {number}: sequence number {record.get('seq') if isinstance(record, dict) else '?'} "
                          f"where {number} was expected (line deleted or reordered)")
     return record
+# --- reading the log as a person would (``softphone-kms audit show``) --------------------------------
+_FIXED = ("seq", "time", "event", "user", "prev")
+PSEUDONYM_FIELDS = ("user", "target")
+
+
+def select(records: Iterable[dict], *, since: datetime | None = None, user_ref: str | None = None,
+           events: Iterable[str] = ()) -> list[dict]:
+    """Records at or after ``since``, about ``user_ref`` (a pseudonym), whose event is one of ``events``
+    or starts with one followed by a dot (``key`` selects ``key.issue`` and ``key.provision``)."""
+    wanted = tuple(events)
+    out = []
+    for r in records:
+        if since is not None:
+            try:
+                if datetime.fromisoformat(str(r.get("time"))) < since:
+                    continue
+            except ValueError:
+                continue
+        if user_ref is not None and user_ref not in (r.get(f) for f in PSEUDONYM_FIELDS):
+            continue
+        event = str(r.get("event", ""))
+        if wanted and not any(event == e or event.startswith(e + ".") for e in wanted):
+            continue
+        out.append(r)
+    return out
+
+
+def reveal(records: Iterable[dict], names: dict[str, str]) -> list[dict]:
+    """Records with pseudonyms replaced by URIs (``names``: pseudonym → URI); unknown ones stay as they are
+    (an erased user's records are no longer linkable)."""
+    return [{k: names.get(v, v) if k in PSEUDONYM_FIELDS and isinstance(v, str) else v for k, v in r.items()}
+            for r in records]
+
+
+def render_table(records: list[dict]) -> str:
+    """One line a record: sequence, local time, event, user (pseudonym or URI), the other fields."""
+    rows = [("SEQ", "TIME (UTC)", "EVENT", "USER", "DETAILS")]
+    for r in records:
+        try:
+            when = datetime.fromisoformat(str(r.get("time"))).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            when = str(r.get("time", ""))
+        details = " ".join(f"{k}={v}" for k, v in r.items() if k not in _FIXED and v is not None)
+        rows.append((str(r.get("seq", "")), when, str(r.get("event", "")), str(r.get("user") or "-"), details))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip()
+             for row in rows]
+    return "\n".join(lines) + "\n"

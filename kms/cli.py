@@ -11,7 +11,7 @@ import json
 import re
 import signal
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -289,6 +289,79 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _since(text: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 date/time (UTC unless it says) or an age such as ``30m``, ``12h``, ``7d``."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SecretsError(f"--since {text!r} is neither an ISO 8601 date/time nor an age like 12h or 7d") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    """The log as a table (or JSON lines). With the passphrase the MAC chain is verified first; URIs
+    instead of pseudonyms (``--reveal``, ``--user URI``) only then: only the operator links records to people."""
+    import os
+
+    from kms.audit import audit_key, open_audit, pseudonym, render_table, reveal, select
+    from kms.issue import CONFIG, SQLITE, KmsError, open_community
+    from kms.store import open_store
+    from kmsinterface.sealed import PASSPHRASE_ENV
+
+    since = _since(args.since)
+    by_uri = args.user is not None and ":" in args.user
+    unlocked = bool(args.passphrase_file or os.environ.get(PASSPHRASE_ENV))
+    if (args.reveal or by_uri) and not unlocked:
+        raise SecretsError("showing URIs needs the master passphrase: give --passphrase-file or set "
+                           f"{PASSPHRASE_ENV}")
+    names: dict[str, str] | None = None
+    if unlocked:
+        community = open_community(args.dir, _passphrase(args), args.db)  # a wrong passphrase stops here
+        log = open_audit(args.dir, community.db, audit_key(community))
+        store = open_store(community.db)
+        try:
+            names = {pseudonym(u.salt, u.uri): u.uri for u in store.list_users()}
+        finally:
+            store.close()
+    else:
+        config = json.loads((Path(args.dir) / CONFIG).read_text())
+        log = open_audit(args.dir, args.db or config.get("db") or str(Path(args.dir) / SQLITE), None)
+        print("softphone-kms: MAC chain not verified (no passphrase): sequence numbers checked only",
+              file=sys.stderr)
+    try:
+        records = log.records()
+    finally:
+        close = getattr(log, "close", None)
+        if close is not None:
+            close()
+    user_ref = args.user
+    if by_uri:
+        assert names is not None
+        user_ref = next((ref for ref, uri in names.items() if uri == args.user), None)
+        if user_ref is None:
+            raise KmsError(f"no user {args.user} (an erased user's records are no longer linkable)")
+    chosen = select(records, since=since, user_ref=user_ref, events=args.event or ())
+    if args.reveal and names is not None:
+        chosen = reveal(chosen, names)
+    try:
+        if args.json:
+            for r in chosen:
+                print(json.dumps(r, ensure_ascii=False))
+        elif chosen:
+            sys.stdout.write(render_table(chosen))
+        else:
+            print("no matching audit records", file=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `audit show | head`
+        sys.stderr.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="softphone-kms", description="Secure Chorus Key Management Server (3GPP TS 33.180)")
     common = _Parser(add_help=False)
@@ -357,6 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = audit.add_parser("verify", parents=[common], help="check the MAC chain")
     p.add_argument("--head", help="an exported head (audit export-head): also detect truncation and rewrites")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("show", parents=[common], help="the log as a readable table (users by pseudonym)",
+                         description="Print audit records as a table. Users appear by pseudonym; --reveal (or "
+                                     "--user URI) unseals the master with the passphrase to show URIs.")
+    p.add_argument("--since", help="ISO 8601 date/time, or an age: 30m, 12h, 7d")
+    p.add_argument("--user", help="only records about this user: a pseudonym, or a URI (needs the passphrase)")
+    p.add_argument("--event", action="append", help="only this event, or family (key = key.issue, key.provision); "
+                                                   "repeatable")
+    p.add_argument("--reveal", action="store_true", help="show URIs instead of pseudonyms (needs the passphrase)")
+    p.add_argument("--json", action="store_true", help="one JSON record a line instead of the table")
+    p.set_defaults(func=cmd_audit_show)
     p = audit.add_parser("export-head", parents=[common], help="write the MACed head to store away from the KMS")
     p.add_argument("--out", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_audit_export_head)

@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crypto.eccsi import EccsiMasterKey
@@ -24,6 +24,7 @@ from crypto.sakke import SakkeMasterKey
 from kms.audit import AuditLog, audit_key, open_audit, pseudonym
 from kms.errors import KmsError
 from kms.store import Store, StoredKeySet, StoreError, UserRecord, open_store
+from kmsinterface.revocation import RevocationList, sign_revocation_list, signer_id
 from kmsinterface.sealed import DataKey, SecretsError, seal, unseal, write_private
 from kmsinterface.xml import KeySet, KmsCertificate, TransportKey
 
@@ -32,6 +33,7 @@ MASTER = "master.sealed"
 SQLITE = "kms.sqlite3"
 AUDIT = "audit.log"
 DEFAULT_PERIOD = 2592000  # 30 days, as in the published samples
+REVOCATION_REFRESH = 900  # seconds: a revocation list's next_update, and the phones' default refresh interval
 
 
 @dataclass(frozen=True)
@@ -172,12 +174,25 @@ class Issuer:
     def revoke(self, uri: str) -> None:
         user = self._require_user(uri)
         self.store.set_status(uri, "revoked")
+        self._keep_revoked(uri)
         self.audit.append("user.revoke", user=pseudonym(user.salt, uri))
 
+    def _keep_revoked(self, uri: str) -> None:
+        """Keep ``uri`` on the published revocation list while any key issued to it is still valid."""
+        last = self.store.last_period(uri)
+        if last is not None:
+            until = self.community.period_start(last + 1)
+            if until > datetime.now(UTC):
+                self.store.keep_revoked(uri, until.isoformat(timespec="seconds"))
+
     def erase(self, uri: str) -> str:
-        """Remove the user, its credential, TrK and every key set; the log keeps only the pseudonym."""
+        """Remove the user, its credential, TrK and every key set; the log keeps only the pseudonym.
+
+        Keys already issued stay usable by the phone holding them until their period ends, so the URI
+        stays on the revocation list until then (docs/REVOCATION.md): erasing also revokes."""
         user = self._require_user(uri)
         ref = pseudonym(user.salt, uri)
+        self._keep_revoked(uri)
         self.store.erase_user(uri)
         self.audit.append("user.erase", user=ref)
         return ref
@@ -199,6 +214,17 @@ class Issuer:
         if user.trk_id is None or user.trk_enc is None:
             return None
         return TransportKey(user.trk_id, self.community.data_key.decrypt(user.trk_enc, b"trk|" + user.uri.encode()))
+
+    # revocation --------------------------------------------------------------------------------
+    def revocation_list(self, refresh: int = REVOCATION_REFRESH) -> bytes:
+        """The signed list of revoked identities (kmsinterface.revocation), as phones fetch it."""
+        c = self.community
+        now = datetime.now(UTC)
+        revoked = tuple({u.uri for u in self.store.list_users() if u.status != "active"}
+                        | set(self.store.kept_revoked(now.isoformat(timespec="seconds"))))
+        ssk, pvt = c.eccsi.issue(signer_id(c.kms_uri))
+        return sign_revocation_list(RevocationList(c.kms_uri, now, now + timedelta(seconds=refresh), revoked),
+                                    ssk, pvt, c.eccsi.kpak)
 
     # keys --------------------------------------------------------------------------------------
     def _lock_for(self, uri: str, n: int) -> threading.Lock:

@@ -2,8 +2,9 @@
 
 Resources under ``/keymanagement/identity/v1``: ``init`` (KmsInit), ``keyprov`` (current and
 next period for the token's user), ``keyprov/<URI>`` (same, URI must be the token's own) and
-``keyprov/<URI>/<T>`` (the one period containing T, a 64-bit NTP timestamp in 16 hex digits).
-Bearer token authentication: 401 for a missing/unknown token, 403 for a revoked user or another
+``keyprov/<URI>/<T>`` (the one period containing T, a 64-bit NTP timestamp in 16 hex digits);
+``revocations``: the community's signed revocation list (JSON, ``kmsinterface.revocation``) for any
+active user. Bearer token authentication: 401 for a missing/unknown token, 403 for a revoked user or another
 user's URI; refusals are written to the audit log, pseudonymised. Errors are ``KmsResponse/KmsError``
 bodies. TLS 1.2 minimum.
 
@@ -43,6 +44,7 @@ from crypto.identity import NTP_UNIX_OFFSET
 from kms.audit import AuditError, pseudonym
 from kms.issue import Issuer, KmsError, token_hash
 from kms.store import StoreError
+from kmsinterface.revocation import CONTENT_TYPE as REVOCATIONS_TYPE
 from kmsinterface.sealed import write_private
 from kmsinterface.xml import (
     KeyProvResponse,
@@ -384,7 +386,8 @@ class KmsServer:
         if not path.startswith(BASE + "/"):
             raise KmsError("no such KMS resource", 404)
         parts = path[len(BASE) + 1:].split("/")
-        if parts[0] not in ("init", "keyprov") or (parts[0] == "init" and len(parts) > 1) or len(parts) > 3:
+        if parts[0] not in ("init", "keyprov", "revocations") or (parts[0] != "keyprov" and len(parts) > 1) \
+                or len(parts) > 3:
             raise KmsError("no such KMS resource", 404)
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -396,6 +399,8 @@ class KmsServer:
             body = serialise_kms_init(KmsInitResponse(user.uri, c.kms_uri, now, c.certificate(), url))
             issuer.audit.append("kms.init", user=pseudonym(user.salt, user.uri))
             return 200, body, {}
+        if parts[0] == "revocations":
+            return 200, issuer.revocation_list(), {"Content-Type": REVOCATIONS_TYPE}
         if len(parts) >= 2 and unquote(parts[1]) != user.uri:
             raise KmsError("a user may only fetch its own keys", 403)
         when = parse_ntp_hex(parts[2]) if len(parts) == 3 else None
@@ -417,7 +422,7 @@ class KmsServer:
                 target_ref = pseudonym(target.salt, target.uri) if target is not None else "unknown"
         self.issuer.audit.append(
             "request.refused", status=exc.status, reason=str(exc),
-            resource=parts[0] if parts[0] in ("init", "keyprov") else "other",
+            resource=parts[0] if parts[0] in ("init", "keyprov", "revocations") else "other",
             user=pseudonym(user.salt, user.uri) if user is not None else None, target=target_ref)
 
 

@@ -23,6 +23,7 @@ SCHEMA = (
         uri TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE, period_no BIGINT NOT NULL,
         user_id {blob} NOT NULL, rsk_enc {blob} NOT NULL, ssk_enc {blob} NOT NULL, pvt {blob} NOT NULL,
         issued TEXT NOT NULL, PRIMARY KEY (uri, period_no))""",
+    """CREATE TABLE IF NOT EXISTS revocations (uri TEXT PRIMARY KEY, until TEXT NOT NULL)""",
 )
 
 
@@ -152,6 +153,24 @@ class Store:
                 raise
             return True
 
+    def last_period(self, uri: str) -> int | None:
+        """The newest key period issued to ``uri`` (None if none)."""
+        rows = self._exec("SELECT MAX(period_no) FROM keysets WHERE uri = ?", (uri,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    # revocations kept beyond the user row ------------------------------------------------------------
+    def keep_revoked(self, uri: str, until: str) -> None:
+        """Keep ``uri`` on the revocation list until ``until`` (ISO 8601 UTC), even once the user is erased."""
+        with self._lock:
+            self._exec("DELETE FROM revocations WHERE uri = ?", (uri,))
+            self._exec("INSERT INTO revocations (uri, until) VALUES (?, ?)", (uri, until))
+
+    def kept_revoked(self, now: str) -> list[str]:
+        """URIs kept on the revocation list whose keys may still be valid at ``now`` (older entries are dropped)."""
+        with self._lock:
+            self._exec("DELETE FROM revocations WHERE until <= ?", (now,))
+            return [r[0] for r in self._exec("SELECT uri FROM revocations ORDER BY uri")]
+
     def count_keysets(self, uri: str | None = None) -> int:
         if uri is None:
             return int(self._exec("SELECT COUNT(*) FROM keysets")[0][0])
@@ -182,10 +201,10 @@ def open_store(db: str | Path) -> Store:
 
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     try:
-        conn = sqlite3.connect(path, check_same_thread=False, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        lite = sqlite3.connect(path, check_same_thread=False, timeout=10)
+        lite.execute("PRAGMA journal_mode=WAL")
+        lite.execute("PRAGMA synchronous=NORMAL")
+        lite.execute("PRAGMA foreign_keys=ON")
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from None
-    return Store(conn, "sqlite")
+    return Store(lite, "sqlite")

@@ -33,6 +33,52 @@ def _silence(path: Path, rate: int = 8000, seconds: int = 5) -> None:
         wav.writeframes(b"\0\0" * rate * seconds)
 
 
+RTP_SPAN = 40
+
+
+def _bind(kind: int, port: int, held: list[socket.socket]) -> bool:
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return False
+    held.append(sock)
+    return True
+
+
+def _free_ports() -> tuple[int, int, int]:
+    """SIP, ctrl_tcp and RTP base ports that baresip can all bind, none overlapping another.
+
+    baresip listens on the SIP port for UDP and TCP and on the next port for TLS; the RTP range is
+    ``RTP_SPAN`` UDP ports. Every chosen port stays bound here until all are chosen, so none of the
+    later picks can land on an earlier one.
+    """
+    held: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            port = free_port()
+            if port + 1 < 65536 and _bind(socket.SOCK_DGRAM, port, held) and _bind(socket.SOCK_STREAM, port, held) \
+                    and _bind(socket.SOCK_STREAM, port + 1, held):
+                break
+        else:
+            raise RuntimeError("no free SIP port pair for baresip")
+        ctrl = 0
+        for _ in range(200):
+            ctrl = free_port(socket.SOCK_STREAM, also_tcp=False)
+            if _bind(socket.SOCK_STREAM, ctrl, held):
+                break
+        for _ in range(200):
+            base = free_port(also_tcp=False)
+            span = range(base, base + RTP_SPAN + 1)
+            if span.stop <= 65536 and all(_bind(socket.SOCK_DGRAM, p, held) for p in span):
+                return port, ctrl, base
+        raise RuntimeError("no free RTP range for baresip")
+    finally:
+        for sock in held:
+            sock.close()
+
+
 class Baresip:
     """A baresip process listening on 127.0.0.1 with one local account (no registration)."""
 
@@ -45,9 +91,7 @@ class Baresip:
         self.answermode = answermode
         self.audio_file = audio_file
         self.codecs = codecs
-        self.port = free_port()
-        self.ctrl_port = free_port(socket.SOCK_STREAM)
-        self.rtp_base = free_port()
+        self.port, self.ctrl_port, self.rtp_base = _free_ports()
         self.proc: LogProcess | None = None
 
     @property
@@ -61,7 +105,7 @@ class Baresip:
             "poll_method epoll", f"sip_listen 127.0.0.1:{self.port}",
             f"audio_source {source}", f"audio_player aufile,{self.workdir / 'received.wav'}",
             f"audio_alert aufile,{self.workdir / 'alert.wav'}",
-            f"rtp_ports {self.rtp_base}-{self.rtp_base + 40}", f"module_path {MODULE_PATH}",
+            f"rtp_ports {self.rtp_base}-{self.rtp_base + RTP_SPAN}", f"module_path {MODULE_PATH}",
             *[f"module {m}" for m in mods], "module_tmp account.so", "module_app menu.so",
             "module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", "sip_trans_def udp", "",
         ])

@@ -32,8 +32,9 @@ class LabError(Exception):
 class Lab:
     """PKI + Kamailio (TLS) + KMS (HTTPS, SQLite) + provisioned users; a context manager."""
 
-    def __init__(self, workdir: Path, users: tuple[str, ...] = ("alice", "bob")) -> None:
+    def __init__(self, workdir: Path, users: tuple[str, ...] = ("alice", "bob"), *, msilo: bool = False) -> None:
         self.workdir = Path(workdir)
+        self.msilo = msilo
         self.users = users
         self.passwords = {u: secrets.token_urlsafe(12) for u in users}
         self._kms_passphrase = secrets.token_urlsafe(16)
@@ -58,7 +59,7 @@ class Lab:
         ca = certs.make_ca(base)
         self.pki = {"ca": ca, "kamailio": certs.issue(ca, base, "kamailio"), "ua": certs.issue(ca, base, "ua")}
         self.kamailio = Kamailio(self.workdir / "kamailio", self.passwords, tls=self.pki["kamailio"],
-                                 algorithm="SHA-256")
+                                 algorithm="SHA-256", msilo=self.msilo)
         self.kamailio.start()
         self._start_kms()
         for user in self.users:

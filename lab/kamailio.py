@@ -6,6 +6,12 @@
 
 REGISTER needs digest auth (``www_challenge`` with qop=auth, MD5 or SHA-256), INVITEs from
 local users need proxy auth, calls are record-routed and relayed to registered contacts.
+With ``msilo=True`` a MESSAGE to a user who is not registered is stored by Kamailio's ``msilo``
+module (SQLite through ``db_sqlite``), answered 202 and logged ``LAB STORED ruri``; a REGISTER dumps
+that user's stored messages to the new contact (``m_dump``). The store holds what was sent: for
+secure messages, ciphertext only. ``tcp_rd_buf_size`` is raised to 64 KiB: Kamailio's default
+TLS/TCP read buffer drops any SIP message over 16 KiB, and a secure message with a 16 KiB attachment
+(voice message) is ~24 KiB.
 The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…``
 (each prefixed with the Call-ID).
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from pathlib import Path
 from types import TracebackType
 
@@ -36,7 +43,7 @@ class Kamailio:
 
     def __init__(self, workdir: Path, users: dict[str, str], *, tls: CertFiles | None = None,
                  algorithm: str = "MD5", realm: str = "lab.test", min_expires: int = 1,
-                 auth_invite: bool = True) -> None:
+                 auth_invite: bool = True, stun: bool = False, msilo: bool = False) -> None:
         self.workdir = Path(workdir)
         self.users = users
         self.tls = tls
@@ -44,6 +51,8 @@ class Kamailio:
         self.realm = realm
         self.min_expires = min_expires
         self.auth_invite = auth_invite
+        self.stun = stun   # answer STUN Binding requests on the SIP UDP port (RFC 5626 §4.4.2 keep-alives)
+        self.msilo = msilo
         self.udp_port = free_port()
         self.tcp_port = self.udp_port
         self.tls_port = free_port(also_tcp=True) if tls else None
@@ -60,8 +69,26 @@ class Kamailio:
         if self.tls:
             listens.append(f"listen=tls:127.0.0.1:{self.tls_port}")
             mods.append("tls")
+        if self.stun:
+            mods.append("stun")
         pw_lines = "\n".join(f'    if ($au == "{_quote(u)}") $var(pw) = "{_quote(p)}";' for u, p in self.users.items())
         tls_params = f'modparam("tls", "config", "{self.workdir / "tls.cfg"}")\n' if self.tls else ""
+        silo_params = silo_store = silo_dump = ""
+        if self.msilo:
+            mods += ["db_sqlite", "msilo"]
+            silo_params = (f'modparam("msilo", "db_url", "sqlite:///{self.silo_db}")\n'
+                           'modparam("msilo", "add_date", 0)\nmodparam("msilo", "expire_time", 604800)\n'
+                           # dumped MESSAGEs go through this proxy's own routing to the new contact
+                           f'modparam("msilo", "outbound_proxy", "sip:127.0.0.1:{self.tcp_port};transport=tcp")\n')
+            silo_dump = """
+        if ($hdr(Expires) != "0") { if (m_dump()) xlog("L_NOTICE", "LAB DUMPED $tu\\n"); }"""
+            silo_store = """
+    if (is_method("MESSAGE") && !registered("location")) {
+        if (!t_newtran()) { sl_reply_error(); exit; }
+        if (m_store("$ru")) { xlog("L_NOTICE", "LAB STORED $ru\\n"); t_reply("202", "Accepted"); }
+        else { xlog("L_NOTICE", "LAB NOTSTORED $ru\\n"); t_reply("503", "Service Unavailable"); }
+        exit;
+    }"""
         invite_auth = """
     if (is_method("INVITE") && from_uri == myself) {
         if (!is_present_hf("Proxy-Authorization")) { proxy_challenge("$var(realm)", "1"); exit; }
@@ -83,6 +110,7 @@ auto_aliases=no
 alias="{self.realm}"
 {'enable_tls=yes' if self.tls else ''}
 tcp_accept_no_cl=no
+tcp_rd_buf_size=65536
 {chr(10).join(listens)}
 mpath="{MODULE_DIR}"
 {chr(10).join(f'loadmodule "{m}.so"' for m in mods)}
@@ -92,7 +120,7 @@ modparam("registrar", "default_expires", 60)
 modparam("auth", "secret", "lab-nonce-secret")
 modparam("auth", "algorithm", "{self.algorithm}")
 modparam("rr", "enable_double_rr", 1)
-{tls_params}
+{tls_params}{silo_params}
 request_route {{
     $var(realm) = "{self.realm}";
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
@@ -115,10 +143,11 @@ request_route {{
         }}
         consume_credentials();
         xlog("L_NOTICE", "LAB REGISTER aor=$tu contact=$ct expires=$hdr(Expires) proto=$pr\\n");
-        if (!save("location")) sl_reply_error();
+        if (!save("location")) {{ sl_reply_error(); exit; }}{silo_dump}
         exit;
     }}
     if (is_method("OPTIONS") && uri == myself && $rU == $null) {{ sl_send_reply("200", "OK"); exit; }}{invite_auth}
+{silo_store}
     if (is_method("INVITE")) record_route();
     if (!lookup("location")) {{ xlog("L_NOTICE", "LAB NOTFOUND $rm $ru\\n"); sl_send_reply("404", "Not Found"); exit; }}
     xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr\\n");
@@ -132,9 +161,29 @@ route[PASSWD] {{
 }}
 """
 
+    @property
+    def silo_db(self) -> Path:
+        return self.workdir / "msilo.sqlite"
+
+    def stored_messages(self) -> list[tuple[str, str, str, bytes]]:
+        """What msilo holds now: (src_addr, dst_addr, ctype, body) per stored MESSAGE."""
+        with sqlite3.connect(self.silo_db) as db:
+            rows = db.execute("SELECT src_addr, dst_addr, ctype, body FROM silo")
+            return [(a, b, c, bytes(d)) for a, b, c, d in rows]
+
+    def _make_silo_db(self) -> None:
+        schema = Path("/usr/share/kamailio/db_sqlite/msilo-create.sql").read_text()
+        with sqlite3.connect(self.silo_db) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS version (table_name VARCHAR(32) NOT NULL, table_version "
+                       "INTEGER DEFAULT 0 NOT NULL, CONSTRAINT version_table_name_idx UNIQUE (table_name))")
+            if not db.execute("SELECT 1 FROM version WHERE table_name = 'silo'").fetchone():
+                db.executescript(schema)
+
     def start(self) -> Kamailio:
         binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.msilo:
+            self._make_silo_db()
         (self.workdir / "run").mkdir(exist_ok=True)
         if self.tls:
             (self.workdir / "tls.cfg").write_text(

@@ -15,6 +15,8 @@ keystore_passphrase_file = "..."                # or keystore_passphrase_env
 kms_url = "https://kms.example.org:8443"
 kms_token_file = "..."                          # or kms_token_env
 local_host = "127.0.0.1"                        # address to bind SIP and RTP to
+# nameserver = "127.0.0.1:5353"                 # RFC 3263 DNS server (default: the system's); leave
+#                                               # registrar out and it is found from the uri's domain
 rtp_ports = [40000, 40999]
 tls_cert_file = "..."                           # certificate + key the phone presents when it
 tls_key_file = "..."                            #   listens for SIP over TLS (calls from the proxy)
@@ -68,6 +70,7 @@ class Account:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     revoked_file: Path | None = None
+    nameserver: str | None = None     # "host:port" for RFC 3263 lookups (default: the system resolver)
     extra: dict = field(default_factory=dict, repr=False)
 
     def password(self) -> str | None:
@@ -116,7 +119,7 @@ _KNOWN = {
     "name", "uri", "registrar", "username", "profile", "display_name", "password_file", "password_env",
     "ca_file", "keystore", "keystore_passphrase_file", "keystore_passphrase_env", "kms_url",
     "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports", "tls_cert_file", "tls_key_file",
-    "revoked_file",
+    "revoked_file", "nameserver",
 }  # fmt: skip
 _PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file",
           "tls_cert_file", "tls_key_file", "revoked_file"}

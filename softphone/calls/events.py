@@ -280,3 +280,18 @@ class Dtmf(CallEvent):
 
 EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, Rejected, Failed, Answered, MediaStarted,
                                             PeerSending, Held, Resumed, Rekeyed, Ended, Dtmf)
+
+
+@dataclass(frozen=True)
+class RegistrationChanged(CallEvent):
+    """The registration's state changed (``call_id`` is empty): ``state`` is ``registered``,
+    ``registering``, ``retrying`` or ``unregistered``; ``text`` e.g. ``retrying in 12 s (503 …)``;
+    ``expires_in``/``retry_in`` in seconds when known, ``reason`` of the last failure."""
+
+    kind: ClassVar[str] = "registration"
+    state: str
+    text: str
+    expires_in: int | None = None
+    retry_in: int | None = None
+    reason: str | None = None
+    target: str | None = None

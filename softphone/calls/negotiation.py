@@ -29,6 +29,7 @@ from softphone.media.codecs import CodecSpec
 from softphone.media.session import SrtpKeys
 from softphone.media.srtp import SrtpSuite
 from softphone.sip.errors import ParseError
+from softphone.sip.grammar import is_ascii_digits
 from softphone.sip.sdp import DIRECTIONS, Attributes, Media, SessionDescription, connection_line, reverse_direction
 
 TELEPHONE_EVENT_PT = 101
@@ -114,9 +115,9 @@ def _pick_codec(media: Media, profile: Profile) -> tuple[CodecSpec, int | None]:
     for pt in media.formats:
         enc = rtpmap.get(pt, _STATIC.get(pt, "")).lower()
         name_clock = "/".join(enc.split("/")[:2])
-        if name_clock == "telephone-event/8000" and profile.telephone_event and pt.isdigit():
+        if name_clock == "telephone-event/8000" and profile.telephone_event and is_ascii_digits(pt) and len(pt) <= 3:
             dtmf = int(pt) if dtmf is None else dtmf
-        elif codec is None and name_clock in allowed and pt.isdigit():
+        elif codec is None and name_clock in allowed and is_ascii_digits(pt) and len(pt) <= 3:
             _, _, name, channels = CODEC_TABLE[allowed[name_clock]]
             clock = 48000 if name == "opus" else 8000
             codec = CodecSpec(int(pt), name, clock, channels)

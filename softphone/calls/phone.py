@@ -8,7 +8,9 @@
 
 Incoming INVITEs are checked *before* 180 Ringing: the I_MESSAGE must verify (ECCSI signature from
 the identity in From, our identity and key period, timestamp window, no replay) and the sender must
-not be on the revocation list; otherwise 488 with a Warning naming the reason (SDP-SRTP.md §1).
+not be revoked; otherwise 488 with a Warning naming the reason (SDP-SRTP.md §1). Revoked identities
+are the operator's local ``revoked`` set plus the KMS's signed revocation list, which a phone with a
+KMS fetches at start and every ``revocation_refresh_s`` into its keystore (docs/REVOCATION.md).
 """
 
 from __future__ import annotations
@@ -25,17 +27,28 @@ from crypto.mikey.build import Initiator
 from crypto.mikey.verify import ReplayCache, Responder
 from softphone.calls.call import Call, reserve_port
 from softphone.calls.errors import CallError
-from softphone.calls.events import Answered, CallEvent, Calling, Failed, Incoming, Rejected, Ringing
+from softphone.calls.events import (
+    Answered,
+    CallEvent,
+    Calling,
+    Failed,
+    Incoming,
+    RegistrationChanged,
+    Rejected,
+    Ringing,
+)
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
 from softphone.capture import PcapWriter, TapNetwork, create_secret_file
-from softphone.config import Account, ConfigError
+from softphone.config import DEFAULT_CONFIG, Account, ConfigError
 from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
-from softphone.keys.kms_client import KmsClient, refresh
+from softphone.keys.kms_client import KmsClient, KmsClientError, refresh, refresh_revocations
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.transport import Network, UdpNetwork
 from softphone.sip.errors import CallFailed, SipError
+from softphone.sip.registration import RegistrationStatus
+from softphone.sip.resolve import uri_transport
 from softphone.sip.session import CallState, InviteSession
 from softphone.sip.ua import UAConfig, UserAgent
 from softphone.sip.uri import NameAddr, SipUri
@@ -56,6 +69,8 @@ class PhoneSettings:
     keystore: Keystore | None = None
     revoked: frozenset[str] = frozenset()
     trace_media: bool = False
+    kms: KmsClient | None = None          # fetch the signed revocation list from here …
+    revocation_refresh_s: float = 900.0   # … at start and this often
     #: Write the TLS session keys here (NSS SSLKEYLOGFILE format; 0600): secrets, off by default.
     keylog: Path | None = None
     #: Write the phone's own SIP and media here as pcap (0600): holds secrets, off by default.
@@ -107,6 +122,9 @@ class Phone:
         self._responder: Responder | None = None
         self._responder_periods: tuple[int, ...] = ()
         self._verify_lock = asyncio.Lock()
+        self.ua.on_registration = self._registration_changed
+        self._revocation_task: asyncio.Task[None] | None = None
+        self.revocation_problem: str | None = None  # why the last revocation list fetch failed
         self._capture: PcapWriter | None = None
         self._network: Network | None = None
         if settings.keylog is not None:
@@ -132,6 +150,23 @@ class Phone:
             self._queue.get_nowait()
             self._queue.put_nowait(event)
 
+    @property
+    def registration(self) -> RegistrationStatus:
+        """The registration's state, expiry and next retry (times on the event loop's clock)."""
+        return self.ua.registration_status
+
+    def registration_text(self) -> str:
+        """``registered (expires in 3570 s)``, ``retrying in 12 s (503 Service Unavailable)``, …"""
+        return self.registration.describe(asyncio.get_running_loop().time())
+
+    def _registration_changed(self, status: RegistrationStatus) -> None:
+        now = asyncio.get_running_loop().time()
+        self._emit(RegistrationChanged(
+            call_id="", state=status.state.value, text=status.describe(now),
+            expires_in=None if status.expires_at is None else max(0, round(status.expires_at - now)),
+            retry_in=None if status.retry_at is None else max(0, round(status.retry_at - now)),
+            reason=status.reason, target=status.target))
+
     async def events(self) -> AsyncIterator[CallEvent]:
         """Every call event, as they happen (an alternative to the ``on_event`` callback)."""
         while True:
@@ -148,6 +183,8 @@ class Phone:
         await self.ua.start()
         self.ua.transport.tap = self._capture
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
+        if self.settings.kms is not None and self.settings.keystore is not None:
+            self._revocation_task = asyncio.get_running_loop().create_task(self._revocation_loop())
 
     async def register(self, timeout: float = REGISTER_TIMEOUT) -> int:
         """REGISTER with the registrar; returns the granted expiry.
@@ -168,6 +205,8 @@ class Phone:
             await call.hangup()
         if self._accept_task is not None:
             self._accept_task.cancel()
+        if self._revocation_task is not None:
+            self._revocation_task.cancel()
         await self.ua.close()
         if self._capture is not None:
             self._capture.close()
@@ -178,6 +217,31 @@ class Phone:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # --- revocation --------------------------------------------------------------------------------
+    def revoked(self) -> frozenset[str]:
+        """Identities this phone refuses: the local ``revoked`` set and every verified KMS list held."""
+        held = self.settings.keystore.revoked() if self.settings.keystore is not None else frozenset()
+        return self.settings.revoked | held
+
+    async def refresh_revocations(self) -> bool:
+        """Fetch and verify the KMS's revocation list now; False (and :attr:`revocation_problem`) if refused
+        or unreachable — the list held before stays in force."""
+        if self.settings.kms is None or self.settings.keystore is None:
+            return False
+        try:
+            await asyncio.to_thread(refresh_revocations, self.settings.keystore, self.settings.kms)
+        except (KmsClientError, KeystoreError) as exc:
+            self.revocation_problem = str(exc)
+            log.warning("revocation list: %s", exc)
+            return False
+        self.revocation_problem = None
+        return True
+
+    async def _revocation_loop(self) -> None:
+        while True:
+            await self.refresh_revocations()
+            await asyncio.sleep(max(self.settings.revocation_refresh_s, 0.1))
 
     # --- keys --------------------------------------------------------------------------------------
     def _keystore(self) -> Keystore:
@@ -298,8 +362,9 @@ class Phone:
         answerer = Answerer(profile, self.host, reserve_port(self.host), responder)
         try:
             negotiated = await self.verify_offer(answerer, session.remote_body, claimed)
-            if negotiated.peer_identity in self.settings.revoked or (
-                    negotiated.security is SecurityLevel.SDES_INTEROP and claimed in self.settings.revoked):
+            revoked = self.revoked()
+            if negotiated.peer_identity in revoked or (
+                    negotiated.security is SecurityLevel.SDES_INTEROP and claimed in revoked):
                 who = negotiated.peer_identity or claimed
                 raise NegotiationError(f"MIKEY-SAKKE revoked identity: {who} is revoked")
         except NegotiationError as exc:
@@ -361,6 +426,29 @@ def claimed_sender(session: InviteSession) -> str:
     return f"{uri.scheme}:{uri.user}@{uri.host}" if uri.user else str(uri)
 
 
+def instance_id(account: Account) -> str:
+    """The account's stable ``urn:uuid:`` (RFC 5626 ``+sip.instance``), kept in a file beside its
+    keystore (``<keystore>.instance``) or beside the default accounts file; created on first use."""
+    import uuid
+
+    path = (account.keystore.with_name(account.keystore.name + ".instance") if account.keystore
+            else DEFAULT_CONFIG.parent / f"{account.name}.instance")
+    try:
+        text = path.read_text().strip()
+        if text.startswith("urn:uuid:"):
+            uuid.UUID(text[9:])
+            return text
+    except (OSError, ValueError):
+        pass
+    value = f"urn:uuid:{uuid.uuid4()}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+    except OSError as exc:
+        log.warning("cannot store the SIP instance id in %s: %s", path, exc.strerror)
+    return value
+
+
 def check_transport(account: Account, profile: Profile) -> None:
     """Refuse settings under which the phone would advertise a transport it cannot serve.
 
@@ -371,7 +459,9 @@ def check_transport(account: Account, profile: Profile) -> None:
     where = f"account {account.name}"
     registrar = account.registrar or account.uri.split("@", 1)[0].split(":", 1)[0] + ":" + account.uri.split("@", 1)[1]
     try:
-        via = SipUri.parse(registrar).transport
+        uri = SipUri.parse(registrar)
+        # a domain without port or transport is located by RFC 3263 among the profile's transport only
+        via = profile.transport if uri_transport(uri) is None else uri.transport
     except SipError as exc:
         raise CallError(f"{where}: registrar {registrar!r} is not a SIP URI: {exc}") from None
     if via != profile.transport:
@@ -428,8 +518,9 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
                 tls_server.load_cert_chain(account.tls_cert_file, account.tls_key_file)
         ua = UAConfig(aor=account.uri, username=account.username, password=account.password(),
                       proxy=account.registrar, transport=profile.transport, host=account.local_host,
-                      tls_server=tls_server, tls_client=tls_client, display_name=account.display_name)
-        keystore = None
+                      tls_server=tls_server, tls_client=tls_client, display_name=account.display_name,
+                      nameserver=account.nameserver, instance_id=instance_id(account))
+        keystore = kms = None
         if profile.keying is Keying.MIKEY_SAKKE:
             if account.keystore is None:
                 raise CallError(f"account {account.name}: profile {profile.name} needs a keystore (keystore = ...)")
@@ -439,7 +530,10 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
             keystore = Keystore.open_or_create(account.keystore, passphrase.encode())
             if fetch_keys:
                 fetch_account_keys(account, keystore)
-        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked())
+            if account.kms_url:  # the signed revocation list is fetched from here at start and on a schedule
+                kms = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+        return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked(),
+                             kms=kms)
     except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:

@@ -37,6 +37,8 @@ COMMAND_MODULES = (
     "keys",     # softphone keys fetch|import|list
     "devices",  # softphone devices
     "call",     # softphone register|call|answer|interactive
+    "message",  # softphone message send|listen|list|read|delete
+    "voicemail",  # softphone voicemail record|list|play
     "gui",      # softphone gui
     "setup",    # softphone setup
     "analyze",  # softphone analyze CAPTURE

@@ -32,6 +32,7 @@ from softphone.calls.events import (
     Held,
     Incoming,
     PeerSending,
+    RegistrationChanged,
     Rejected,
     Rekeyed,
     Resumed,
@@ -138,8 +139,11 @@ class Printer:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.tty = sys.stdout.isatty() and not as_json
+        self.registration = ""   # the latest registration text, shown in the status line
 
     def event(self, ev: CallEvent) -> None:
+        if isinstance(ev, RegistrationChanged):
+            self.registration = ev.text
         if self.as_json:
             print(json.dumps(ev.to_json(), default=str), flush=True)
             return
@@ -151,6 +155,8 @@ class Printer:
     def describe(cls, ev: CallEvent) -> str | None:
         """The progress line for ``ev`` (None: nothing to print, e.g. media restarted)."""
         match ev:
+            case RegistrationChanged():
+                return f"registration: {ev.text}"
             case Calling():
                 return f"calling {ev.peer} ({ev.security})"
             case Incoming():
@@ -192,7 +198,8 @@ class Printer:
 
     def status(self, call: Call) -> None:
         if self.tty:
-            sys.stdout.write("\r\x1b[K" + self.summary(call.status()) + f"  [{STATUS_KEYS}]")
+            reg = f" | {self.registration}" if self.registration else ""
+            sys.stdout.write("\r\x1b[K" + self.summary(call.status()) + reg + f"  [{STATUS_KEYS}]")
             sys.stdout.flush()
 
 
@@ -239,7 +246,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     printer = Printer(args.json)
 
     async def run() -> int:
-        async with Phone(settings) as phone:
+        async with Phone(settings, on_event=None if args.once or args.json else printer.event) as phone:
             expires = await phone.register()
             if args.json:
                 print(json.dumps({"event": "registered", "uri": settings.uri, "expires": expires}), flush=True)

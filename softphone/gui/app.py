@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from softphone.calls.profile import ProfileError, load_profile
 from softphone.calls.profile import available_profiles as known_profiles
-from softphone.config import Account
+from softphone.config import DEFAULT_CONFIG, Account
 from softphone.gui.model import CallHistory, ContactBook, GuiDataError, _write_private
 from softphone.media.audio import (
     AudioError,
@@ -103,9 +105,21 @@ def build_window(account: Account, data_dir: Path, *, profile: str | None = None
     return controller, window
 
 
-def run(account: Account, data_dir: Path, *, profile: str | None = None, play: Path | None = None,
-        record: Path | None = None) -> int:
-    """Show the window and run until it is closed. Raises :class:`GuiDataError` for unreadable data files."""
+def needs_setup(config: Path) -> bool:
+    """No accounts file, or one without any ``[[account]]``: the first-run wizard is what to show."""
+    try:
+        data = tomllib.loads(Path(config).expanduser().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return True
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # unreadable or broken: load_accounts says why, the wizard must not overwrite it
+    return not data.get("account")
+
+
+def run(account: Account | None, data_dir: Path, *, profile: str | None = None, play: Path | None = None,
+        record: Path | None = None, config: Path | None = None) -> int:
+    """Show the window and run until it is closed (after the first-run wizard when ``account`` is None,
+    which writes ``config``). Raises :class:`GuiDataError` for unreadable data files."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) \
             and os.environ.get("QT_QPA_PLATFORM") not in ("offscreen", "minimal"):
         raise GuiDataError("no display: set DISPLAY (or run under xvfb-run)")
@@ -114,10 +128,29 @@ def run(account: Account, data_dir: Path, *, profile: str | None = None, play: P
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Secure Chorus softphone")
+    QApplication.setQuitOnLastWindowClosed(False)  # closing hangs up and un-REGISTERs, then run() returns
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    _controller, window = build_window(account, data_dir, profile=profile, play=play, record=record)
-    window.show()
+
+    async def main() -> int:
+        nonlocal account
+        passphrase = None
+        if account is None:
+            from softphone.gui.wizard import first_run
+
+            done = await first_run(config or DEFAULT_CONFIG, data_dir)
+            if done is None:
+                print("softphone: setup cancelled, no account configured", file=sys.stderr)
+                return 2
+            account, passphrase = done
+        controller, window = build_window(account, data_dir, profile=profile, play=play, record=record)
+        if passphrase is not None:
+            controller.unlock(passphrase)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C in the terminal, or a session logout: quit cleanly
+            signal.signal(signum, lambda _signum, _frame: loop.call_soon_threadsafe(window.close))
+        window.show()
+        await window.run()
+        return 0
+
     with loop:
-        loop.run_until_complete(window.run())
-    return 0
+        return loop.run_until_complete(main())

@@ -30,6 +30,7 @@ from softphone.calls.events import (
     MediaStarted,
     PeerAssurance,
     PeerSending,
+    RegistrationChanged,
     Rejected,
     Rekeyed,
     Resumed,
@@ -71,9 +72,11 @@ AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
 class PhoneController(QObject):
     """Signals carry strings or typed values (:class:`Incoming`, :class:`CallStatus`, :class:`CallRecord`)."""
 
-    registration = Signal(str, str)   # state ("starting", "registered", "offline", "failed"), detail
+    registration = Signal(str, str)   # state ("starting", "registered", "registering", "retrying", "offline",
+    #                                   "failed"), detail such as "retrying in 12 s (503 Service Unavailable)"
     keys_changed = Signal(object)     # KeyStatus | None
-    notice = Signal(str, str)         # level ("info", "warning", "error"), one line for the user
+    notice = Signal(str, str, str)    # level ("info", "warning", "error"), one line for the user, cause
+                                      # ("start", "call" or ""): the window clears it when that cause is gone
     state_changed = Signal(str)       # "idle", "calling", "ringing", "incoming", "in-call"
     incoming = Signal(object)         # Incoming: peer, verified_identity, security, codec, srtp, key_id
     call_updated = Signal(object)     # CallStatus (Call.snapshot()) after answer, hold, resume, rekey
@@ -110,6 +113,10 @@ class PhoneController(QObject):
     def domain(self) -> str | None:
         return self.account.uri.split("@", 1)[1] if "@" in self.account.uri else None
 
+    def unlock(self, passphrase: str) -> None:
+        """Use ``passphrase`` for the keystore (typed in the first-run wizard) instead of asking."""
+        self._passphrase = passphrase
+
     def needs_passphrase(self) -> bool:
         """The keystore is encrypted and the account names no passphrase file/variable: ask the user."""
         return (self.account.keystore is not None and self._passphrase is None
@@ -128,10 +135,13 @@ class PhoneController(QObject):
         except asyncio.CancelledError:
             raise
         except (SoftphoneError, SipError, AudioError) as exc:  # each package's root error: one line for the user
-            self.notice.emit("error", str(exc))
+            self._notify("error", str(exc))
         except Exception as exc:  # keep the window alive; the log has the class name only
             log.exception("GUI task failed")
-            self.notice.emit("error", f"unexpected error: {exc.__class__.__name__}")
+            self._notify("error", f"unexpected error: {exc.__class__.__name__}")
+
+    def _notify(self, level: str, text: str, cause: str = "") -> None:
+        self.notice.emit(level, text, cause)
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -148,7 +158,7 @@ class PhoneController(QObject):
                                                     passphrase=self._passphrase, fetch_keys=False)
         except CallError as exc:
             self.registration.emit("failed", str(exc))
-            self.notice.emit("error", str(exc))
+            self._notify("error", str(exc), "start")
             return False
         self.keystore = self.settings.keystore
         await self.fetch_keys(force=False)
@@ -161,7 +171,7 @@ class PhoneController(QObject):
             await phone.start()
         except CallError as exc:
             self.registration.emit("offline", f"secure calls unavailable: {exc}")
-            self.notice.emit("error", self.kms_problem or f"Secure calls unavailable: {exc}")
+            self._notify("error", self.kms_problem or f"Secure calls unavailable: {exc}")
             await phone.close()
             return False
         except OSError as exc:
@@ -172,11 +182,26 @@ class PhoneController(QObject):
         try:
             expires = await phone.register()
         except (TimeoutError, SipError, OSError) as exc:
-            self.registration.emit("failed", f"registration failed: {exc or 'timeout'}")
-            self.notice.emit("error", f"Registration failed: {exc or 'timeout'} — incoming calls may not reach you")
+            if phone.registration.retry_at is not None:   # the phone keeps retrying with backoff
+                self.registration.emit("retrying", phone.registration_text())
+            else:
+                self.registration.emit("failed", f"registration failed: {exc or 'timeout'}")
+            self._notify("error", f"Registration failed: {exc or 'timeout'} — incoming calls may not reach you")
             return True
         self.registration.emit("registered", f"registered as {self.account.uri} ({expires} s)")
         return True
+
+    def revocation_status(self) -> str:
+        """The KMS revocation list this phone enforces, in one line (for Settings)."""
+        if self.keystore is None:
+            return "none (this profile uses no KMS keys)"
+        lists = [rl for rl in (self.keystore.revocation_list(c.kms_uri) for c in self.keystore.certificates()) if rl]
+        problem = self.phone.revocation_problem if self.phone is not None else None
+        if not lists:
+            return f"not fetched yet{f' ({problem})' if problem else ''}"
+        rl = max(lists, key=lambda r: r.issued)
+        text = f"{len(self.keystore.revoked())} revoked, list issued {rl.issued:%d %b %H:%M} UTC by {rl.kms_uri}"
+        return text + (f"; last refresh failed: {problem}" if problem else "")
 
     def current_keys(self) -> KeyStatus | None:
         if self.keystore is None:
@@ -186,12 +211,12 @@ class PhoneController(QObject):
     async def fetch_keys(self, force: bool = True) -> None:
         """Refresh keys from the KMS (``force``: even if the next period is held) and report the outcome."""
         if self.keystore is None:
-            self.notice.emit("warning", "this profile uses no KMS keys" if self.settings else "not started yet")
+            self._notify("warning", "this profile uses no KMS keys" if self.settings else "not started yet")
             return
         if not self.account.kms_url:
             self.keys_changed.emit(self.current_keys())
             if force:
-                self.notice.emit("warning", "no KMS URL configured for this account")
+                self._notify("warning", "no KMS URL configured for this account")
             return
         url = self.account.kms_url
         self.kms_problem = None
@@ -204,24 +229,24 @@ class PhoneController(QObject):
                                 "trusted when it first fetched keys. Nothing was replaced: this phone keeps its "
                                 "trusted keys. This can be an attack. Only if your administrator confirms the KMS "
                                 "was changed, accept it with 'softphone keys trust'.")
-            self.notice.emit("error", self.kms_problem)
+            self._notify("error", self.kms_problem)
         except KmsUnreachable as exc:
             self.kms_problem = (f"Cannot reach the KMS at {url} ({exc}) — no keys for this period, "
                                 "secure calls are unavailable")
-            self.notice.emit("error", self.kms_problem)
+            self._notify("error", self.kms_problem)
         except KmsClientError as exc:
             text = "the KMS refused this phone (revoked or wrong token)" if exc.status in (401, 403) else str(exc)
             self.kms_problem = f"KMS {url}: {text}"
-            self.notice.emit("error", self.kms_problem)
+            self._notify("error", self.kms_problem)
         except (ConfigError, KeystoreError) as exc:
-            self.notice.emit("error", str(exc))
+            self._notify("error", str(exc))
         else:
             if result.warning:
-                self.notice.emit("warning", f"Cannot reach the KMS at {url} — {result.warning.rsplit('; ', 1)[-1]}")
+                self._notify("warning", f"Cannot reach the KMS at {url} — {result.warning.rsplit('; ', 1)[-1]}")
             elif result.fetched:
-                self.notice.emit("info", "fetched keys for period " + ", ".join(map(str, result.fetched)))
+                self._notify("info", "fetched keys for period " + ", ".join(map(str, result.fetched)))
             elif force:
-                self.notice.emit("info", "keys are up to date")
+                self._notify("info", "keys are up to date")
         self.keys_changed.emit(self.current_keys())
         if self.phone is None and self.settings is not None and self.state == "idle" and force:
             await self._start_phone()  # keys may now exist: secure calls become available
@@ -229,7 +254,7 @@ class PhoneController(QObject):
     async def change_profile(self, name: str) -> None:
         """Switch profile (restarts the phone; not during a call)."""
         if self.call is not None or self.pending is not None:
-            self.notice.emit("warning", "finish the call before changing the profile")
+            self._notify("warning", "finish the call before changing the profile")
             return
         self.profile_name = name
         await self.stop()
@@ -254,13 +279,15 @@ class PhoneController(QObject):
 
     def _on_event(self, ev: CallEvent) -> None:
         match ev:
+            case RegistrationChanged():
+                self.registration.emit(ev.state, ev.text)   # retries and re-registrations after start
             case Incoming():
                 self._incoming_info[ev.call_id] = ev
             case Rejected(peer=str(peer)):
                 # refused by our own checks before alerting (488 + Warning), or declined by us
                 if ev.status in (488, 500):
                     text = explain(ev.status, ev.warning, incoming=True)
-                    self.notice.emit("error", f"Call from {peer}: {text}")
+                    self._notify("error", f"Call from {peer}: {text}", "call")
                     self._record(CallRecord(now_iso(), "incoming", peer, None, None, "refused", 0.0, text))
             case Failed():
                 self._last_failure = ev
@@ -270,7 +297,7 @@ class PhoneController(QObject):
                 assert self.call is not None
                 self.call_updated.emit(self.call.snapshot())
                 if isinstance(ev, Rekeyed):
-                    self.notice.emit("info", f"new call key {ev.status.key_id}")
+                    self._notify("info", f"new call key {ev.status.key_id}")
             case Ended() if self._is_current(ev):
                 self._ended(ev)
 
@@ -283,7 +310,7 @@ class PhoneController(QObject):
         try:
             self.history.add(record)
         except OSError as exc:
-            self.notice.emit("warning", f"cannot save call history: {exc.strerror or exc}")
+            self._notify("warning", f"cannot save call history: {exc.strerror or exc}")
         self.call_ended.emit(record)
 
     def _ended(self, ev: Ended) -> None:
@@ -296,7 +323,7 @@ class PhoneController(QObject):
                 else None  # an outgoing call's callee signed nothing: keyed to, never verified
             self._record(CallRecord(meta.get("started", now_iso()), meta.get("direction", "outgoing"), call.peer,
                                     verified, ev.status.security, "answered", round(duration, 1), ev.reason))
-            self.notice.emit("info", f"call ended ({ev.reason or 'hung up'}), {format_duration(duration)}")
+            self._notify("info", f"call ended ({ev.reason or 'hung up'}), {format_duration(duration)}", "call")
         self._set_state("idle")
 
     # --- outgoing ----------------------------------------------------------------------------------
@@ -308,16 +335,16 @@ class PhoneController(QObject):
     def dial(self, text: str) -> None:
         """Place a call to what the user typed (name@domain, user or sip: URI)."""
         if self.phone is None:
-            self.notice.emit("error", "The phone is not ready: " + ("no keys for this period — fetch keys in Settings"
+            self._notify("error", "The phone is not ready: " + ("no keys for this period — fetch keys in Settings"
                                                                    if self.keystore is not None else "not started"))
             return
         if self.state != "idle":
-            self.notice.emit("warning", "already in a call")
+            self._notify("warning", "already in a call")
             return
         try:
             uri = normalise_uri(text, self.domain)
         except GuiDataError as exc:
-            self.notice.emit("error", str(exc))
+            self._notify("error", str(exc))
             return
         self._dial_task = self.spawn(self._dial(uri))
 
@@ -330,7 +357,7 @@ class PhoneController(QObject):
             source, sink = self._audio()
         except AudioError as exc:
             self._set_state("idle")
-            self.notice.emit("error", f"audio: {exc}")
+            self._notify("error", f"audio: {exc}", "call")
             return
         try:
             call = await self.phone.call(uri, source, sink, timeout=self.call_timeout)
@@ -342,7 +369,7 @@ class PhoneController(QObject):
             f = self._last_failure
             text = explain(f.status, f.warning, incoming=False) if f is not None and f.status else str(exc)
             self._record(CallRecord(started, "outgoing", uri, None, None, "failed", 0.0, text))
-            self.notice.emit("error", f"Call to {uri}: {text}")
+            self._notify("error", f"Call to {uri}: {text}", "call")
             self._set_state("idle")
             source.close()
             sink.close()
@@ -383,7 +410,7 @@ class PhoneController(QObject):
             info = self._pending_info()
             self._record(CallRecord(self._call_meta["started"], "incoming", info.peer or "",
                                     info.verified_identity, info.security, "missed"))
-            self.notice.emit("warning", f"missed call from {info.verified_identity or info.peer}")
+            self._notify("warning", f"missed call from {info.verified_identity or info.peer}", "call")
             self._set_state("idle")
 
     def accept(self) -> None:
@@ -396,13 +423,13 @@ class PhoneController(QObject):
             source, sink = self._audio()
         except AudioError as exc:
             await incoming.reject(480, warning="callee's audio device failed")
-            self.notice.emit("error", f"audio: {exc}")
+            self._notify("error", f"audio: {exc}", "call")
             self._set_state("idle")
             return
         try:
             call = await incoming.accept(source, sink)
         except CallError as exc:
-            self.notice.emit("error", f"could not answer: {exc}")
+            self._notify("error", f"could not answer: {exc}", "call")
             self._set_state("idle")
             return
         self._connected(call, self._call_meta.get("started", now_iso()), "incoming")
@@ -443,7 +470,7 @@ class PhoneController(QObject):
         try:
             self.call.send_dtmf(digits)
         except CallError as exc:
-            self.notice.emit("error", str(exc))
+            self._notify("error", str(exc))
 
     def status(self) -> dict[str, Any]:
         """The live call status plus duration (for the in-call view's timer)."""

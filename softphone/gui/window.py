@@ -46,7 +46,8 @@ from softphone.gui.controller import PhoneController
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
 
 NOTICE_COLOURS = {"info": "#1f4e79", "warning": "#8a5a00", "error": "#b3261e"}
-REG_COLOURS = {"registered": "#1b7f3b", "starting": "#8a5a00", "offline": "#b3261e", "failed": "#b3261e"}
+REG_COLOURS = {"registered": "#1b7f3b", "starting": "#8a5a00", "registering": "#8a5a00", "retrying": "#b3261e",
+               "offline": "#b3261e", "failed": "#b3261e"}
 KEYPAD = "123456789*0#"
 
 
@@ -133,6 +134,7 @@ class SettingsDialog(QDialog):
         kms.setObjectName("kms_url")
         kms.setReadOnly(True)
         self.keys = _label(name="settings_keys")
+        self.revocations = _label(c.revocation_status(), "settings_revocations")
         self.fetch = _button("&Fetch keys now", "fetch_now", lambda: c.spawn(c.fetch_keys(force=True)))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -145,6 +147,7 @@ class SettingsDialog(QDialog):
         form.addRow("&Profile", self.profile)
         form.addRow("KMS", kms)
         form.addRow("Keys", self.keys)
+        form.addRow("Revoked callers", self.revocations)
         form.addRow("", self.fetch)
         form.addRow(buttons)
         self.refresh()
@@ -156,6 +159,7 @@ class SettingsDialog(QDialog):
         if ks is None:
             self.keys.setText("no keystore (this profile needs no KMS keys)")
             return
+        self.revocations.setText(self.window_.controller.revocation_status())
         lines = [ks.summary()]
         if ks.periods:
             lines.append("held periods: " + ", ".join(map(str, ks.periods)))
@@ -185,6 +189,7 @@ class MainWindow(QMainWindow):
         self.profiles = profiles or (controller.profile_name,)
         self._devices = devices
         self._closed: asyncio.Future[None] | None = None
+        self._notice_cause = ""
         self.setObjectName("main_window")
         self.setWindowTitle(f"Secure Chorus softphone — {controller.account.uri}")
         self.resize(720, 560)
@@ -390,15 +395,27 @@ class MainWindow(QMainWindow):
         focus = {"idle": self.dial, "incoming": self.accept_button, "call": self.hangup_button}[name]
         focus.setFocus()
 
-    def show_notice(self, level: str, text: str) -> None:
+    def show_notice(self, level: str, text: str, cause: str = "") -> None:
+        """The banner under the header; ``cause`` ("start", "call") says when it stops being true."""
+        self._notice_cause = cause
         self.notice.setText(text)
         self.notice.setProperty("level", level)
         self.notice.setStyleSheet(f"color: white; background: {NOTICE_COLOURS.get(level, '#444')}; padding: 6px;")
         self.notice.setVisible(True)
         self.statusBar().showMessage(text, 15000)
 
+    def clear_notice(self, cause: str | None = None) -> None:
+        """Hide the banner (only if it was shown for ``cause``, when given)."""
+        if cause is not None and self._notice_cause != cause:
+            return
+        self._notice_cause = ""
+        self.notice.setText("")
+        self.notice.setProperty("level", None)
+        self.notice.setVisible(False)
+        self.statusBar().clearMessage()
+
     def _on_registration(self, state: str, detail: str) -> None:
-        self.registration.setText(f"● {state}")
+        self.registration.setText(f"● {detail}" if state == "retrying" else f"● {state}")
         self.registration.setToolTip(detail)
         self.registration.setProperty("state", state)
         self.registration.setStyleSheet(f"color: {REG_COLOURS.get(state, '#444')}; font-weight: bold;")
@@ -420,6 +437,8 @@ class MainWindow(QMainWindow):
             self.refresh_recent()
             QApplication.restoreOverrideCursor()
         elif state in ("calling", "ringing"):
+            if state == "calling":
+                self.clear_notice("call")  # the last call's outcome is not this call's
             self.call_state.setText("Calling…" if state == "calling" else "Ringing…")
             self.badge.setText("")
             self.badge.setStyleSheet("")
@@ -438,6 +457,7 @@ class MainWindow(QMainWindow):
             self.keypad_button.setEnabled(True)
             self.show_page("call")
         elif state == "incoming":
+            self.clear_notice("call")
             self.show_page("incoming")
             self.raise_()
             self.activateWindow()
@@ -599,11 +619,19 @@ class MainWindow(QMainWindow):
 
     # --- lifetime ----------------------------------------------------------------------------------
     async def run(self, passphrase_prompt: Callable[[], asyncio.Future[str | None]] | None = None) -> None:
-        """Start the phone (asking for the keystore passphrase if needed) and live until the window closes."""
+        """Start the phone (asking for the keystore passphrase if needed) and live until the window closes.
+
+        Closing the window (Phone → Quit, Ctrl+Q, the window's close button) hangs up, un-REGISTERs and
+        returns; closing it while the phone is still starting abandons the start and stops what it began."""
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
-        await self.start(passphrase_prompt)
+        starting = loop.create_task(self.start(passphrase_prompt))
+        await asyncio.wait((starting, self._closed), return_when=asyncio.FIRST_COMPLETED)
         await self._closed
+        if not starting.done():
+            starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await self.controller.stop()  # a phone the abandoned start had already opened
 
     async def start(self, passphrase_prompt: Callable[[], asyncio.Future[str | None]] | None = None) -> bool:
         c = self.controller
@@ -614,9 +642,12 @@ class MainWindow(QMainWindow):
                 self.activateWindow()  # focus back from the dialog (no window manager does it under Xvfb)
                 self.dial.setFocus()
                 if passphrase is None:
-                    self.show_notice("error", "keystore locked: no passphrase given — secure calls unavailable")
+                    self.show_notice("error", "keystore locked: no passphrase given — secure calls unavailable",
+                                     "start")
                     return False
             ok = await c.start(passphrase)
+            if c.settings is not None:
+                self.clear_notice("start")  # the keystore opened: an earlier "wrong passphrase" is no longer true
             if ok or passphrase is None or "passphrase" not in self.notice.text().lower():
                 return ok
             c._passphrase = None  # wrong passphrase: ask again
@@ -648,14 +679,19 @@ class MainWindow(QMainWindow):
         return future
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        c = self.controller  # closing hangs up any call (stop() closes the phone, which sends BYE)
+        c = self.controller  # closing hangs up any call (stop() closes the phone: BYE, then un-REGISTER)
         event.accept()
         self.tick.stop()
+        for dialog in ("passphrase_dialog", "settings_dialog", "contact_dialog"):
+            widget = getattr(self, dialog, None)
+            if widget is not None and widget.isVisible():
+                widget.reject()
 
         async def finish() -> None:
-            await c.stop()
-            if self._closed is not None and not self._closed.done():
-                self._closed.set_result(None)
+            try:
+                await c.stop()
+            finally:
+                if self._closed is not None and not self._closed.done():
+                    self._closed.set_result(None)
 
         c.spawn(finish())
-

@@ -8,7 +8,8 @@ A response with any invalid key set is refused as a whole.
 At rest the file is ``MAGIC || n_log2 || salt(16) || AES-256-GCM(JSON)`` under a scrypt key
 derived from the passphrase (mode 0600, atomic replace). For each (KMS, user) the newest
 :data:`KEEP_PERIODS` periods are kept — previous, current and next in steady state, because a
-receiver needs the RSK of the period the sender's I_MESSAGE timestamp falls in (KMS.md §6).
+receiver needs the RSK of the period the sender's I_MESSAGE timestamp falls in (KMS.md §6) — and
+older ones until ``past_period_retention_s`` after they ended, so stored messages stay readable.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from crypto import eccsi, sakke
 from crypto.errors import CryptoError
 from crypto.identity import key_period_no, mikey_sakke_uid, ntp_seconds
 from crypto.mikey import keys as mikey_keys
+from kmsinterface.revocation import RevocationList, RevocationListError
 from kmsinterface.sealed import (
     DEFAULT_N_LOG2,
     DataKey,
@@ -37,6 +40,9 @@ from softphone.keys.errors import KeysError
 
 MAGIC = b"SCKEYST1"
 KEEP_PERIODS = 3
+#: How long a past period's key set stays after the period ended, so stored messages encrypted in
+#: it can still be opened (secure messages: the RSK of the period of the I_MESSAGE's timestamp).
+PAST_PERIOD_RETENTION_S = 90 * 86400
 
 
 class KeystoreError(KeysError):
@@ -140,8 +146,16 @@ class Keystore:
             uri: _cert_from_json(c) for uri, c in data.get("communities", {}).items()}
         self._sets: dict[tuple[str, str, int], dict] = {
             (s["kms_uri"], s["user_uri"], s["period"]): s for s in data.get("keysets", [])}
+        self.past_period_retention_s = PAST_PERIOD_RETENTION_S
         self._pins: dict[str, KmsPin] = {
             origin: KmsPin(origin, p["kms_uri"], p["tls_spki_sha256"]) for origin, p in data.get("pins", {}).items()}
+        self._lock = threading.RLock()  # the phone's revocation refresh and a key fetch may run in two threads
+        self._revocations: dict[str, RevocationList] = {}
+        for uri, d in data.get("revocations", {}).items():
+            try:
+                self._revocations[uri] = RevocationList.from_json(d)
+            except RevocationListError as exc:
+                raise KeystoreError(f"keystore {path}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"Keystore({str(self.path)!r}, {len(self._certs)} KMS, {len(self._sets)} key sets)"
@@ -195,10 +209,15 @@ class Keystore:
             raise KeystoreError(f"keystore: {exc}") from None
 
     def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         data = {"version": 1, "communities": {u: _cert_to_json(c) for u, c in self._certs.items()},
                 "keysets": sorted(self._sets.values(), key=lambda s: (s["kms_uri"], s["user_uri"], s["period"])),
                 "pins": {o: {"kms_uri": p.kms_uri, "tls_spki_sha256": p.tls_spki_sha256}
-                         for o, p in self._pins.items()}}
+                         for o, p in self._pins.items()},
+                "revocations": {u: r.to_json() for u, r in self._revocations.items()}}
         try:
             write_private(self.path, self._header + self._key.encrypt(json.dumps(data).encode(), self._header))
         except OSError as exc:
@@ -213,13 +232,16 @@ class Keystore:
             raise KeystoreError(f"KMS certificate {cert.kms_uri} is revoked")
         if len(cert.pub_enc_key) != 257 or len(cert.pub_auth_key) != 65:
             raise KeystoreError(f"KMS {cert.kms_uri}: public keys have the wrong length")
-        old = self._certs.get(cert.kms_uri)
-        if old is not None and public_parameters(old) != public_parameters(cert):
-            # key sets checked against the old Z/KPAK do not belong to the new community keys
-            for key in [k for k in self._sets if k[0] == cert.kms_uri]:
-                del self._sets[key]
-        self._certs[cert.kms_uri] = cert
-        self.save()
+        with self._lock:
+            old = self._certs.get(cert.kms_uri)
+            if old is not None and public_parameters(old) != public_parameters(cert):
+                # key sets checked against the old Z/KPAK do not belong to the new community keys,
+                # nor does a revocation list signed under the old KPAK
+                for key in [k for k in self._sets if k[0] == cert.kms_uri]:
+                    del self._sets[key]
+                self._revocations.pop(cert.kms_uri, None)
+            self._certs[cert.kms_uri] = cert
+            self._save()
 
     # KMS pins -------------------------------------------------------------------------------------
     def kms_pin(self, origin: str) -> KmsPin | None:
@@ -228,8 +250,9 @@ class Keystore:
 
     def pin_kms(self, pin: KmsPin) -> None:
         """Trust the KMS at ``pin.origin`` as ``pin`` (first provisioning, or the user's explicit trust)."""
-        self._pins[pin.origin] = pin
-        self.save()
+        with self._lock:
+            self._pins[pin.origin] = pin
+            self._save()
 
     def kms_pins(self) -> builtins.list[KmsPin]:
         return list(self._pins.values())
@@ -247,6 +270,35 @@ class Keystore:
 
     def certificates(self) -> list[KmsCertificate]:
         return list(self._certs.values())
+
+    # revocation lists ---------------------------------------------------------------------------
+    def kpaks(self) -> dict[str, bytes]:
+        """Trusted KMS URI → KPAK (what a signed revocation list is verified with)."""
+        return {uri: c.pub_auth_key for uri, c in self._certs.items()}
+
+    def set_revocation_list(self, rl: RevocationList) -> bool:
+        """Keep ``rl`` (already verified) unless a newer list of that KMS is held; returns whether it was kept.
+
+        An older list is refused (KeystoreError): replaying one from before a revocation must not undo it."""
+        if rl.kms_uri not in self._certs:
+            raise KeystoreError(f"revocation list of KMS {rl.kms_uri}, which this keystore does not trust")
+        with self._lock:
+            held = self._revocations.get(rl.kms_uri)
+            if held is not None and rl.issued < held.issued:
+                raise KeystoreError(f"revocation list of KMS {rl.kms_uri} issued {rl.issued.isoformat()} is "
+                                    f"older than the one held ({held.issued.isoformat()}): refused")
+            if held == rl:
+                return False
+            self._revocations[rl.kms_uri] = rl
+            self._save()
+            return True
+
+    def revocation_list(self, kms_uri: str) -> RevocationList | None:
+        return self._revocations.get(kms_uri)
+
+    def revoked(self) -> frozenset[str]:
+        """Every identity a held (verified) revocation list names."""
+        return frozenset(u for rl in self._revocations.values() for u in rl.revoked)
 
     # key sets -----------------------------------------------------------------------------------
     def check_key_set(self, ks: KeySet) -> None:
@@ -273,13 +325,17 @@ class Keystore:
             raise KeystoreError("the key provisioning response holds no key sets")
         for ks in resp.key_sets:
             self.check_key_set(ks)
+        with self._lock:
+            return self._store_key_sets(resp)
+
+    def _store_key_sets(self, resp: KeyProvResponse) -> list[KeySetSummary]:
         for ks in resp.key_sets:
             self._sets[(ks.kms_uri, ks.user_uri, ks.key_period_no)] = {
                 "kms_uri": ks.kms_uri, "user_uri": ks.user_uri, "period": ks.key_period_no,
                 "uid": ks.user_id.hex(), "rsk": ks.rsk.hex(), "ssk": ks.ssk.hex(), "pvt": ks.pvt.hex(),
                 "valid_from": _dt(ks.valid_from), "valid_to": _dt(ks.valid_to)}
         self._prune()
-        self.save()
+        self._save()
         return [self._summary(s) for s in (self._sets.get((k.kms_uri, k.user_uri, k.key_period_no))
                                            for k in resp.key_sets) if s is not None]
 
@@ -287,9 +343,13 @@ class Keystore:
         by_user: dict[tuple[str, str], list[int]] = {}
         for kms_uri, user_uri, period in self._sets:
             by_user.setdefault((kms_uri, user_uri), []).append(period)
+        now = ntp_seconds()
         for (kms_uri, user_uri), periods in by_user.items():
+            cert = self._certs.get(kms_uri)
             for old in sorted(periods)[:-KEEP_PERIODS]:
-                del self._sets[(kms_uri, user_uri, old)]
+                ended = (old + 1) * cert.user_key_period + cert.user_key_offset if cert else 0
+                if now - ended > self.past_period_retention_s:
+                    del self._sets[(kms_uri, user_uri, old)]
 
     @staticmethod
     def _summary(s: dict) -> KeySetSummary:

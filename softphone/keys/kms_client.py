@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from crypto.identity import ntp_seconds
+from kmsinterface.revocation import RevocationList, RevocationListError, verify_revocation_list
 from kmsinterface.xml import (
     KeyProvResponse,
     KmsCertificate,
@@ -174,6 +175,13 @@ class KmsClient:
             raise KmsClientError(f"KMS refused the request: HTTP {resp.status} {detail}", resp.status)
         return body
 
+    def revocations(self, kpak_for: dict[str, bytes]) -> RevocationList:
+        """The community's revocation list, verified under the trusted KMS's KPAK (``kpak_for``)."""
+        try:
+            return verify_revocation_list(self._post("/revocations"), kpak_for)
+        except RevocationListError as exc:
+            raise KmsClientError(f"revocation list from KMS refused: {exc}") from None
+
     def init(self) -> KmsInitResponse:
         """KMS Initialize (D.3.2): the KMS certificate and the URI the KMS knows us by."""
         try:
@@ -194,6 +202,13 @@ class KmsClient:
             return parse_key_prov(self._post(path), self.transport_key)
         except KmsXmlError as exc:
             raise KmsClientError(f"bad KmsKeyProv from KMS: {exc}") from None
+
+
+def refresh_revocations(keystore: Keystore, client: KmsClient) -> RevocationList:
+    """Fetch, verify and keep the KMS's signed revocation list (KmsClientError/KeystoreError if refused)."""
+    rl = client.revocations(keystore.kpaks())
+    keystore.set_revocation_list(rl)
+    return rl
 
 
 @dataclass(frozen=True)
@@ -253,4 +268,9 @@ def refresh(keystore: Keystore, client: KmsClient, user_uri: str, *, force: bool
     if new_pin != pin:
         keystore.pin_kms(new_pin)
         pinned = new_pin
-    return RefreshResult([s.key_period_no for s in summaries], pinned=pinned)
+    fetched = [s.key_period_no for s in summaries]
+    try:
+        refresh_revocations(keystore, client)
+    except KmsUnreachable as exc:
+        return RefreshResult(fetched, f"revocation list not fetched: {exc}", pinned=pinned)
+    return RefreshResult(fetched, pinned=pinned)

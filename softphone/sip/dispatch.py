@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .drivers import ServerTxDriver
 from .errors import ParseError, SipError
+from .grammar import is_ascii_digits
 from .headers import Headers, Via
 from .message import Message, Request, Response, make_response, parse_cseq
 from .session import InviteSession
@@ -39,18 +40,21 @@ class Dispatcher:
 
     def __init__(self, ua: UserAgent) -> None:
         self.ua = ua
+        #: Takes out-of-dialog MESSAGE requests (RFC 3428) when set: ``handler(request, reply)``.
+        self.message_handler: Callable[[Request, Reply], None] | None = None
 
     def on_bad_message(self, data: bytes, exc: ParseError, src: Source) -> None:
         """Answer 400 (or 413/505) when enough of a request survives to address a response."""
         self.ua.stats["bad"] += 1
-        if src.proto != "udp":
-            return
         resp = salvage_error_response(data, exc)
         if resp is None:
             return
         resp.headers.add("Warning", self.ua.warning(str(exc)))
         try:
-            self.ua.transport.send_bytes(resp.encode(), Addr("udp", src.host, src.port))
+            if src.conn is not None:
+                src.conn.send(resp.encode())  # the stream is still framed (or is about to close)
+            else:
+                self.ua.transport.send_bytes(resp.encode(), Addr("udp", src.host, src.port))
         except SipError as err:
             log.info("could not send %d: %s", exc.status, err)
 
@@ -104,7 +108,7 @@ class Dispatcher:
         via = req.top_via
         host = via.params.get("received") or via.host
         rport = via.params.get("rport") or ""
-        port = int(rport) if rport.isdigit() else (via.port or 5060)
+        port = int(rport) if is_ascii_digits(rport) and 0 < int(rport) < 65536 else (via.port or 5060)
         addr = Addr("udp", host.strip("[]"), port)
         return lambda data: self.ua.transport.send_bytes(data, addr)
 
@@ -136,11 +140,13 @@ class Dispatcher:
             existing.receive(req)
             return
         send = self._responder(req, src)
-        if len(self.ua._server) >= MAX_SERVER_TRANSACTIONS:
+        trusted = (src.host, src.port) in self.ua.transport.trusted or (src.conn is not None and src.conn.outbound)
+        owner = "" if trusted else src.host  # one source may hold only its share of the table
+        if len(self.ua._server) >= MAX_SERVER_TRANSACTIONS or (owner and not self.ua.server_owners.acquire(owner)):
             send(make_response(req, 503, extra=[("Retry-After", "5")]).encode())
             return
         tx = new_tx = ServerTxDriver(ServerTransaction(req, src.proto != "udp", self.ua.timers), send,
-                                     lambda event: self.ua._server_event(new_tx, event))
+                                     lambda event: self.ua._server_event(new_tx, event), key=key, owner=owner)
         self.ua._server[key] = tx
 
         def reply(status: int, warning: str | None = None, extra: list[tuple[str, str]] | None = None,
@@ -185,6 +191,8 @@ class Dispatcher:
             return reply(200, extra=self._options_headers())
         if req.method == "BYE":
             return reply(481)
+        if req.method == "MESSAGE" and self.message_handler is not None:
+            return self.message_handler(req, reply)
         return reply(405, extra=[("Allow", ALLOW)])
 
     def _options_headers(self) -> list[tuple[str, str]]:

@@ -95,9 +95,12 @@ class ServerTxDriver(_TxDriver):
     """A server transaction on the loop."""
 
     def __init__(self, machine: ServerTransaction, send: Send,
-                 on_event: Callable[[TransactionEvent], None]) -> None:
+                 on_event: Callable[[TransactionEvent], None], *,
+                 key: tuple[str, str, str] | None = None, owner: str = "") -> None:
         super().__init__(send, on_event)
         self.machine: ServerTransaction = machine
+        self.key = key        # its entry in the UA's server table
+        self.owner = owner    # the source address it is counted against ("" for our trusted hop)
 
     @property
     def last_response(self) -> Response | None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import ParseError
+from .grammar import ascii_int
 
 _VIA_PROTO = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(\S.*)$", re.I | re.S)
 COMPACT = {
@@ -155,16 +156,18 @@ class Via:
             end = sent_by.find("]")
             if end < 0:
                 raise ParseError("bad Via host")
-            host, port_text = sent_by[: end + 1], sent_by[end + 2 :]
+            host, colon, port_text = sent_by[: end + 1], sent_by[end + 1 : end + 2], sent_by[end + 2 :]
         else:
-            host, _, port_text = sent_by.partition(":")
+            host, colon, port_text = sent_by.partition(":")
         if not host or any(c in host for c in " \t<>\""):
             raise ParseError("bad Via host")
         port = None
-        if port_text:
-            if not port_text.strip().isdigit() or not 0 < int(port_text) < 65536:
+        if colon and colon != ":":
+            raise ParseError("bad Via host")
+        if colon:
+            port = ascii_int(port_text.strip(" \t"), "Via port", max_digits=5)
+            if not 0 < port < 65536:
                 raise ParseError("bad Via port")
-            port = int(port_text)
         pdict: dict[str, str | None] = {}
         for p in params.split(";"):
             if p.strip():

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ParseError
+from .grammar import ascii_int, is_ascii_digits
 from .headers import Headers, Via
 from .uri import NameAddr, SipUri
 
@@ -118,9 +119,9 @@ class Response(Message):
 def parse_cseq(value: str) -> tuple[int, str]:
     """``CSeq: 1 INVITE`` → (1, "INVITE"); the number must fit 31 bits (§8.1.1.5)."""
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not _METHOD.match(parts[1]):
+    if len(parts) != 2 or not is_ascii_digits(parts[0]) or not _METHOD.match(parts[1]):
         raise ParseError("bad CSeq")
-    num = int(parts[0])
+    num = ascii_int(parts[0], "CSeq", max_digits=11)
     if num >= 2**31:
         raise ParseError("CSeq number out of range")
     return num, parts[1]
@@ -158,9 +159,10 @@ def parse_head(head: bytes) -> tuple[Message, int | None]:
         parts = start.split(" ", 2)
         if parts[0] != "SIP/2.0":
             raise ParseError("unsupported SIP version", 505)
-        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or not 100 <= int(parts[1]) <= 699:
+        status = ascii_int(parts[1], "status line", max_digits=3) if len(parts) >= 2 and len(parts[1]) == 3 else 0
+        if not 100 <= status <= 699:
             raise ParseError("bad status line")
-        msg = Response(status=int(parts[1]), reason=parts[2].strip() if len(parts) > 2 else "")
+        msg = Response(status=status, reason=parts[2].strip() if len(parts) > 2 else "")
     else:
         parts = start.split(" ")
         if len(parts) != 3 or not _METHOD.match(parts[0]):
@@ -181,9 +183,7 @@ def parse_head(head: bytes) -> tuple[Message, int | None]:
     length = None
     cl = msg.headers.get("Content-Length")
     if cl is not None:
-        if not cl.isdigit() or len(cl) > 9:
-            raise ParseError("bad Content-Length")
-        length = int(cl)
+        length = ascii_int(cl, "Content-Length", max_digits=9)
     _validate(msg)
     return msg, length
 
@@ -205,9 +205,10 @@ def _validate(msg: Message) -> None:
     msg.from_, msg.to  # noqa: B018 - parse both for their grammar
     if isinstance(msg, Request):
         mf = msg.headers.get("Max-Forwards")
-        if mf is not None and (not mf.isdigit() or int(mf) > 255):
+        hops = None if mf is None else ascii_int(mf, "Max-Forwards")
+        if hops is not None and hops > 255:
             raise ParseError("bad Max-Forwards")
-        if mf is not None and int(mf) == 0 and msg.method not in ("OPTIONS", "REGISTER"):
+        if hops == 0 and msg.method not in ("OPTIONS", "REGISTER"):
             raise ParseError("Max-Forwards is zero", 483)
 
 
@@ -241,11 +242,26 @@ class StreamFramer:
         self._buf = bytearray()
         self._max = max_size
         self._pending: tuple[Message, int] | None = None
+        self._skip = 0
+        self.rejected: list[tuple[bytes, ParseError]] = []  # well-framed messages that did not parse
+
+    @property
+    def pending(self) -> bool:
+        """Whether part of a message is buffered (so CRLFs now are inside it, not a keep-alive)."""
+        return bool(self._buf) or self._pending is not None
 
     def feed(self, data: bytes) -> list[Message]:
+        """Complete messages in order; a message whose head is malformed but whose Content-Length
+        still frames it is skipped and recorded in ``rejected`` (the stream stays usable)."""
         self._buf += data
         out: list[Message] = []
         while True:
+            if self._skip:
+                dropped = min(self._skip, len(self._buf))
+                del self._buf[:dropped]
+                self._skip -= dropped
+                if self._skip:
+                    return out
             if self._pending is None:
                 while self._buf[:2] == b"\r\n":  # keep-alive CRLFs (RFC 5626 §3.5.1)
                     del self._buf[:2]
@@ -254,7 +270,17 @@ class StreamFramer:
                     if len(self._buf) > self._max:
                         raise ParseError("header section too large", 413)
                     return out
-                msg, length = parse_head(bytes(self._buf[:end]))
+                head = bytes(self._buf[:end])
+                try:
+                    msg, length = parse_head(head)
+                except ParseError as exc:
+                    length = _framing_length(head)  # raises when the stream cannot be resynchronised
+                    if end + 4 + length > self._max:
+                        raise ParseError("message too large", 413) from None
+                    self.rejected.append((head, exc))
+                    del self._buf[: end + 4]
+                    self._skip = length
+                    continue
                 if length is None:
                     raise ParseError("missing Content-Length on a stream transport")
                 if end + 4 + length > self._max:
@@ -268,6 +294,18 @@ class StreamFramer:
             del self._buf[:length]
             self._pending = None
             out.append(msg)
+
+
+def _framing_length(head: bytes) -> int:
+    """The one ASCII Content-Length of a head that failed to parse, or ParseError (cannot frame)."""
+    found: list[str] = []
+    for line in head.decode("utf-8", "replace").split("\r\n")[1:]:
+        name, colon, value = line.partition(":")
+        if colon and name.strip().lower() in ("content-length", "l"):
+            found.append(value.strip(" \t"))
+    if len(found) != 1:
+        raise ParseError("cannot frame the stream: no single Content-Length")
+    return ascii_int(found[0], "Content-Length", max_digits=9)
 
 
 def make_response(req: Request, status: int, reason: str | None = None, *,

@@ -10,6 +10,7 @@ import copy
 from dataclasses import dataclass, field
 
 from .errors import ParseError
+from .grammar import ascii_int, is_ascii_digits
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
@@ -124,10 +125,12 @@ class SessionDescription:
                 seen_v = True
                 continue
             if kind == "o":
-                parts = value.split()
-                if len(parts) != 6 or not parts[1].isdigit() or not parts[2].isdigit():
+                parts = _fields(value)
+                if len(parts) != 6 or not is_ascii_digits(parts[1]) or not is_ascii_digits(parts[2]):
                     raise ParseError("bad SDP o= line")
-                sdp.origin_user, sdp.session_id, sdp.session_version = parts[0], int(parts[1]), int(parts[2])
+                sdp.origin_user = parts[0]
+                sdp.session_id = ascii_int(parts[1], "SDP o= session id", max_digits=20)
+                sdp.session_version = ascii_int(parts[2], "SDP o= version", max_digits=20)
                 sdp.address = parts[5]
                 seen_o = True
             elif kind == "s":
@@ -135,16 +138,17 @@ class SessionDescription:
             elif kind == "t":
                 sdp.timing = value
             elif kind == "m":
-                parts = value.split()
+                parts = _fields(value)
                 if len(parts) < 4 and not (len(parts) == 3 and parts[1] == "0"):
                     raise ParseError("bad SDP m= line")
                 port_text = parts[1].split("/")[0]
-                if not port_text.isdigit() or int(port_text) > 65535:
+                port = ascii_int(port_text, "SDP media port", max_digits=5)
+                if port > 65535:
                     raise ParseError("bad SDP media port")
-                current = Media(parts[0], int(port_text), parts[2], parts[3:])
+                current = Media(parts[0], port, parts[2], parts[3:])
                 sdp.media.append(current)
             elif kind == "c":
-                if len(value.split()) != 3:
+                if len(_fields(value)) != 3:
                     raise ParseError("bad SDP c= line")
                 if current is None:
                     sdp.connection = value
@@ -230,3 +234,8 @@ def answer_formats(offer: Media, supported: dict[str, str]) -> list[str]:
         if name_clock and name_clock in supported:
             out.append(pt)
     return out
+
+
+def _fields(value: str) -> list[str]:
+    """The space-separated fields of an SDP line (RFC 4566 §5: one SP; other whitespace is not a separator)."""
+    return [f for f in value.split(" ") if f]

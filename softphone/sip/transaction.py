@@ -246,6 +246,9 @@ class ServerTransaction(_Machine):
             self.timers["L"] = now + 64 * t1
             return step
         self.state = State.COMPLETED
+        if not self.invite:  # Timer J holds only what it needs: the encoded final and the identity
+            self.request = _skeleton(self.request)
+            self.last_response = None
         if self.invite:
             if not self.reliable:
                 self.timers["G"] = now + t1
@@ -284,6 +287,15 @@ class ServerTransaction(_Machine):
             step = Step(events=[TimedOut("H")])
             return step.extend(self.terminate())
         return self.terminate()  # I, J, L
+
+
+def _skeleton(req: Request) -> Request:
+    """``req`` without its body and with only the headers that identify it (§17.2.3, §8.2.6)."""
+    out = Request(method=req.method, uri=req.uri)
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in req.headers.get_all(name):
+            out.headers.add(name, value)
+    return out
 
 
 def build_non2xx_ack(invite: Request, resp: Response) -> Request:

@@ -18,16 +18,18 @@ import secrets
 import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .auth import Challenge, DigestCredentials
+from .auth import Challenge, DigestCredentials, parse_auth_params
 from .dispatch import ALLOW, MAX_SESSIONS, Dispatcher, server_key
 from .drivers import ClientTxDriver, ServerTxDriver
 from .errors import ParseError, RegistrationFailed, SipError, TransactionTimeout, TransportError
 from .headers import Via
+from .limits import Counts, Limits
 from .message import MAX_MESSAGE_SIZE, Request, Response
 from .registration import MAX_ATTEMPTS as MAX_REGISTER_ATTEMPTS
-from .registration import Registration, failed_refresh_expiry, refresh_delay
+from .registration import Backoff, Recovery, Registration, RegistrationStatus, RegState
+from .resolve import ALL_TRANSPORTS, Resolver
 from .session import CallState, InviteSession
 from .transaction import (
     Acked,
@@ -43,6 +45,9 @@ from .transaction import (
 from .transport import UDP_SIZE_LIMIT, Addr, StreamConnection, TransportLayer
 from .uri import NameAddr, SipUri
 
+if TYPE_CHECKING:
+    from .outbound import Keeper
+
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +58,9 @@ class UAConfig:
     ``transport`` is the one used for REGISTER and initial requests (``udp``, ``tcp``, ``tls``);
     the UA always also listens on TCP beside UDP so large requests can switch (§18.1.1).
     ``tls_server``/``tls_client`` are ``ssl.SSLContext`` objects (see ``lab.certs``).
+    ``auth_realms``: the only digest realms credentials are sent to. None: the registrar's domain and
+    the realms our registrar challenged a successful REGISTER with (a challenge for any other realm,
+    say from a callee, is refused and the request fails).
     """
 
     aor: str
@@ -72,6 +80,15 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     max_message_size: int = MAX_MESSAGE_SIZE
     incoming_queue: int = 16
+    limits: Limits = field(default_factory=Limits)  # per-source rate, transaction and connection budgets
+    auth_realms: tuple[str, ...] | None = None  # digest realms we answer; None: the registrar's (see below)
+    nameserver: str | None = None     # "host:port" for RFC 3263 lookups (default: the system resolver)
+    instance_id: str | None = None    # "urn:uuid:…": +sip.instance and reg-id in Contact (RFC 5626)
+    reg_id: int = 1
+    keepalive: float | None = None    # ping interval; default 120 s on TCP/TLS, 25 s on UDP (RFC 5626 §4.4)
+    pong_timeout: float = 10.0
+    retry_base: float = 30.0          # RFC 5626 §4.5 base-time and max-time of the retry backoff
+    retry_max: float = 1800.0
 
 
 class UserAgent:
@@ -84,9 +101,8 @@ class UserAgent:
         self.credentials = (DigestCredentials(config.username, config.password)
                             if config.username and config.password is not None else None)
         self.dispatcher = Dispatcher(self)
-        self.transport = TransportLayer(self.dispatcher.on_message, self.dispatcher.on_bad_message, host=config.host,
-                                        tls_server=config.tls_server, tls_client=config.tls_client,
-                                        max_size=config.max_message_size)
+        self.transport = self._transport_layer()
+        self.server_owners = Counts(config.limits.transactions)  # server transactions per source
         self.incoming: asyncio.Queue[InviteSession] = asyncio.Queue(maxsize=config.incoming_queue)
         self.register_count = 0
         self.stats = {"requests": 0, "responses": 0, "bad": 0}
@@ -97,10 +113,16 @@ class UserAgent:
         self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresh: asyncio.Task[None] | None = None
+        self.resolver = Resolver(config.nameserver)
+        self.recovery: Recovery | None = None
+        self.keeper: Keeper | None = None
+        self.on_registration: Callable[[RegistrationStatus], None] | None = None
+        self.flow: tuple[Addr, StreamConnection | None] | None = None   # where our binding's REGISTER went
         registrar = SipUri.parse(config.registrar) if config.registrar else SipUri(
             self.aor.scheme, None, None, self.aor.host, self.aor.port)
         self.registration = Registration(self.aor, f"{secrets.token_hex(10)}@{config.host}", registrar)
         self.rng: Callable[[], float] = secrets.SystemRandom().random  # glare retry windows (§14.1)
+        self.learned_realms: set[str] = {registrar.host}
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,14 +136,30 @@ class UserAgent:
                 if self.config.port:
                     raise
                 await self.transport.close()
-                self.transport = TransportLayer(
-                    self.dispatcher.on_message, self.dispatcher.on_bad_message, host=self.config.host,
-                    tls_server=self.config.tls_server, tls_client=self.config.tls_client,
-                    max_size=self.config.max_message_size)
+                self.transport = self._transport_layer()
         else:
             raise TransportError("no free port for UDP and TCP")
         if self.config.tls_server is not None:
             await self.transport.listen("tls", self.config.tls_port)
+        await self._trust_our_hop()
+
+    def _transport_layer(self) -> TransportLayer:
+        config = self.config
+        return TransportLayer(self.dispatcher.on_message, self.dispatcher.on_bad_message, host=config.host,
+                              tls_server=config.tls_server, tls_client=config.tls_client,
+                              max_size=config.max_message_size, limits=config.limits)
+
+    async def _trust_our_hop(self) -> None:
+        """Exempt our proxy (or registrar) from the per-source limits: it carries every inbound call."""
+        if not (self.config.proxy or self.config.registrar):
+            return
+        hop = SipUri.parse(self.config.proxy) if self.config.proxy else self.registration.registrar
+        try:
+            host = await self.transport.resolve(hop.host, hop.port or 5060)
+        except TransportError as exc:
+            log.info("cannot resolve our proxy %s now: %s", hop.host, exc)
+            return
+        self.transport.trusted.add((host, hop.port or (5061 if hop.transport == "tls" else 5060)))
 
     async def close(self) -> None:
         """Hang up calls, unregister, stop timers and close sockets."""
@@ -192,20 +230,42 @@ class UserAgent:
         return f'399 {self.config.host} "{safe[:200]}"'
 
     # -- routing ----------------------------------------------------------------------------------
-    async def _destination(self, uri: SipUri, size: int) -> Addr:
-        """Transport, address and port for a next-hop URI (RFC 3263 without NAPTR/SRV)."""
-        proto = uri.transport
-        if proto not in ("udp", "tcp", "tls"):
-            raise TransportError(f"unsupported transport {proto!r}")
-        if proto == "udp" and size > UDP_SIZE_LIMIT:
-            proto = "tcp"  # RFC 3261 §18.1.1
-        port = uri.port or (5061 if proto == "tls" else 5060)
-        host = await self.transport.resolve(uri.host, port)
-        if "transport" not in uri.params and uri.scheme == "sip" and (
-                conn := self.transport.connections.get(("tcp", host, port))):
-            if conn.transport is not None and not conn.transport.is_closing():
-                return Addr("tcp", host, port)  # reuse an open connection to that peer (RFC 5923 §5)
-        return Addr(proto, host, port)
+    async def _destinations(self, uri: SipUri, size: int,
+                            transports: tuple[str, ...] | None = None) -> list[tuple[Addr, str]]:
+        """Transport, address and port for a next-hop URI in the order to try (RFC 3263), with the
+        name a TLS certificate must carry."""
+        if transports is None:
+            first = self.config.transport
+            transports = (first, *(t for t in ALL_TRANSPORTS if t != first))
+        out: list[tuple[Addr, str]] = []
+        for target in await self.resolver.resolve(uri, transports):
+            proto = target.proto
+            if proto not in ("udp", "tcp", "tls"):
+                continue
+            if proto == "udp" and size > UDP_SIZE_LIMIT:
+                proto = "tcp"  # RFC 3261 §18.1.1
+            host, port = target.address, target.port
+            if "transport" not in uri.params and uri.scheme == "sip" and (
+                    conn := self.transport.connections.get(("tcp", host, port))):
+                if conn.transport is not None and not conn.transport.is_closing():
+                    proto = "tcp"  # reuse an open connection to that peer (RFC 5923 §5)
+            out.append((Addr(proto, host, port), target.tls_name))
+        if not out:
+            raise TransportError(f"unsupported transport for {uri}")
+        return out
+
+    async def _open(self, targets: list[tuple[Addr, str]]) -> tuple[Addr, StreamConnection | None]:
+        """The first target that can be reached (a stream connects; UDP always can)."""
+        error: TransportError | None = None
+        for addr, name in targets:
+            if addr.proto == "udp":
+                return addr, None
+            try:
+                return addr, await self.transport.connect(addr, server_hostname=name or None)
+            except TransportError as exc:
+                log.info("%s; trying the next target", exc)
+                error = exc
+        raise error or TransportError("no target")
 
     def _add_via(self, req: Request, proto: str) -> None:
         port = self.transport.ports.get(proto) or self.transport.ports["udp"]
@@ -223,8 +283,8 @@ class UserAgent:
         if "User-Agent" not in req.headers:
             req.headers.add("User-Agent", self.config.user_agent)
         if dest is None:
-            addr = await self._destination(dest_uri or self._initial_hop(req), len(req.encode()) + 120)
-            conn = await self.transport.connect(addr) if addr.proto != "udp" else None
+            addr, conn = await self._open(await self._destinations(
+                dest_uri or self._initial_hop(req), len(req.encode()) + 120))
         else:
             addr, conn = dest
         if not keep_via:
@@ -250,8 +310,7 @@ class UserAgent:
     async def send_stateless(self, req: Request, uri: SipUri) -> tuple[bytes, tuple[Addr, StreamConnection | None]]:
         """Send a request outside any transaction (ACK for 2xx, §13.2.2.4); returns what to resend."""
         req.headers.add("Max-Forwards", "70") if "Max-Forwards" not in req.headers else None
-        addr = await self._destination(uri, len(req.encode()) + 120)
-        conn = await self.transport.connect(addr) if addr.proto != "udp" else None
+        addr, conn = await self._open(await self._destinations(uri, len(req.encode()) + 120))
         self._add_via(req, addr.proto)
         data = req.encode()
         self.transport.send_bytes(data, addr, conn)
@@ -261,10 +320,40 @@ class UserAgent:
                       timeout: float | None = None) -> Response:
         """Send a non-INVITE (or re-INVITE) request and return its final response.
 
-        A 401/407 is answered once with digest credentials (new branch, CSeq + 1).
+        A 401/407 is answered once with digest credentials (new branch, CSeq + 1). A timeout, a
+        transport error or a 503 moves on to the next RFC 3263 target (§4.3) with a new branch.
         """
+        resp, _ = await self.request_flow(req, dest_uri=dest_uri, timeout=timeout)
+        return resp
+
+    async def request_flow(self, req: Request, *, dest_uri: SipUri | None = None, timeout: float | None = None,
+                           transports: tuple[str, ...] | None = None,
+                           ) -> tuple[Response, tuple[Addr, StreamConnection | None]]:
+        """:meth:`request`, also returning the flow (address, connection) the final response came on."""
+        uri = dest_uri or self._initial_hop(req)
+        targets = await self._destinations(uri, len(req.encode()) + 120, transports)
+        error: SipError | None = None
+        for index, (addr, name) in enumerate(targets):
+            if index:
+                req = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
+                req.headers.remove("Via")
+            try:
+                dest = await self._open([(addr, name)])
+                resp, dest = await self._authorized_request(req, dest, uri, timeout)
+            except (TransactionTimeout, TransportError) as exc:
+                log.info("%s to %s:%s:%d failed (%s)", req.method, addr.proto, addr.host, addr.port, exc)
+                error = exc
+                continue
+            if resp.status == 503 and index + 1 < len(targets):
+                log.info("%s to %s:%d: 503; trying the next target", req.method, addr.host, addr.port)
+                continue
+            return resp, dest
+        raise error or TransportError("no target")
+
+    async def _authorized_request(self, req: Request, dest: tuple[Addr, StreamConnection | None], uri: SipUri,
+                                  timeout: float | None) -> tuple[Response, tuple[Addr, StreamConnection | None]]:
         for attempt in range(2):
-            tx = await self.send_request(req, dest_uri=dest_uri)
+            tx = await self.send_request(req, dest=dest)
             try:
                 resp = await asyncio.wait_for(asyncio.shield(tx.final), timeout)
             except TimeoutError:
@@ -272,23 +361,50 @@ class UserAgent:
                 raise TransactionTimeout(f"no final response to {req.method}") from None
             if resp.status in (401, 407) and attempt == 0 and self.credentials and "tag" not in req.to.params:
                 req = self._authorized_copy(req, resp)
+                if dest[1] is not None and dest[1].transport is not None and dest[1].transport.is_closing():
+                    dest = await self._open([(dest[0], uri.host)])
                 continue
-            return resp
-        return resp
+            if attempt == 1 and req.method == "REGISTER" and 200 <= resp.status < 300:
+                self.learned_realms.add(self._answered_realm(req))
+            return resp, dest
+        return resp, dest
 
-    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+    def _answered_realm(self, req: Request) -> str:
+        for name in ("Authorization", "Proxy-Authorization"):
+            value = req.headers.get(name)
+            if value:
+                return parse_auth_params(value.partition(" ")[2]).get("realm", "")
+        return ""
+
+    def realm_allowed(self, realm: str, method: str) -> bool:
+        """Whether credentials may answer a challenge for ``realm`` (digest harvesting, RFC 3261 §26.3.2.2)."""
+        if self.config.auth_realms is not None:
+            return realm in self.config.auth_realms
+        return method == "REGISTER" or realm in self.learned_realms
+
+    def choose_challenge(self, resp: Response, method: str) -> Challenge:
+        """The strongest acceptable challenge of a 401/407: SHA-256 over MD5, qop=auth over none."""
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        challenge = None
-        for value in resp.headers.get_all(header) or [resp.headers.get(header) or ""]:
+        offered: list[Challenge] = []
+        for value in resp.headers.get_all(header):
             try:
-                candidate = Challenge.parse(value)
+                offered.append(Challenge.parse(value))
             except ParseError:
                 continue
-            if candidate.supported:
-                challenge = candidate
-                break
-        if challenge is None or self.credentials is None:
+        usable = [c for c in offered if c.supported]
+        if not usable:
             raise RegistrationFailed(resp.status, "no usable digest challenge")
+        ours = [c for c in usable if self.realm_allowed(c.realm, method)]
+        if not ours:
+            realms = ", ".join(sorted({repr(c.realm[:40]) for c in usable}))
+            raise RegistrationFailed(resp.status, f"digest challenge for realm {realms} refused: not our "
+                                                  "registrar's realm")
+        return max(ours, key=lambda c: (c.algorithm == "SHA-256", "auth" in c.qop))
+
+    def _authorized_copy(self, req: Request, resp: Response) -> Request:
+        challenge = self.choose_challenge(resp, req.method)
+        if self.credentials is None:
+            raise RegistrationFailed(resp.status, "no credentials")
         new = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
         new.headers.remove("Via")
         num, method = req.cseq
@@ -318,7 +434,11 @@ class UserAgent:
 
     def _server_event(self, tx: ServerTxDriver, event: TransactionEvent) -> None:
         if isinstance(event, Terminated):
-            self._server.pop(server_key(tx.request), None)
+            key = tx.key or server_key(tx.request)
+            if self._server.get(key) is tx:
+                del self._server[key]
+                if tx.owner:
+                    self.server_owners.release(tx.owner)
         elif isinstance(event, RequestRetransmitted):
             session = self._sessions.get(tx.request.call_id)
             if session is not None:
@@ -342,7 +462,8 @@ class UserAgent:
             session.invite = self._authorized_copy(session.invite, resp)
             await self._start_invite(session)
         except SipError as exc:
-            session.receive(Response(headers=resp.headers, status=resp.status, reason=resp.reason))
+            reason = exc.reason if isinstance(exc, RegistrationFailed) else resp.reason
+            session.receive(Response(headers=resp.headers, status=resp.status, reason=reason))
             log.info("INVITE authentication failed: %s", exc)
 
     # -- registration (RFC 3261 §10; the requests and outcomes are in .registration) ------------------
@@ -351,12 +472,32 @@ class UserAgent:
         """The granted expiry of our binding, None when not registered."""
         return self.registration.expires
 
+    @property
+    def registration_status(self) -> RegistrationStatus:
+        """State, expiry / next retry (``loop.time()`` clock) and the last failure of our binding."""
+        return self.recovery.status if self.recovery else RegistrationStatus(RegState.UNREGISTERED)
+
     async def register(self, expires: int | None = None) -> int:
-        """REGISTER our Contact; returns the granted expiry and keeps refreshing before it lapses."""
-        granted = await self._register_once(self.config.expires if expires is None else expires)
+        """REGISTER our Contact; returns the granted expiry.
+
+        Afterwards :class:`~.outbound.Keeper` refreshes the binding, retries failures with backoff,
+        pings the flow and registers again when it dies. If this first attempt fails the error is
+        raised and the keeper retries in the background all the same.
+        """
+        from .outbound import Keeper
+
+        want = self.config.expires if expires is None else expires
         if self._refresh:
             self._refresh.cancel()
-        self._refresh = asyncio.get_running_loop().create_task(self._refresh_loop(granted))
+        loop = asyncio.get_running_loop()
+        self.recovery = Recovery(backoff=Backoff(self.config.retry_base, self.config.retry_max), rng=self.rng,
+                                 keepalive=self.config.keepalive, pong_timeout=self.config.pong_timeout)
+        self.keeper = keeper = Keeper(self, self.recovery, want)
+        self.recovery.start(loop.time())
+        try:
+            granted = await keeper.attempt()
+        finally:
+            self._refresh = loop.create_task(keeper.run())
         return granted
 
     async def unregister(self) -> None:
@@ -364,30 +505,46 @@ class UserAgent:
         if self._refresh:
             self._refresh.cancel()
             self._refresh = None
+        if self.recovery:
+            self.recovery.stop()
+            self.report_registration()
         await self._register_once(0)
 
+    def report_registration(self) -> None:
+        if self.on_registration is not None:
+            self.on_registration(self.registration_status)
+
+    def register_contact(self) -> str:
+        """Our Contact for REGISTER: with ``+sip.instance`` and ``reg-id`` when outbound is used (RFC 5626 §4.2)."""
+        contact = str(self.contact)
+        if self.config.instance_id:
+            contact += f';+sip.instance="<{self.config.instance_id}>";reg-id={self.config.reg_id}'
+        return contact
+
     async def _register_once(self, expires: int) -> int:
+        granted, _, _ = await self.register_flow(expires)
+        return granted
+
+    async def register_flow(self, expires: int) -> tuple[int, Response, tuple[Addr, StreamConnection | None]]:
+        """One REGISTER (answering 401 and 423) through the registrar's RFC 3263 targets in order:
+        the granted expiry, the final response and the flow it went over."""
         reg = self.registration
         hop = SipUri.parse(self.config.proxy) if self.config.proxy else reg.registrar
         for _ in range(MAX_REGISTER_ATTEMPTS):
-            req = reg.request(self.contact, expires, self.new_tag())
-            resp = await self.request(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1)
+            req = reg.request(self.contact, expires, self.new_tag(), contact_text=self.register_contact())
+            if self.config.instance_id:
+                req.headers.add("Supported", "outbound, path")
+            resp, flow = await self.request_flow(req, dest_uri=hop, timeout=64 * self.timers.t1 + 1,
+                                                 transports=(self.config.transport,))
             outcome = reg.outcome(resp, self.contact, expires)
             if outcome.retry is not None:
                 expires = outcome.retry
                 continue
             self.register_count += 1
-            return outcome.granted or 0
+            if expires:
+                self.flow = flow
+            return outcome.granted or 0, resp, flow
         raise RegistrationFailed(423, "Interval Too Brief")
-
-    async def _refresh_loop(self, expires: int) -> None:
-        while True:
-            await asyncio.sleep(refresh_delay(expires))
-            try:
-                expires = await self._register_once(expires)
-            except (TimeoutError, SipError) as exc:
-                log.warning("registration refresh failed: %s", exc)
-                expires = failed_refresh_expiry(expires)
 
     # -- requests we originate ---------------------------------------------------------------------
     def _new_request(self, method: str, target: SipUri) -> Request:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ParseError
+from .grammar import ascii_int
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)$")
@@ -69,16 +70,17 @@ class SipUri:
             host, portpart = hostport[: end + 1], hostport[end + 1 :]
             if portpart and not portpart.startswith(":"):
                 raise ParseError("bad host:port in SIP URI")
-            port_text = portpart[1:] if portpart else ""
+            port_text, has_port = portpart[1:], bool(portpart)
         else:
-            host, _, port_text = hostport.partition(":")
+            host, colon, port_text = hostport.partition(":")
+            has_port = bool(colon)
         if not host or not _HOST.match(host):
             raise ParseError(f"bad host in SIP URI {text[:60]!r}")
         port = None
-        if port_text:
-            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if has_port:
+            port = ascii_int(port_text, "port in SIP URI", max_digits=5)
+            if not 0 < port < 65536:
                 raise ParseError("bad port in SIP URI")
-            port = int(port_text)
         return cls(scheme, user, password, host.lower(), port, _split_params(params), headers or None)
 
     def __str__(self) -> str:

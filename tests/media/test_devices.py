@@ -44,6 +44,7 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         subprocess.run([pactl, "--server", server, "set-default-source", "testsink.monitor"], check=True,
                        timeout=10, env=env)
         os.environ.update(PULSE_SERVER=server, XDG_RUNTIME_DIR=str(run), HOME=str(run))
+        _reload_portaudio()
         yield
     finally:
         for k, v in saved.items():
@@ -53,6 +54,15 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
                 os.environ[k] = v
         proc.kill()
         proc.wait(timeout=10)
+
+
+def _reload_portaudio() -> None:
+    """PortAudio enumerates devices once, at initialisation: whatever test first touched sounddevice in
+    this process fixed the list. Re-initialise it so it sees this private PulseAudio server."""
+    import sounddevice
+
+    sounddevice._terminate()  # no public API re-scans devices (sounddevice documents this workaround)
+    sounddevice._initialize()
 
 
 def test_devices_command_lists_pulse(pulse: None, capsys: pytest.CaptureFixture[str]) -> None:

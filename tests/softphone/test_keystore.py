@@ -105,14 +105,21 @@ def test_our_kms_keys_keep_three_newest_periods(tmp_path: Path) -> None:
         now = datetime.now(UTC)
         n = c.period_at(now)
         ks = Keystore.create(tmp_path / "ks", PW)
-        ks.add_certificate(c.certificate())
+        ks.past_period_retention_s = 0  # no history kept for stored messages
+        kept = Keystore.create(tmp_path / "ks-history", PW)
+        for store in (ks, kept):
+            store.add_certificate(c.certificate())
         assert ks.needs_refresh("sip:alice@example.org", c.kms_uri, now)
         for p in range(n - 3, n + 2):
             sets = issuer.provision(user, c.period_start(p), only_period=True, window=False)
             ks.import_key_prov(KeyProvResponse(user.uri, c.kms_uri, now, sets))
+            if p >= n - 2:
+                kept.import_key_prov(KeyProvResponse(user.uri, c.kms_uri, now, sets))
     finally:
         issuer.close()
     assert [s.key_period_no for s in ks.list()] == [n - 1, n, n + 1]  # previous, current, next
+    # by default a past period's keys stay PAST_PERIOD_RETENTION_S after it ended (stored messages)
+    assert [s.key_period_no for s in kept.list()] == [n - 2, n - 1, n, n + 1]
     assert not ks.needs_refresh("sip:alice@example.org", c.kms_uri, now)
     assert ks.current("sip:alice@example.org", now).key_period_no == n
     with pytest.raises(NoKeysError, match=f"key period {n - 2}"):

@@ -1,0 +1,1 @@
+"""Secure messages: MCData protected payloads with MIKEY-SAKKE PCKs over SIP MESSAGE, history at rest."""
