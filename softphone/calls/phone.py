@@ -21,6 +21,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from crypto.mikey.build import Initiator
 from crypto.mikey.verify import ReplayCache, Responder
@@ -38,12 +39,14 @@ from softphone.calls.events import (
 )
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
+from softphone.capture import PcapWriter, TapNetwork, create_secret_file
 from softphone.config import DEFAULT_CONFIG, Account, ConfigError
 from softphone.keys.errors import KeysError
 from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, KmsClientError, refresh, refresh_revocations
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
+from softphone.media.transport import Network, UdpNetwork
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.registration import RegistrationStatus
 from softphone.sip.resolve import uri_transport
@@ -78,6 +81,11 @@ class PhoneSettings:
             return DspSettings(on, on, on, on)
         p = self.profile
         return DspSettings(aec=p.aec, ns=p.ns, agc=p.agc, hpf=p.ns)
+
+    #: Write the TLS session keys here (NSS SSLKEYLOGFILE format; 0600): secrets, off by default.
+    keylog: Path | None = None
+    #: Write the phone's own SIP and media here as pcap (0600): holds secrets, off by default.
+    capture: Path | None = None
 
 
 class IncomingCall:
@@ -129,6 +137,13 @@ class Phone:
         self.ua.on_registration = self._registration_changed
         self._revocation_task: asyncio.Task[None] | None = None
         self.revocation_problem: str | None = None  # why the last revocation list fetch failed
+        self._capture: PcapWriter | None = None
+        self._network: Network | None = None
+        if settings.keylog is not None:
+            create_secret_file(settings.keylog)
+            for ctx in (settings.ua.tls_client, settings.ua.tls_server):
+                if ctx is not None:
+                    ctx.keylog_filename = str(settings.keylog)
 
     def __repr__(self) -> str:
         return f"<Phone {self.settings.uri} profile={self.settings.profile.name}>"
@@ -174,7 +189,11 @@ class Phone:
         """Open the SIP transports, prepare the MIKEY responder and listen for calls."""
         if self.settings.profile.keying is Keying.MIKEY_SAKKE:
             self._mikey_responder()  # fails early (one line) when the keystore holds no keys
+        if self.settings.capture is not None and self._capture is None:
+            self._capture = PcapWriter(self.settings.capture)
+            self._network = TapNetwork(UdpNetwork(), self._capture)
         await self.ua.start()
+        self.ua.transport.tap = self._capture
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
         if self.settings.kms is not None and self.settings.keystore is not None:
             self._revocation_task = asyncio.get_running_loop().create_task(self._revocation_loop())
@@ -201,6 +220,8 @@ class Phone:
         if self._revocation_task is not None:
             self._revocation_task.cancel()
         await self.ua.close()
+        if self._capture is not None:
+            self._capture.close()
 
     async def __aenter__(self) -> Phone:
         await self.start()
@@ -300,7 +321,8 @@ class Phone:
         except SipError as exc:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
-                    trace=self.settings.trace_media, verify=self.verify_offer, dsp=self.settings.dsp())
+                    trace=self.settings.trace_media, verify=self.verify_offer, dsp=self.settings.dsp(),
+                    network=self._network)
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
@@ -409,7 +431,7 @@ class Phone:
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
                     answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer,
-                    dsp=self.settings.dsp())
+                    dsp=self.settings.dsp(), network=self._network)
         call.invite_sent_at = incoming.received_at
         await call.start_media(answerer.current)
         try:

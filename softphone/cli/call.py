@@ -64,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audio.add_argument("--play", type=Path, help="send this WAV file instead of the microphone")
     audio.add_argument("--record", type=Path, help="write received audio to this WAV file instead of the speaker")
     audio.add_argument("--duration", type=float, help="hang up after this many seconds of call")
+    audio.add_argument("--keylog", type=Path, metavar="FILE",
+                       help="write the TLS session keys here (SSLKEYLOGFILE format, for 'softphone analyze'); "
+                            "the file holds secrets")
+    audio.add_argument("--capture", type=Path, metavar="FILE",
+                       help="write this phone's own SIP and media here as pcap (no root needed); "
+                            "the file holds secrets")
 
     p = subparsers.add_parser("register", parents=[common], help="register the account with its registrar")
     once = p.add_mutually_exclusive_group()
@@ -95,15 +101,15 @@ def _settings(args: argparse.Namespace) -> PhoneSettings:
     return settings
 
 
-def _writable(path: Path) -> None:
-    """Refuse a ``--record`` path that cannot be written, before anything is dialled."""
+def _writable(path: Path, option: str = "--record") -> None:
+    """Refuse an output path (``--record`` and the like) that cannot be written, before anything is dialled."""
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise CliError(f"--record {path}: is a directory", 2)
+        raise CliError(f"{option} {path}: is a directory", 2)
     if not parent.is_dir():
-        raise CliError(f"--record {path}: directory {parent} does not exist", 2)
+        raise CliError(f"{option} {path}: directory {parent} does not exist", 2)
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise CliError(f"--record {path}: not writable", 2)
+        raise CliError(f"{option} {path}: not writable", 2)
 
 
 def _audio(args: argparse.Namespace) -> tuple[AudioSource, AudioSink]:
@@ -269,6 +275,12 @@ Connect = Callable[[Phone, PhoneSettings, Printer, AudioSource, AudioSink], Awai
 def _call_command(args: argparse.Namespace, connect: Connect) -> int:
     """Register, let ``connect`` set up the call (None: refused, exit 1), then stay in it until it ends."""
     settings = _settings(args)
+    for option, path in (("--keylog", args.keylog), ("--capture", args.capture)):
+        if path is not None:
+            _writable(path, option)
+            print(f"softphone: warning: {option} {path} will hold secrets (call keys); keep it private",
+                  file=sys.stderr)
+    settings.keylog, settings.capture = args.keylog, args.capture
     printer = Printer(args.json)
     source, sink = _audio(args)
 

@@ -13,6 +13,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .errors import ParseError, TransportError
 from .limits import Counts, Limits, TokenBuckets
@@ -47,6 +48,10 @@ OnMessage = Callable[[Message, Source], None]
 OnError = Callable[[bytes, ParseError, Source], None]
 
 
+class Tap(Protocol):
+    def record(self, proto: str, src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None: ...
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, layer: TransportLayer) -> None:
         self.layer = layer
@@ -57,6 +62,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         src = Source("udp", addr[0], addr[1])
+        if self.layer.tap is not None and self.transport is not None:
+            self.layer.tap.record("udp", addr, self.transport.get_extra_info("sockname"), data)
         if data.strip(b"\r\n") == b"":
             return  # keep-alive
         if not self.layer.admit(src):
@@ -91,6 +98,7 @@ class StreamConnection(asyncio.Protocol):
         self.framer = StreamFramer(layer.max_size)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
         self.closed = asyncio.get_running_loop().create_future()
         self._idle: asyncio.TimerHandle | None = None
         self._first: asyncio.TimerHandle | None = None
@@ -100,6 +108,7 @@ class StreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        self.local = transport.get_extra_info("sockname")
         if not self.outbound:
             layer, limits = self.layer, self.layer.limits
             if layer.inbound_count >= limits.connections or not layer.inbound_per_source.acquire(self.peer[0]):
@@ -128,6 +137,8 @@ class StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._touch()
         src = Source(self.proto, self.peer[0], self.peer[1], self)
+        if self.layer.tap is not None:
+            self.layer.tap.record(self.proto, self.peer, self.local, data)
         if data and data.strip(b"\r\n") == b"" and not self.framer.pending:
             if data == b"\r\n\r\n" and self.transport is not None:
                 self.transport.write(b"\r\n")  # pong a peer's ping (RFC 5626 §3.5.1)
@@ -157,6 +168,8 @@ class StreamConnection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             raise TransportError("connection is closed")
         self._touch()
+        if self.layer.tap is not None:
+            self.layer.tap.record(self.proto, self.local, self.peer, data)
         self.transport.write(data)
 
     def close(self) -> None:
@@ -206,6 +219,7 @@ class TransportLayer:
         self.refused = 0   # inbound connections over the budget
         self._udp: _UdpProtocol | None = None
         self._servers: list[asyncio.base_events.Server] = []
+        self.tap: Tap | None = None  # sees every datagram and stream chunk sent and received (a capture)
 
     def admit(self, src: Source) -> bool:
         """Whether a message from ``src`` is within its source's rate (the trusted hop always is)."""
@@ -278,6 +292,8 @@ class TransportLayer:
         if dest.proto == "udp":
             if self._udp is None or self._udp.transport is None:
                 raise TransportError("no UDP socket")
+            if self.tap is not None:
+                self.tap.record("udp", self._udp.transport.get_extra_info("sockname"), (dest.host, dest.port), data)
             self._udp.transport.sendto(data, (dest.host, dest.port))
             return
         conn = conn or self.connections.get((dest.proto, dest.host, dest.port))
