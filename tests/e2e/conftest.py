@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pytest
@@ -30,3 +31,13 @@ def speech8k(speech: tuple[Path, np.ndarray], tmp_path: Path) -> tuple[Path, np.
     out = tmp_path / "speech8k.wav"
     subprocess.run([sox, str(speech[0]), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True, timeout=30)
     return out, read_wav(out)
+
+
+def first_line_after_registration(stream: IO[str], most: int = 5) -> str:
+    """The first line a ``softphone answer`` prints after its registration-state lines (bounded)."""
+    line = ""
+    for _ in range(most):
+        line = stream.readline()
+        if not line.startswith("registration: "):
+            return line
+    return line

@@ -14,6 +14,7 @@ import pytest
 from lab.audiocheck import compare
 from softphone.media.audio import read_wav
 from tests.conftest import require_tool
+from tests.e2e.conftest import first_line_after_registration
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def test_lab_up_call_down(speech, tmp_path: Path) -> None:
                                stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
         try:
             assert bob.stdout is not None
-            assert bob.stdout.readline().startswith("waiting for a call")  # registered
+            assert first_line_after_registration(bob.stdout).startswith("waiting for a call")  # registered
             alice = subprocess.run([sys.executable, "-m", "softphone.cli", *call_line.split()[1:], *played,
                                     "--record", str(tmp_path / "alice.wav"),
                                     "--duration", str(len(samples) / 48000 + 1.0)],

@@ -21,6 +21,7 @@ import pytest
 from lab.audiocheck import compare
 from softphone.media.audio import read_wav
 from tests.conftest import require_tool
+from tests.e2e.conftest import first_line_after_registration
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -67,8 +68,8 @@ def test_walkthrough(tmp_path: Path) -> None:
                     background = subprocess.Popen(["bash", "-c", command], cwd=work, env=env, text=True,
                                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                     assert background.stdout is not None
-                    first = background.stdout.readline()  # bounded by the answer's own --timeout
-                    assert first.startswith("waiting for a call"), first + background.stderr.read()
+                    first = first_line_after_registration(background.stdout)  # bounded by the answer's --timeout
+                    assert first.startswith("waiting for a call"), first
                     continue
                 done = subprocess.run(["bash", "-c", command], cwd=work, env=env, text=True, capture_output=True,
                                       timeout=120)
