@@ -11,12 +11,12 @@ import pytest
 
 from lab.captures import chirp
 from lab.deployment import Lab
+from lab.tshark import start_capture, stop_capture
 from softphone.analyze import KeyRing, analyse
 from softphone.analyze.audio import read_wav
 from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
 from tests.analyze.test_analyze import correlation
-from tests.analyze.test_tshark_capture import _start, _stop
 from tests.conftest import require_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_tool("tshark")]
@@ -32,7 +32,7 @@ async def test_lab_call_over_tls_analysed(lab: Lab, tmp_path: Path) -> None:
     assert lab.kamailio is not None and lab.kamailio.tls_port
     pcap = tmp_path / "call.pcapng"
     sent = chirp(3.0)
-    proc = _start(tshark, pcap, "udp or tcp")  # both hops: alice → proxy and proxy → bob
+    proc = start_capture(tshark, pcap, "udp or tcp")  # both hops: alice → proxy and proxy → bob
     try:
         async with Phone(a_set) as alice, Phone(b_set) as bob:
             await alice.register()
@@ -50,7 +50,7 @@ async def test_lab_call_over_tls_analysed(lab: Lab, tmp_path: Path) -> None:
             await call.hangup()
         await asyncio.sleep(0.5)
     finally:
-        _stop(proc)
+        stop_capture(proc)
 
     ring = KeyRing()
     for user in ("alice", "bob"):

@@ -4,15 +4,14 @@ sockets on 127.0.0.1 in real time, captured by tshark, then analysed."""
 from __future__ import annotations
 
 import re
-import select
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from lab.captures import ALICE, BOB, Impairments, build_call
+from lab.tshark import start_capture, stop_capture
 from softphone.analyze import analyse
 from softphone.analyze.audio import read_wav
 from softphone.analyze.pcap import read_packets
@@ -23,32 +22,6 @@ pytestmark = pytest.mark.needs_tool("tshark")
 FRAMES = 100
 
 
-def _start(tshark: str, pcap: Path, bpf: str) -> subprocess.Popen:
-    proc = subprocess.Popen([tshark, "-i", "lo", "-f", bpf, "-a", "duration:30", "-w", str(pcap)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, seen = time.monotonic() + 20, b""
-    while b"Capturing on" not in seen:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            proc.wait(5)
-            raise AssertionError(f"tshark did not start: {seen!r}")
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if ready:
-            seen += proc.stderr.read1(4096)  # type: ignore[union-attr]
-    time.sleep(1.0)  # dumpcap announces itself a moment before packets are really captured
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    if proc.stderr:
-        proc.stderr.close()
 
 
 def test_tshark_loopback_capture(tmp_path: Path) -> None:
@@ -62,7 +35,7 @@ def test_tshark_loopback_capture(tmp_path: Path) -> None:
         call = build_call(frames=FRAMES, rekey_frame=40, addrs=addrs,  # type: ignore[arg-type]
                           a_imp=Impairments(drop_every=20, tamper=(30,), duplicate=(45,)))
         pcap = tmp_path / "lo.pcapng"
-        proc = _start(tshark, pcap, " or ".join(f"udp port {a[1]}" for a in addrs))
+        proc = start_capture(tshark, pcap, " or ".join(f"udp port {a[1]}" for a in addrs))
         try:
             packets = sorted(call.packets, key=lambda p: p.time)
             start, first = time.monotonic(), packets[0].time
@@ -73,7 +46,7 @@ def test_tshark_loopback_capture(tmp_path: Path) -> None:
                 by_addr[p.src].sendto(p.payload, p.dst)
             time.sleep(0.5)
         finally:
-            _stop(proc)
+            stop_capture(proc)
     finally:
         for s in socks:
             s.close()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import select
 import subprocess
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 
 from lab.deployment import Lab
+from lab.tshark import start_capture, stop_capture
 from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
 from tests.conftest import require_tool
@@ -27,32 +26,6 @@ from tests.conftest import require_tool
 pytestmark = pytest.mark.slow
 
 
-def _start_tshark(tshark: str, pcap: Path, bpf: str) -> subprocess.Popen:
-    proc = subprocess.Popen([tshark, "-i", "lo", "-f", bpf, "-a", "duration:60", "-w", str(pcap)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, seen = time.monotonic() + 20, b""
-    while b"Capturing on" not in seen:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            proc.wait(5)
-            raise AssertionError(f"tshark did not start: {seen!r}")
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if ready:
-            seen += proc.stderr.read1(4096)  # type: ignore[union-attr]
-    time.sleep(1.0)  # dumpcap announces itself a moment before packets are really captured
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    if proc.stderr:
-        proc.stderr.close()
 
 
 async def test_capture_shows_mikey_and_srtp_but_no_key(lab: Lab, tmp_path: Path) -> None:
@@ -68,7 +41,7 @@ async def test_capture_shows_mikey_and_srtp_but_no_key(lab: Lab, tmp_path: Path)
         ctx.keylog_filename = str(keylog)
     assert lab.kamailio is not None and lab.kamailio.tls_port
     pcap = tmp_path / "call.pcap"
-    proc = _start_tshark(tshark, pcap, f"udp or tcp port {lab.kamailio.tls_port}")
+    proc = start_capture(tshark, pcap, f"udp or tcp port {lab.kamailio.tls_port}")
     try:
         async with Phone(a_set) as alice, Phone(b_set) as bob:
             await alice.register()
@@ -88,7 +61,7 @@ async def test_capture_shows_mikey_and_srtp_but_no_key(lab: Lab, tmp_path: Path)
             await call.hangup()
         await asyncio.sleep(0.5)
     finally:
-        _stop(proc)
+        stop_capture(proc)
 
     port = lab.kamailio.tls_port
     tls = ["-o", f"tls.keylog_file:{keylog}", "-d", f"tcp.port=={port},tls", "-d", f"tls.port=={port},sip"]
