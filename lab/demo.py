@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
+    return finish(result, "call", reason, started, log)
+
+
+def finish(result: dict[str, Any], key: str, reason: str | None, started: float,
+           log: Callable[[str], None]) -> int:
+    """The scenario's verdict: ``result[key]`` "ok" or "failed" with a one-line ``reason`` (also on
+    stderr, ``--quiet`` included); the JSON as the last line; the exit code."""
     if reason is None:
-        result["call"] = "ok"
+        result[key] = "ok"
         log(f"OK in {time.monotonic() - started:.1f} s")
     else:
-        result.update(call="failed", reason=" ".join(reason.split()))
+        result[key] = "failed"
+        result["reason"] = " ".join(reason.split())
         print(f"demo: FAILED in {time.monotonic() - started:.1f} s: {result['reason']}", file=sys.stderr, flush=True)
     print(json.dumps(result), flush=True)
     return 0 if reason is None else 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import numpy as np
 
 from crypto import mcdata
 from lab.audiocheck import SPEECH_PRESENT, compare
-from lab.demo import make_speech
+from lab.demo import finish, make_speech
 from lab.deployment import Lab, LabError
 from softphone.errors import SoftphoneError
 from softphone.keys.kms_client import KmsClient
@@ -177,14 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    if reason is None:
-        result["messages"] = "ok"
-        log(f"OK in {time.monotonic() - started:.1f} s")
-    else:
-        result.update(messages="failed", reason=" ".join(reason.split()))
-        print(f"demo: FAILED in {time.monotonic() - started:.1f} s: {result['reason']}", file=sys.stderr, flush=True)
-    print(json.dumps(result), flush=True)
-    return 0 if reason is None else 1
+    return finish(result, "messages", reason, started, log)
 
 
 if __name__ == "__main__":
