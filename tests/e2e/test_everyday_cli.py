@@ -43,11 +43,18 @@ def registrations(lab: Lab, user: str) -> int:
     return len(lab.kamailio.matching(rf"LAB REGISTER aor=sip:{user}@lab.test .*proto=tls"))
 
 
+def ctrl_c_reaches_it() -> None:
+    """Run in the child before exec: a terminal's Ctrl-C must reach the phone even when this suite runs as a
+    background job, whose shell starts children with SIGINT ignored (Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_answer(lab: Lab, cfg: Path, *extra: str, stdin=subprocess.DEVNULL) -> subprocess.Popen[str]:
     user = cfg.stem
     before = registrations(lab, user)
     proc = subprocess.Popen(softphone("answer", "--config", str(cfg), "--timeout", "60", *extra), stdin=stdin,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO,
+                            preexec_fn=ctrl_c_reaches_it)
     assert lab.kamailio is not None
     lab.kamailio.wait_for(rf"LAB REGISTER aor=sip:{user}@lab.test .*proto=tls", timeout=30, count=before + 1)
     return proc
@@ -138,7 +145,7 @@ def test_register_stays_until_interrupted(lab: Lab, accounts) -> None:
     assert lab.kamailio is not None
     unregistered = len(lab.kamailio.matching(unregister))
     proc = subprocess.Popen(softphone("register", "--config", str(accounts["alice"])), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO, preexec_fn=ctrl_c_reaches_it)
     try:
         lab.kamailio.wait_for(r"LAB REGISTER aor=sip:alice@lab.test .*proto=tls", timeout=30, count=before + 1)
         time.sleep(2.0)
