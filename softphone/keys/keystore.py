@@ -18,6 +18,7 @@ import builtins
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from kmsinterface.sealed import (
 )
 from kmsinterface.xml import KeyProvResponse, KeySet, KmsCertificate
 from softphone.keys.errors import KeysError
+from softphone.keys.groups import GroupKey
 
 MAGIC = b"SCKEYST1"
 KEEP_PERIODS = 3
@@ -127,6 +129,18 @@ def _cert_from_json(d: dict) -> KmsCertificate:
                           role=d.get("role"), user_id_format=d.get("format", "2"))
 
 
+def _group_to_json(g: GroupKey) -> dict:
+    return {"group_uri": g.group_uri, "gmk_id": g.gmk_id, "gmk": g.gmk.hex(), "rand": g.rand.hex(),
+            "own_uri": g.own_uri, "gms_uri": g.gms_uri, "activation": g.activation, "expiry": g.expiry,
+            "revoked": g.revoked, "text": g.text, "members": list(g.members)}
+
+
+def _group_from_json(d: dict) -> GroupKey:
+    return GroupKey(d["group_uri"], int(d["gmk_id"]), bytes.fromhex(d["gmk"]), bytes.fromhex(d["rand"]), d["own_uri"],
+                    d["gms_uri"], int(d["activation"]), int(d["expiry"]), bool(d["revoked"]), d["text"],
+                    tuple(d["members"]))
+
+
 def _dt(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -151,6 +165,8 @@ class Keystore:
             origin: KmsPin(origin, p["kms_uri"], p["tls_spki_sha256"]) for origin, p in data.get("pins", {}).items()}
         self._lock = threading.RLock()  # the phone's revocation refresh and a key fetch may run in two threads
         self._revocations: dict[str, RevocationList] = {}
+        self._groups: dict[tuple[str, int], GroupKey] = {
+            (g["group_uri"], g["gmk_id"]): _group_from_json(g) for g in data.get("group_keys", [])}
         for uri, d in data.get("revocations", {}).items():
             try:
                 self._revocations[uri] = RevocationList.from_json(d)
@@ -217,11 +233,47 @@ class Keystore:
                 "keysets": sorted(self._sets.values(), key=lambda s: (s["kms_uri"], s["user_uri"], s["period"])),
                 "pins": {o: {"kms_uri": p.kms_uri, "tls_spki_sha256": p.tls_spki_sha256}
                          for o, p in self._pins.items()},
-                "revocations": {u: r.to_json() for u, r in self._revocations.items()}}
+                "revocations": {u: r.to_json() for u, r in self._revocations.items()},
+                "group_keys": [_group_to_json(g) for _, g in sorted(self._groups.items())]}
         try:
             write_private(self.path, self._header + self._key.encrypt(json.dumps(data).encode(), self._header))
         except OSError as exc:
             raise KeystoreError(f"cannot write keystore {self.path}: {exc.strerror}") from None
+
+    # group master keys (GMK) ------------------------------------------------------------------
+    def add_group_key(self, key: GroupKey) -> bool:
+        """Store one GMK delivered (and already verified) for this member; False if held already.
+
+        A key with the same group and GMK-ID replaces the held one only to revoke it or to change its
+        validity (the GMS re-sent it); keys expired longer than the retention are dropped.
+        """
+        with self._lock:
+            held = self._groups.get((key.group_uri, key.gmk_id))
+            if held == key:
+                return False
+            self._groups[(key.group_uri, key.gmk_id)] = key
+            now = time.time()
+            for k, g in list(self._groups.items()):
+                if g.expiry and now - g.expiry > self.past_period_retention_s:
+                    del self._groups[k]
+            self._save()
+            return True
+
+    def group_keys(self, group_uri: str | None = None) -> builtins.list[GroupKey]:
+        """The held GMKs (of ``group_uri`` if given), oldest activation first."""
+        with self._lock:
+            keys = [g for g in self._groups.values() if group_uri is None or g.group_uri == group_uri]
+        return sorted(keys, key=lambda g: (g.group_uri, g.activation, g.gmk_id))
+
+    def remove_group(self, group_uri: str) -> int:
+        """Forget every GMK of ``group_uri`` (the member left or was removed); returns how many."""
+        with self._lock:
+            gone = [k for k in self._groups if k[0] == group_uri]
+            for k in gone:
+                del self._groups[k]
+            if gone:
+                self._save()
+            return len(gone)
 
     # KMS certificates ----------------------------------------------------------------------------
     def add_certificate(self, cert: KmsCertificate) -> None:

@@ -65,3 +65,17 @@ def test_receive_accepts_any_unexpired_key_by_mki_even_before_activation() -> No
         key_for_mki([pending], mki[:4], now=10)
     with pytest.raises(UnknownGroupKey):
         key_for_mki([key(gmk_id=0x03)], mki, now=10)
+
+
+def test_keystore_keeps_group_keys_sealed_across_reopen(tmp_path) -> None:
+    from softphone.keys.keystore import Keystore
+
+    path = tmp_path / "ks"
+    pw = b"correct horse battery staple 42"
+    ks = Keystore.create(path, pw, n_log2=10)
+    assert ks.add_group_key(key()) is True and ks.add_group_key(key()) is False
+    assert ks.add_group_key(key(gmk_id=0x2, activation=5)) is True
+    assert GMK not in path.read_bytes() and GMK.hex().encode() not in path.read_bytes()
+    again = Keystore.open(path, pw)
+    assert again.group_keys("sip:team@etherstack.com") == [key(), key(gmk_id=0x2, activation=5)]
+    assert again.remove_group("sip:team@etherstack.com") == 2 and Keystore.open(path, pw).group_keys() == []
