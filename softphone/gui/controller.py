@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,7 @@ class PhoneController(QObject):
         self._call_meta: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.kms_problem: str | None = None   # why the last key fetch failed (shown instead of a bare "no keys")
+        self.diagnostics: Diagnostics | None = None  # Settings' capture + TLS key log switch (off by default)
 
     # --- helpers -----------------------------------------------------------------------------------
     @property
@@ -169,7 +170,19 @@ class PhoneController(QObject):
         assert self.settings is not None
         if self.audio_processing is not None:
             self.settings.audio_processing = self.audio_processing
-        phone = Phone(self.settings, on_event=self._on_event)
+        diag = self.diagnostics
+        self.settings.capture, self.settings.keylog = (diag.capture, diag.keylog) if diag else (None, None)
+        if diag is None:   # the TLS contexts outlive a phone restart: no key log once the switch is off
+            for ctx in (self.settings.ua.tls_client, self.settings.ua.tls_server):
+                if ctx is not None and ctx.keylog_filename:
+                    ctx.keylog_filename = None  # type: ignore[assignment]
+        try:
+            phone = Phone(self.settings, on_event=self._on_event)
+        except OSError as exc:
+            self.registration.emit("failed", f"cannot write the TLS key log: {exc.strerror or exc}")
+            self._notify("error", f"Cannot write the TLS key log {diag.keylog if diag else ''}: "
+                                  f"{exc.strerror or exc}", "start")
+            return False
         try:
             await phone.start()
         except CallError as exc:
@@ -181,6 +194,9 @@ class PhoneController(QObject):
             self.registration.emit("failed", f"network: {exc.strerror or exc}")
             return False
         self.phone = phone
+        if diag is not None:
+            self._notify("warning", f"Recording this phone's traffic to {diag.capture} and its TLS keys to "
+                                    f"{diag.keylog}: these files hold secrets (turn off in Settings)")
         self._incoming_task = self.spawn(self._incoming_loop())
         try:
             expires = await phone.register()
@@ -262,6 +278,30 @@ class PhoneController(QObject):
         self.profile_name = name
         await self.stop()
         await self.start()
+
+    async def set_diagnostics(self, diagnostics: Diagnostics | None) -> None:
+        """Turn the capture + TLS key log on (``diagnostics``) or off; restarts the phone (not during a call).
+
+        The phone opens both files when it starts (mode 0600) and writes every call until it stops.
+        """
+        if diagnostics == self.diagnostics:
+            return
+        if self.call is not None or self.pending is not None or self.state != "idle":
+            self._notify("warning", "finish the call before turning the capture on or off")
+            return
+        if diagnostics is not None:
+            for what, path in (("capture", diagnostics.capture), ("TLS key log", diagnostics.keylog)):
+                problem = unwritable(path)
+                if problem:
+                    self._notify("error", f"Cannot write the {what} {path}: {problem} — capture stays off")
+                    return
+        self.diagnostics = diagnostics
+        if self.settings is None:   # not started yet: start() applies it
+            return
+        await self.stop()
+        await self.start()
+        if diagnostics is None:
+            self._notify("info", "capture and TLS key log are off")
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -484,6 +524,34 @@ class PhoneController(QObject):
         out["muted"] = bool(self.mic and self.mic.muted)
         return out
 
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Where the phone writes its own pcap capture (``--capture``) and TLS key log (``--keylog``)."""
+
+    capture: Path
+    keylog: Path
+
+
+DIAGNOSTICS_WARNING = (
+    "Warning: these files hold secrets. The TLS key log decrypts this phone's signalling, including the "
+    "MIKEY-SAKKE key offers; with your KMS key files (the KMS XML) anyone holding the capture can decrypt "
+    "the calls' media and listen to them. They are written readable by you only (mode 0600). Turn this on "
+    "only to analyse calls ('softphone analyze'), delete the files afterwards and never share them with "
+    "anyone you would not let listen to your calls. The switch is off again when the app restarts.")
+
+
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be created or overwritten (None: it can)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "is a directory"
+    if not parent.is_dir():
+        return f"directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
 
 
 def default_data_dir() -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QStringListModel, Qt, QTimer
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QCompleter,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -43,7 +45,7 @@ from PySide6.QtWidgets import (
 
 from softphone.calls.events import CallStatus, Incoming
 from softphone.calls.profile import SecurityLevel
-from softphone.gui.controller import PhoneController
+from softphone.gui.controller import DIAGNOSTICS_WARNING, Diagnostics, PhoneController
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
 
 NOTICE_COLOURS = {"info": "#1f4e79", "warning": "#8a5a00", "error": "#b3261e"}
@@ -109,6 +111,7 @@ class SettingsDialog(QDialog):
         self.window_ = window
         self.setObjectName("settings")
         self.setWindowTitle("Settings")
+        self.setMinimumWidth(640)
         c = window.controller
         prefs = window.prefs
         self.input = QComboBox()
@@ -140,6 +143,30 @@ class SettingsDialog(QDialog):
         self.keys = _label(name="settings_keys")
         self.revocations = _label(c.revocation_status(), "settings_revocations")
         self.fetch = _button("&Fetch keys now", "fetch_now", lambda: c.spawn(c.fetch_keys(force=True)))
+        # capture + TLS key log for 'softphone analyze': off by default (and at every app start), warned
+        data = c.history.path.parent
+        self.diagnostics = QCheckBox("Record a &capture and TLS key log of calls (for 'softphone analyze')")
+        self.diagnostics.setObjectName("diagnostics")
+        self.diagnostics.setChecked(c.diagnostics is not None)
+        self.capture_path = QLineEdit(str(c.diagnostics.capture if c.diagnostics else
+                                          prefs.get("capture_path") or data / "capture.pcap"))
+        self.capture_path.setObjectName("capture_path")
+        self.keylog_path = QLineEdit(str(c.diagnostics.keylog if c.diagnostics else
+                                         prefs.get("keylog_path") or data / "tls-keys.log"))
+        self.keylog_path.setObjectName("keylog_path")
+        self.diagnostics_warning = _label(DIAGNOSTICS_WARNING, "diagnostics_warning")
+        self.diagnostics_warning.setStyleSheet(f"color: {NOTICE_COLOURS['error']};")
+        paths = QWidget()
+        grid = QGridLayout(paths)
+        grid.setContentsMargins(0, 0, 0, 0)
+        for row, (text, edit) in enumerate((("Capture (pcap)", self.capture_path),
+                                            ("TLS key log", self.keylog_path))):
+            grid.addWidget(QLabel(text), row, 0)
+            grid.addWidget(edit, row, 1)
+            grid.addWidget(_button("Choose…", f"{edit.objectName()}_choose", self._chooser(edit)), row, 2)
+        self.diagnostics_paths = paths
+        self.diagnostics.toggled.connect(self._diagnostics_toggled)
+        self._diagnostics_toggled(self.diagnostics.isChecked())
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -154,10 +181,31 @@ class SettingsDialog(QDialog):
         form.addRow("Keys", self.keys)
         form.addRow("Revoked callers", self.revocations)
         form.addRow("", self.fetch)
+        form.addRow("Analysis", self.diagnostics)
+        form.addRow("", self.diagnostics_paths)
+        form.addRow("", self.diagnostics_warning)
         form.addRow(buttons)
         self.refresh()
         c.keys_changed.connect(lambda _status: self.refresh())
         self.accepted.connect(self._apply)
+
+    def _diagnostics_toggled(self, on: bool) -> None:
+        self.diagnostics_paths.setEnabled(on)
+        self.diagnostics_warning.setVisible(on)
+        self.adjustSize()   # room for the warning's lines
+
+    def _chooser(self, edit: QLineEdit) -> Callable[[], None]:
+        def choose(_checked: bool = False) -> None:
+            path, _ = QFileDialog.getSaveFileName(self, "File holding secrets", edit.text())
+            if path:
+                edit.setText(path)
+        return choose
+
+    def chosen_diagnostics(self) -> Diagnostics | None:
+        if not self.diagnostics.isChecked():
+            return None
+        return Diagnostics(Path(self.capture_path.text().strip()).expanduser(),
+                           Path(self.keylog_path.text().strip()).expanduser())
 
     def refresh(self) -> None:
         ks = self.window_.controller.current_keys()
@@ -177,10 +225,16 @@ class SettingsDialog(QDialog):
         w.prefs["audio_processing"] = w.controller.audio_processing = self.audio_processing.isChecked()
         if w.controller.settings is not None:  # from the next call on
             w.controller.settings.audio_processing = w.controller.audio_processing
+        diagnostics = self.chosen_diagnostics()
+        if diagnostics is not None:   # the paths are remembered, the switch is not
+            w.prefs["capture_path"], w.prefs["keylog_path"] = str(diagnostics.capture), str(diagnostics.keylog)
         w.save_prefs()
         profile = self.profile.currentData()
         if profile and profile != w.controller.profile_name:
+            w.controller.diagnostics = diagnostics   # the profile change restarts the phone anyway
             w.controller.spawn(w.controller.change_profile(profile))
+        elif diagnostics != w.controller.diagnostics:
+            w.controller.spawn(w.controller.set_diagnostics(diagnostics))
 
 
 class MainWindow(QMainWindow):
