@@ -40,6 +40,7 @@ from softphone.calls.phone import IncomingCall, Phone, PhoneSettings, settings_f
 from softphone.config import Account, ConfigError
 from softphone.errors import SoftphoneError
 from softphone.gui.levels import MeteredSink, MeteredSource
+from softphone.gui.messages import MessageCenter, record
 from softphone.gui.model import (
     CallHistory,
     CallRecord,
@@ -61,6 +62,7 @@ from softphone.keys.kms_client import (
     refresh,
 )
 from softphone.media.audio import AudioError, AudioSink, AudioSource
+from softphone.messaging import voice
 from softphone.sip.errors import SipError
 from softphone.sip.session import CallState
 
@@ -81,6 +83,7 @@ class PhoneController(QObject):
     incoming = Signal(object)         # Incoming: peer, verified_identity, security, codec, srtp, key_id
     call_updated = Signal(object)     # CallStatus (Call.snapshot()) after answer, hold, resume, rekey
     call_ended = Signal(object)       # CallRecord
+    no_answer = Signal(str)           # an outgoing call to this URI was not answered: offer a voice message
 
     def __init__(self, account: Account, history: CallHistory, audio: AudioFactory,
                  profile: str | None = None, call_timeout: float = 30.0) -> None:
@@ -107,7 +110,12 @@ class PhoneController(QObject):
         self._last_failure: Failed | None = None
         self._call_meta: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.voicemail_to: str | None = None  # the last unanswered callee ("Leave a voice message")
+        self.recording = False
+        self._stop_recording = False
         self.kms_problem: str | None = None   # why the last key fetch failed (shown instead of a bare "no keys")
+        self.messages = MessageCenter()  # secure messages and voice messages on the running phone's UA
+        self.messages.notice.connect(self.notice.emit)
         self.diagnostics: Diagnostics | None = None  # Settings' capture + TLS key log switch (off by default)
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -194,6 +202,10 @@ class PhoneController(QObject):
             self.registration.emit("failed", f"network: {exc.strerror or exc}")
             return False
         self.phone = phone
+        try:
+            await self.messages.attach(phone, self.account, self._passphrase)   # before REGISTER: msilo dumps
+        except (SoftphoneError, OSError) as exc:
+            self._notify("error", f"Messages unavailable: {exc}")
         if diag is not None:
             self._notify("warning", f"Recording this phone's traffic to {diag.capture} and its TLS keys to "
                                     f"{diag.keylog}: these files hold secrets (turn off in Settings)")
@@ -307,6 +319,7 @@ class PhoneController(QObject):
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
+        self.messages.detach()
         if self.phone is not None:
             phone, self.phone = self.phone, None
             try:
@@ -416,8 +429,38 @@ class PhoneController(QObject):
             self._set_state("idle")
             source.close()
             sink.close()
+            if unanswered(f.status if f is not None else None, str(exc)):
+                self.voicemail_to = uri
+                self.no_answer.emit(uri)
             return
         self._connected(call, started, "outgoing")
+
+    async def leave_voice_message(self, uri: str, seconds: float = voice.MAX_SECONDS) -> bool:
+        """Record up to ``seconds`` from the microphone (the audio factory's source: a WAV in tests) until
+        :meth:`stop_recording` or the source ends, then send it to ``uri`` as a protected voice message."""
+        if self.recording:
+            return False
+        try:
+            source, sink = self.audio_factory()
+        except (AudioError, OSError) as exc:
+            self._notify("error", f"audio: {exc}")
+            return False
+        sink.close()
+        self.recording, self._stop_recording = True, False
+        try:
+            pcm = await record(source, min(seconds, voice.MAX_SECONDS), lambda: self._stop_recording)
+        finally:
+            self.recording = False
+        if len(pcm) == 0:
+            self._notify("error", f"Voice message to {uri} not sent: nothing was recorded")
+            return False
+        sent = await self.messages.send_voice(uri, pcm)
+        if sent is not None and self.voicemail_to == uri:
+            self.voicemail_to = None
+        return sent is not None
+
+    def stop_recording(self) -> None:
+        self._stop_recording = True
 
     def _connected(self, call: Call, started: str, direction: str) -> None:
         self.call = call
@@ -552,6 +595,14 @@ def unwritable(path: Path) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return "not writable"
     return None
+
+
+NO_ANSWER = (404, 408, 480, 486, 487, 603)   # offline (lookup failed), timeout, unavailable, busy, declined
+
+
+def unanswered(status: int | None, text: str = "") -> bool:
+    """An outgoing call that reached no one or was not picked up: a voice message may be left."""
+    return status in NO_ANSWER or (status is None and "not answered" in text)
 
 
 def default_data_dir() -> Path:

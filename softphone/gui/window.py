@@ -46,7 +46,9 @@ from PySide6.QtWidgets import (
 from softphone.calls.events import CallStatus, Incoming
 from softphone.calls.profile import SecurityLevel
 from softphone.gui.controller import DIAGNOSTICS_WARNING, Diagnostics, PhoneController
+from softphone.gui.conversations import ConversationsView, VoicemailView
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
+from softphone.messaging import voice
 
 NOTICE_COLOURS = {"info": "#1f4e79", "warning": "#8a5a00", "error": "#b3261e"}
 REG_COLOURS = {"registered": "#1b7f3b", "starting": "#8a5a00", "registering": "#8a5a00", "retrying": "#b3261e",
@@ -344,6 +346,22 @@ class MainWindow(QMainWindow):
         self.recent.verticalHeader().setVisible(False)
         self.recent.cellActivated.connect(lambda row, _col: self._dial_recent(row))
         self.tabs.addTab(self.recent, "&Recent calls")
+        self.messages_view = ConversationsView(self.controller)
+        self.tabs.addTab(self.messages_view, "&Messages")
+        self.voicemail_view = VoicemailView(self.controller)
+        self.tabs.addTab(self.voicemail_view, "&Voicemail")
+        self.voicemail_offer = QWidget()
+        self.voicemail_offer.setObjectName("voicemail_offer")
+        offer = QHBoxLayout(self.voicemail_offer)
+        offer.setContentsMargins(0, 0, 0, 0)
+        self.voicemail_offer_text = _label("", "voicemail_offer_text")
+        self.leave_voicemail = _button("&Leave a voice message", "leave_voicemail", self._leave_voicemail)
+        self.dismiss_voicemail = _button("Dismiss", "dismiss_voicemail", lambda: self.voicemail_offer.hide())
+        offer.addWidget(self.voicemail_offer_text, 1)
+        offer.addWidget(self.leave_voicemail)
+        offer.addWidget(self.dismiss_voicemail)
+        self.voicemail_offer.setVisible(False)
+        v.addWidget(self.voicemail_offer)
         v.addWidget(self.tabs, 1)
         self.refresh_contacts()
         QWidget.setTabOrder(self.dial, self.call_button)
@@ -434,6 +452,8 @@ class MainWindow(QMainWindow):
         c.incoming.connect(self._on_incoming)
         c.call_updated.connect(self._on_call_updated)
         c.call_ended.connect(lambda _r: self.refresh_recent())
+        c.no_answer.connect(self._offer_voicemail)
+        c.messages.changed.connect(lambda _peer: self._message_badges())
         for keys, slot in (("Ctrl+M", self._shortcut_mute), ("Ctrl+H", c.toggle_hold), ("Ctrl+K", self._toggle_keypad),
                            ("Escape", c.hangup)):
             sc = QShortcut(QKeySequence(keys), self)
@@ -442,6 +462,43 @@ class MainWindow(QMainWindow):
         self.tick.setInterval(200)
         self.tick.timeout.connect(self._tick)
         self.tick.start()
+
+    # --- messages and voice messages ---------------------------------------------------------------
+    def _message_badges(self) -> None:
+        """Unread counts on the Messages and Voicemail tabs."""
+        unread, unheard = self.messages_view.unread(), self.voicemail_view.unheard()
+        self.tabs.setTabText(self.tabs.indexOf(self.messages_view), f"&Messages ({unread})" if unread else "&Messages")
+        self.tabs.setTabText(self.tabs.indexOf(self.voicemail_view),
+                             f"&Voicemail ({unheard})" if unheard else "&Voicemail")
+
+    def _offer_voicemail(self, uri: str) -> None:
+        self.voicemail_offer_text.setText(f"{uri} did not answer. Leave a voice message (up to "
+                                          f"{voice.MAX_SECONDS:g} s, encrypted so that only {uri} can play it)?")
+        self.leave_voicemail.setText("&Leave a voice message")
+        self.leave_voicemail.setEnabled(True)
+        self.voicemail_offer.setVisible(True)
+        self.leave_voicemail.setFocus()
+
+    def _leave_voicemail(self) -> None:
+        c = self.controller
+        if c.recording:                       # second press: stop and send
+            c.stop_recording()
+            return
+        uri = c.voicemail_to
+        if uri is None:
+            self.voicemail_offer.setVisible(False)
+            return
+        self.voicemail_offer_text.setText(f"Recording a voice message for {uri}… press Stop and send when done")
+        self.leave_voicemail.setText("&Stop and send")
+
+        async def go() -> None:
+            ok = await c.leave_voice_message(uri)
+            self.leave_voicemail.setText("&Leave a voice message")
+            if ok:
+                self.voicemail_offer.setVisible(False)
+            else:
+                self.voicemail_offer_text.setText(f"The voice message for {uri} was not sent (see above); try again?")
+        c.spawn(go())
 
     # --- prefs and devices -------------------------------------------------------------------------
     def save_prefs(self) -> None:
@@ -503,6 +560,7 @@ class MainWindow(QMainWindow):
         elif state in ("calling", "ringing"):
             if state == "calling":
                 self.clear_notice("call")  # the last call's outcome is not this call's
+                self.voicemail_offer.setVisible(False)
             self.call_state.setText("Calling…" if state == "calling" else "Ringing…")
             self.badge.setText("")
             self.badge.setStyleSheet("")
