@@ -4,6 +4,8 @@ Audio comes from the default microphone and goes to the default speaker unless `
 ``--record WAV`` are given (headless use). ``--json`` prints one JSON object per event (line
 buffered) for scripts; otherwise progress lines and, on a terminal, a live status line with keys:
 ``h`` hold/resume, ``r`` rekey, ``0-9*#ABCD`` DTMF, ``q`` hang up (each followed by Enter).
+``call --voicemail-on-no-answer WAV``: when the callee is offline, busy, declines or does not answer,
+the recording goes to them as an end-to-end encrypted voice message instead (exit 0 once sent).
 Exit status (docs/USER-GUIDE.md, "Exit codes"): 0 done, 1 the call or registration failed or was
 refused (or the KMS failed), 2 usage/configuration error, 130 interrupted.
 """
@@ -41,6 +43,8 @@ from softphone.calls.events import (
 )
 from softphone.calls.phone import Phone, PhoneSettings, fetch_account_keys, settings_from_account
 from softphone.cli import CliError, configured_account, user_errors
+from softphone.cli.message import _store
+from softphone.keys.kms_client import KmsClient
 from softphone.media.audio import (
     AudioError,
     AudioSink,
@@ -49,7 +53,11 @@ from softphone.media.audio import (
     SoundDeviceSource,
     WavSink,
     WavSource,
+    read_wav,
 )
+from softphone.messaging import voice
+from softphone.messaging.messenger import Messenger, SendFailed
+from softphone.messaging.secure import SealError
 
 STATUS_KEYS = "h=hold/resume r=rekey 0-9*# DTMF q=hang up"
 
@@ -80,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("call", parents=[common, audio], help="place a secure call")
     p.add_argument("uri", help="whom to call, e.g. sip:bob@example.org")
     p.add_argument("--timeout", type=float, default=30.0, help="give up if unanswered after this many seconds")
+    p.add_argument("--voicemail-on-no-answer", type=Path, metavar="WAV",
+                   help="if the call is not answered (offline, busy, declined, timeout), send this recording "
+                        f"(at most {voice.MAX_SECONDS:g} s) as an end-to-end encrypted voice message instead")
     p.set_defaults(func=cmd_call)
     p = subparsers.add_parser("answer", parents=[common, audio], help="wait for a call and answer it")
     p.add_argument("--auto", action="store_true", help="answer at once (otherwise press Enter to answer)")
@@ -140,10 +151,13 @@ class Printer:
         self.as_json = as_json
         self.tty = sys.stdout.isatty() and not as_json
         self.registration = ""   # the latest registration text, shown in the status line
+        self.failure: Failed | None = None   # the last call failure (its SIP status decides on a voice message)
 
     def event(self, ev: CallEvent) -> None:
         if isinstance(ev, RegistrationChanged):
             self.registration = ev.text
+        if isinstance(ev, Failed):
+            self.failure = ev
         if self.as_json:
             print(json.dumps(ev.to_json(), default=str), flush=True)
             return
@@ -269,7 +283,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     return _run(run())
 
 
-Connect = Callable[[Phone, PhoneSettings, Printer, AudioSource, AudioSink], Awaitable[Call | None]]
+Connect = Callable[[Phone, PhoneSettings, Printer, AudioSource, AudioSink], Awaitable[Call | int | None]]
 
 
 def _call_command(args: argparse.Namespace, connect: Connect) -> int:
@@ -290,6 +304,8 @@ def _call_command(args: argparse.Namespace, connect: Connect) -> int:
             call = await connect(phone, settings, printer, source, sink)
             if call is None:
                 return 1
+            if isinstance(call, int):   # no call, but something else was done (a voice message left): its status
+                return call
             await _in_call(call, printer, args.duration)
             await call.ended(10)
         return 0
@@ -298,11 +314,53 @@ def _call_command(args: argparse.Namespace, connect: Connect) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    recording = None
+    if args.voicemail_on_no_answer is not None:
+        try:
+            recording = read_wav(args.voicemail_on_no_answer)
+            voice.items(recording)   # refused before dialling when too long for one message
+        except OSError as exc:
+            raise CliError(f"--voicemail-on-no-answer {args.voicemail_on_no_answer}: {exc.strerror or exc}", 2) \
+                from None
+        except (AudioError, voice.VoiceError) as exc:
+            raise CliError(f"--voicemail-on-no-answer {args.voicemail_on_no_answer}: {exc}", 2) from None
+
     async def place(phone: Phone, settings: PhoneSettings, printer: Printer, source: AudioSource,
-                    sink: AudioSink) -> Call:
-        return await phone.call(args.uri, source, sink, timeout=args.timeout)
+                    sink: AudioSink) -> Call | int:
+        try:
+            return await phone.call(args.uri, source, sink, timeout=args.timeout)
+        except CallError as exc:
+            status = printer.failure.status if printer.failure is not None else None
+            if recording is None or not voice.unanswered(status, str(exc)):
+                raise
+            printer.line(f"not answered ({exc}); leaving a voice message")
+        return await _leave_voice_message(args, phone, settings, printer, recording)
 
     return _call_command(args, place)
+
+
+async def _leave_voice_message(args: argparse.Namespace, phone: Phone, settings: PhoneSettings, printer: Printer,
+                               pcm: Any) -> int:
+    """Send ``pcm`` to the callee as a protected voice message over the phone's own registration."""
+    account = configured_account(args.config, args.account, code=2)
+    if settings.keystore is None:
+        raise CliError("voice messages need MIKEY-SAKKE keys (a keystore)", 2)
+    client = (KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+              if account.kms_url else None)
+    messenger = Messenger(settings.uri, phone.ua, settings.keystore, _store(account), kms_client=client,
+                          revoked=settings.revoked)
+    messenger.start()
+    try:
+        msg = await messenger.send(args.uri, voice.items(pcm))
+    except (SendFailed, SealError) as exc:
+        raise CliError(f"voice message not sent: {exc}", 1) from None
+    where = "stored for offline delivery" if msg.status == "stored" else "delivered to the proxy"
+    if args.json:
+        print(json.dumps({"event": "voice_message", "id": msg.id, "peer": msg.peer, "status": msg.status,
+                          "label": msg.text}), flush=True)
+    else:
+        printer.line(f"voice message {msg.id[:8]} for {msg.peer} sent ({msg.text}, {where})")
+    return 0
 
 
 def cmd_answer(args: argparse.Namespace) -> int:

@@ -429,7 +429,7 @@ class PhoneController(QObject):
             self._set_state("idle")
             source.close()
             sink.close()
-            if unanswered(f.status if f is not None else None, str(exc)):
+            if voice.unanswered(f.status if f is not None else None, str(exc)):
                 self.voicemail_to = uri
                 self.no_answer.emit(uri)
             return
@@ -595,14 +595,6 @@ def unwritable(path: Path) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return "not writable"
     return None
-
-
-NO_ANSWER = (404, 408, 480, 486, 487, 603)   # offline (lookup failed), timeout, unavailable, busy, declined
-
-
-def unanswered(status: int | None, text: str = "") -> bool:
-    """An outgoing call that reached no one or was not picked up: a voice message may be left."""
-    return status in NO_ANSWER or (status is None and "not answered" in text)
 
 
 def default_data_dir() -> Path:

@@ -121,7 +121,7 @@ def test_conversations_ticks_badges_voicemail_and_refusals(lab: Lab, speech: np.
                                "the badge to clear")
                 receipts = [await asyncio.wait_for(bob.notifications.get(), 15) for _ in range(2)]
                 assert receipts == [(reply.id, "delivered"), (reply.id, "read")]
-                assert rows(mv.messages_thread)[-1].endswith("← yes, just back online")
+                assert any(r.endswith("← yes, just back online") for r in rows(mv.messages_thread))
                 assert "verified by its ECCSI signature" in mv.thread_peer.text()
                 assert window.grab().save(str(screenshots / "messages.png"))
 
@@ -158,3 +158,84 @@ def test_conversations_ticks_badges_voicemail_and_refusals(lab: Lab, speech: np.
     run_gui(scenario, 180)
     history = controller.account.keystore.with_name(controller.account.keystore.name + ".messages")  # type: ignore[union-attr]
     assert history.stat().st_mode & 0o077 == 0 and b"hello bob" not in history.read_bytes()
+
+
+def test_no_answer_statuses_offer_a_voice_message() -> None:
+    assert all(voice.unanswered(s) for s in (404, 408, 480, 486, 487, 603))
+    assert voice.unanswered(None, "call to sip:bob@lab.test not answered within 3 s")
+    assert not voice.unanswered(488, "Not Acceptable Here") and not voice.unanswered(None, "cannot send INVITE")
+
+
+def test_busy_callee_gets_the_offer_and_dismiss_sends_nothing(lab: Lab, speech: np.ndarray, tmp_path: Path,
+                                                              run_gui: Any) -> None:
+    """A real phone for bob refuses with 486 Busy Here: the offer appears; leaving it is optional (Dismiss)."""
+    from softphone.calls.phone import Phone
+
+    controller, window = build_window(account_for(lab, "alice", tmp_path / "cfg"), tmp_path / "data",
+                                      audio=Audio(speech[: 48000 * 2]), call_timeout=10)
+
+    async def scenario() -> None:
+        phone = Phone(lab.settings("bob"))
+        async with phone, opened(window):
+            await phone.register()
+
+            async def busy() -> None:
+                incoming = await phone.next_incoming()
+                await incoming.reject(486, warning="busy in another call")
+            refusing = asyncio.get_running_loop().create_task(busy())
+            await start_window(window)
+            await wait_for(lambda: window.registration.property("state") == "registered", "registration")
+            window.dial.setText("bob")
+            await ui(QTest.mouseClick, window.call_button, Qt.MouseButton.LeftButton)
+            await wait_for(window.voicemail_offer.isVisible, "the voice-message offer after 486", 20)
+            await refusing
+            assert controller.voicemail_to == lab.uri("bob")
+            before = len(controller.messages.voicemails())   # the history (beside the lab keystore) is shared
+            await ui(QTest.mouseClick, window.dismiss_voicemail, Qt.MouseButton.LeftButton)
+            await asyncio.sleep(0.5)
+            assert not window.voicemail_offer.isVisible() and len(controller.messages.voicemails()) == before
+
+    run_gui(scenario, 90)
+
+
+def test_cli_call_voicemail_on_no_answer(lab: Lab, speech: np.ndarray, tmp_path: Path) -> None:
+    """``softphone call --voicemail-on-no-answer WAV`` to offline bob: the recording reaches him (msilo)."""
+    import os
+    import subprocess
+    import sys
+
+    from softphone.media.audio import write_wav
+
+    wav = tmp_path / "vm.wav"
+    write_wav(wav, speech[: 48000 * 3])
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    cfg = lab.account_file("alice", tmp_path)
+    args = [sys.executable, "-m", "softphone.cli", "call", "sip:bob@lab.test", "--config", str(cfg), "--play",
+            str(wav), "--record", str(tmp_path / "out.wav"), "--timeout", "10"]
+    too_long = tmp_path / "long.wav"
+    write_wav(too_long, np.zeros(48000 * 13, dtype=np.int16))
+    refused = subprocess.run([*args, "--voicemail-on-no-answer", str(too_long)], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=60)
+    assert refused.returncode == 2 and "one secure message holds at most 12 s" in refused.stderr, refused.stderr
+    done = subprocess.run([*args, "--voicemail-on-no-answer", str(wav)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stored for offline delivery" in done.stdout and "leaving a voice message" in done.stdout, done.stdout
+    without = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=90)
+    assert without.returncode == 1 and "voice message" not in without.stdout
+
+    bob = messenger(lab, "bob", tmp_path)
+    bob.start()
+
+    async def receive() -> bytes:
+        async with bob.ua:
+            await bob.ua.register()
+            while True:
+                got = await asyncio.wait_for(bob.received.get(), 15)
+                item = voice.voice_item(got.attachments)
+                if item is not None and got.peer == lab.uri("alice") and "3.0 s" in got.text:
+                    return item
+
+    item = asyncio.run(receive())
+    heard = compare(speech[: 48000 * 3], voice.decode(item))
+    assert heard.ok(), heard
