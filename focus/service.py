@@ -124,10 +124,10 @@ class Focus:
             self._serve.cancel()
         for task in list(self._tasks):
             task.cancel()
-        for task in [self._serve, *self._tasks]:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        pending = [*self._tasks] + ([self._serve] if self._serve is not None else [])
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for t in self._transports.values():
             t.close()
         self._transports.clear()
