@@ -91,11 +91,12 @@ class FocusConfig:
 class Focus:
     """``async with Focus(cfg) as f:`` registers and serves until closed; :meth:`counters` any time."""
 
-    def __init__(self, config: FocusConfig) -> None:
+    def __init__(self, config: FocusConfig, ua: UAConfig | None = None) -> None:
+        """``ua`` replaces the UA settings made from ``config`` (TLS contexts, timers: see ``lab.focus``)."""
         self.config = config
         self.forwarder = Forwarder(config.max_legs)
-        self.ua = UserAgent(UAConfig(aor=config.group_uri, username=config.username, password=config.password,
-                                     proxy=config.proxy, host=config.host, display_name="group focus"))
+        self.ua = UserAgent(ua or UAConfig(aor=config.group_uri, username=config.username, password=config.password,
+                                           proxy=config.proxy, host=config.host, display_name="group focus"))
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._serve: asyncio.Task[None] | None = None
@@ -180,8 +181,8 @@ class Focus:
                 self.calls_refused += 1
                 await session.reject(488, warning=str(exc))
                 return
+            self.calls_answered += 1  # counted as the 200 OK goes out (answer() returns on the ACK)
             await session.answer(body)
-            self.calls_answered += 1
             log.info("focus: %s joined %s (leg %d)", member, self.config.group_uri, leg_id)
             await session.wait_state(CallState.TERMINATED, timeout=MAX_CALL_SECONDS)
         except (SipError, TimeoutError) as exc:
