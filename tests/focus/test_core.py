@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import pytest
@@ -12,6 +11,7 @@ import focus.service
 from focus.core import Forwarder, LegCounters, Outgoing, UnknownLeg
 from focus.errors import FocusError
 from focus.service import answer_sdp, offer_address
+from lab.focus import reachable_values
 
 A, B, C = ("192.0.2.1", 4000), ("192.0.2.2", 4002), ("192.0.2.3", 4004)
 
@@ -68,29 +68,12 @@ def test_it_never_parses_what_it_forwards() -> None:
         assert all(o.data is data for o in out)  # the very object: not decoded, not re-encoded
 
 
-def _values(obj: object, depth: int = 0) -> list[object]:
-    """Every value reachable from ``obj`` through attributes, dicts, lists and tuples (bounded depth)."""
-    if depth > 6:
-        return []
-    out: list[object] = [obj]
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out += _values(k, depth + 1) + _values(v, depth + 1)
-    elif isinstance(obj, (list, tuple, set)):
-        for v in obj:
-            out += _values(v, depth + 1)
-    elif dataclasses.is_dataclass(obj) or hasattr(obj, "__dict__"):
-        for v in vars(obj).values():
-            out += _values(v, depth + 1)
-    return out
-
-
 def test_its_state_holds_no_bytes_after_forwarding_srtp() -> None:
     """After forwarding group SRTP, nothing the focus holds is a bytes value (no payload, no key material)."""
     f, a, b, c = three()
     for i in range(50):
         f.receive([a, b, c][i % 3], os.urandom(100), [A, B, C][i % 3])
-    held = _values(f)
+    held = reachable_values(f)
     assert not [v for v in held if isinstance(v, (bytes, bytearray, memoryview))]
     assert {type(v).__name__ for v in held} <= {"Forwarder", "dict", "int", "Leg", "str", "tuple", "bool",
                                                  "LegCounters"}
