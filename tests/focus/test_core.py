@@ -100,3 +100,16 @@ def test_answer_mirrors_the_offer_without_any_key() -> None:
         answer_sdp(OFFER.replace(b"RTP/SAVP", b"RTP/AVP"), "127.0.0.1", 1)
     with pytest.raises(FocusError):
         answer_sdp(b"garbage", "127.0.0.1", 1)
+
+
+@pytest.mark.slow  # the registration attempt times out (about 30 s)
+def test_cli_errors_are_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "focus", "--group", "sip:team@lab.test", "--password-file",
+                          str(tmp_path / "missing.pw")], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "cannot read" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "focus", "--group", "sip:team@lab.test", "--proxy",
+                          "sip:127.0.0.1:9;transport=udp", "--duration", "1"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "cannot register" in out.stderr
