@@ -43,7 +43,8 @@ class Kamailio:
 
     def __init__(self, workdir: Path, users: dict[str, str], *, tls: CertFiles | None = None,
                  algorithm: str = "MD5", realm: str = "lab.test", min_expires: int = 1,
-                 auth_invite: bool = True, stun: bool = False, msilo: bool = False) -> None:
+                 auth_invite: bool = True, stun: bool = False, msilo: bool = False,
+                 domains: tuple[str, ...] = ()) -> None:
         self.workdir = Path(workdir)
         self.users = users
         self.tls = tls
@@ -53,6 +54,7 @@ class Kamailio:
         self.auth_invite = auth_invite
         self.stun = stun   # answer STUN Binding requests on the SIP UDP port (RFC 5626 §4.4.2 keep-alives)
         self.msilo = msilo
+        self.domains = domains  # more SIP domains served (aliases); digest realm and users stay shared
         self.udp_port = free_port()
         self.tcp_port = self.udp_port
         self.tls_port = free_port(also_tcp=True) if tls else None
@@ -78,6 +80,8 @@ class Kamailio:
             mods += ["db_sqlite", "msilo"]
             silo_params = (f'modparam("msilo", "db_url", "sqlite:///{self.silo_db}")\n'
                            'modparam("msilo", "add_date", 0)\nmodparam("msilo", "expire_time", 604800)\n'
+                           # look at dump replies every second (default 60): 2xx deletes, else re-offered
+                           'modparam("msilo", "check_time", 1)\n'
                            # dumped MESSAGEs go through this proxy's own routing to the new contact
                            f'modparam("msilo", "outbound_proxy", "sip:127.0.0.1:{self.tcp_port};transport=tcp")\n')
             silo_dump = """
@@ -108,6 +112,7 @@ children=2
 tcp_children=2
 auto_aliases=no
 alias="{self.realm}"
+{chr(10).join(f'alias="{_quote(d)}"' for d in self.domains)}
 {'enable_tls=yes' if self.tls else ''}
 tcp_accept_no_cl=no
 tcp_rd_buf_size=65536
