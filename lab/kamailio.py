@@ -8,10 +8,14 @@ REGISTER needs digest auth (``www_challenge`` with qop=auth, MD5 or SHA-256), IN
 local users need proxy auth, calls are record-routed and relayed to registered contacts.
 With ``msilo=True`` a MESSAGE to a user who is not registered is stored by Kamailio's ``msilo``
 module (SQLite through ``db_sqlite``), answered 202 and logged ``LAB STORED ruri``; a REGISTER dumps
-that user's stored messages to the new contact (``m_dump``). The store holds what was sent: for
+that user's stored messages to the new contact (``m_dump``); msilo deletes a dumped message when the
+contact answers 2xx and offers it again at the next REGISTER after any other final answer (its reply
+check runs every second here: ``check_time`` 1, default 60). The store holds what was sent: for
 secure messages, ciphertext only. ``tcp_rd_buf_size`` is raised to 64 KiB: Kamailio's default
 TLS/TCP read buffer drops any SIP message over 16 KiB, and a secure message with a 16 KiB attachment
 (voice message) is ~24 KiB.
+``domains`` adds SIP domains this proxy also serves (aliases; users are matched by name, so names
+must be distinct across domains).
 The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…``
 (each prefixed with the Call-ID).
 """
