@@ -167,7 +167,7 @@ def test_no_answer_statuses_offer_a_voice_message() -> None:
 
 
 def test_busy_callee_gets_the_offer_and_dismiss_sends_nothing(lab: Lab, speech: np.ndarray, tmp_path: Path,
-                                                              run_gui: Any) -> None:
+                                                              run_gui: Any, screenshots: Path) -> None:
     """A real phone for bob refuses with 486 Busy Here: the offer appears; leaving it is optional (Dismiss)."""
     from softphone.calls.phone import Phone
 
@@ -190,6 +190,8 @@ def test_busy_callee_gets_the_offer_and_dismiss_sends_nothing(lab: Lab, speech: 
             await wait_for(window.voicemail_offer.isVisible, "the voice-message offer after 486", 20)
             await refusing
             assert controller.voicemail_to == lab.uri("bob")
+            assert "Busy" in window.notice.text() or "busy" in window.notice.text(), window.notice.text()
+            assert window.grab().save(str(screenshots / "voicemail-offer.png"))
             before = len(controller.messages.voicemails())   # the history (beside the lab keystore) is shared
             await ui(QTest.mouseClick, window.dismiss_voicemail, Qt.MouseButton.LeftButton)
             await asyncio.sleep(0.5)
