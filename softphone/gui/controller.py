@@ -83,7 +83,7 @@ class PhoneController(QObject):
     incoming = Signal(object)         # Incoming: peer, verified_identity, security, codec, srtp, key_id
     call_updated = Signal(object)     # CallStatus (Call.snapshot()) after answer, hold, resume, rekey
     call_ended = Signal(object)       # CallRecord
-    no_answer = Signal(str)           # an outgoing call to this URI was not answered: offer a voice message
+    no_answer = Signal(str, str)      # URI, why ("is busy", "is offline", …): not answered, offer a voice message
 
     def __init__(self, account: Account, history: CallHistory, audio: AudioFactory,
                  profile: str | None = None, call_timeout: float = 30.0) -> None:
@@ -431,7 +431,9 @@ class PhoneController(QObject):
             sink.close()
             if voice.unanswered(f.status if f is not None else None, str(exc)):
                 self.voicemail_to = uri
-                self.no_answer.emit(uri)
+                status = f.status if f is not None else None
+                self.no_answer.emit(uri, {404: "is offline", 486: "is busy", 603: "declined the call",
+                                          480: "is unavailable"}.get(status or 0, "did not answer"))
             return
         self._connected(call, started, "outgoing")
 

@@ -471,8 +471,8 @@ class MainWindow(QMainWindow):
         self.tabs.setTabText(self.tabs.indexOf(self.voicemail_view),
                              f"&Voicemail ({unheard})" if unheard else "&Voicemail")
 
-    def _offer_voicemail(self, uri: str) -> None:
-        self.voicemail_offer_text.setText(f"{uri} did not answer. Leave a voice message (up to "
+    def _offer_voicemail(self, uri: str, why: str = "did not answer") -> None:
+        self.voicemail_offer_text.setText(f"{uri} {why}. Leave a voice message (up to "
                                           f"{voice.MAX_SECONDS:g} s, encrypted so that only {uri} can play it)?")
         self.leave_voicemail.setText("&Leave a voice message")
         self.leave_voicemail.setEnabled(True)

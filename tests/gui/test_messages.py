@@ -78,7 +78,7 @@ def test_conversations_ticks_badges_voicemail_and_refusals(lab: Lab, speech: np.
             window.dial.setText("bob")
             await ui(QTest.mouseClick, window.call_button, Qt.MouseButton.LeftButton)
             await wait_for(window.voicemail_offer.isVisible, "the voice-message offer", 20)
-            assert window.voicemail_offer_text.text().startswith(f"{bob_uri} did not answer. Leave a voice message")
+            assert window.voicemail_offer_text.text().startswith(f"{bob_uri} is offline. Leave a voice message")
             await ui(QTest.mouseClick, window.leave_voicemail, Qt.MouseButton.LeftButton)
             await wait_for(lambda: not window.voicemail_offer.isVisible(), "the voice message to be sent", 30)
             assert "stored for offline delivery" in window.notice.text(), window.notice.text()
@@ -166,36 +166,47 @@ def test_no_answer_statuses_offer_a_voice_message() -> None:
     assert not voice.unanswered(488, "Not Acceptable Here") and not voice.unanswered(None, "cannot send INVITE")
 
 
-def test_busy_callee_gets_the_offer_and_dismiss_sends_nothing(lab: Lab, speech: np.ndarray, tmp_path: Path,
-                                                              run_gui: Any, screenshots: Path) -> None:
-    """A real phone for bob refuses with 486 Busy Here: the offer appears; leaving it is optional (Dismiss)."""
-    from softphone.calls.phone import Phone
+def test_busy_or_silent_callee_gets_the_offer_and_dismiss_sends_nothing(
+        lab: Lab, speech: np.ndarray, tmp_path: Path, run_gui: Any, screenshots: Path) -> None:
+    """A real phone for bob refuses with 486 Busy Here, then lets a call ring out (alice's 4 s timeout): both
+    times the offer appears, in words; leaving a message is optional (Dismiss sends nothing)."""
+    from softphone.calls.phone import IncomingCall, Phone
 
     controller, window = build_window(account_for(lab, "alice", tmp_path / "cfg"), tmp_path / "data",
-                                      audio=Audio(speech[: 48000 * 2]), call_timeout=10)
+                                      audio=Audio(speech[: 48000 * 2]), call_timeout=4)
+    ringing: list[IncomingCall] = []
 
     async def scenario() -> None:
         phone = Phone(lab.settings("bob"))
         async with phone, opened(window):
             await phone.register()
 
-            async def busy() -> None:
+            async def busy_then_silent() -> None:
                 incoming = await phone.next_incoming()
                 await incoming.reject(486, warning="busy in another call")
-            refusing = asyncio.get_running_loop().create_task(busy())
+                ringing.append(await phone.next_incoming())   # never answered
+            bob = asyncio.get_running_loop().create_task(busy_then_silent())
             await start_window(window)
             await wait_for(lambda: window.registration.property("state") == "registered", "registration")
             window.dial.setText("bob")
             await ui(QTest.mouseClick, window.call_button, Qt.MouseButton.LeftButton)
             await wait_for(window.voicemail_offer.isVisible, "the voice-message offer after 486", 20)
-            await refusing
             assert controller.voicemail_to == lab.uri("bob")
-            assert "Busy" in window.notice.text() or "busy" in window.notice.text(), window.notice.text()
+            assert "Busy" in window.notice.text(), window.notice.text()
+            assert window.voicemail_offer_text.text().startswith(f"{lab.uri('bob')} is busy. Leave a voice message")
             assert window.grab().save(str(screenshots / "voicemail-offer.png"))
             before = len(controller.messages.voicemails())   # the history (beside the lab keystore) is shared
             await ui(QTest.mouseClick, window.dismiss_voicemail, Qt.MouseButton.LeftButton)
             await asyncio.sleep(0.5)
             assert not window.voicemail_offer.isVisible() and len(controller.messages.voicemails()) == before
+
+            await ui(QTest.mouseClick, window.call_button, Qt.MouseButton.LeftButton)
+            await wait_for(window.voicemail_offer.isVisible, "the voice-message offer after the timeout", 20)
+            await bob
+            assert ringing, "bob's phone never saw the second call"
+            assert window.voicemail_offer_text.text().startswith(
+                f"{lab.uri('bob')} did not answer. Leave a voice message"), window.voicemail_offer_text.text()
+            assert "not answered within 4 s" in window.notice.text(), window.notice.text()
 
     run_gui(scenario, 90)
 
