@@ -30,6 +30,7 @@ from .message import Request, Response
 
 if TYPE_CHECKING:
     from .drivers import ServerTxDriver
+    from .resolve import Failover
     from .transport import Addr, StreamConnection
     from .ua import UserAgent
 
@@ -69,6 +70,7 @@ class InviteSession:
         self._ack_bytes: bytes | None = None
         self._ack_dest: tuple[Addr, StreamConnection | None] | None = None
         self._dialog_registered = False
+        self.failover: Failover[tuple[Addr, str]] | None = None   # the INVITE's RFC 3263 targets (outgoing)
 
     def __repr__(self) -> str:
         return f"<InviteSession {'out' if self.outgoing else 'in'} {self.call_id!r} {self.state.value}>"
