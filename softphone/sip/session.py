@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .resolve import Failover
     from .transport import Addr, StreamConnection
     from .ua import UserAgent
+    from .uri import SipUri
 
 __all__ = ["CallState", "InviteSession", "OfferHandler", "Reject", "SessionEvent"]
 log = logging.getLogger(__name__)
@@ -182,6 +183,8 @@ class InviteSession:
             self.ua.spawn(self._send_cancel(action.request))
         elif action.request.method == "BYE":
             self.ua.spawn(self._send_bye(action.request))
+        elif action.request.method == "PRACK":
+            self.ua.spawn(self._send_prack(action.request, action.dest))
         else:
             self.ua.spawn(self._send_reinvite(action.request))
 
@@ -251,6 +254,16 @@ class InviteSession:
             resp = None
         _resolve(self._bye_result, resp)
 
+    async def _send_prack(self, prack: Request, dest: SipUri | None) -> None:
+        """PRACK a reliable provisional (RFC 3262 §4); its own transaction retransmits it."""
+        try:
+            resp = await self.ua.request(prack, dest_uri=dest, timeout=64 * self.ua.timers.t1 + 1)
+        except SipError as exc:
+            log.info("PRACK got no answer: %s", exc)
+            return
+        if resp.status >= 300:
+            log.info("PRACK refused: %d %s", resp.status, resp.reason)
+
     async def _send_reinvite(self, req: Request) -> None:
         assert self.dialog is not None
         try:
@@ -277,6 +290,11 @@ class InviteSession:
     async def ring(self) -> None:
         """Send 180 Ringing (creates an early dialog at the caller)."""
         self._apply(self.machine.ring(self.now()))
+
+    async def early_media(self, body: bytes, content_type: str = "application/sdp") -> None:
+        """Send 183 Session Progress with ``body`` (early media); reliable (PRACKed) when the caller
+        requires 100rel."""
+        self._apply(self.machine.early_media(body, self.now(), content_type))
 
     async def answer(self, body: bytes, content_type: str = "application/sdp",
                      ack_timeout: float | None = None) -> None:

@@ -219,7 +219,7 @@ class UserAgent:
         return str(NameAddr(self.aor, self.config.display_name, {"tag": self.new_tag()}))
 
     def session_headers(self, content_type: str | None) -> list[tuple[str, str]]:
-        out = [("Contact", str(self.contact)), ("Allow", ALLOW)]
+        out = [("Contact", str(self.contact)), ("Allow", ALLOW), ("Supported", "100rel")]
         if content_type:
             out.append(("Content-Type", content_type))
         return out
