@@ -101,6 +101,7 @@ class Call:
         self.media: MediaSession | None = None
         self.held = False
         self.invite_sent_at: float | None = None
+        self.early_body: bytes | None = None     # the 183's SDP when early media ran before the answer
         self.trace = trace
         self.network = network
         self._verify = verify

@@ -5,7 +5,7 @@ on the class (``match ev: case Ringing(): …``). Each event's :meth:`~CallEvent
 object ``softphone call --json`` prints: ``{"event": kind, "call_id": …, …fields}``. No event ever
 holds key material.
 
-    Calling → Ringing → MediaStarted → Answered → PeerSending (outgoing calls)
+    Calling → Ringing → [EarlyMedia on a 183 with SDP] → MediaStarted → Answered → PeerSending (outgoing calls)
        … Held / Resumed / Rekeyed (+ MediaStarted, PeerSending) / Dtmf … Ended
     Incoming (the offer verified, ringing) or Rejected (refused before alerting, or declined)
     Failed (the call or a rekey failed; Ended follows when the call was up)
@@ -223,6 +223,14 @@ class Answered(StatusEvent):
 
 
 @dataclass(frozen=True)
+class EarlyMedia(StatusEvent):
+    """A 183 Session Progress carried the callee's SDP: media runs before the answer (announcements,
+    ringback from the far end), keyed like the call itself (our I_MESSAGE, or the SDES exchange)."""
+
+    kind: ClassVar[str] = "early-media"
+
+
+@dataclass(frozen=True)
 class MediaStarted(StatusEvent):
     """SRTP media (re)started, with new keys after a rekey."""
 
@@ -279,7 +287,7 @@ class Dtmf(CallEvent):
 
 
 EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, Rejected, Failed, Answered, MediaStarted,
-                                            PeerSending, Held, Resumed, Rekeyed, Ended, Dtmf)
+                                            EarlyMedia, PeerSending, Held, Resumed, Rekeyed, Ended, Dtmf)
 
 
 @dataclass(frozen=True)

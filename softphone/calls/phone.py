@@ -31,6 +31,7 @@ from softphone.calls.events import (
     Answered,
     CallEvent,
     Calling,
+    EarlyMedia,
     Failed,
     Incoming,
     RegistrationChanged,
@@ -48,6 +49,7 @@ from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
 from softphone.media.transport import Network, UdpNetwork
 from softphone.sip.errors import CallFailed, SipError
+from softphone.sip.message import Response
 from softphone.sip.registration import RegistrationStatus
 from softphone.sip.resolve import uri_transport
 from softphone.sip.session import CallState, InviteSession
@@ -96,6 +98,8 @@ class IncomingCall:
         self.session = session
         self.answerer = answerer
         self.received_at = received_at
+        self.call: Call | None = None           # set by early_media(): media already runs
+        self.early_body: bytes | None = None    # the SDP answer the 183 carried (the 200 repeats it)
 
     def __repr__(self) -> str:
         return f"<IncomingCall from {self.peer_identity!r} ({self.security})>"
@@ -113,7 +117,16 @@ class IncomingCall:
         """Start SRTP media with the verified keys, then send 200 OK with our answer."""
         return await self.phone._accept(self, source, sink)
 
+    async def early_media(self, source: AudioSource, sink: AudioSink) -> Call:
+        """Send 183 Session Progress with our answer and start SRTP media before answering (early
+        media: an announcement, a custom ringback); :meth:`accept` later answers with the same SDP.
+        Reliable (PRACKed) when the caller requires 100rel."""
+        return await self.phone._early_media_answer(self, source, sink)
+
     async def reject(self, status: int = 486, warning: str | None = None) -> None:
+        if self.call is not None:
+            await self.call.hangup()
+            return
         await self.session.reject(status, warning=warning)
         self.phone._emit(Rejected(self.session.call_id, status, warning))
 
@@ -326,6 +339,7 @@ class Phone:
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
+        early = asyncio.get_running_loop().create_task(self._early_media(call, offerer))
         try:
             resp = await session.answered(timeout)
         except CallFailed as exc:
@@ -340,18 +354,40 @@ class Phone:
             raise
         finally:
             ringing.cancel()
+            early.cancel()
+        early_body = call.early_body
         try:
-            negotiated = offerer.apply_answer(resp.body)
+            negotiated = (call.negotiated if call.negotiated is not None and resp.body in (b"", early_body)
+                          else offerer.apply_answer(resp.body))
             answerer.current = negotiated
         except NegotiationError as exc:
             await call.hangup()
             call.emit(Failed(call.call_id, exc.warning))
             raise CallError(f"unusable answer from {target}: {exc.warning}") from None
         self.calls[call.call_id] = call
-        await call.start_media(negotiated)
+        if call.media is None or negotiated is not call.negotiated:
+            await call.start_media(negotiated)   # (early media with the same SDP simply continues)
         call.emit(Answered(call.call_id, call.snapshot()))
         asyncio.get_running_loop().create_task(self._forget_when_ended(call))
         return call
+
+    async def _early_media(self, call: Call, offerer: Offerer) -> None:
+        """Start media on the first 183 that carries SDP (RFC 3960 "gateway" model), before the answer."""
+        session = call.session
+        for _ in range(64):   # provisionals of one INVITE: bounded
+            event = await session.events.get()
+            msg = event.message
+            if event.kind != "provisional" or not isinstance(msg, Response) or msg.status != 183 or not msg.body:
+                continue
+            try:
+                negotiated = offerer.apply_answer(msg.body)
+            except NegotiationError as exc:
+                log.info("183 with unusable SDP ignored: %s", exc.warning)
+                continue
+            call.early_body = msg.body
+            await call.start_media(negotiated)
+            call.emit(EarlyMedia(call.call_id, call.snapshot()))
+            return
 
     async def _report_ringing(self, call: Call) -> None:
         await call.session.wait_state(CallState.EARLY, timeout=float("inf"))
@@ -421,10 +457,25 @@ class Phone:
         async with self._verify_lock:
             return await asyncio.to_thread(answerer.process_offer, body, claimed)
 
-    async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
+    async def _early_media_answer(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
         session, answerer = incoming.session, incoming.answerer
-        if session.state is not CallState.INCOMING or answerer.current is None:
-            raise CallError("the call is no longer waiting for an answer")
+        if session.state is not CallState.INCOMING or answerer.current is None or incoming.call is not None:
+            raise CallError("the call is not waiting for an answer, or has early media already")
+        call = self._incoming_call(incoming, source, sink)
+        await call.start_media(answerer.current)
+        body = answerer.answer()
+        try:
+            await session.early_media(body)
+        except SipError as exc:
+            await call.hangup()
+            raise CallError(f"183 failed: {exc}") from None
+        incoming.call, incoming.early_body = call, body
+        call.early_body = body
+        call.emit(EarlyMedia(call.call_id, call.snapshot()))
+        return call
+
+    def _incoming_call(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
+        session, answerer = incoming.session, incoming.answerer
         offerer = None
         if self.settings.profile.keying is Keying.MIKEY_SAKKE:
             offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
@@ -433,9 +484,20 @@ class Phone:
                     answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer,
                     dsp=self.settings.dsp(), network=self._network)
         call.invite_sent_at = incoming.received_at
-        await call.start_media(answerer.current)
+        return call
+
+    async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
+        session, answerer = incoming.session, incoming.answerer
+        if session.state is not CallState.INCOMING or answerer.current is None:
+            raise CallError("the call is no longer waiting for an answer")
+        if incoming.call is not None and incoming.early_body is not None:   # early media runs already
+            call, body = incoming.call, incoming.early_body
+        else:
+            call = self._incoming_call(incoming, source, sink)
+            await call.start_media(answerer.current)
+            body = answerer.answer()
         try:
-            await session.answer(answerer.answer(), ack_timeout=10)
+            await session.answer(body, ack_timeout=10)
         except (TimeoutError, SipError) as exc:
             await call.hangup()
             raise CallError(f"answer failed: {exc or 'no ACK'}") from None
