@@ -31,12 +31,14 @@ from softphone.calls.events import (
     Answered,
     CallEvent,
     Calling,
+    CallWaiting,
     EarlyMedia,
     Failed,
     Incoming,
     RegistrationChanged,
     Rejected,
     Ringing,
+    Transfer,
 )
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
@@ -49,7 +51,8 @@ from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
 from softphone.media.transport import Network, UdpNetwork
 from softphone.sip.errors import CallFailed, SipError
-from softphone.sip.message import Response
+from softphone.sip.invite import sipfrag_status
+from softphone.sip.message import Request, Response
 from softphone.sip.registration import RegistrationStatus
 from softphone.sip.resolve import uri_transport
 from softphone.sip.session import CallState, InviteSession
@@ -113,8 +116,13 @@ class IncomingCall:
     def security(self) -> str:
         return self.phone.settings.profile.security_label
 
-    async def accept(self, source: AudioSource, sink: AudioSink) -> Call:
-        """Start SRTP media with the verified keys, then send 200 OK with our answer."""
+    async def accept(self, source: AudioSource, sink: AudioSink, *, hold_others: bool = False) -> Call:
+        """Start SRTP media with the verified keys, then send 200 OK with our answer.
+
+        ``hold_others`` (call waiting): first put every other call that is up on hold (re-INVITE
+        ``a=sendonly``, as :meth:`Call.hold`); a hold that fails is reported and the answer goes on."""
+        if hold_others:
+            await self.phone.hold_all(except_call_id=self.session.call_id)
         return await self.phone._accept(self, source, sink)
 
     async def early_media(self, source: AudioSource, sink: AudioSink) -> Call:
@@ -312,7 +320,8 @@ class Phone:
                 log.debug("background SAKKE table build failed", exc_info=True)
 
     # --- outgoing ----------------------------------------------------------------------------------
-    async def call(self, target: str, source: AudioSource, sink: AudioSink, *, timeout: float = 30.0) -> Call:
+    async def call(self, target: str, source: AudioSource, sink: AudioSink, *, timeout: float = 30.0,
+                   headers: list[tuple[str, str]] | None = None) -> Call:
         """Place a call: MIKEY-SAKKE PCK offer (or SDES), wait for the answer, start SRTP media.
 
         Raises :class:`CallError` with a one-line reason (e.g. ``488 … MIKEY-SAKKE bad signature``).
@@ -330,13 +339,14 @@ class Phone:
             raise CallError(f"cannot build the MIKEY-SAKKE offer: {exc}") from None
         started = time.monotonic()
         try:
-            session = await self.ua.invite(target, body)
+            session = await self.ua.invite(target, body, headers=headers)
         except SipError as exc:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
                     trace=self.settings.trace_media, verify=self.verify_offer, dsp=self.settings.dsp(),
                     network=self._network)
         call.invite_sent_at = started
+        call.on_refer = self._refer_received
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
         early = asyncio.get_running_loop().create_task(self._early_media(call, offerer))
@@ -370,6 +380,115 @@ class Phone:
         call.emit(Answered(call.call_id, call.snapshot()))
         asyncio.get_running_loop().create_task(self._forget_when_ended(call))
         return call
+
+    # --- transfer (RFC 3515 REFER, RFC 3891 Replaces) ------------------------------------------------
+    async def transfer(self, call: Call, target: str, *, timeout: float = 30.0) -> None:
+        """Blind transfer: REFER ``call``'s peer to ``target``; when its NOTIFY says the new call was
+        answered (sipfrag 2xx) hang ``call`` up. Raises :class:`CallError` when refused or failed (the
+        call stays as it was). The peer keys the new call afresh (its own I_MESSAGE to ``target``)."""
+        await self._refer(call, f"<{target}>", target, timeout)
+
+    async def transfer_attended(self, held: Call, current: Call, *, timeout: float = 30.0) -> None:
+        """Attended transfer: connect ``held``'s peer with ``current``'s peer, REFER with
+        ``Refer-To: <peer?Replaces=…>`` (RFC 3891) naming ``current``'s dialog; the target answers the
+        new (freshly keyed) call in place of ``current``, then we hang ``held`` up."""
+        dialog = current.session.dialog
+        if dialog is None or current.is_ended:
+            raise CallError("attended transfer needs the consultation call to be up")
+        replaces = f"{dialog.call_id};to-tag={dialog.remote_tag};from-tag={dialog.local_tag}"
+        escaped = replaces.replace("%", "%25").replace(";", "%3B").replace("=", "%3D").replace("@", "%40")
+        await self._refer(held, f"<{current.peer}?Replaces={escaped}>", current.peer, timeout)
+        if not current.is_ended:
+            try:
+                await current.ended(5)   # the target ends it as the new call replaces it (RFC 3891 §3)
+            except TimeoutError:
+                await current.hangup()
+
+    async def _refer(self, call: Call, refer_to: str, target: str, timeout: float) -> None:
+        try:
+            resp = await call.session.refer(refer_to, referred_by=f"<{self.settings.uri}>", timeout=10)
+        except (SipError, TimeoutError) as exc:
+            raise CallError(f"transfer to {target}: REFER failed: {exc}") from None
+        if resp.status >= 300:
+            raise CallError(f"transfer to {target} refused: {resp.status} {resp.reason}")
+        call.emit(Transfer(call.call_id, target, "transferor", resp.status, False))
+        status: int | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in range(64):
+                    notify = await call.session.notifies.get()
+                    status = sipfrag_status(notify.body)
+                    final = (notify.headers.get("Subscription-State") or "").lower().startswith("terminated")
+                    call.emit(Transfer(call.call_id, target, "transferor", status, final))
+                    if final or (status is not None and status >= 200):
+                        break
+        except TimeoutError:
+            raise CallError(f"transfer to {target}: no outcome within {timeout:g} s") from None
+        if status is None or not 200 <= status < 300:
+            raise CallError(f"transfer to {target} failed: {status}")
+        await call.hangup()
+
+    def _refer_received(self, call: Call, req: Request) -> None:
+        asyncio.get_running_loop().create_task(self._transferee(call, req))
+
+    async def _transferee(self, call: Call, req: Request) -> None:
+        """The peer REFERred us (202 sent): call the Refer-To (with its Replaces), keyed afresh, report
+        100 then the outcome by NOTIFY, and move this call's audio to the new call."""
+        try:
+            refer_to = NameAddr.parse(req.headers.get("Refer-To") or "")
+        except SipError:
+            await call.session.notify(400, "Bad Refer-To", final=True)
+            return
+        headers: list[tuple[str, str]] = []
+        for part in (refer_to.uri.headers or "").split("&"):
+            name, _, value = part.partition("=")
+            if name.lower() == "replaces" and value:
+                headers.append(("Replaces", _unescape(value)))
+        target = str(SipUri(refer_to.uri.scheme, refer_to.uri.user, None, refer_to.uri.host, refer_to.uri.port,
+                            dict(refer_to.uri.params)))
+        await call.session.notify(100, "Trying", final=False)
+        call.emit(Transfer(call.call_id, target, "transferee", 100, False))
+        source, sink = await call.handover_audio()
+        try:
+            new = await self.call(target, source, sink, headers=headers)
+        except CallError as exc:
+            log.info("transfer call to %s failed: %s", target, exc)
+            await call.session.notify(503, "Service Unavailable", final=True)
+            call.emit(Transfer(call.call_id, target, "transferee", 503, True))
+            await call.hangup()
+            return
+        await call.session.notify(200, "OK", final=True)
+        call.emit(Transfer(call.call_id, target, "transferee", 200, True, new.call_id))
+
+    async def _take_over(self, replaced: Call, incoming: IncomingCall) -> None:
+        """An INVITE with Replaces for ``replaced`` (attended transfer, we are the target): answer it
+        at once with ``replaced``'s audio, then hang ``replaced`` up (RFC 3891 §3)."""
+        source, sink = await replaced.handover_audio()
+        try:
+            new = await incoming.accept(source, sink)
+        except CallError as exc:
+            log.info("replacing call failed: %s", exc)
+            return
+        replaced.emit(Transfer(replaced.call_id, new.peer, "target", 200, True, new.call_id))
+        await replaced.hangup()
+
+    def active_calls(self) -> list[Call]:
+        """The calls that are up (answered, not ended), oldest first."""
+        return [c for c in self.calls.values() if not c.is_ended]
+
+    async def hold_all(self, except_call_id: str | None = None) -> list[Call]:
+        """Put every call that is up and not held on hold (call waiting, transfer); the calls held."""
+        held: list[Call] = []
+        for call in self.active_calls():
+            if call.call_id == except_call_id or call.held:
+                continue
+            try:
+                await call.hold()
+            except CallError as exc:
+                log.info("could not hold %s: %s", call.call_id, exc)
+                continue
+            held.append(call)
+        return held
 
     async def _early_media(self, call: Call, offerer: Offerer) -> None:
         """Start media on the first 183 that carries SDP (RFC 3960 "gateway" model), before the answer."""
@@ -442,10 +561,17 @@ class Phone:
             return
         if session.state is not CallState.INCOMING:
             return  # cancelled while we verified
+        replaced = self.calls.get(session.replaces.call_id) if session.replaces is not None else None
+        if replaced is not None and not replaced.is_ended:
+            await self._take_over(replaced, IncomingCall(self, session, answerer, received))
+            return
         await session.ring()
         incoming = IncomingCall(self, session, answerer, received)
         self._emit(Incoming(session.call_id, claimed, negotiated.peer_identity, profile.security_label,
                             negotiated.codec.name, negotiated.suite, negotiated.key_id))
+        active = self.active_calls()
+        if active:  # call waiting: the caller hears ringing (180), the user decides
+            self._emit(CallWaiting(session.call_id, negotiated.peer_identity or claimed, active[0].call_id))
         try:
             self._incoming.put_nowait(incoming)
         except asyncio.QueueFull:
@@ -484,6 +610,7 @@ class Phone:
                     answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer,
                     dsp=self.settings.dsp(), network=self._network)
         call.invite_sent_at = incoming.received_at
+        call.on_refer = self._refer_received
         return call
 
     async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
@@ -632,3 +759,9 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:
         raise CallError(f"account {account.name}: TLS files: {exc.strerror or exc}") from None
+
+
+def _unescape(text: str) -> str:
+    """%-decoding of a URI header value (RFC 3261 §19.1.1: Replaces inside Refer-To)."""
+    from urllib.parse import unquote
+    return unquote(text)

@@ -49,7 +49,8 @@ class SessionEvent:
     ``kind``: ``state`` (new state), ``provisional``, ``answered`` (2xx to our INVITE), ``failed``
     (our INVITE ended without a 2xx; ``error``), ``acked``, ``ack-timeout``, ``reinvite`` (a peer's
     re-INVITE was accepted), ``reinvite-answered``, ``reinvite-failed`` (``error``), ``bye``,
-    ``prack`` (the PRACK of our reliable provisional arrived, RFC 3262).
+    ``prack`` (the PRACK of our reliable provisional arrived, RFC 3262), ``refer`` (the peer asks us
+    to call its Refer-To, RFC 3515; answered 202), ``notify`` (progress of our REFER: a sipfrag).
     """
 
     kind: str
@@ -267,6 +268,8 @@ class InviteMachine:
             return self._bye_received(message)
         if method == "PRACK":
             return self._prack_received(message, now)
+        if method in ("REFER", "NOTIFY"):
+            return self._transfer_request(message)
         if method == "INVITE":
             if message.cseq[0] == self.invite.cseq[0] and not self.outgoing:
                 return self._invite_retransmitted()
@@ -561,6 +564,48 @@ class InviteMachine:
         step.events.append(self._event("reinvite", req))
         return step
 
+    # -- transfer (RFC 3515 REFER, RFC 3891 Replaces) ------------------------------------------------
+    def refer(self, refer_to: str, referred_by: str | None = None) -> Request:
+        """A REFER asking the peer to call ``refer_to`` (a name-addr, maybe with ``?Replaces=``); the
+        driver sends it as a transaction of its own and reads the 202."""
+        if self.dialog is None or self.state is not CallState.CONFIRMED:
+            raise SessionStateError("REFER needs a confirmed call")
+        req = self.dialog.new_request("REFER")
+        req.headers.add("Refer-To", refer_to)
+        if referred_by:
+            req.headers.add("Referred-By", referred_by)
+        for name, value in self.headers(None):
+            if name == "Contact":
+                req.headers.add(name, value)
+        return req
+
+    def notify(self, status: int, reason: str, final: bool) -> Request:
+        """A NOTIFY of the implicit refer subscription (RFC 3515 §2.4.4) whose sipfrag body is the
+        status line of the transferred call's INVITE; ``final`` ends the subscription."""
+        if self.dialog is None:
+            raise SessionStateError("NOTIFY needs a dialog")
+        body = f"SIP/2.0 {status} {reason}\r\n".encode()
+        req = self.dialog.new_request("NOTIFY", body=body, content_type="message/sipfrag;version=2.0")
+        req.headers.add("Event", "refer")
+        req.headers.add("Subscription-State", "terminated;reason=noresource" if final else "active;expires=60")
+        for name, value in self.headers(None):
+            if name == "Contact":
+                req.headers.add(name, value)
+        return req
+
+    def _transfer_request(self, req: Request) -> SessionStep:
+        """An in-dialog REFER (202, event ``refer``) or NOTIFY of our REFER (200, event ``notify``)."""
+        if self.state is not CallState.CONFIRMED and req.method == "REFER":
+            return SessionStep([SendResponse(make_response(req, 481))])
+        if req.method == "REFER":
+            target = req.headers.get("Refer-To")
+            if not target or len(req.headers.get_all("Refer-To")) != 1:
+                return SessionStep([SendResponse(make_response(req, 400, "Need exactly one Refer-To"))])
+            return SessionStep([SendResponse(make_response(req, 202))], [self._event("refer", req)])
+        if (req.headers.get("Event") or "").split(";")[0].strip().lower() != "refer":
+            return SessionStep([SendResponse(make_response(req, 489))])   # Bad Event (RFC 6665)
+        return SessionStep([SendResponse(make_response(req, 200))], [self._event("notify", req)])
+
     # -- BYE --------------------------------------------------------------------------------------
     def bye(self, now: float) -> SessionStep:
         """Hang up in any state.
@@ -599,3 +644,11 @@ class InviteMachine:
 def option_tags(message: Request | Response, header: str) -> set[str]:
     """The option tags of every ``Require``/``Supported`` header of ``message``, lower case."""
     return {tag.strip().lower() for value in message.headers.get_all(header) for tag in value.split(",") if tag.strip()}
+
+
+def sipfrag_status(body: bytes) -> int | None:
+    """The status code of a ``message/sipfrag`` status line (``SIP/2.0 200 OK``), None if there is none."""
+    first = body.split(b"\r\n", 1)[0].split(b"\n", 1)[0].split()
+    if len(first) >= 2 and first[0].upper() == b"SIP/2.0" and first[1].isdigit() and len(first[1]) == 3:
+        return int(first[1])
+    return None

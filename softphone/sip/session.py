@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .dialog import Dialog
@@ -72,6 +73,9 @@ class InviteSession:
         self._ack_dest: tuple[Addr, StreamConnection | None] | None = None
         self._dialog_registered = False
         self.failover: Failover[tuple[Addr, str]] | None = None   # the INVITE's RFC 3263 targets (outgoing)
+        self.replaces: InviteSession | None = None     # the call an incoming INVITE with Replaces takes over
+        self.on_refer: Callable[[Request], None] | None = None    # the peer's REFER (202 already sent)
+        self.notifies: asyncio.Queue[Request] = asyncio.Queue(maxsize=64)   # NOTIFYs of our REFER
 
     def __repr__(self) -> str:
         return f"<InviteSession {'out' if self.outgoing else 'in'} {self.call_id!r} {self.state.value}>"
@@ -202,6 +206,13 @@ class InviteSession:
             _resolve(self._answered, event.message)
         elif kind == "failed":
             _fail(self._answered, event.error or CallFailed(500, "Server Internal Error"))
+        elif kind == "refer" and isinstance(event.message, Request) and self.on_refer is not None:
+            self.on_refer(event.message)
+        elif kind == "notify" and isinstance(event.message, Request):
+            try:
+                self.notifies.put_nowait(event.message)
+            except asyncio.QueueFull:
+                log.info("too many NOTIFYs for %s; dropped one", self.call_id)
         elif kind == "acked":
             _resolve(self._acked, None)
         elif kind == "ack-timeout":
@@ -332,6 +343,26 @@ class InviteSession:
         finally:
             if self._reinvite_result is result:
                 self._reinvite_result = None
+
+    async def refer(self, refer_to: str, referred_by: str | None = None, timeout: float | None = None) -> Response:
+        """Send REFER (RFC 3515) in this dialog; returns its final response (202 when accepted). The
+        progress arrives as NOTIFYs on :attr:`notifies` (sipfrag bodies, :func:`~.invite.sipfrag_status`)."""
+        req = self.machine.refer(refer_to, referred_by)
+        assert self.dialog is not None
+        return await self.ua.request(req, dest_uri=self.dialog.next_hop(),
+                                     timeout=timeout or 64 * self.ua.timers.t1 + 1)
+
+    async def notify(self, status: int, reason: str, final: bool, timeout: float | None = None) -> Response | None:
+        """Tell the REFER's sender how our call to its Refer-To goes (NOTIFY with a sipfrag)."""
+        if self.dialog is None or self.state is CallState.TERMINATED:
+            return None
+        req = self.machine.notify(status, reason, final)
+        try:
+            return await self.ua.request(req, dest_uri=self.dialog.next_hop(),
+                                         timeout=timeout or 64 * self.ua.timers.t1 + 1)
+        except SipError as exc:
+            log.info("NOTIFY got no answer: %s", exc)
+            return None
 
     async def bye(self, timeout: float | None = None) -> Response | None:
         """Hang up (§15.1): BYE when confirmed, CANCEL before an answer; the state is TERMINATED at once

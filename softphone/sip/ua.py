@@ -646,6 +646,16 @@ class UserAgent:
             log.info("INVITE failover found no target: %s", exc)
             session.transaction_timeout(session.invite)
 
+    def replaced_session(self, value: str) -> InviteSession | None:
+        """The confirmed session a ``Replaces: call-id;to-tag=…;from-tag=…`` names (RFC 3891 §3: to-tag
+        is our local tag, from-tag the remote one), or None."""
+        call_id, _, rest = value.partition(";")
+        params = dict(p.strip().partition("=")[::2] for p in rest.split(";") if p.strip())
+        session = self._dialogs.get((call_id.strip(), params.get("to-tag", ""), params.get("from-tag", "")))
+        if session is None or session.state is not CallState.CONFIRMED:
+            return None
+        return session
+
     def register_dialog(self, session: InviteSession) -> None:
         assert session.dialog is not None
         self._dialogs[session.dialog.key] = session
