@@ -163,3 +163,35 @@ async def test_prack_to_sipp_uas_requiring_100rel(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_uas_reliable_180_to_sipp_uac_requiring_100rel(tmp_path: Path) -> None:
+    """SIPp requires 100rel and PRACKs our 180 only after 1 s: meanwhile the 180 (Require: 100rel,
+    RSeq) is retransmitted at T1 doubling (T1 = 0.1 s: 0.1, 0.3, 0.7 s), stops on the PRACK, the 200
+    follows."""
+    sipp = require_tool("sipp")
+    async with UserAgent(ua_config("bob")) as ua:
+        proc = await asyncio.create_subprocess_exec(
+            sipp, f"127.0.0.1:{ua.port}", "-sf", str(tool_dir("sipp") / "uac_require_100rel.xml"), "-i", "127.0.0.1",
+            "-p", str(free_port()), "-m", "1", "-nostdin", "-trace_err", "-trace_msg", "-timeout", "30s",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            session = await asyncio.wait_for(ua.incoming.get(), 10)
+            assert session.machine.prack_required
+            await session.ring()
+            for _ in range(500):
+                if "1xx" not in session.machine.timers:
+                    break
+                await asyncio.sleep(0.01)
+            assert "1xx" not in session.machine.timers and session.state is SessionState.INCOMING
+            await session.answer(SDP)
+            out, _ = await asyncio.wait_for(proc.communicate(), 20)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    errors = "".join(p.read_text() for p in tmp_path.glob("*errors.log"))
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:] + errors[-2000:]
+    trace = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*messages.log"))
+    ringing = trace.count("SIP/2.0 180 ")
+    assert ringing >= 4, trace[-3000:]          # the first 180 and at least 3 retransmissions before the PRACK
