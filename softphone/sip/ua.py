@@ -607,6 +607,8 @@ class UserAgent:
                 continue
             tx = await self.send_request(session.invite, dest=dest)
             if tx.send_error is None:
+                if dest[1] is not None:
+                    self.spawn(self._watch_invite_flow(session, tx, dest[1]))
                 return
             log.info("INVITE to %s:%s:%d could not be sent (%s)", dest[0].proto, dest[0].host, dest[0].port,
                      tx.send_error)
@@ -638,6 +640,13 @@ class UserAgent:
         session.invite = self._failover_copy(session.invite)
         self.spawn(self._restart_invite(session))
         return True
+
+    async def _watch_invite_flow(self, session: InviteSession, tx: ClientTxDriver, conn: StreamConnection) -> None:
+        """The INVITE's TCP/TLS connection closing before a final response is a transport error (§4.3)."""
+        await asyncio.shield(conn.closed)
+        if tx.state in (State.CALLING, State.PROCEEDING) and not tx.final.done() and session.invite is tx.request:
+            if self._invite_failed(session, tx, "transport"):
+                tx.terminate()   # the next target has the INVITE now; this transaction is over
 
     async def _restart_invite(self, session: InviteSession) -> None:
         try:

@@ -231,3 +231,53 @@ async def test_call_fails_over_from_a_stopped_kamailio_to_the_second(tmp_path: P
             await kam2.await_log(rf"{call.call_id}.*LAB RELAY INVITE", timeout=2)
             assert not kam1.matching(call.call_id)
             await call.bye(timeout=3)
+
+
+async def test_ua_invite_fails_over_when_the_tcp_connection_drops(tmp_path: Path) -> None:
+    """SRV over TCP: the first server accepts the connection, reads the INVITE and closes it (a
+    transport error, no waiting for Timer B); the second answers 486."""
+    require_tool("dnsmasq")
+    from lab.dns import Dnsmasq
+    from softphone.sip.errors import CallFailed
+    from softphone.sip.ua import UAConfig, UserAgent
+
+    got: list[bytes] = []
+
+    async def dropper(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append(await reader.read(65536))
+        writer.close()
+
+    async def busy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            data += chunk
+        msg = parse_message(data)
+        assert isinstance(msg, Request)
+        got.append(data)
+        writer.write(make_response(msg, 486, to_tag="busy").encode())
+        await writer.drain()
+        await asyncio.sleep(2)
+        writer.close()
+
+    servers = [await asyncio.start_server(h, "127.0.0.1", 0) for h in (dropper, busy)]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    try:
+        with Dnsmasq(tmp_path, srv=[("_sip._tcp.lab.test", f"s{i}.lab.test", port, 10 + i, 0)
+                                    for i, port in enumerate(ports)],
+                     hosts={f"s{i}.lab.test": "127.0.0.1" for i in range(2)}) as dns:
+            slow = Timers(t1=0.5)            # Timer B = 32 s: far beyond what the test waits
+            cfg = UAConfig(aor="sip:alice@lab.test", nameserver=dns.nameserver, proxy="sip:lab.test",
+                           transport="tcp", timers=slow)
+            async with UserAgent(cfg) as ua:
+                call = await ua.invite("sip:bob@lab.test", SMALL_SDP)
+                with pytest.raises(CallFailed) as failed:
+                    await call.answered(10)
+                assert failed.value.status == 486
+                assert call.failover is not None and [r for _, r in call.failover.tried] == ["transport"]
+                assert len(got) == 2 and all(g.startswith(b"INVITE ") for g in got)
+    finally:
+        for s in servers:
+            s.close()
