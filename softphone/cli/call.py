@@ -28,6 +28,7 @@ from softphone.calls.events import (
     CallEvent,
     Calling,
     Dtmf,
+    EarlyMedia,
     Ended,
     Failed,
     Held,
@@ -38,6 +39,7 @@ from softphone.calls.events import (
     Rekeyed,
     Resumed,
     Ringing,
+    Transfer,
     describe_peer,
 )
 from softphone.calls.phone import (
@@ -192,6 +194,12 @@ class Printer:
                 return ev.kind
             case Dtmf():
                 return f"dtmf {ev.digit}".strip()
+            case EarlyMedia():
+                return "early media (183): hearing the far end before the answer"
+            case Transfer():
+                state = "done" if ev.final and ev.status is not None and 200 <= ev.status < 300 else (
+                    "failed" if ev.final else "in progress")
+                return f"transfer ({ev.role}) to {ev.target}: {ev.status} {state}"
         return None
 
     @staticmethod

@@ -228,6 +228,7 @@ async def test_call_fails_over_from_a_stopped_kamailio_to_the_second(tmp_path: P
             assert ok.status == 200 and call.state is CallState.CONFIRMED
             assert call.failover is not None and [r for _, r in call.failover.tried] == ["timeout"]
             assert took >= 64 * timers.t1                 # kam1 had its full Timer B
+            print(f"INVITE failover kam1 -> kam2: answered {took:.2f} s after the INVITE (B {64 * timers.t1:g} s)")
             await kam2.await_log(rf"{call.call_id}.*LAB RELAY INVITE", timeout=2)
             assert not kam1.matching(call.call_id)
             await call.bye(timeout=3)
