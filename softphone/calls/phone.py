@@ -78,6 +78,7 @@ class PhoneSettings:
     kms: KmsClient | None = None          # fetch the signed revocation list from here …
     revocation_refresh_s: float = 900.0   # … at start and this often
     audio_processing: bool | None = None  # AEC/NS/AGC forced on or off; None: the profile's (auto by default)
+    accept_transfers: bool = True         # follow a peer's REFER (call its Refer-To); False: NOTIFY 603
 
     def dsp(self) -> DspSettings:
         """Audio processing for this phone's calls: the override, else the profile's (None: per device)."""
@@ -438,6 +439,10 @@ class Phone:
             refer_to = NameAddr.parse(req.headers.get("Refer-To") or "")
         except SipError:
             await call.session.notify(400, "Bad Refer-To", final=True)
+            return
+        if not self.settings.accept_transfers or refer_to.uri.scheme not in ("sip", "sips"):
+            await call.session.notify(603, "Declined", final=True)
+            call.emit(Transfer(call.call_id, str(refer_to.uri), "transferee", 603, True))
             return
         headers: list[tuple[str, str]] = []
         for part in (refer_to.uri.headers or "").split("&"):

@@ -115,3 +115,25 @@ async def test_call_waiting_and_blind_and_attended_transfer(lab: Lab) -> None:
         await _until(lambda: _received(c_call) > before + 10, 5, "carol hearing alice (attended)")
         assert any(isinstance(e, Transfer) and e.role == "target" and e.call_id == c_consult.call_id for e in events)
         await ac_call.hangup()
+
+
+async def test_transfer_declined_keeps_the_call(lab: Lab) -> None:
+    """A phone set not to follow transfers answers the REFER's subscription with 603: the transferor's
+    transfer fails with that status and both keep their call, keys unchanged."""
+    import dataclasses
+
+    from softphone.calls.errors import CallError
+    alice = Phone(dataclasses.replace(lab.settings("alice"), accept_transfers=False))
+    bob = Phone(lab.settings("bob"))
+    async with alice, bob:
+        await alice.register()
+        await bob.register()
+        a_call, b_call = await _connect(alice, bob, lab.uri("bob"))
+        key = a_call.negotiated.key_id  # type: ignore[union-attr]
+        with pytest.raises(CallError, match="failed: 603"):
+            await bob.transfer(b_call, lab.uri("carol"))
+        assert not a_call.is_ended and not b_call.is_ended
+        assert a_call.negotiated.key_id == key  # type: ignore[union-attr]
+        before = _received(a_call)
+        await _until(lambda: _received(a_call) > before + 10, 5, "the call still carrying media")
+        await b_call.hangup()
