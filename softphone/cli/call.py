@@ -33,6 +33,7 @@ from softphone.calls.events import (
     Failed,
     Held,
     Incoming,
+    MembersHeard,
     PeerSending,
     RegistrationChanged,
     Rejected,
@@ -190,6 +191,8 @@ class Printer:
                 return f"call ended ({ev.reason}): {sent} packets sent, {received} received, loss {loss}"
             case Rekeyed():
                 return f"rekeyed — key {ev.status.key_id}"
+            case MembersHeard():
+                return cls.members(ev)
             case Held() | Resumed():
                 return ev.kind
             case Dtmf():
@@ -201,6 +204,16 @@ class Printer:
                     "failed" if ev.final else "in progress")
                 return f"transfer ({ev.role}) to {ev.target}: {ev.status} {state}"
         return None
+
+    @staticmethod
+    def members(ev: MembersHeard) -> str:
+        """``members heard in sip:team@x: sip:bob@x, sip:carol@x (group-keyed: GUK-ID matches, not verified)``."""
+        group = ev.status.group
+        if group is None:
+            return "members heard: none"
+        heard = [m.member or f"unlisted sender {m.mki}" for m in group.members if m.packets]
+        return (f"members heard in {group.group}: {', '.join(heard) or 'none'} "
+                f"(group-keyed: GUK-ID matches, not verified)")
 
     @staticmethod
     def summary(d: dict[str, Any]) -> str:
