@@ -70,7 +70,9 @@ async def test_call_waiting_and_blind_and_attended_transfer(lab: Lab) -> None:
         await _until(lambda: any(isinstance(e, Ringing) for e in events), 5, "carol hearing ringing")
         bc_call = await waiting.accept(*_audio(), hold_others=True)
         c_call = await asyncio.wait_for(placing, 10)
-        assert b_call.held and a_call.negotiated is not None and a_call.negotiated.direction == "recvonly"
+        assert b_call.held                                           # bob's hold re-INVITE was answered
+        await _until(lambda: a_call.negotiated is not None and a_call.negotiated.direction == "recvonly", 5,
+                     "alice's side on hold (recvonly)")
         before = _received(c_call)
         await _until(lambda: _received(c_call) > before + 10, 5, "carol hearing bob")
         await bc_call.hangup()
