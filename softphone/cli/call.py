@@ -420,6 +420,8 @@ def cmd_call(args: argparse.Namespace) -> int:
             if recording is None or not voice.unanswered(status, str(exc)):
                 raise
             printer.line(f"not answered ({exc}); leaving a voice message")
+            source.close()
+            sink.close()
         return await _leave_voice_message(args, phone, settings, printer, recording)
 
     return _call_command(args, place)
