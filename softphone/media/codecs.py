@@ -7,10 +7,9 @@ decodes the in-band FEC copy of a lost frame from the packet that follows it (RF
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Protocol
-
-import ctypes
 
 import numpy as np
 import opuslib
