@@ -13,6 +13,13 @@ building (the call then waits for them).
 ``baresip_setup_ms_median``: for reference, a baresip → baresip call with SDES (srtp-mand), measured
 from the ``dial`` command to the callee's "incoming rtp … established" log line (its first
 decrypted RTP), median over N calls in the same run.
+
+Group calls (``group4_*``, ``group8_*``): 4 and 8 members (plus the focus) call ``sip:teamN@lab.test``,
+keyed from group keys put into their keystores; ``group*_setup_ms_median``: a member's INVITE → 200 OK
+with media started, median over the members; ``group*_cpu_per_member_pct``: this process's CPU time
+(every phone, their media thread and the focus run in it) while all talk at once, per member, in percent of
+one core; ``group*_heard_all``: every ordered pair heard each other (speech check). ``--group-only`` skips
+the two-party part.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 from benchmarks._util import emit
 from lab.baresip import Baresip
 from lab.deployment import Lab
+from lab.focus import give_group_keys, run_group_call
 from softphone.calls.call import Call
 from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
@@ -92,23 +100,46 @@ def baresip_setups(workdir: Path, calls: int) -> list[float]:
     return out
 
 
+def group_figures(workdir: Path, sizes: tuple[int, ...] = (4, 8), seconds: float = 4.0) -> dict[str, object]:
+    """Setup time and CPU per member of group calls of each size (a sine sweep as everyone's "speech")."""
+    members = tuple(f"m{i}" for i in range(max(sizes)))
+    teams = tuple(f"team{n}" for n in sizes)
+    out: dict[str, object] = {}
+    t = np.arange(int(seconds * 48000)) / 48000
+    voice = (8000 * np.sin(2 * np.pi * (200 + 300 * t) * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.int16)
+    with Lab(workdir, users=(*members, *teams)) as lab:
+        for n, team in zip(sizes, teams, strict=True):
+            group = give_group_keys(lab, members[:n], group_user=team)
+            run = asyncio.run(run_group_call(lab, group, members[:n], voice, group_user=team, extra_s=0.5))
+            talk_s = seconds + 0.5
+            out[f"group{n}_setup_ms_median"] = round(statistics.median(run.setup_ms.values()), 1)
+            out[f"group{n}_cpu_per_member_pct"] = round(100 * run.cpu_s / talk_s / n, 1)
+            out[f"group{n}_heard_all"] = all(run.pairs_ok(lab, members[:n]).values())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench call", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--calls", type=int, default=20, help="calls measured per side (default 20)")
+    parser.add_argument("--group-only", action="store_true", help="only the group-call figures")
     args = parser.parse_args(argv)
+    result: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="bench-call-") as tmp:
-        with Lab(Path(tmp) / "lab") as lab:
-            first, ours = asyncio.run(our_setups(lab, args.calls))
-            racing, _ = asyncio.run(our_setups(lab, 0, keys_ready=False))
-        theirs = baresip_setups(Path(tmp) / "baresip", args.calls)
-    ours.sort()
-    median = statistics.median(ours)
-    emit({"calls": args.calls, "setup_ms_median": round(median, 1),
-          "first_setup_ms": round(first, 1), "first_setup_vs_median": round(first / median, 2),
-          "first_setup_racing_tables_ms": round(racing, 1),
-          "setup_ms_p90": round(ours[int(0.9 * (len(ours) - 1))], 1),
-          "baresip_setup_ms_median": round(statistics.median(theirs), 1)}, args.json)
+        if not args.group_only:
+            with Lab(Path(tmp) / "lab") as lab:
+                first, ours = asyncio.run(our_setups(lab, args.calls))
+                racing, _ = asyncio.run(our_setups(lab, 0, keys_ready=False))
+            theirs = baresip_setups(Path(tmp) / "baresip", args.calls)
+            ours.sort()
+            median = statistics.median(ours)
+            result.update({"calls": args.calls, "setup_ms_median": round(median, 1),
+                           "first_setup_ms": round(first, 1), "first_setup_vs_median": round(first / median, 2),
+                           "first_setup_racing_tables_ms": round(racing, 1),
+                           "setup_ms_p90": round(ours[int(0.9 * (len(ours) - 1))], 1),
+                           "baresip_setup_ms_median": round(statistics.median(theirs), 1)})
+        result.update(group_figures(Path(tmp) / "grouplab"))
+    emit(result, args.json)
     return 0
 
 

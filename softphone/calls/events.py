@@ -32,6 +32,7 @@ class PeerAssurance(StrEnum):
     KEYED_TO = "keyed-to"                  # outgoing: keys encrypted to the callee; nothing heard from it yet
     PEER_SENDING = "peer-sending"          # outgoing: SRTP packets authenticated under those keys arrive
     VERIFIED_BY_ECCSI = "verified-by-eccsi"  # incoming: the caller's ECCSI signature verified before ringing
+    GROUP_KEYED = "group-keyed"            # group call: media under the group's GMK, members named by GUK-ID
 
 
 def _user(uri: str) -> str:
@@ -52,6 +53,8 @@ def describe_peer(peer: str, assurance: str | None) -> str:
         return f"keyed to {peer} — {_user(peer)}'s phone is sending"
     if assurance == PeerAssurance.VERIFIED_BY_ECCSI:
         return f"{peer} (verified by ECCSI)"
+    if assurance == PeerAssurance.GROUP_KEYED:
+        return f"group {peer} — group-keyed (every member holds the group key; members not verified)"
     return f"{peer} (identity not verified)"
 
 
@@ -80,6 +83,35 @@ class MediaCounters:
 
 
 @dataclass(frozen=True)
+class MemberHeard:
+    """One group member this phone receives media from. ``member`` is the URI whose GUK-ID the packets' MKI
+    carries (None: no listed member has it) — a consistency check, not authentication: every member knows
+    the GMK, so ``assurance`` is always ``group-keyed``, never "verified"."""
+
+    member: str | None
+    mki: str                         # GMK-ID ‖ GUK-ID (hex)
+    packets: int                     # packets that authenticated under that sender's key
+    auth_failures: int
+    assurance: str = PeerAssurance.GROUP_KEYED.value
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """A group call's receive side: who is heard, and what could not be opened."""
+
+    group: str
+    gmk_id: str                      # the GMK we send under (hex)
+    members: tuple[MemberHeard, ...] = ()
+    unknown_mki: int = 0             # packets naming a GMK we do not hold (e.g. after we were removed)
+    auth_failures: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.group, "gmk_id": self.gmk_id, "unknown_mki": self.unknown_mki,
+                "group_auth_failures": self.auth_failures,
+                "members_heard": [{f.name: getattr(m, f.name) for f in fields(m)} for m in self.members]}
+
+
+@dataclass(frozen=True)
 class CallStatus:
     """A snapshot of one call, as a status line shows it (:meth:`Call.snapshot`)."""
 
@@ -87,6 +119,7 @@ class CallStatus:
     peer: str
     keys: CallKeys | None = None     # None until the offer/answer completed
     media: MediaCounters | None = None  # None until media started
+    group: GroupStatus | None = None    # group calls only
 
     @property
     def held(self) -> bool:
@@ -118,6 +151,8 @@ class CallStatus:
         for part in (self.keys, self.media):
             if part is not None:
                 out.update((f.name, getattr(part, f.name)) for f in fields(part))
+        if self.group is not None:
+            out.update(self.group.to_json())
         return out
 
 
@@ -259,6 +294,13 @@ class Rekeyed(StatusEvent):
 
 
 @dataclass(frozen=True)
+class MembersHeard(StatusEvent):
+    """A group call's set of members heard changed (``members_heard`` in the status, each "group-keyed")."""
+
+    kind: ClassVar[str] = "members"
+
+
+@dataclass(frozen=True)
 class Ended(CallEvent):
     """The call is over; ``status`` is its last snapshot (with the final counters)."""
 
@@ -279,7 +321,7 @@ class Dtmf(CallEvent):
 
 
 EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, Rejected, Failed, Answered, MediaStarted,
-                                            PeerSending, Held, Resumed, Rekeyed, Ended, Dtmf)
+                                            PeerSending, Held, Resumed, Rekeyed, MembersHeard, Ended, Dtmf)
 
 
 @dataclass(frozen=True)

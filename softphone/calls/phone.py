@@ -33,15 +33,18 @@ from softphone.calls.events import (
     Calling,
     Failed,
     Incoming,
+    PeerAssurance,
     RegistrationChanged,
     Rejected,
     Ringing,
 )
+from softphone.calls.group import GroupCall, group_answer, group_offer, own_sender_key
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
 from softphone.capture import PcapWriter, create_secret_file
 from softphone.config import DEFAULT_CONFIG, Account, ConfigError
 from softphone.keys.errors import KeysError
+from softphone.keys.groups import GroupKey, NoActiveGroupKey, active_key
 from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, KmsClientError, refresh, refresh_revocations
 from softphone.media.audio import AudioSink, AudioSource
@@ -302,7 +305,11 @@ class Phone:
         """Place a call: MIKEY-SAKKE PCK offer (or SDES), wait for the answer, start SRTP media.
 
         Raises :class:`CallError` with a one-line reason (e.g. ``488 … MIKEY-SAKKE bad signature``).
+        A ``target`` for which the keystore holds group keys is a group call (:meth:`group_call`).
         """
+        group_keys = self.group_keys(target)
+        if group_keys:
+            return await self.group_call(target, group_keys, source, sink, timeout=timeout)
         profile = self.settings.profile
         port = reserve_port(self.host)
         initiator = self._initiator() if profile.keying is Keying.MIKEY_SAKKE else None
@@ -342,6 +349,56 @@ class Phone:
         try:
             negotiated = offerer.apply_answer(resp.body)
             answerer.current = negotiated
+        except NegotiationError as exc:
+            await call.hangup()
+            call.emit(Failed(call.call_id, exc.warning))
+            raise CallError(f"unusable answer from {target}: {exc.warning}") from None
+        self.calls[call.call_id] = call
+        await call.start_media(negotiated)
+        call.emit(Answered(call.call_id, call.snapshot()))
+        asyncio.get_running_loop().create_task(self._forget_when_ended(call))
+        return call
+
+    def group_keys(self, target: str) -> list[GroupKey]:
+        """The GMKs the keystore holds for ``target`` (empty: not a group we are in, or no keystore)."""
+        if self.settings.keystore is None:
+            return []
+        return self.settings.keystore.group_keys(target)
+
+    async def group_call(self, target: str, keys: list[GroupKey], source: AudioSource, sink: AudioSink, *,
+                         timeout: float = 30.0) -> GroupCall:
+        """Join the group call of ``target`` through its focus: SDP without ``a=key-mgmt``, media keyed
+        from the group's active GMK (:mod:`softphone.calls.group`)."""
+        profile = self.settings.profile
+        try:
+            active = active_key(keys, target, time.time())
+        except NoActiveGroupKey as exc:
+            raise CallError(str(exc)) from None
+        own = own_sender_key([active], target, time.time())
+        port = reserve_port(self.host)
+        started = time.monotonic()
+        try:
+            session = await self.ua.invite(target, group_offer(self.host, port, profile))
+        except SipError as exc:
+            raise CallError(f"cannot send INVITE to {target}: {exc}") from None
+        call = GroupCall(session, self.host, port, source, sink, self._emit, group_uri=target, keys=list(keys),
+                         own=own, gmk_id=active.gmk_id, trace=self.settings.trace_media, dsp=self.settings.dsp(),
+                         network=self._network)
+        call.invite_sent_at = started
+        call.emit(Calling(call.call_id, target, f"group call ({PeerAssurance.GROUP_KEYED.value})"))
+        try:
+            resp = await session.answered(timeout)
+        except CallFailed as exc:
+            call.emit(Failed(call.call_id, exc.reason, exc.status, exc.warning))
+            raise CallError(f"group call to {target} failed: {exc.status} {exc.reason}") from None
+        except TimeoutError:
+            await call.hangup()
+            raise CallError(f"group call to {target} not answered within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            await asyncio.shield(call.hangup())
+            raise
+        try:
+            negotiated = group_answer(resp.body, profile, own, active.gmk_id)
         except NegotiationError as exc:
             await call.hangup()
             call.emit(Failed(call.call_id, exc.warning))

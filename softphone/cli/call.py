@@ -31,6 +31,7 @@ from softphone.calls.events import (
     Failed,
     Held,
     Incoming,
+    MembersHeard,
     PeerSending,
     RegistrationChanged,
     Rejected,
@@ -179,11 +180,23 @@ class Printer:
                 return f"call ended ({ev.reason}): {sent} packets sent, {received} received, loss {loss}"
             case Rekeyed():
                 return f"rekeyed — key {ev.status.key_id}"
+            case MembersHeard():
+                return cls.members(ev)
             case Held() | Resumed():
                 return ev.kind
             case Dtmf():
                 return f"dtmf {ev.digit}".strip()
         return None
+
+    @staticmethod
+    def members(ev: MembersHeard) -> str:
+        """``members heard in sip:team@x: sip:bob@x, sip:carol@x (group-keyed: GUK-ID matches, not verified)``."""
+        group = ev.status.group
+        if group is None:
+            return "members heard: none"
+        heard = [m.member or f"unlisted sender {m.mki}" for m in group.members if m.packets]
+        return (f"members heard in {group.group}: {', '.join(heard) or 'none'} "
+                f"(group-keyed: GUK-ID matches, not verified)")
 
     @staticmethod
     def summary(d: dict[str, Any]) -> str:
