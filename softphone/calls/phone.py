@@ -383,7 +383,7 @@ class Phone:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = GroupCall(session, self.host, port, source, sink, self._emit, group_uri=target, keys=list(keys),
                          own=own, gmk_id=active.gmk_id, trace=self.settings.trace_media, dsp=self.settings.dsp(),
-                         network=self._network)
+                         network=self._network, tap=self._capture)
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, f"group call ({PeerAssurance.GROUP_KEYED.value})"))
         try:
