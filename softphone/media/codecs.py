@@ -88,25 +88,32 @@ class OpusCodec:
         self._enc.max_bandwidth = opuslib.BANDWIDTH_WIDEBAND
         self._dec = opuslib.Decoder(SAMPLE_RATE, 1)
         self._packet = ctypes.create_string_buffer(self.MAX_PACKET)
+        # ctypes arrays pass as the int16 pointers libopus takes without a cast; numpy views write/read them
+        self._pcm_in = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._pcm_in_view = np.frombuffer(memoryview(self._pcm_in), dtype=np.int16)
+        self._pcm_out = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._pcm_out_view = np.frombuffer(memoryview(self._pcm_out), dtype=np.int16)
 
     def encode(self, pcm: np.ndarray) -> bytes:
-        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
         if len(pcm) != FRAME_SAMPLES:
             raise CodecError(f"Opus encoder takes {FRAME_SAMPLES}-sample frames, got {len(pcm)}")
-        n = opuslib.api.encoder.libopus_encode(self._enc.encoder_state, pcm.ctypes.data_as(_INT16_P),
-                                               FRAME_SAMPLES, self._packet, self.MAX_PACKET)
+        self._pcm_in_view[:] = pcm
+        n = opuslib.api.encoder.libopus_encode(self._enc.encoder_state, self._pcm_in, FRAME_SAMPLES,
+                                               self._packet, self.MAX_PACKET)
         if n < 0:
             raise CodecError(f"Opus encoder failed ({n})")
         return ctypes.string_at(self._packet, n)
 
     def _decode(self, payload: bytes | None, fec: int) -> np.ndarray:
-        """One 20 ms frame decoded straight into a new array (``payload`` None: concealment)."""
-        out = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        """One 20 ms frame, a new array (``payload`` None: concealment)."""
         n = opuslib.api.decoder.libopus_decode(self._dec.decoder_state, payload, len(payload or b""),
-                                               out.ctypes.data_as(_INT16_P), FRAME_SAMPLES, fec)
+                                               self._pcm_out, FRAME_SAMPLES, fec)
         if n < 0:
             raise CodecError(f"Opus payload rejected: {opuslib.OpusError(n)}")
-        return out  # a shorter frame (n < 960) leaves silence at the end, as before
+        out = self._pcm_out_view.copy()
+        if n < FRAME_SAMPLES:  # a shorter frame leaves silence at the end, as before
+            out[n:] = 0
+        return out
 
     def decode(self, payload: bytes) -> np.ndarray:
         return self._decode(payload, 0)
@@ -123,9 +130,6 @@ class OpusCodec:
             return self._decode(next_payload, 1)
         except CodecError:
             return None
-
-
-_INT16_P = opuslib.api.c_int16_pointer
 
 
 def _frame(x: np.ndarray) -> np.ndarray:
