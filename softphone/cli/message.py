@@ -86,7 +86,7 @@ def _messenger(args: argparse.Namespace) -> tuple[Messenger, Account]:
     client = (KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
               if account.kms_url else None)
     return Messenger(settings.uri, UserAgent(settings.ua), settings.keystore, _store(account), kms_client=client,
-                     revoked=settings.revoked), account
+                     revoked=settings.revoked, trusted_gms=account.trusted_gms), account
 
 
 def _run(coro: Callable[[], Awaitable[T]]) -> T:

@@ -22,6 +22,10 @@ REGISTER after any other final response (there is no error code it gives up on):
   **480 Temporarily Unavailable** with the reason: a store keeps it and offers it again at the next
   REGISTER, by which time the keys may be held; a sender online gets the 480 and may retry.
 
+Group-key documents from a GMS (``application/vnd.softphone.group+json``, :mod:`softphone.messaging.groupkeys`)
+go to the keystore instead (``Messenger.group_keys`` queue); only a GMS named in ``trusted_gms`` is
+accepted, anything else is answered 200 + ``Warning: 399 … "group key refused (unknown GMS): …"``.
+
 Messages that request it get a protected "delivered" notification at once and a "read" one from
 :meth:`Messenger.mark_read`.
 
@@ -48,10 +52,13 @@ from crypto.errors import CryptoError
 from crypto.identity import key_period_no
 from crypto.mikey.build import Initiator
 from crypto.mikey.keys import KmsParams
+from kmsinterface.groupdoc import is_group_document
 from softphone.keys.errors import KeysError
+from softphone.keys.groups import GroupKey
 from softphone.keys.keystore import Keystore
 from softphone.keys.kms_client import KmsClient
 from softphone.messaging import secure
+from softphone.messaging.groupkeys import GroupKeyRefused, open_group_key
 from softphone.messaging.store import MessageStore, StoredMessage
 from softphone.sip.errors import SipError
 from softphone.sip.im import InboundMessage, accept_messages, send_message
@@ -61,6 +68,7 @@ log = logging.getLogger(__name__)
 NTP_UNIX_DELTA = 2_208_988_800
 #: How a final refusal answered 2xx is recognised in the response's Warning text.
 REFUSED_WARNING = "message refused"
+GROUP_KEY_REFUSED = "group key refused"
 
 
 class SendFailed(Exception):
@@ -72,6 +80,7 @@ class Counters:
     received: int = 0
     sent: int = 0
     notifications: int = 0
+    group_keys: int = 0
     refused: dict[str, int] = field(default_factory=dict)
 
 
@@ -87,8 +96,10 @@ class _StoreSeen(secure.SeenSet):
 class Messenger:
     def __init__(self, uri: str, ua: UserAgent, keystore: Keystore, store: MessageStore, *,
                  kms_client: KmsClient | None = None, revoked: frozenset[str] = frozenset(),
-                 clock: Callable[[], float] = time.time, notify: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, notify: bool = True,
+                 trusted_gms: frozenset[str] | tuple[str, ...] = ()) -> None:
         self.uri = uri
+        self.trusted_gms = frozenset(trusted_gms)
         self.ua = ua
         self.keystore = keystore
         self.store = store
@@ -98,6 +109,7 @@ class Messenger:
         self.counters = Counters()
         self.received: asyncio.Queue[StoredMessage] = asyncio.Queue(maxsize=1024)
         self.notifications: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=1024)
+        self.group_keys: asyncio.Queue[GroupKey] = asyncio.Queue(maxsize=1024)
         self.sealer = secure.Sealer(self._initiator_at, kms_for=self.peer_kms)
         self.opener = secure.Opener(uri, lambda: self.keystore.mikey_key_sets(self.uri), self._trusted(),
                                     revoked, _StoreSeen(store), self._fetch_period if kms_client else None)
@@ -228,7 +240,32 @@ class Messenger:
         return msg
 
     # receiving --------------------------------------------------------------------------------------
+    def _on_group_key(self, inbound: InboundMessage) -> tuple[int, str | None]:
+        """A GMS's group-key document: verified, then kept in the keystore (``softphone groups list``).
+        Refusals are final (200 + Warning, so a store-and-forward drops them), except missing own keys (480)."""
+        try:
+            key = open_group_key(inbound.body, inbound.sender, self.opener.responder, self.trusted_gms)
+        except secure.MessageRefused as exc:
+            log.warning("cannot open a group key from %s yet: %s", inbound.sender, exc)
+            return 480, f"cannot open the group key yet ({exc.reason}): {exc.detail}"
+        except GroupKeyRefused as exc:
+            self.counters.refused[exc.reason] = self.counters.refused.get(exc.reason, 0) + 1
+            log.warning("refused a group key claimed from %s: %s", inbound.sender, exc)
+            return 200, f"{GROUP_KEY_REFUSED} ({exc.reason}): {exc.detail}"
+        try:
+            added = self.keystore.add_group_key(key)
+        except KeysError as exc:
+            log.warning("cannot store the group key of %s: %s", key.group_uri, exc)
+            return 500, "cannot store the group key"
+        log.info("group key %08x of %s from %s %s", key.gmk_id, key.group_uri, key.gms_uri,
+                 "stored" if added else "already held")
+        self.counters.group_keys += 1
+        self._put(self.group_keys, key)
+        return 200, None
+
     def _on_message(self, inbound: InboundMessage) -> tuple[int, str | None]:
+        if is_group_document(inbound.content_type):
+            return self._on_group_key(inbound)
         now = self.clock()
         try:
             opened = self.opener.open(inbound.content_type, inbound.body, inbound.sender)
