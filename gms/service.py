@@ -12,7 +12,7 @@ from gms.state import Delivery
 from kmsinterface.groupdoc import CONTENT_TYPE
 from softphone.sip.errors import SipError
 from softphone.sip.im import send_message
-from softphone.sip.ua import UserAgent
+from softphone.sip.ua import UAConfig, UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +44,17 @@ async def deliver(ua: UserAgent, signer: GmsSigner, deliveries: list[Delivery], 
         log.info("group key %08x to %s: %s", d.gmk.gmk_id, d.member, status)
         results.append(Result(d.member, d.gmk.gmk_id, status, warning))
     return results
+
+
+async def deliver_registered(ua_config: UAConfig, signer: GmsSigner, deliveries: list[Delivery], *,
+                             clock: Callable[[], float] = time.time, timeout: float = 32.0) -> list[Result]:
+    """Register as the GMS identity, deliver, unregister (the CLI's path)."""
+    async with UserAgent(ua_config) as ua:
+        await ua.register()
+        try:
+            return await deliver(ua, signer, deliveries, clock=clock, timeout=timeout)
+        finally:
+            try:
+                await ua.unregister()
+            except (SipError, OSError):  # leaving: a lost de-REGISTER expires on its own
+                pass
