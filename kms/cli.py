@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-deliver", action="store_true", help="change state and audit only; send nothing")
         p.add_argument("--timeout", type=float, default=32.0, help="seconds to wait for each member's answer")
         p.set_defaults(func=lambda a, n=name: _group_run(a, n))
-    p = group.add_parser("list", parents=[gcommon], help="the GMS's groups, members and GMK-IDs")
+    p = group.add_parser("list", parents=[common, gcommon], help="the GMS's groups, members and GMK-IDs")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
     p.set_defaults(func=cmd_group_list)
     return parser
