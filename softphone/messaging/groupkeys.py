@@ -4,19 +4,28 @@ The I_MESSAGE inside is verified like any other (``Responder``: signature under 
 receiver = us, SAKKE with our RSK), but only when its signer is a GMS this account trusts
 (``trusted_gms`` in the accounts file) and is the SIP sender; then it must carry a GMK whose CSB ID is
 our own GUK-ID. The result is a :class:`GroupKey` for the keystore, with the document's member list.
-No I/O here: bytes and the sender in, a GroupKey or a :class:`GroupKeyRefused` out.
+:func:`open_group_key` does no I/O (bytes and the sender in, a GroupKey or a :class:`GroupKeyRefused` out);
+:class:`GroupKeyInbox` wires it to a UA and the keystore.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from crypto.errors import CryptoError
 from crypto.kdf import guk_id
 from crypto.mikey.keys import KeyType
 from crypto.mikey.verify import Responder, VerifiedMessage
-from kmsinterface.groupdoc import GroupDocError, GroupDocument
+from kmsinterface.groupdoc import GroupDocError, GroupDocument, is_group_document
+from softphone.keys.errors import KeysError
 from softphone.keys.groups import GroupKey
+from softphone.keys.keystore import Keystore
+from softphone.sip.im import InboundMessage, accept_messages
+from softphone.sip.ua import UserAgent
+
+log = logging.getLogger(__name__)
+GROUP_KEY_REFUSED = "group key refused"
 
 UNKNOWN_GMS = "unknown GMS"
 NOT_A_GMK = "not a group key"
@@ -32,6 +41,10 @@ class GroupKeyRefused(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class NoOwnKeys(Exception):
+    """This phone holds no key set to open the message with (yet)."""
 
 
 def group_key_from(verified: VerifiedMessage, group_uri: str, members: tuple[str, ...] = ()) -> GroupKey:
@@ -74,3 +87,60 @@ def open_group_key(body: bytes, claimed_sender: str, responder: Callable[[], Res
     except CryptoError as exc:
         raise GroupKeyRefused(BAD_MESSAGE, f"MIKEY-SAKKE: {exc}") from None
     return group_key_from(verified, doc.group_uri, doc.members)
+
+
+class GroupKeyInbox:
+    """Group-key MESSAGEs into the keystore, for commands that do not run a full Messenger
+    (``softphone register``, ``call``, ``answer``): :meth:`install` takes the UA's inbound MESSAGEs,
+    stores group keys and answers anything else 415 (a store-and-forward keeps it for ``message listen``).
+
+    Answers as :class:`softphone.messaging.messenger.Messenger` does: 200 stored, 200 + Warning
+    ``group key refused (REASON): …`` for final refusals, 480 when our own keys are missing."""
+
+    def __init__(self, uri: str, keystore: Keystore, trusted_gms: frozenset[str] | tuple[str, ...],
+                 on_key: Callable[[GroupKey], None] | None = None) -> None:
+        self.uri = uri
+        self.keystore = keystore
+        self.trusted_gms = frozenset(trusted_gms)
+        self.on_key = on_key
+        self.refused: dict[str, int] = {}
+        self._responder: Responder | None = None
+        self._periods: tuple[int, ...] = ()
+
+    def responder(self) -> Responder:
+        sets = self.keystore.mikey_key_sets(self.uri)
+        periods = tuple(k.key_period_no for k in sets)
+        if not sets:
+            raise NoOwnKeys(f"no key sets held for {self.uri}")
+        if self._responder is None or periods != self._periods:
+            trusted = [self.keystore.kms_params(c.kms_uri) for c in self.keystore.certificates()]
+            self._responder = Responder(sets, trusted_kms=trusted, check_replay=False)
+            self._periods = periods
+        return self._responder
+
+    def handle(self, sender: str, body: bytes) -> tuple[int, str | None]:
+        try:
+            key = open_group_key(body, sender, self.responder, self.trusted_gms)
+        except NoOwnKeys as exc:
+            return 480, f"cannot open the group key yet: {exc}"
+        except GroupKeyRefused as exc:
+            self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
+            log.warning("refused a group key claimed from %s: %s", sender, exc)
+            return 200, f"{GROUP_KEY_REFUSED} ({exc.reason}): {exc.detail}"
+        try:
+            self.keystore.add_group_key(key)
+        except KeysError as exc:
+            log.warning("cannot store the group key of %s: %s", key.group_uri, exc)
+            return 500, "cannot store the group key"
+        log.info("group key %08x of %s from %s stored", key.gmk_id, key.group_uri, key.gms_uri)
+        if self.on_key is not None:
+            self.on_key(key)
+        return 200, None
+
+    def install(self, ua: UserAgent) -> None:
+        def on_message(inbound: InboundMessage) -> tuple[int, str | None]:
+            if not is_group_document(inbound.content_type):
+                return 415, "only group keys are taken here: run 'softphone message listen' for messages"
+            return self.handle(inbound.sender, inbound.body)
+
+        accept_messages(ua, on_message)

@@ -58,7 +58,8 @@ from softphone.keys.groups import GroupKey
 from softphone.keys.keystore import Keystore
 from softphone.keys.kms_client import KmsClient
 from softphone.messaging import secure
-from softphone.messaging.groupkeys import GroupKeyRefused, open_group_key
+from softphone.messaging.groupkeys import GROUP_KEY_REFUSED as GROUP_KEY_REFUSED
+from softphone.messaging.groupkeys import GroupKeyInbox
 from softphone.messaging.store import MessageStore, StoredMessage
 from softphone.sip.errors import SipError
 from softphone.sip.im import InboundMessage, accept_messages, send_message
@@ -68,7 +69,6 @@ log = logging.getLogger(__name__)
 NTP_UNIX_DELTA = 2_208_988_800
 #: How a final refusal answered 2xx is recognised in the response's Warning text.
 REFUSED_WARNING = "message refused"
-GROUP_KEY_REFUSED = "group key refused"
 
 
 class SendFailed(Exception):
@@ -116,6 +116,7 @@ class Messenger:
         self._initiators: dict[int, Initiator] = {}
         self._read_requests: dict[str, secure.Opened] = {}
         self._prepared: asyncio.Future[None] | None = None
+        self._group_inbox = GroupKeyInbox(uri, keystore, self.trusted_gms, self._group_key_stored)
 
     def __repr__(self) -> str:
         return f"<Messenger {self.uri}>"
@@ -243,25 +244,16 @@ class Messenger:
     def _on_group_key(self, inbound: InboundMessage) -> tuple[int, str | None]:
         """A GMS's group-key document: verified, then kept in the keystore (``softphone groups list``).
         Refusals are final (200 + Warning, so a store-and-forward drops them), except missing own keys (480)."""
-        try:
-            key = open_group_key(inbound.body, inbound.sender, self.opener.responder, self.trusted_gms)
-        except secure.MessageRefused as exc:
-            log.warning("cannot open a group key from %s yet: %s", inbound.sender, exc)
-            return 480, f"cannot open the group key yet ({exc.reason}): {exc.detail}"
-        except GroupKeyRefused as exc:
-            self.counters.refused[exc.reason] = self.counters.refused.get(exc.reason, 0) + 1
-            log.warning("refused a group key claimed from %s: %s", inbound.sender, exc)
-            return 200, f"{GROUP_KEY_REFUSED} ({exc.reason}): {exc.detail}"
-        try:
-            added = self.keystore.add_group_key(key)
-        except KeysError as exc:
-            log.warning("cannot store the group key of %s: %s", key.group_uri, exc)
-            return 500, "cannot store the group key"
-        log.info("group key %08x of %s from %s %s", key.gmk_id, key.group_uri, key.gms_uri,
-                 "stored" if added else "already held")
+        before = dict(self._group_inbox.refused)
+        answer = self._group_inbox.handle(inbound.sender, inbound.body)
+        for reason, n in self._group_inbox.refused.items():
+            if n != before.get(reason, 0):
+                self.counters.refused[reason] = self.counters.refused.get(reason, 0) + 1
+        return answer
+
+    def _group_key_stored(self, key: GroupKey) -> None:
         self.counters.group_keys += 1
         self._put(self.group_keys, key)
-        return 200, None
 
     def _on_message(self, inbound: InboundMessage) -> tuple[int, str | None]:
         if is_group_document(inbound.content_type):

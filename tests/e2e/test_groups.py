@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +33,7 @@ MEMBERS = ("alice", "bob", "carol", "dave")
 @pytest.fixture(scope="module")
 def gms_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_tool("kamailio")
-    with Lab(tmp_path_factory.mktemp("gmslab"), users=(*MEMBERS, "mallory", "gms"), msilo=True) as running:
+    with Lab(tmp_path_factory.mktemp("gmslab"), users=(*MEMBERS, "mallory", "erin", "gms"), msilo=True) as running:
         yield running
 
 
@@ -126,3 +128,36 @@ async def test_unknown_gms_refused_in_words(gms_lab: Lab, tmp_path: Path) -> Non
     assert "not a trusted GMS" in warning
     assert bob.group_keys.empty() and not lab.keystores["bob"].group_keys("sip:fake@lab.test")
     assert bob.counters.refused.get("unknown GMS") == 1
+
+
+def test_register_stores_group_keys_and_groups_list_shows_them(gms_lab: Lab, tmp_path: Path) -> None:
+    """`softphone register` takes the GMS's MESSAGE into the keystore; `softphone groups list` shows it."""
+    lab = gms_lab
+    config = lab.account_file("erin", tmp_path / "erin")
+    assert f'trusted_gms = ["{lab.gms_uri()}"]' in config.read_text()
+    phone = subprocess.Popen([sys.executable, "-m", "softphone.cli", "register", "--config", str(config),
+                              "--stay", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert phone.stdout is not None
+        first = phone.stdout.readline()
+        assert first.startswith("registered sip:erin@lab.test") or "registered" in first, first
+        done = lab.group("create", "sip:ops@lab.test", "--member", lab.uri("erin"))
+        assert done.returncode == 0 and f"{lab.uri('erin')}: 200" in done.stdout, done.stdout + done.stderr
+        line = ""
+        for _ in range(20):
+            line = phone.stdout.readline()
+            if "group key" in line or not line:
+                break
+        assert "of sip:ops@lab.test from sip:gms@lab.test stored" in line, line
+    finally:
+        phone.terminate()
+        phone.communicate(timeout=30)
+    out = subprocess.run([sys.executable, "-m", "softphone.cli", "groups", "list", "--config", str(config), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [(r["group"], r["state"], r["active"], r["gms"]) for r in rows] == [
+        ("sip:ops@lab.test", "sending", True, lab.gms_uri())]
+    text = subprocess.run([sys.executable, "-m", "softphone.cli", "groups", "list", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and f"sip:ops@lab.test  GMK {rows[0]['gmk_id']}  sending" in text.stdout
