@@ -160,6 +160,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
                     break
                 got += 1
                 print(_line(msg, args.json), flush=True)
+        while not messenger.group_keys.empty():   # stored in the keystore as they came (softphone groups list)
+            key = messenger.group_keys.get_nowait()
+            print(json.dumps({"group_key": f"{key.gmk_id:08x}", "group": key.group_uri, "gms": key.gms_uri})
+                  if args.json else f"group key {key.gmk_id:08x} of {key.group_uri} from {key.gms_uri} stored",
+                  flush=True)
         refused = messenger.counters.refused
         if refused:
             print(json.dumps({"refused": refused}) if args.json else
