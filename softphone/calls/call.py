@@ -39,6 +39,7 @@ from softphone.media.dsp import DspSettings
 from softphone.media.session import MediaConfig, MediaError, MediaSession
 from softphone.media.transport import Network
 from softphone.sip.errors import SipError
+from softphone.sip.message import Request
 from softphone.sip.session import CallState, InviteSession, Reject
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Call:
         self.media: MediaSession | None = None
         self.held = False
         self.invite_sent_at: float | None = None
+        self.early_body: bytes | None = None     # the 183's SDP when early media ran before the answer
         self.trace = trace
         self.network = network
         self._verify = verify
@@ -113,6 +115,9 @@ class Call:
         self._restart: asyncio.Task[None] | None = None
         self._first_packet: asyncio.Task[None] | None = None
         session.on_offer = self._on_reoffer
+        self.on_refer: Callable[[Call, Request], None] | None = None   # the phone's transfer handler
+        session.on_refer = self._refer_received
+        self._audio_released = False
 
     def __repr__(self) -> str:
         neg = self.negotiated
@@ -197,9 +202,24 @@ class Call:
         last = self.snapshot()
         if self.media is not None:
             await self.media.stop()
-        for end in (self._source, self._sink):
-            end.close()
+        if not self._audio_released:
+            for end in (self._source, self._sink):
+                end.close()
         self.emit(Ended(self.call_id, reason, last))
+
+    # --- transfer ------------------------------------------------------------------------------------
+    def _refer_received(self, req: Request) -> None:
+        if self.on_refer is not None and not self._ended.is_set():
+            self.on_refer(self, req)
+
+    async def handover_audio(self) -> tuple[AudioSource, AudioSink]:
+        """Stop this call's media and give its audio ends to the call that takes over (transfer,
+        Replaces); the ends stay open when this call ends."""
+        self._audio_released = True
+        if self.media is not None:
+            await self.media.stop(send_bye=False)
+            self.media = None
+        return self._source, self._sink
 
     async def ended(self, timeout: float | None = None) -> None:
         """Wait until the call is over (either side hung up)."""

@@ -5,10 +5,12 @@ on the class (``match ev: case Ringing(): …``). Each event's :meth:`~CallEvent
 object ``softphone call --json`` prints: ``{"event": kind, "call_id": …, …fields}``. No event ever
 holds key material.
 
-    Calling → Ringing → MediaStarted → Answered → PeerSending (outgoing calls)
+    Calling → Ringing → [EarlyMedia on a 183 with SDP] → MediaStarted → Answered → PeerSending (outgoing calls)
        … Held / Resumed / Rekeyed (+ MediaStarted, PeerSending) / Dtmf … Ended
-    Incoming (the offer verified, ringing) or Rejected (refused before alerting, or declined)
+    Incoming (the offer verified, ringing; CallWaiting too when a call is up)
+    Rejected (refused before alerting, or declined)
     Failed (the call or a rekey failed; Ended follows when the call was up)
+    Transfer (REFER progress: transferor, transferee or target side)
 """
 
 from __future__ import annotations
@@ -210,6 +212,34 @@ class Incoming(CallEvent):
 
 
 @dataclass(frozen=True)
+class CallWaiting(CallEvent):
+    """A second call (``call_id``, already :class:`Incoming` and ringing, 180) arrived while ``active``
+    is up: answering it with ``accept(..., hold_others=True)`` puts ``active`` on hold first."""
+
+    kind: ClassVar[str] = "call-waiting"
+    peer: str | None
+    active: str                      # the Call-ID of the call in progress
+
+
+@dataclass(frozen=True)
+class Transfer(CallEvent):
+    """Progress of a call transfer (RFC 3515 REFER, RFC 3891 Replaces) as seen by this phone.
+
+    ``role``: ``transferor`` (we sent the REFER: ``status`` is 202 when accepted, then each NOTIFY's
+    sipfrag status), ``transferee`` (the peer asked us to call ``target``: ``status`` is that new call's
+    outcome) or ``target`` (an INVITE with Replaces took over this call). ``final`` marks the last
+    one; ``new_call_id`` is the call that replaces this one, when known. The new call is keyed afresh
+    (a new MIKEY-SAKKE I_MESSAGE to the new peer, never the old call's PCK)."""
+
+    kind: ClassVar[str] = "transfer"
+    target: str
+    role: str
+    status: int | None
+    final: bool
+    new_call_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Rejected(CallEvent):
     """An incoming call was refused: by our own checks before alerting (with ``peer``), or declined."""
 
@@ -255,6 +285,14 @@ class Answered(StatusEvent):
     """The call is up (200 OK sent or received, media running)."""
 
     kind: ClassVar[str] = "answered"
+
+
+@dataclass(frozen=True)
+class EarlyMedia(StatusEvent):
+    """A 183 Session Progress carried the callee's SDP: media runs before the answer (announcements,
+    ringback from the far end), keyed like the call itself (our I_MESSAGE, or the SDES exchange)."""
+
+    kind: ClassVar[str] = "early-media"
 
 
 @dataclass(frozen=True)
@@ -320,8 +358,9 @@ class Dtmf(CallEvent):
     digit: str
 
 
-EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, Rejected, Failed, Answered, MediaStarted,
-                                            PeerSending, Held, Resumed, Rekeyed, MembersHeard, Ended, Dtmf)
+EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, CallWaiting, Rejected, Failed, Answered,
+                                            MediaStarted, EarlyMedia, PeerSending, Held, Resumed, Rekeyed,
+                                            MembersHeard, Ended, Dtmf, Transfer)
 
 
 @dataclass(frozen=True)

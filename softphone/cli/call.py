@@ -3,7 +3,8 @@
 Audio comes from the default microphone and goes to the default speaker unless ``--play WAV`` /
 ``--record WAV`` are given (headless use). ``--json`` prints one JSON object per event (line
 buffered) for scripts; otherwise progress lines and, on a terminal, a live status line with keys:
-``h`` hold/resume, ``r`` rekey, ``0-9*#ABCD`` DTMF, ``q`` hang up (each followed by Enter).
+``h`` hold/resume, ``r`` rekey, ``0-9*#ABCD`` DTMF, ``t URI`` transfer, ``w``/``x``/``s`` answer, refuse or
+swap a waiting call, ``a`` attended transfer of the held call to the current one, ``q`` hang up (each + Enter).
 Exit status (docs/USER-GUIDE.md, "Exit codes"): 0 done, 1 the call or registration failed or was
 refused (or the KMS failed), 2 usage/configuration error, 130 interrupted.
 """
@@ -27,6 +28,7 @@ from softphone.calls.events import (
     CallEvent,
     Calling,
     Dtmf,
+    EarlyMedia,
     Ended,
     Failed,
     Held,
@@ -38,9 +40,17 @@ from softphone.calls.events import (
     Rekeyed,
     Resumed,
     Ringing,
+    Transfer,
     describe_peer,
 )
-from softphone.calls.phone import Phone, PhoneSettings, fetch_account_keys, settings_from_account
+from softphone.calls.phone import (
+    IncomingCall,
+    Phone,
+    PhoneSettings,
+    claimed_sender,
+    fetch_account_keys,
+    settings_from_account,
+)
 from softphone.cli import CliError, configured_account, user_errors
 from softphone.keys.groups import GroupKey
 from softphone.media.audio import (
@@ -53,8 +63,9 @@ from softphone.media.audio import (
     WavSource,
 )
 from softphone.messaging.groupkeys import GroupKeyInbox
+from softphone.sip.session import CallState
 
-STATUS_KEYS = "h=hold/resume r=rekey 0-9*# DTMF q=hang up"
+STATUS_KEYS = "h=hold/resume r=rekey 0-9*# DTMF t URI=transfer w/x/s=call waiting a=attended q=hang up"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -201,6 +212,12 @@ class Printer:
                 return ev.kind
             case Dtmf():
                 return f"dtmf {ev.digit}".strip()
+            case EarlyMedia():
+                return "early media (183): hearing the far end before the answer"
+            case Transfer():
+                state = "done" if ev.final and ev.status is not None and 200 <= ev.status < 300 else (
+                    "failed" if ev.final else "in progress")
+                return f"transfer ({ev.role}) to {ev.target}: {ev.status} {state}"
         return None
 
     @staticmethod
@@ -231,8 +248,22 @@ class Printer:
             sys.stdout.flush()
 
 
-async def _in_call(call: Call, printer: Printer, duration: float | None) -> None:
-    """Keep the call up until it ends, ``duration`` passes, or the user hangs up; handle keys."""
+AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
+
+
+def _who(incoming: IncomingCall) -> str:
+    return describe_peer(incoming.peer_identity or claimed_sender(incoming.session),
+                         "verified-by-eccsi" if incoming.peer_identity else None)
+
+
+async def _in_call(call: Call, printer: Printer, duration: float | None, phone: Phone | None = None,
+                   audio: AudioFactory | None = None) -> None:
+    """Keep the call up until it ends, ``duration`` passes, or the user hangs up; handle keys.
+
+    With ``phone``: a second incoming call is offered (call waiting, it rings at the caller):
+    ``w`` answers it and holds this one, ``x`` refuses it, ``s`` swaps between the two calls; when the
+    current call ends the held one becomes current again (``h`` resumes it). ``t URI`` transfers the
+    current call to URI (blind), ``a`` transfers the held call to the current one (attended)."""
     loop = asyncio.get_running_loop()
     keys: asyncio.Queue[str] = asyncio.Queue()
     reading = False
@@ -240,11 +271,28 @@ async def _in_call(call: Call, printer: Printer, duration: float | None) -> None
         loop.add_reader(sys.stdin.fileno(), lambda: keys.put_nowait(sys.stdin.readline().strip()))
         reading = True
     deadline = None if duration is None else loop.time() + duration
+    calls = [call]                 # the current call is the last one still up
+    waiting: list[IncomingCall] = []
+
+    async def watch() -> None:
+        assert phone is not None
+        for _ in range(10_000):
+            incoming = await phone.next_incoming()
+            waiting.append(incoming)
+            if not printer.as_json:
+                printer.line(f"call waiting from {_who(incoming)}: w answers (holds this call), x refuses")
+
+    watcher = loop.create_task(watch()) if phone is not None else None
     try:
-        while not call.is_ended:
+        while any(not c.is_ended for c in calls):
+            current = next(c for c in reversed(calls) if not c.is_ended)
+            if current is not calls[-1]:
+                calls = [c for c in calls if not c.is_ended]
+                printer.line(f"back to the call with {current.peer}" + (" (held: h resumes)" if current.held else ""))
+            waiting[:] = [w for w in waiting if w.session.state is CallState.INCOMING]
             if deadline is not None and loop.time() >= deadline:
                 break
-            printer.status(call)
+            printer.status(current)
             try:
                 key = await asyncio.wait_for(keys.get(), 1.0 if deadline is None else
                                              max(0.01, min(1.0, deadline - loop.time())))
@@ -252,20 +300,45 @@ async def _in_call(call: Call, printer: Printer, duration: float | None) -> None
                 continue
             try:
                 if key == "q":
-                    break
+                    await current.hangup()
+                    continue
                 if key == "h":
-                    await (call.resume() if call.held else call.hold())
+                    await (current.resume() if current.held else current.hold())
                 elif key == "r":
-                    await call.rekey()
+                    await current.rekey()
+                elif key == "w" and waiting and audio is not None:
+                    source, sink = audio()
+                    calls.append(await waiting.pop(0).accept(source, sink, hold_others=True))
+                elif key == "x" and waiting:
+                    await waiting.pop(0).reject(486)
+                elif key == "s" and len(calls) > 1:
+                    other = next((c for c in calls if c is not current and not c.is_ended), None)
+                    if other is not None:
+                        await current.hold()
+                        if other.held:
+                            await other.resume()
+                        calls.remove(other)
+                        calls.append(other)
+                elif key.startswith("t ") and phone is not None:
+                    await phone.transfer(current, key[2:].strip())
+                    printer.line(f"transferred {current.peer} to {key[2:].strip()}")
+                elif key == "a" and phone is not None and len(calls) > 1:
+                    held = next((c for c in calls if c is not current and not c.is_ended), None)
+                    if held is not None:
+                        await phone.transfer_attended(held, current)
+                        printer.line(f"connected {held.peer} with {current.peer}")
                 elif key:
-                    call.send_dtmf(key)
+                    current.send_dtmf(key)
             except CallError as exc:
                 printer.line(f"error: {exc}")
     finally:
         if reading:
             loop.remove_reader(sys.stdin.fileno())
-    if not call.is_ended:
-        await call.hangup()
+        if watcher is not None:
+            watcher.cancel()
+    for c in calls:
+        if not c.is_ended:
+            await c.hangup()
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -320,7 +393,7 @@ def _call_command(args: argparse.Namespace, connect: Connect) -> int:
             call = await connect(phone, settings, printer, source, sink)
             if call is None:
                 return 1
-            await _in_call(call, printer, args.duration)
+            await _in_call(call, printer, args.duration, phone, lambda: _audio(args))
             await call.ended(10)
         return 0
 
