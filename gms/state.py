@@ -131,7 +131,7 @@ class GroupState:
         return [Delivery(group, gmk, m) for m in ms]
 
     def add(self, uri: str, member: str, now: int) -> list[Delivery]:
-        """A new member gets the groups's current (and every still valid) GMK; the others keep theirs."""
+        """A new member gets the group's current GMK (not older ones); the others keep theirs, no rekey."""
         group = self.get(uri)
         check_uri(member, "member")
         if member in group.members:
