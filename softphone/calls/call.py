@@ -37,7 +37,7 @@ from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, 
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
 from softphone.media.session import MediaConfig, MediaError, MediaSession
-from softphone.media.transport import Network
+from softphone.media.transport import DatagramTap, Network
 from softphone.sip.errors import SipError
 from softphone.sip.message import Request
 from softphone.sip.session import CallState, InviteSession, Reject
@@ -91,7 +91,8 @@ class Call:
     def __init__(self, session: InviteSession, host: str, port: int, source: AudioSource, sink: AudioSink,
                  emit: EventSink, *, offerer: Offerer | None = None, answerer: Answerer | None = None,
                  trace: bool = False, verify: OfferVerifier = verify_in_thread,
-                 dsp: DspSettings | None = None, network: Network | None = None) -> None:
+                 dsp: DspSettings | None = None, network: Network | None = None,
+                 tap: DatagramTap | None = None) -> None:
         self.dsp = dsp or DspSettings()
         self.session = session
         self.host = host
@@ -105,6 +106,7 @@ class Call:
         self.early_body: bytes | None = None     # the 183's SDP when early media ran before the answer
         self.trace = trace
         self.network = network
+        self.tap = tap  # the phone's own capture: sees the session's datagrams where the engine sends them
         self._verify = verify
         self._source = source
         self._sink = sink
@@ -151,7 +153,8 @@ class Call:
                           codec=negotiated.codec, srtp=negotiated.srtp,
                           dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace, dsp=self.dsp)
         self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),
-                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)), network=self.network)
+                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)), network=self.network,
+                                  tap=self.tap)
         for attempt in range(20):  # a restarted session rebinds the port the old one is releasing
             try:
                 await self.media.start()

@@ -26,7 +26,7 @@ from softphone.media.errors import MediaError
 from softphone.media.group import GroupMediaConfig, GroupMediaSession, Resolver, SenderKey
 from softphone.media.session import SrtpKeys
 from softphone.media.srtp import SrtpSuite
-from softphone.media.transport import Network
+from softphone.media.transport import DatagramTap, Network
 from softphone.sip.session import InviteSession
 
 GROUP_KEYED = "group-keyed"
@@ -81,8 +81,9 @@ class GroupCall(Call):
     def __init__(self, session: InviteSession, host: str, port: int, source: AudioSource, sink: AudioSink,
                  emit: EventSink, *, group_uri: str, keys: list[GroupKey], own: SenderKey, gmk_id: int,
                  now: Callable[[], float] = time.time, trace: bool = False, dsp: DspSettings | None = None,
-                 network: Network | None = None) -> None:
-        super().__init__(session, host, port, source, sink, emit, trace=trace, dsp=dsp, network=network)
+                 network: Network | None = None, tap: DatagramTap | None = None) -> None:
+        super().__init__(session, host, port, source, sink, emit, trace=trace, dsp=dsp, network=network,
+                         tap=tap)
         self.group_uri = group_uri
         self.own = own
         self.gmk_id = gmk_id
@@ -99,7 +100,8 @@ class GroupCall(Call):
         self.negotiated = negotiated
         cfg = GroupMediaConfig((self.host, self.port), negotiated.remote_addr, negotiated.codec, self.own,
                                group_resolver(lambda: self._keys, self._now))
-        media = GroupMediaSession(cfg, _Shared(self._source), _Shared(self._sink), network=self.network)
+        media = GroupMediaSession(cfg, _Shared(self._source), _Shared(self._sink), network=self.network,
+                                  tap=self.tap)
         try:
             await media.start()
         except MediaError as exc:

@@ -44,7 +44,7 @@ from softphone.calls.events import (
 from softphone.calls.group import GroupCall, group_answer, group_offer, own_sender_key
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
-from softphone.capture import PcapWriter, TapNetwork, create_secret_file
+from softphone.capture import PcapWriter, create_secret_file
 from softphone.config import DEFAULT_CONFIG, Account, ConfigError
 from softphone.keys.errors import KeysError
 from softphone.keys.groups import GroupKey, NoActiveGroupKey, active_key
@@ -52,7 +52,7 @@ from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, KmsClientError, refresh, refresh_revocations
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
-from softphone.media.transport import Network, UdpNetwork
+from softphone.media.transport import Network
 from softphone.sip.errors import CallFailed, SipError
 from softphone.sip.invite import sipfrag_status
 from softphone.sip.message import Request, Response
@@ -215,8 +215,7 @@ class Phone:
         if self.settings.profile.keying is Keying.MIKEY_SAKKE:
             self._mikey_responder()  # fails early (one line) when the keystore holds no keys
         if self.settings.capture is not None and self._capture is None:
-            self._capture = PcapWriter(self.settings.capture)
-            self._network = TapNetwork(UdpNetwork(), self._capture)
+            self._capture = PcapWriter(self.settings.capture)  # the media sessions' tap (on the engine thread)
         await self.ua.start()
         self.ua.transport.tap = self._capture
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
@@ -352,7 +351,7 @@ class Phone:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
                     trace=self.settings.trace_media, verify=self.verify_offer, dsp=self.settings.dsp(),
-                    network=self._network)
+                    network=self._network, tap=self._capture)
         call.invite_sent_at = started
         call.on_refer = self._refer_received
         call.emit(Calling(call.call_id, target, profile.security_label))
@@ -544,7 +543,7 @@ class Phone:
             raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         call = GroupCall(session, self.host, port, source, sink, self._emit, group_uri=target, keys=list(keys),
                          own=own, gmk_id=active.gmk_id, trace=self.settings.trace_media, dsp=self.settings.dsp(),
-                         network=self._network)
+                         network=self._network, tap=self._capture)
         call.invite_sent_at = started
         call.emit(Calling(call.call_id, target, f"group call ({PeerAssurance.GROUP_KEYED.value})"))
         try:
@@ -670,7 +669,7 @@ class Phone:
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
                     answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer,
-                    dsp=self.settings.dsp(), network=self._network)
+                    dsp=self.settings.dsp(), network=self._network, tap=self._capture)
         call.invite_sent_at = incoming.received_at
         call.on_refer = self._refer_received
         return call

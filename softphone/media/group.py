@@ -35,7 +35,7 @@ from softphone.media.jitter import JitterBuffer
 from softphone.media.rtp import RtpError, RtpPacket, SequenceTracker, is_rtcp
 from softphone.media.session import MediaConfig, MediaSession, MediaStats, SrtpKeys
 from softphone.media.srtp import SrtpSuite
-from softphone.media.transport import Address, Network
+from softphone.media.transport import Address, DatagramTap, Network
 
 MKI_LEN = 8
 REPLAY_WINDOW = 128
@@ -148,7 +148,7 @@ class GroupMediaSession(MediaSession):
     def __init__(self, config: GroupMediaConfig, source: AudioSource, sink: AudioSink, *,
                  on_sender_frame: Callable[[str, np.ndarray], None] | None = None,
                  clock: Clock | None = None, network: Network | None = None,
-                 rng: random.Random | None = None) -> None:
+                 tap: DatagramTap | None = None, rng: random.Random | None = None) -> None:
         own = config.own
         if len(own.mki) != MKI_LEN:
             raise MediaError(f"group MKI must be {MKI_LEN} octets")
@@ -158,7 +158,7 @@ class GroupMediaSession(MediaSession):
         super().__init__(MediaConfig(config.local_addr, config.remote_addr, config.codec, keys,
                                      dtmf_payload_type=None, jitter_min_ms=config.jitter_min_ms,
                                      jitter_max_ms=config.jitter_max_ms),
-                         source, sink, clock=clock, network=network, rng=rng)
+                         source, sink, clock=clock, network=network, tap=tap, rng=rng)
         self.group = config
         self.on_sender_frame = on_sender_frame
         self._aead = Aead(own.master_key, own.master_salt)

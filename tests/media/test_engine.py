@@ -99,3 +99,38 @@ async def test_callbacks_come_back_on_the_loop_and_commands_cross_threads() -> N
         await sb.stop()
         await sa.stop()
     assert got == [("7", True)]
+
+
+class _RecordingTap:
+    def __init__(self) -> None:
+        self.seen: list[tuple[tuple[str, int], tuple[str, int], bytes, str]] = []
+
+    def udp(self, src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
+        self.seen.append((src, dst, data, threading.current_thread().name))
+
+
+def _rtp(seen: list[tuple[tuple[str, int], tuple[str, int], bytes, str]], src: tuple[str, int],
+         dst: tuple[str, int]) -> int:
+    return sum(1 for s, d, data, _ in seen if s == src and d == dst and not 192 <= data[1] <= 223)
+
+
+async def test_a_capture_tap_sees_every_datagram_where_the_engine_sends_and_receives_it() -> None:
+    a, b = configs(rtcp_interval=0.2)
+    tap = _RecordingTap()
+    sa = MediaSession(a, ArraySource(np.zeros(48000, np.int16)), ArraySink(), tap=tap)
+    sb = MediaSession(b, ArraySource(np.zeros(48000, np.int16)), ArraySink())
+    await sa.start()
+    await sb.start()
+    here, there = sa.local_addr, sb.local_addr
+    try:
+        await asyncio.sleep(0.5)
+    finally:
+        await sb.stop()
+        await sa.stop()
+    engine = MediaEngine.shared()
+    assert {t for *_, t in tap.seen} == {engine.name}  # on the media thread, never the event loop's
+    sent, received = sa.stats(), sb.stats()
+    assert sent.packets_sent > 10 and _rtp(tap.seen, here, there) == sent.packets_sent
+    assert _rtp(tap.seen, there, here) == sa.stats().packets_received
+    assert any(192 <= data[1] <= 223 for *_, data, _t in tap.seen)  # RTCP (SRTCP) is captured too
+    assert received.srtp_failures == {}  # the tapped datagrams went out unchanged
