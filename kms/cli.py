@@ -362,6 +362,94 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- groups (the GMS, gms/) ---------------------------------------------------------------------------
+def _group_run(args: argparse.Namespace, action: str) -> int:
+    """Change the GMS's group state, audit it in this community's log, deliver the new keys over SIP."""
+    import asyncio
+    import time
+
+    from gms import store as gms_store
+    from gms.config import load_gms
+    from gms.keys import GmsSigner
+    from gms.service import deliver_registered
+    from kms.audit import pseudonym
+    from kms.issue import KmsError
+
+    now = int(time.time())
+    when = _parse_time(getattr(args, "activation", None))
+    activation = None if when is None else int(when.timestamp())
+    cfg = load_gms(args.gms, args.gms_account, fetch_keys=not args.no_deliver)
+    state = gms_store.load(cfg.state_path, cfg.passphrase)
+    if action == "create":
+        deliveries = state.create(args.uri, args.member, now, lifetime=args.lifetime, text=args.text,
+                                  activation=activation)
+    elif action == "add":
+        deliveries = state.add(args.uri, args.member, now)
+    elif action == "remove":
+        deliveries = state.remove(args.uri, args.member, now, activation=activation, lifetime=args.lifetime)
+    else:
+        deliveries = state.rekey(args.uri, now, activation=activation, lifetime=args.lifetime)
+    gms_store.save(cfg.state_path, state, cfg.passphrase)
+    issuer = _issuer(args)
+    try:
+        def ref(uri: str) -> str:
+            user = issuer.store.get_user(uri)
+            return pseudonym(user.salt, uri) if user is not None else "not-a-user"
+
+        gmk = deliveries[0].gmk
+        fields: dict[str, str | int] = {"group": args.uri, "gms": cfg.uri, "gmk_id": f"{gmk.gmk_id:08x}",
+                                        "members": len(state.get(args.uri).members), "activation": gmk.activation}
+        if action in ("add", "remove"):
+            fields["user"] = ref(args.member)
+        issuer.audit.append(f"group.{action}", **fields)
+        if action == "remove":
+            issuer.audit.append("group.rekey", group=args.uri, gms=cfg.uri, gmk_id=f"{gmk.gmk_id:08x}",
+                                members=len(deliveries), activation=gmk.activation, reason="member removed")
+        results = []
+        if not args.no_deliver:
+            signer = GmsSigner(cfg.uri, cfg.keystore)
+            results = asyncio.run(deliver_registered(cfg.ua_config(), signer, deliveries, timeout=args.timeout))
+            for r in results:
+                issuer.audit.append("group.deliver", group=args.uri, gmk_id=f"{r.gmk_id:08x}", user=ref(r.member),
+                                    status=r.status, refused=bool(r.warning))
+    finally:
+        issuer.close()
+    print(f"{action} {args.uri}: GMK {gmk.gmk_id:08x} for {len(deliveries)} member(s)")
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        print(f"  {r.member}: {r.status}{' ' + r.warning if r.warning else ''}")
+    if failed:
+        raise KmsError(f"{len(failed)} of {len(results)} group-key deliveries failed: "
+                       + ", ".join(f"{r.member} ({r.status})" for r in failed))
+    return 0
+
+
+def cmd_group_list(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from gms import store as gms_store
+    from gms.config import load_gms
+
+    cfg = load_gms(args.gms, args.gms_account, fetch_keys=False)
+    state = gms_store.load(cfg.state_path, cfg.passphrase)
+    now = time.time()
+    for _, group in sorted(state.groups.items()):
+        pub = group.public(now)
+        if args.json:
+            print(json.dumps(pub))
+            continue
+        print(f"{group.uri}  {len(group.members)} member(s): {', '.join(group.members)}")
+        for g in pub["gmks"]:
+            when = datetime.fromtimestamp(g["activation"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+            exp = (datetime.fromtimestamp(g["expiry"], UTC).strftime("%Y-%m-%d %H:%M:%S") if g["expiry"]
+                   else "no expiry")
+            print(f"  GMK {g['gmk_id']}  from {when}  {exp}  {'current' if g['current'] else ''}".rstrip())
+    if not state.groups:
+        print("no groups", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="softphone-kms", description="Secure Chorus Key Management Server (3GPP TS 33.180)")
     common = _Parser(add_help=False)
@@ -447,10 +535,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("uri", nargs="?", help="the user, as in 'user add URI'")
     p.add_argument("--user", dest="user_option", help=argparse.SUPPRESS)  # the older spelling
     p.set_defaults(func=cmd_audit_export)
+
+    gcommon = _Parser(add_help=False)
+    gcommon.add_argument("--gms", required=True, help="the GMS's accounts file (its SIP account, keystore, KMS)")
+    gcommon.add_argument("--gms-account", help="account name in that file (default: the only one)")
+    group = sub.add_parser("group", help="groups and their keys (Group Management Server)").add_subparsers(
+        dest="group_cmd", metavar="ACTION", parser_class=_Parser)
+    for name, text in (("create", "create a group and send every member its GMK"),
+                       ("add", "add a member and send it the current GMK"),
+                       ("remove", "remove a member and rekey the others (the removed one gets nothing new)"),
+                       ("rekey", "send every member a new GMK")):
+        p = group.add_parser(name, parents=[common, gcommon], help=text)
+        p.add_argument("uri", help="the group's URI, e.g. sip:team@example.org")
+        if name == "create":
+            p.add_argument("--member", action="append", required=True, help="a member's URI (repeat)")
+            p.add_argument("--text", default="", help="human-readable group name (key parameters)")
+        elif name in ("add", "remove"):
+            p.add_argument("member", help="the member's URI")
+        if name != "add":
+            p.add_argument("--lifetime", type=int, default=0, help="GMK expiry after activation, seconds (0: none)")
+            p.add_argument("--activation", help="ISO 8601 activation time of the new GMK (default: now)")
+        p.add_argument("--no-deliver", action="store_true", help="change state and audit only; send nothing")
+        p.add_argument("--timeout", type=float, default=32.0, help="seconds to wait for each member's answer")
+        p.set_defaults(func=lambda a, n=name: _group_run(a, n))
+    p = group.add_parser("list", parents=[common, gcommon], help="the GMS's groups, members and GMK-IDs")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.set_defaults(func=cmd_group_list)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gms.errors import GmsError
     from kms.issue import KmsError
 
     parser = build_parser()
@@ -466,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 141
-    except (KmsError, SecretsError, StoreError, AuditError, KmsXmlError) as exc:
+    except (KmsError, SecretsError, StoreError, AuditError, KmsXmlError, GmsError) as exc:
         print(f"softphone-kms: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

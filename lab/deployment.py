@@ -13,6 +13,7 @@ other's exported certificate (``softphone-kms export-cert``) into a user's keyst
 from __future__ import annotations
 
 import secrets
+import subprocess
 from pathlib import Path
 from types import TracebackType
 
@@ -30,6 +31,7 @@ KMS_URI = "kms.lab.test"
 DOMAIN = "lab.test"
 PARTNER_KMS_URI = "kms.other.test"
 PARTNER_DOMAIN = "other.test"
+GMS_USER = "gms"   # a lab user of this name is the Group Management Server (softphone-kms group)
 
 
 class LabError(Exception):
@@ -171,8 +173,29 @@ keystore_passphrase_file = "{user}.pass"
 kms_url = "{kms_url}"
 kms_token_file = "{user}.token"
 kms_ca_file = "{kms_ca}"
-""")
+""" + (f'trusted_gms = ["{self.uri(GMS_USER)}"]\n' if GMS_USER in self.users and user != GMS_USER else ""))
         return config
+
+    # --- the Group Management Server (gms/, driven by `softphone-kms group`) -------------------------
+    def gms_uri(self) -> str:
+        return self.uri(GMS_USER)
+
+    def group(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``softphone-kms group ARGS`` as the lab's GMS: a lab user named ``gms`` (its SIP account and
+        its ECCSI/SAKKE keys from the KMS, like any user); its accounts file is written on first use.
+        Phones' accounts files trust it (``trusted_gms``)."""
+        if GMS_USER not in self.users:
+            raise LabError(f"the lab has no {GMS_USER!r} user: start it with users=(..., {GMS_USER!r})")
+        config = self.workdir / "gms-account" / f"{GMS_USER}.toml"
+        if not config.exists():
+            self.account_file(GMS_USER, config.parent)
+        action, rest = args[0], args[1:]
+        return run_kms(self._kms_passphrase, "group", action, "--dir", str(self.workdir / "kms"), "--gms", str(config),
+                       *rest, timeout=timeout)
+
+    def audit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``softphone-kms audit ARGS`` on the lab's community."""
+        return run_kms(self._kms_passphrase, "audit", args[0], "--dir", str(self.workdir / "kms"), *args[1:])
 
     def write_accounts(self, directory: Path) -> dict[str, Path]:
         """An accounts file per user in ``directory`` (see :meth:`account_file`)."""

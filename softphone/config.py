@@ -21,6 +21,7 @@ rtp_ports = [40000, 40999]
 tls_cert_file = "..."                           # certificate + key the phone presents when it
 tls_key_file = "..."                            #   listens for SIP over TLS (calls from the proxy)
 revoked_file = "..."                            # identities to refuse (one URI a line, from the operator)
+trusted_gms = ["sip:gms@example.org"]           # group management servers whose group keys are accepted
 ```
 
 Every key, its default and examples: docs/USER-GUIDE.md, "The accounts file". ``softphone setup``
@@ -72,6 +73,7 @@ class Account:
     revoked_file: Path | None = None
     audio_processing: str = "auto"  # echo cancellation, noise suppression, AGC: auto (the profile's) | on | off
     nameserver: str | None = None     # "host:port" for RFC 3263 lookups (default: the system resolver)
+    trusted_gms: tuple[str, ...] = ()  # GMS URIs whose group-key messages are accepted (none: all refused)
     extra: dict = field(default_factory=dict, repr=False)
 
     def password(self) -> str | None:
@@ -120,7 +122,7 @@ _KNOWN = {
     "name", "uri", "registrar", "username", "profile", "display_name", "password_file", "password_env",
     "ca_file", "keystore", "keystore_passphrase_file", "keystore_passphrase_env", "kms_url",
     "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports", "tls_cert_file", "tls_key_file",
-    "revoked_file", "nameserver", "audio_processing",
+    "revoked_file", "nameserver", "audio_processing", "trusted_gms",
 }  # fmt: skip
 _PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file",
           "tls_cert_file", "tls_key_file", "revoked_file"}
@@ -134,7 +136,7 @@ def _parse_account(raw: object, index: int, base: Path) -> Account:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
     for key, value in raw.items():
-        if key == "rtp_ports":
+        if key in ("rtp_ports", "trusted_gms"):
             continue
         if not isinstance(value, str):
             raise ConfigError(f"{where}: {key} must be a string")
@@ -157,8 +159,15 @@ def _parse_account(raw: object, index: int, base: Path) -> Account:
         or not 1024 <= ports[0] <= ports[1] <= 65535
     ):
         raise ConfigError(f"{where}: rtp_ports must be [low, high] within 1024..65535")
-    values: dict = {}
+    gms = raw.get("trusted_gms", [])
+    gms = [gms] if isinstance(gms, str) else gms
+    if not isinstance(gms, list) or not all(isinstance(g, str) and g.startswith(("sip:", "sips:")) and "@" in g
+                                            for g in gms):
+        raise ConfigError(f"{where}: trusted_gms must be a list of SIP URIs such as [\"sip:gms@example.org\"]")
+    values: dict = {"trusted_gms": tuple(gms)}
     for key, value in raw.items():
+        if key == "trusted_gms":
+            continue
         if key in _PATHS:
             path = Path(value).expanduser()
             values[key] = path if path.is_absolute() else (base / path)

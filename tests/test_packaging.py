@@ -83,7 +83,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 def test_wheel_ships_the_product_and_not_the_lab(installed: Installed) -> None:
     names = zipfile.ZipFile(installed.wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names if "/" in n and ".dist-info/" not in n}
-    assert {"crypto", "kmsinterface", "kms", "softphone", "profiles"} <= tops
+    assert {"crypto", "kmsinterface", "kms", "softphone", "gms", "profiles"} <= tops
     assert not tops & {"lab", "tests", "benchmarks", "scripts", "docs"}, sorted(tops)
     assert {"profiles/securechorus.toml", "profiles/interop-sdes.toml"} <= set(names)
 

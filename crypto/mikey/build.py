@@ -80,12 +80,15 @@ class Initiator:
         key_id: int | None = None,
         rand: bytes | None = None,
         ntp_time: int,
-        key_parameters: bool = True,
+        key_parameters: bool | KeyParameters = True,
     ) -> BuiltMessage:
         """Make a signed I_MESSAGE carrying ``key`` (fresh if ``None``) to ``receiver_uri``.
 
         ``ntp_time`` (NTP seconds) goes into T and selects the key period, which must be the one of
-        the sender's key set. ``key_id`` must carry ``key_type``'s purpose tag.
+        the sender's key set. ``key_id`` must carry ``key_type``'s purpose tag. ``key_parameters`` is
+        True (defaults: status 1, immediately, no expiry), False (none) or the :class:`KeyParameters` to send
+        (a GMS's activation, expiry, status, text and group IDs); with ``key`` and ``rand`` given, a GMS
+        sends the same GMK and RAND to every member.
         """
         sender = self.keys
         rkms = receiver_kms or sender.kms
@@ -132,7 +135,10 @@ class Initiator:
             _policy(SP_GMK if key_type is KeyType.GMK else SP_PCK),
             pl.SakkePayload(sed),
         ]
-        if key_parameters:
+        if isinstance(key_parameters, KeyParameters):
+            body.append(pl.GeneralExtension(pl.GENEXT_KEY_PARAMETERS,
+                                            protect_key_parameters(key_parameters, key, csb_id)))
+        elif key_parameters:
             params = KeyParameters(int(key_type), 1, 0, 0, "", b"\x00" if key_type is KeyType.GMK else b"")
             body.append(pl.GeneralExtension(pl.GENEXT_KEY_PARAMETERS, protect_key_parameters(params, key, csb_id)))
         placeholder = IMessage.from_payloads(header, body + [pl.Sign(bytes(ECCSI_SIGNATURE_LEN))])

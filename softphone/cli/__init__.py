@@ -35,6 +35,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 130, 14
 COMMAND_MODULES = (
     "mikey",    # softphone mikey inspect|create
     "keys",     # softphone keys fetch|import|list
+    "groups",   # softphone groups list
     "devices",  # softphone devices
     "call",     # softphone register|call|answer|interactive
     "message",  # softphone message send|listen|list|read|delete

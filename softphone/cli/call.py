@@ -55,6 +55,7 @@ from softphone.calls.phone import (
 )
 from softphone.cli import CliError, configured_account, user_errors
 from softphone.cli.message import _store
+from softphone.keys.groups import GroupKey
 from softphone.keys.kms_client import KmsClient
 from softphone.media.audio import (
     AudioError,
@@ -67,6 +68,7 @@ from softphone.media.audio import (
     read_wav,
 )
 from softphone.messaging import voice
+from softphone.messaging.groupkeys import GroupKeyInbox
 from softphone.messaging.messenger import Messenger, SendFailed
 from softphone.messaging.secure import SealError
 from softphone.sip.session import CallState
@@ -111,6 +113,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+def _group_keys(phone: Phone, settings: PhoneSettings, args: argparse.Namespace, printer: Printer) -> None:
+    """Take group keys from the GMS while this command runs (``softphone groups list`` shows them)."""
+    if settings.keystore is None:
+        return
+    account = configured_account(args.config, args.account, code=2)
+
+    def stored(key: GroupKey) -> None:
+        if not args.json:
+            printer.line(f"group key {key.gmk_id:08x} of {key.group_uri} from {key.gms_uri} stored")
+
+    GroupKeyInbox(settings.uri, settings.keystore, account.trusted_gms, stored).install(phone.ua)
+
+
 def _settings(args: argparse.Namespace) -> PhoneSettings:
     """The phone's settings: configuration problems exit 2, a failed key fetch from the KMS exits 1."""
     account = configured_account(args.config, args.account, code=2)
@@ -347,6 +362,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with Phone(settings, on_event=None if args.once or args.json else printer.event) as phone:
+            _group_keys(phone, settings, args, printer)
             expires = await phone.register()
             if args.json:
                 print(json.dumps({"event": "registered", "uri": settings.uri, "expires": expires}), flush=True)
@@ -386,6 +402,7 @@ def _call_command(args: argparse.Namespace, connect: Connect) -> int:
 
     async def run() -> int:
         async with Phone(settings, on_event=printer.event) as phone:
+            _group_keys(phone, settings, args, printer)
             await phone.register()
             call = await connect(phone, settings, printer, source, sink)
             if call is None:

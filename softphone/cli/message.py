@@ -86,7 +86,7 @@ def _messenger(args: argparse.Namespace) -> tuple[Messenger, Account]:
     client = (KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
               if account.kms_url else None)
     return Messenger(settings.uri, UserAgent(settings.ua), settings.keystore, _store(account), kms_client=client,
-                     revoked=settings.revoked), account
+                     revoked=settings.revoked, trusted_gms=account.trusted_gms), account
 
 
 def _run(coro: Callable[[], Awaitable[T]]) -> T:
@@ -160,6 +160,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
                     break
                 got += 1
                 print(_line(msg, args.json), flush=True)
+        while not messenger.group_keys.empty():   # stored in the keystore as they came (softphone groups list)
+            key = messenger.group_keys.get_nowait()
+            print(json.dumps({"group_key": f"{key.gmk_id:08x}", "group": key.group_uri, "gms": key.gms_uri})
+                  if args.json else f"group key {key.gmk_id:08x} of {key.group_uri} from {key.gms_uri} stored",
+                  flush=True)
         refused = messenger.counters.refused
         if refused:
             print(json.dumps({"refused": refused}) if args.json else

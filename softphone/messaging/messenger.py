@@ -22,6 +22,10 @@ REGISTER after any other final response (there is no error code it gives up on):
   **480 Temporarily Unavailable** with the reason: a store keeps it and offers it again at the next
   REGISTER, by which time the keys may be held; a sender online gets the 480 and may retry.
 
+Group-key documents from a GMS (``application/vnd.softphone.group+json``, :mod:`softphone.messaging.groupkeys`)
+go to the keystore instead (``Messenger.group_keys`` queue); only a GMS named in ``trusted_gms`` is
+accepted, anything else is answered 200 + ``Warning: 399 … "group key refused (unknown GMS): …"``.
+
 Messages that request it get a protected "delivered" notification at once and a "read" one from
 :meth:`Messenger.mark_read`.
 
@@ -48,10 +52,14 @@ from crypto.errors import CryptoError
 from crypto.identity import key_period_no
 from crypto.mikey.build import Initiator
 from crypto.mikey.keys import KmsParams
+from kmsinterface.groupdoc import is_group_document
 from softphone.keys.errors import KeysError
+from softphone.keys.groups import GroupKey
 from softphone.keys.keystore import Keystore
 from softphone.keys.kms_client import KmsClient
 from softphone.messaging import secure
+from softphone.messaging.groupkeys import GROUP_KEY_REFUSED as GROUP_KEY_REFUSED
+from softphone.messaging.groupkeys import GroupKeyInbox
 from softphone.messaging.store import MessageStore, StoredMessage
 from softphone.sip.errors import SipError
 from softphone.sip.im import InboundMessage, accept_messages, send_message
@@ -72,6 +80,7 @@ class Counters:
     received: int = 0
     sent: int = 0
     notifications: int = 0
+    group_keys: int = 0
     refused: dict[str, int] = field(default_factory=dict)
 
 
@@ -87,8 +96,10 @@ class _StoreSeen(secure.SeenSet):
 class Messenger:
     def __init__(self, uri: str, ua: UserAgent, keystore: Keystore, store: MessageStore, *,
                  kms_client: KmsClient | None = None, revoked: frozenset[str] = frozenset(),
-                 clock: Callable[[], float] = time.time, notify: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, notify: bool = True,
+                 trusted_gms: frozenset[str] | tuple[str, ...] = ()) -> None:
         self.uri = uri
+        self.trusted_gms = frozenset(trusted_gms)
         self.ua = ua
         self.keystore = keystore
         self.store = store
@@ -98,12 +109,14 @@ class Messenger:
         self.counters = Counters()
         self.received: asyncio.Queue[StoredMessage] = asyncio.Queue(maxsize=1024)
         self.notifications: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=1024)
+        self.group_keys: asyncio.Queue[GroupKey] = asyncio.Queue(maxsize=1024)
         self.sealer = secure.Sealer(self._initiator_at, kms_for=self.peer_kms)
         self.opener = secure.Opener(uri, lambda: self.keystore.mikey_key_sets(self.uri), self._trusted(),
                                     revoked, _StoreSeen(store), self._fetch_period if kms_client else None)
         self._initiators: dict[int, Initiator] = {}
         self._read_requests: dict[str, secure.Opened] = {}
         self._prepared: asyncio.Future[None] | None = None
+        self._group_inbox = GroupKeyInbox(uri, keystore, self.trusted_gms, self._group_key_stored)
 
     def __repr__(self) -> str:
         return f"<Messenger {self.uri}>"
@@ -228,7 +241,23 @@ class Messenger:
         return msg
 
     # receiving --------------------------------------------------------------------------------------
+    def _on_group_key(self, inbound: InboundMessage) -> tuple[int, str | None]:
+        """A GMS's group-key document: verified, then kept in the keystore (``softphone groups list``).
+        Refusals are final (200 + Warning, so a store-and-forward drops them), except missing own keys (480)."""
+        before = dict(self._group_inbox.refused)
+        answer = self._group_inbox.handle(inbound.sender, inbound.body)
+        for reason, n in self._group_inbox.refused.items():
+            if n != before.get(reason, 0):
+                self.counters.refused[reason] = self.counters.refused.get(reason, 0) + 1
+        return answer
+
+    def _group_key_stored(self, key: GroupKey) -> None:
+        self.counters.group_keys += 1
+        self._put(self.group_keys, key)
+
     def _on_message(self, inbound: InboundMessage) -> tuple[int, str | None]:
+        if is_group_document(inbound.content_type):
+            return self._on_group_key(inbound)
         now = self.clock()
         try:
             opened = self.opener.open(inbound.content_type, inbound.body, inbound.sender)

@@ -73,3 +73,14 @@ def test_bad_files(tmp_path, body, words):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no account file"):
         load_accounts(tmp_path / "none.toml")
+
+
+def test_trusted_gms(tmp_path):
+    base = '[[account]]\nname = "a"\nuri = "sip:a@example.org"\n'
+    assert load_accounts(write(tmp_path, base))[0].trusted_gms == ()
+    one = load_accounts(write(tmp_path, base + 'trusted_gms = ["sip:gms@example.org", "sip:g2@example.org"]\n'))[0]
+    assert one.trusted_gms == ("sip:gms@example.org", "sip:g2@example.org")
+    assert load_accounts(write(tmp_path, base + 'trusted_gms = "sip:gms@example.org"\n'))[0].trusted_gms == (
+        "sip:gms@example.org",)
+    with pytest.raises(ConfigError, match="trusted_gms must be a list of SIP URIs"):
+        load_accounts(write(tmp_path, base + 'trusted_gms = ["gms"]\n'))
