@@ -1,9 +1,10 @@
 """``scripts/demo group``: a group call of four through our focus, and a removed member locked out.
 
 Starts the lab (CA, Kamailio over TLS, the HTTPS KMS) with alice, bob, carol, dave, eve and the group
-account ``team``; the focus registers ``sip:team@lab.test``. Group keys are put into the keystores as a
-GMS would leave them after eve was removed: GMK 1 to all five, then GMK 2 to the four (who mark GMK 1
-revoked). (Delivery by the GMS over SIP MESSAGE replaces this step when it lands.) All five call the group
+account ``team``, the GMS user ``gms`` and msilo; the focus registers ``sip:team@lab.test``. The GMS
+(``softphone-kms group``, its own identity from the KMS) creates the group of five over SIP MESSAGE while
+dave is offline (msilo stores his key; he gets it when he registers), then removes eve: the GMS rekeys the
+four and eve holds only the old GMK (``lab/gms_delivery.py``). All five call the group
 URI; each of the four plays a different stretch of espeak-ng speech at once, and every ordered pair is
 checked for speech in what the receiver decoded from that sender (``members_heard_all``); eve must open
 nothing (``removed_member_locked_out``: only unknown-MKI packets, no audio). The focus must hold no bytes.
@@ -24,17 +25,24 @@ from typing import Any
 
 from lab.demo import finish, make_speech
 from lab.deployment import Lab, LabError
-from lab.focus import give_group_keys, run_group_call
+from lab.focus import run_group_call
+from lab.gms_delivery import deliver_with_gms
 from softphone.errors import SoftphoneError
 from softphone.media.audio import read_wav
 
 MEMBERS = ("alice", "bob", "carol", "dave")
 REMOVED = "eve"
+OFFLINE = "dave"
 
 
-async def run(lab: Lab, wav: Path, log: Any, result: dict[str, Any]) -> None:
-    group = give_group_keys(lab, MEMBERS, (REMOVED,))
-    log(f"group keys in the keystores: GMK 2 for {', '.join(MEMBERS)}; {REMOVED} holds only the revoked GMK 1")
+async def run(lab: Lab, wav: Path, log: Any, result: dict[str, Any], workdir: Path) -> None:
+    delivery = await deliver_with_gms(lab, "team", MEMBERS, offline=(OFFLINE,), removed=(REMOVED,),
+                                      workdir=workdir / "gms-delivery", log=log)
+    group = delivery.group
+    first = {u: delivery.first_gmk(u) for u in delivery.received}
+    result.update(gms="ok", offline_member_keyed_later=first[OFFLINE] is not None and len(set(first.values())) == 1,
+                  removed_member_rekeyed_out=len(delivery.received[REMOVED]) == 1
+                  and all(len(delivery.received[m]) == 2 for m in MEMBERS))
     speech = read_wav(wav)
     done = await run_group_call(lab, group, (*MEMBERS, REMOVED), speech)
     pairs = done.pairs_ok(lab, MEMBERS)
@@ -51,6 +59,10 @@ async def run(lab: Lab, wav: Path, log: Any, result: dict[str, Any]) -> None:
 
 
 def judge(result: dict[str, Any]) -> str | None:
+    if not result.get("offline_member_keyed_later"):
+        return f"{OFFLINE} (offline at creation) did not get the group key through msilo"
+    if not result.get("removed_member_rekeyed_out"):
+        return f"the GMS did not rekey {REMOVED} out (or {REMOVED} got the new key)"
     if not result.get("members_heard_all"):
         return f"not every member heard every other: {result.get('unheard')}"
     if not result.get("removed_member_locked_out"):
@@ -70,16 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="securechorus-group-")
     workdir = Path(args.keep) if args.keep else Path(tmp.name)  # type: ignore[union-attr]
     workdir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"call": "failed", "members_heard_all": False, "removed_member_locked_out": False,
-                              "setup_ms": None}
+    result: dict[str, Any] = {"call": "failed", "gms": "failed", "members_heard_all": False,
+                              "removed_member_locked_out": False, "setup_ms": None}
     reason: str | None = None
     try:
         wav = workdir / "speech.wav"
         make_speech(wav)
-        with Lab(workdir / "lab", users=(*MEMBERS, REMOVED, "team")) as lab:
+        with Lab(workdir / "lab", users=(*MEMBERS, REMOVED, "team", "gms"), msilo=True) as lab:
             log(f"Kamailio TLS 127.0.0.1:{lab.kamailio.tls_port if lab.kamailio else '?'}, KMS {lab.kms_url}; "
                 f"{', '.join((*MEMBERS, REMOVED))} provisioned; focus for {lab.uri('team')}")
-            asyncio.run(run(lab, wav, log, result))
+            asyncio.run(run(lab, wav, log, result, workdir))
         reason = judge(result)
     except TimeoutError as exc:
         reason = f"timed out: {exc or 'waiting for the group call'}"

@@ -25,4 +25,6 @@ def test_demo_group_passes() -> None:
     assert result["call"] == "ok" and "reason" not in result
     assert result["members_heard_all"] is True and result["pairs_checked"] == 12
     assert result["removed_member_locked_out"] is True and result["focus_held_bytes"] == 0
+    assert result["gms"] == "ok" and result["offline_member_keyed_later"] is True
+    assert result["removed_member_rekeyed_out"] is True
     assert isinstance(result["setup_ms"], float) and out.stderr == ""
