@@ -469,12 +469,20 @@ class Phone:
                     answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer,
                     dsp=self.settings.dsp(), network=self._network, ice_agent=agent)
         call.invite_sent_at = incoming.received_at
-        await call.start_media(answerer.current)
+        negotiated = answerer.current
+        if agent is None:
+            await call.start_media(negotiated)
         try:
             await session.answer(answerer.answer(), ack_timeout=10)
         except (TimeoutError, SipError) as exc:
             await call.hangup()
             raise CallError(f"answer failed: {exc or 'no ACK'}") from None
+        if agent is not None:  # the caller starts its checks only once it has our answer: connect after it
+            try:
+                await call.start_media(negotiated)
+            except CallError:
+                await call.hangup()
+                raise
         self.calls[call.call_id] = call
         call.emit(Answered(call.call_id, call.snapshot()))
         asyncio.get_running_loop().create_task(self._forget_when_ended(call))
