@@ -11,11 +11,16 @@ Secure messages (:mod:`softphone.messaging.secure`, a 100-character text): ``mes
 conversation's PCK reused: payloads only), ``message_open_ms`` (verify the I_MESSAGE and decrypt),
 ``message_open_reuse_ms`` (the I_MESSAGE already verified for this conversation: payloads only).
 The fresh-PCK figures run a quarter of ``--repeat`` times (at least 10).
+First open of a phone's first message: ``message_first_open_cold_ms`` (a new Opener, nothing built: the
+SAKKE receiver and its precomputed tables are built inside the open) and
+``message_first_open_prepared_ms`` (a new Opener after ``Opener.prepare()``, which the Messenger runs in
+a worker thread at start); medians over a few fresh openers.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from benchmarks._util import emit, median_ms
 from crypto.eccsi import EccsiMasterKey
@@ -49,10 +54,25 @@ def message_figures(alice: UserKeys, bob: UserKeys, now: int, repeat: int) -> di
         if opener.open(sealed.content_type, sealed.body, alice.uri).text != text:
             raise SystemExit("benchmark self-check failed: message text differs")
 
+    firsts = iter([fresh.seal_text(bob.uri, text, now=unix) for _ in range(12)])
+
+    def first_open(prepared: bool) -> float:
+        cold = secure.Opener(bob.uri, lambda: [bob])
+        if prepared:
+            cold.prepare()
+        sealed = next(firsts)
+        t0 = time.perf_counter()
+        if cold.open(sealed.content_type, sealed.body, alice.uri).text != text:
+            raise SystemExit("benchmark self-check failed: message text differs")
+        return (time.perf_counter() - t0) * 1000.0
+
+    first_cold = sorted(first_open(False) for _ in range(5))[2]
+    first_prepared = sorted(first_open(True) for _ in range(5))[2]
     open_ms = median_ms(lambda: open_from(new_ones), few)
     open_reuse_ms = median_ms(lambda: open_from(same_key), repeat)
     return {"message_create_ms": create_ms, "message_create_reuse_ms": create_reuse_ms, "message_open_ms": open_ms,
-            "message_open_reuse_ms": open_reuse_ms, "message_octets": len(same_list[0].body)}
+            "message_open_reuse_ms": open_reuse_ms, "message_octets": len(same_list[0].body),
+            "message_first_open_cold_ms": first_cold, "message_first_open_prepared_ms": first_prepared}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ __all__ = [
     "validate_rsk",
     "encapsulate",
     "encapsulate_new_ssv",
+    "prepare_encapsulation",
     "decapsulate",
     "POINT_LEN",
 ]
@@ -177,6 +178,14 @@ def _encapsulate(ssv: bytes, identifier: bytes, z_table: FixedBase, n_bits: int)
         raise CryptoError("degenerate SAKKE encapsulation (r = 0 or [b]P + Z = O)")
     h = _xor(ssv, _mask(gr, n_bits))
     return SAKKE_CURVE.encode(R) + h, gr
+
+
+def prepare_encapsulation(Z: bytes) -> None:
+    """Build the sender's tables now (g's fixed-base table, once per process, ~50 ms; Z's, once per KMS),
+    so the first :func:`encapsulate` under ``Z`` does not pay for them. Thread-safe (worst case, two
+    threads both build a table and one result is kept)."""
+    _g_table()
+    _z_point(Z)
 
 
 def encapsulate(ssv: bytes, identifier: bytes, Z: bytes, *, n_bits: int = 128) -> bytes:

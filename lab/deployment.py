@@ -3,6 +3,11 @@
 Lab CA → Kamailio (SIP over TLS, digest auth) → a KMS community in a temp dir (SQLite) served by
 ``softphone-kms serve`` over HTTPS → users provisioned over the TS 33.180 interface into encrypted
 keystores (0600) → :class:`~softphone.calls.phone.PhoneSettings` per user.
+
+With ``partners=("dave",)`` a second community runs beside it: users ``sip:dave@other.test`` of their
+own KMS ``kms.other.test`` (a second ``softphone-kms serve``), registered with the same Kamailio (it
+serves both domains). The communities do not trust each other until :meth:`Lab.trust` imports the
+other's exported certificate (``softphone-kms export-cert``) into a user's keystore.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from softphone.sip.ua import UAConfig
 
 KMS_URI = "kms.lab.test"
 DOMAIN = "lab.test"
+PARTNER_KMS_URI = "kms.other.test"
+PARTNER_DOMAIN = "other.test"
 
 
 class LabError(Exception):
@@ -32,11 +39,13 @@ class LabError(Exception):
 class Lab:
     """PKI + Kamailio (TLS) + KMS (HTTPS, SQLite) + provisioned users; a context manager."""
 
-    def __init__(self, workdir: Path, users: tuple[str, ...] = ("alice", "bob"), *, msilo: bool = False) -> None:
+    def __init__(self, workdir: Path, users: tuple[str, ...] = ("alice", "bob"), *, msilo: bool = False,
+                 partners: tuple[str, ...] = ()) -> None:
         self.workdir = Path(workdir)
         self.msilo = msilo
         self.users = users
-        self.passwords = {u: secrets.token_urlsafe(12) for u in users}
+        self.partners = partners  # users of the second community (other.test); names distinct from users
+        self.passwords = {u: secrets.token_urlsafe(12) for u in users + partners}
         self._kms_passphrase = secrets.token_urlsafe(16)
         self.tokens: dict[str, str] = {}
         self.keystores: dict[str, Keystore] = {}
@@ -46,12 +55,19 @@ class Lab:
         self.kms_url = ""
         self.kms_ca: Path | None = None
         self.pki: dict[str, certs.CertFiles] = {}
+        self.partner_kms: KmsServer | None = None
 
     def __repr__(self) -> str:
         return f"<Lab {self.workdir} users={self.users}>"
 
     def uri(self, user: str) -> str:
-        return f"sip:{user}@{DOMAIN}"
+        return f"sip:{user}@{PARTNER_DOMAIN if user in self.partners else DOMAIN}"
+
+    def kms_of(self, user: str) -> tuple[str, Path]:
+        """The URL and TLS CA file of ``user``'s own KMS."""
+        kms = self.partner_kms if user in self.partners else self.kms
+        assert kms is not None
+        return kms.url, kms.cafile
 
     # --- start/stop --------------------------------------------------------------------------------
     def start(self) -> Lab:
@@ -59,22 +75,38 @@ class Lab:
         ca = certs.make_ca(base)
         self.pki = {"ca": ca, "kamailio": certs.issue(ca, base, "kamailio"), "ua": certs.issue(ca, base, "ua")}
         self.kamailio = Kamailio(self.workdir / "kamailio", self.passwords, tls=self.pki["kamailio"],
-                                 algorithm="SHA-256", msilo=self.msilo)
+                                 algorithm="SHA-256", msilo=self.msilo,
+                                 domains=(PARTNER_DOMAIN,) if self.partners else ())
         self.kamailio.start()
-        self._start_kms()
-        for user in self.users:
+        self.kms = self._start_kms(self.workdir / "kms", KMS_URI, self.users)
+        self.kms_url, self.kms_ca = self.kms.url, self.kms.cafile
+        if self.partners:
+            self.partner_kms = self._start_kms(self.workdir / "kms-other", PARTNER_KMS_URI, self.partners)
+        for user in self.users + self.partners:
             self.provision(user)
         return self
 
-    def _start_kms(self, timeout: float = 30.0) -> None:
-        directory = self.workdir / "kms"
-        made = make_community(directory, KMS_URI, self._kms_passphrase, users=tuple(self.uri(u) for u in self.users))
-        self.tokens.update({user: made[self.uri(user)].token for user in self.users})
+    def _start_kms(self, directory: Path, kms_uri: str, users: tuple[str, ...], timeout: float = 30.0) -> KmsServer:
+        made = make_community(directory, kms_uri, self._kms_passphrase, users=tuple(self.uri(u) for u in users))
+        self.tokens.update({user: made[self.uri(user)].token for user in users})
         try:
-            self.kms = serve_kms(directory, self._kms_passphrase, timeout=timeout)
+            return serve_kms(directory, self._kms_passphrase, timeout=timeout)
         except RuntimeError as exc:
             raise LabError(str(exc)) from None
-        self.kms_url, self.kms_ca = self.kms.url, self.kms.cafile
+
+    def export_certificate(self, partner: bool, out: Path) -> Path:
+        """``softphone-kms export-cert``: a community's certificate as the other domain receives it."""
+        directory = self.workdir / ("kms-other" if partner else "kms")
+        done = run_kms(self._kms_passphrase, "export-cert", "--dir", str(directory), "--out", str(out))
+        if done.returncode != 0:
+            raise LabError(f"export-cert failed: {done.stderr.strip()[:200]}")
+        return out
+
+    def trust(self, user: str, certificate: Path) -> None:
+        """What ``softphone keys import CERT`` does: ``user``'s keystore trusts that other community."""
+        from kmsinterface.xml import parse_kms_certificate
+
+        self.keystores[user].add_certificate(parse_kms_certificate(certificate.read_bytes()))
 
     def revoke(self, user: str) -> None:
         """Revoke ``user`` at the KMS (``softphone-kms user revoke``)."""
@@ -87,12 +119,16 @@ class Lab:
         passphrase = secrets.token_urlsafe(16)
         store = Keystore.create(self.workdir / f"{user}.keystore", passphrase.encode())
         self.keystore_passphrases[user] = passphrase
-        client = KmsClient(self.kms_url, self.tokens[user], cafile=self.kms_ca)
+        url, ca = self.kms_of(user)
+        client = KmsClient(url, self.tokens[user], cafile=ca)
         refresh(store, client, self.uri(user))
         self.keystores[user] = store
         return store
 
     def stop(self) -> None:
+        if self.partner_kms is not None:
+            self.partner_kms.stop()
+            self.partner_kms = None
         if self.kms is not None:
             self.kms.stop()
             self.kms = None
@@ -120,6 +156,7 @@ class Lab:
             path.write_text(value + "\n")
             path.chmod(0o600)
         config = directory / f"{user}.toml"
+        kms_url, kms_ca = self.kms_of(user)
         config.write_text(f"""[[account]]
 name = "{user}"
 uri = "{self.uri(user)}"
@@ -131,9 +168,9 @@ tls_cert_file = "{self.pki['ua'].cert}"
 tls_key_file = "{self.pki['ua'].key}"
 keystore = "{self.workdir / f'{user}.keystore'}"
 keystore_passphrase_file = "{user}.pass"
-kms_url = "{self.kms_url}"
+kms_url = "{kms_url}"
 kms_token_file = "{user}.token"
-kms_ca_file = "{self.kms_ca}"
+kms_ca_file = "{kms_ca}"
 """)
         return config
 

@@ -8,10 +8,14 @@ REGISTER needs digest auth (``www_challenge`` with qop=auth, MD5 or SHA-256), IN
 local users need proxy auth, calls are record-routed and relayed to registered contacts.
 With ``msilo=True`` a MESSAGE to a user who is not registered is stored by Kamailio's ``msilo``
 module (SQLite through ``db_sqlite``), answered 202 and logged ``LAB STORED ruri``; a REGISTER dumps
-that user's stored messages to the new contact (``m_dump``). The store holds what was sent: for
+that user's stored messages to the new contact (``m_dump``); msilo deletes a dumped message when the
+contact answers 2xx and offers it again at the next REGISTER after any other final answer (its reply
+check runs every second here: ``check_time`` 1, default 60). The store holds what was sent: for
 secure messages, ciphertext only. ``tcp_rd_buf_size`` is raised to 64 KiB: Kamailio's default
 TLS/TCP read buffer drops any SIP message over 16 KiB, and a secure message with a 16 KiB attachment
 (voice message) is ~24 KiB.
+``domains`` adds SIP domains this proxy also serves (aliases; users are matched by name, so names
+must be distinct across domains).
 The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…``
 (each prefixed with the Call-ID).
 """
@@ -43,7 +47,8 @@ class Kamailio:
 
     def __init__(self, workdir: Path, users: dict[str, str], *, tls: CertFiles | None = None,
                  algorithm: str = "MD5", realm: str = "lab.test", min_expires: int = 1,
-                 auth_invite: bool = True, stun: bool = False, msilo: bool = False) -> None:
+                 auth_invite: bool = True, stun: bool = False, msilo: bool = False,
+                 domains: tuple[str, ...] = ()) -> None:
         self.workdir = Path(workdir)
         self.users = users
         self.tls = tls
@@ -53,6 +58,7 @@ class Kamailio:
         self.auth_invite = auth_invite
         self.stun = stun   # answer STUN Binding requests on the SIP UDP port (RFC 5626 §4.4.2 keep-alives)
         self.msilo = msilo
+        self.domains = domains  # more SIP domains served (aliases); digest realm and users stay shared
         self.udp_port = free_port()
         self.tcp_port = self.udp_port
         self.tls_port = free_port(also_tcp=True) if tls else None
@@ -78,6 +84,8 @@ class Kamailio:
             mods += ["db_sqlite", "msilo"]
             silo_params = (f'modparam("msilo", "db_url", "sqlite:///{self.silo_db}")\n'
                            'modparam("msilo", "add_date", 0)\nmodparam("msilo", "expire_time", 604800)\n'
+                           # look at dump replies every second (default 60): 2xx deletes, else re-offered
+                           'modparam("msilo", "check_time", 1)\n'
                            # dumped MESSAGEs go through this proxy's own routing to the new contact
                            f'modparam("msilo", "outbound_proxy", "sip:127.0.0.1:{self.tcp_port};transport=tcp")\n')
             silo_dump = """
@@ -108,6 +116,7 @@ children=2
 tcp_children=2
 auto_aliases=no
 alias="{self.realm}"
+{chr(10).join(f'alias="{_quote(d)}"' for d in self.domains)}
 {'enable_tls=yes' if self.tls else ''}
 tcp_accept_no_cl=no
 tcp_rd_buf_size=65536

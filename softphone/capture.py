@@ -6,9 +6,9 @@ running sequence numbers per direction), media exactly as on the wire (SRTP, enc
 recorded as the phone sees it, in the clear, as TCP on the TLS ports; the TLS key log (``keylog_filename``
 on the phone's contexts) serves captures taken by others (tcpdump, tshark).
 
-:class:`TapNetwork` wraps a media :class:`~softphone.media.transport.Network` so every datagram sent or
-received passes through the writer. This module imports nothing of the phone's: the SIP and media
-transports call it through the ``tap`` object they are given.
+:class:`PcapWriter` is the ``tap`` the SIP transport (``record``) and every media session (``udp``, through
+:class:`~softphone.media.transport.TappedNetwork` around the media engine's sockets) are given, so media
+stays on the engine thread while captured. This module imports nothing of the phone's.
 
 The files hold secrets (the signalling carries the MIKEY keys' wrapped form and identities): they are
 created mode 0600.
@@ -128,43 +128,3 @@ class PcapWriter:
 
 def _addr(a: Any) -> Addr:
     return str(a[0]), int(a[1])
-
-
-class _TapEndpoint:
-    def __init__(self, inner: Any, writer: PcapWriter) -> None:
-        self._inner = inner
-        self._writer = writer
-        self._local: Addr = _addr(inner.local_addr)
-
-    @property
-    def local_addr(self) -> Addr:
-        return self._local
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def sendto(self, data: bytes, addr: Addr) -> None:
-        self._writer.udp(self._local, addr, data)
-        self._inner.sendto(data, addr)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class TapNetwork:
-    """A media network whose endpoints record every datagram they send and receive in ``writer``."""
-
-    def __init__(self, inner: Any, writer: PcapWriter) -> None:
-        self.inner = inner
-        self.writer = writer
-
-    async def open(self, local_addr: Addr, receive: Any) -> Any:
-        holder: list[Addr] = [local_addr]
-
-        def tapped(data: bytes, source: Addr) -> None:
-            self.writer.udp(source, holder[0], data)
-            receive(data, source)
-
-        endpoint = _TapEndpoint(await self.inner.open(local_addr, tapped), self.writer)
-        holder[0] = endpoint._local
-        return endpoint

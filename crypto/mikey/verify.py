@@ -184,9 +184,15 @@ class Responder:
 
     def prepare(self) -> None:
         """Build every key period's SAKKE receiver now (with its precomputed tables, if asked for), so the
-        first message does not pay for it. Safe to run in a worker thread before messages arrive."""
+        first message does not pay for it. Safe to run in a worker thread before messages arrive.
+
+        With ``precompute``, the sending side's SAKKE tables for the same KMS are built too (a phone that
+        answers calls also places them: the first outgoing I_MESSAGE otherwise builds g's table, ~50 ms,
+        on the caller's thread)."""
         for ks in self.key_sets:
             self._receiver(ks)
+            if self._precompute:
+                sakke.prepare_encapsulation(ks.kms.z)
 
     @property
     def prepared_periods(self) -> tuple[int, ...]:

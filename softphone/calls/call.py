@@ -40,8 +40,9 @@ from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
 from softphone.media.ice import IceAgent, IceError
 from softphone.media.session import MediaConfig, MediaError, MediaSession
-from softphone.media.transport import Network
+from softphone.media.transport import DatagramTap, Network
 from softphone.sip.errors import SipError
+from softphone.sip.message import Request
 from softphone.sip.session import CallState, InviteSession, Reject
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Call:
                  emit: EventSink, *, offerer: Offerer | None = None, answerer: Answerer | None = None,
                  trace: bool = False, verify: OfferVerifier = verify_in_thread,
                  dsp: DspSettings | None = None, network: Network | None = None,
-                 ice_agent: IceAgent | None = None) -> None:
+                 tap: DatagramTap | None = None, ice_agent: IceAgent | None = None) -> None:
         self.dsp = dsp or DspSettings()
         self.session = session
         self.host = host
@@ -105,8 +106,10 @@ class Call:
         self.media: MediaSession | None = None
         self.held = False
         self.invite_sent_at: float | None = None
+        self.early_body: bytes | None = None     # the 183's SDP when early media ran before the answer
         self.trace = trace
         self.network = network
+        self.tap = tap  # the phone's own capture: sees the session's datagrams where the engine sends them
         self.ice_agent = ice_agent  # gathered; connected at the first start_media when the peer does ICE too
         self.ice_path: str | None = None
         self._verify = verify
@@ -119,6 +122,9 @@ class Call:
         self._restart: asyncio.Task[None] | None = None
         self._first_packet: asyncio.Task[None] | None = None
         session.on_offer = self._on_reoffer
+        self.on_refer: Callable[[Call, Request], None] | None = None   # the phone's transfer handler
+        session.on_refer = self._refer_received
+        self._audio_released = False
 
     def __repr__(self) -> str:
         neg = self.negotiated
@@ -156,7 +162,8 @@ class Call:
                           dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace, dsp=self.dsp,
                           latch=self.ice_path is None)  # with ICE the nominated pair decides
         self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),
-                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)), network=network)
+                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)), network=network,
+                                  tap=self.tap)
         for attempt in range(20):  # a restarted session rebinds the port the old one is releasing
             try:
                 await self.media.start()
@@ -236,9 +243,24 @@ class Call:
             await self.media.stop()
         if self.ice_agent is not None:
             await self.ice_agent.close()
-        for end in (self._source, self._sink):
-            end.close()
+        if not self._audio_released:
+            for end in (self._source, self._sink):
+                end.close()
         self.emit(Ended(self.call_id, reason, last))
+
+    # --- transfer ------------------------------------------------------------------------------------
+    def _refer_received(self, req: Request) -> None:
+        if self.on_refer is not None and not self._ended.is_set():
+            self.on_refer(self, req)
+
+    async def handover_audio(self) -> tuple[AudioSource, AudioSink]:
+        """Stop this call's media and give its audio ends to the call that takes over (transfer,
+        Replaces); the ends stay open when this call ends."""
+        self._audio_released = True
+        if self.media is not None:
+            await self.media.stop(send_bye=False)
+            self.media = None
+        return self._source, self._sink
 
     async def ended(self, timeout: float | None = None) -> None:
         """Wait until the call is over (either side hung up)."""
@@ -393,7 +415,7 @@ class Call:
                                      round(s.packets_lost / total, 4) if total > 0 else 0.0,
                                      round(s.jitter_ms, 2), sum(s.srtp_failures.values()))
         return CallStatus("held" if self.held else self.session.state.value, self.peer, keys, counters,
-                          self.ice_path)
+                          ice=self.ice_path)
 
     def status(self) -> dict[str, Any]:
         """:meth:`snapshot` as the flat JSON-safe dict scripts and the ``--json`` events use."""

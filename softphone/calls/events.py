@@ -5,10 +5,12 @@ on the class (``match ev: case Ringing(): …``). Each event's :meth:`~CallEvent
 object ``softphone call --json`` prints: ``{"event": kind, "call_id": …, …fields}``. No event ever
 holds key material.
 
-    Calling → Ringing → MediaStarted → Answered → PeerSending (outgoing calls)
+    Calling → Ringing → [EarlyMedia on a 183 with SDP] → MediaStarted → Answered → PeerSending (outgoing calls)
        … Held / Resumed / Rekeyed (+ MediaStarted, PeerSending) / Dtmf … Ended
-    Incoming (the offer verified, ringing) or Rejected (refused before alerting, or declined)
+    Incoming (the offer verified, ringing; CallWaiting too when a call is up)
+    Rejected (refused before alerting, or declined)
     Failed (the call or a rekey failed; Ended follows when the call was up)
+    Transfer (REFER progress: transferor, transferee or target side)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class PeerAssurance(StrEnum):
     KEYED_TO = "keyed-to"                  # outgoing: keys encrypted to the callee; nothing heard from it yet
     PEER_SENDING = "peer-sending"          # outgoing: SRTP packets authenticated under those keys arrive
     VERIFIED_BY_ECCSI = "verified-by-eccsi"  # incoming: the caller's ECCSI signature verified before ringing
+    GROUP_KEYED = "group-keyed"            # group call: media under the group's GMK, members named by GUK-ID
 
 
 def _user(uri: str) -> str:
@@ -52,6 +55,8 @@ def describe_peer(peer: str, assurance: str | None) -> str:
         return f"keyed to {peer} — {_user(peer)}'s phone is sending"
     if assurance == PeerAssurance.VERIFIED_BY_ECCSI:
         return f"{peer} (verified by ECCSI)"
+    if assurance == PeerAssurance.GROUP_KEYED:
+        return f"group {peer} — group-keyed (every member holds the group key; members not verified)"
     return f"{peer} (identity not verified)"
 
 
@@ -80,6 +85,35 @@ class MediaCounters:
 
 
 @dataclass(frozen=True)
+class MemberHeard:
+    """One group member this phone receives media from. ``member`` is the URI whose GUK-ID the packets' MKI
+    carries (None: no listed member has it) — a consistency check, not authentication: every member knows
+    the GMK, so ``assurance`` is always ``group-keyed``, never "verified"."""
+
+    member: str | None
+    mki: str                         # GMK-ID ‖ GUK-ID (hex)
+    packets: int                     # packets that authenticated under that sender's key
+    auth_failures: int
+    assurance: str = PeerAssurance.GROUP_KEYED.value
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """A group call's receive side: who is heard, and what could not be opened."""
+
+    group: str
+    gmk_id: str                      # the GMK we send under (hex)
+    members: tuple[MemberHeard, ...] = ()
+    unknown_mki: int = 0             # packets naming a GMK we do not hold (e.g. after we were removed)
+    auth_failures: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.group, "gmk_id": self.gmk_id, "unknown_mki": self.unknown_mki,
+                "group_auth_failures": self.auth_failures,
+                "members_heard": [{f.name: getattr(m, f.name) for f in fields(m)} for m in self.members]}
+
+
+@dataclass(frozen=True)
 class CallStatus:
     """A snapshot of one call, as a status line shows it (:meth:`Call.snapshot`)."""
 
@@ -87,6 +121,7 @@ class CallStatus:
     peer: str
     keys: CallKeys | None = None     # None until the offer/answer completed
     media: MediaCounters | None = None  # None until media started
+    group: GroupStatus | None = None    # group calls only
     ice: str | None = None           # the ICE path in use: "host" | "srflx" | "relay"; None without ICE
 
     @property
@@ -121,6 +156,8 @@ class CallStatus:
                 out.update((f.name, getattr(part, f.name)) for f in fields(part))
         if self.ice is not None:
             out["ice"] = self.ice
+        if self.group is not None:
+            out.update(self.group.to_json())
         return out
 
 
@@ -178,6 +215,34 @@ class Incoming(CallEvent):
 
 
 @dataclass(frozen=True)
+class CallWaiting(CallEvent):
+    """A second call (``call_id``, already :class:`Incoming` and ringing, 180) arrived while ``active``
+    is up: answering it with ``accept(..., hold_others=True)`` puts ``active`` on hold first."""
+
+    kind: ClassVar[str] = "call-waiting"
+    peer: str | None
+    active: str                      # the Call-ID of the call in progress
+
+
+@dataclass(frozen=True)
+class Transfer(CallEvent):
+    """Progress of a call transfer (RFC 3515 REFER, RFC 3891 Replaces) as seen by this phone.
+
+    ``role``: ``transferor`` (we sent the REFER: ``status`` is 202 when accepted, then each NOTIFY's
+    sipfrag status), ``transferee`` (the peer asked us to call ``target``: ``status`` is that new call's
+    outcome) or ``target`` (an INVITE with Replaces took over this call). ``final`` marks the last
+    one; ``new_call_id`` is the call that replaces this one, when known. The new call is keyed afresh
+    (a new MIKEY-SAKKE I_MESSAGE to the new peer, never the old call's PCK)."""
+
+    kind: ClassVar[str] = "transfer"
+    target: str
+    role: str
+    status: int | None
+    final: bool
+    new_call_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Rejected(CallEvent):
     """An incoming call was refused: by our own checks before alerting (with ``peer``), or declined."""
 
@@ -226,6 +291,14 @@ class Answered(StatusEvent):
 
 
 @dataclass(frozen=True)
+class EarlyMedia(StatusEvent):
+    """A 183 Session Progress carried the callee's SDP: media runs before the answer (announcements,
+    ringback from the far end), keyed like the call itself (our I_MESSAGE, or the SDES exchange)."""
+
+    kind: ClassVar[str] = "early-media"
+
+
+@dataclass(frozen=True)
 class MediaStarted(StatusEvent):
     """SRTP media (re)started, with new keys after a rekey."""
 
@@ -259,6 +332,13 @@ class Rekeyed(StatusEvent):
     """A re-INVITE carried new keys (a new I_MESSAGE / SDES keys) and media uses them now."""
 
     kind: ClassVar[str] = "rekeyed"
+
+
+@dataclass(frozen=True)
+class MembersHeard(StatusEvent):
+    """A group call's set of members heard changed (``members_heard`` in the status, each "group-keyed")."""
+
+    kind: ClassVar[str] = "members"
 
 
 @dataclass(frozen=True)
@@ -307,8 +387,10 @@ class Dtmf(CallEvent):
     digit: str
 
 
-EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, Rejected, Failed, Answered, MediaStarted,
-                                            PeerSending, Held, Resumed, Rekeyed, Ended, Dtmf, IceChanged)
+EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, CallWaiting, Rejected, Failed, Answered,
+                                            MediaStarted, EarlyMedia, PeerSending, Held, Resumed, Rekeyed,
+                                            MembersHeard, Ended, Dtmf, Transfer,
+                                            IceChanged)
 
 
 @dataclass(frozen=True)

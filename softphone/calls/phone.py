@@ -31,26 +31,34 @@ from softphone.calls.events import (
     Answered,
     CallEvent,
     Calling,
+    CallWaiting,
+    EarlyMedia,
     Failed,
     Incoming,
+    PeerAssurance,
     RegistrationChanged,
     Rejected,
     Ringing,
+    Transfer,
 )
+from softphone.calls.group import GroupCall, group_answer, group_offer, own_sender_key
 from softphone.calls.negotiation import Answerer, LocalIce, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
-from softphone.capture import PcapWriter, TapNetwork, create_secret_file
+from softphone.capture import PcapWriter, create_secret_file
 from softphone.config import DEFAULT_CONFIG, Account, ConfigError
 from softphone.keys.errors import KeysError
+from softphone.keys.groups import GroupKey, NoActiveGroupKey, active_key
 from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, KmsClientError, refresh, refresh_revocations
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
 from softphone.media.ice import IceAgent, IceError, IcePolicy, IceSettings
-from softphone.media.transport import Network, UdpNetwork
+from softphone.media.transport import Network
 from softphone.sip.errors import CallFailed, ParseError, SipError
 from softphone.sip.ice import Candidate as IceCandidate
 from softphone.sip.ice import IceDescription
+from softphone.sip.invite import sipfrag_status
+from softphone.sip.message import Request, Response
 from softphone.sip.registration import RegistrationStatus
 from softphone.sip.resolve import uri_transport
 from softphone.sip.session import CallState, InviteSession
@@ -77,6 +85,7 @@ class PhoneSettings:
     revocation_refresh_s: float = 900.0   # … at start and this often
     audio_processing: bool | None = None  # AEC/NS/AGC forced on or off; None: the profile's (auto by default)
     ice: IceSettings | None = None        # offer/answer with ICE (STUN/TURN) when set; None: plain SDP + latching
+    accept_transfers: bool = True         # follow a peer's REFER (call its Refer-To); False: NOTIFY 603
 
     def dsp(self) -> DspSettings:
         """Audio processing for this phone's calls: the override, else the profile's (None: per device)."""
@@ -100,6 +109,8 @@ class IncomingCall:
         self.session = session
         self.answerer = answerer
         self.received_at = received_at
+        self.call: Call | None = None           # set by early_media(): media already runs
+        self.early_body: bytes | None = None    # the SDP answer the 183 carried (the 200 repeats it)
 
     def __repr__(self) -> str:
         return f"<IncomingCall from {self.peer_identity!r} ({self.security})>"
@@ -113,11 +124,25 @@ class IncomingCall:
     def security(self) -> str:
         return self.phone.settings.profile.security_label
 
-    async def accept(self, source: AudioSource, sink: AudioSink) -> Call:
-        """Start SRTP media with the verified keys, then send 200 OK with our answer."""
+    async def accept(self, source: AudioSource, sink: AudioSink, *, hold_others: bool = False) -> Call:
+        """Start SRTP media with the verified keys, then send 200 OK with our answer.
+
+        ``hold_others`` (call waiting): first put every other call that is up on hold (re-INVITE
+        ``a=sendonly``, as :meth:`Call.hold`); a hold that fails is reported and the answer goes on."""
+        if hold_others:
+            await self.phone.hold_all(except_call_id=self.session.call_id)
         return await self.phone._accept(self, source, sink)
 
+    async def early_media(self, source: AudioSource, sink: AudioSink) -> Call:
+        """Send 183 Session Progress with our answer and start SRTP media before answering (early
+        media: an announcement, a custom ringback); :meth:`accept` later answers with the same SDP.
+        Reliable (PRACKed) when the caller requires 100rel."""
+        return await self.phone._early_media_answer(self, source, sink)
+
     async def reject(self, status: int = 486, warning: str | None = None) -> None:
+        if self.call is not None:
+            await self.call.hangup()
+            return
         await self.session.reject(status, warning=warning)
         self.phone._emit(Rejected(self.session.call_id, status, warning))
 
@@ -194,8 +219,7 @@ class Phone:
         if self.settings.profile.keying is Keying.MIKEY_SAKKE:
             self._mikey_responder()  # fails early (one line) when the keystore holds no keys
         if self.settings.capture is not None and self._capture is None:
-            self._capture = PcapWriter(self.settings.capture)
-            self._network = TapNetwork(UdpNetwork(), self._capture)
+            self._capture = PcapWriter(self.settings.capture)  # the media sessions' tap (on the engine thread)
         await self.ua.start()
         self.ua.transport.tap = self._capture
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
@@ -318,11 +342,16 @@ class Phone:
             raise CallError(f"ICE: {exc}") from None
 
     # --- outgoing ----------------------------------------------------------------------------------
-    async def call(self, target: str, source: AudioSource, sink: AudioSink, *, timeout: float = 30.0) -> Call:
+    async def call(self, target: str, source: AudioSource, sink: AudioSink, *, timeout: float = 30.0,
+                   headers: list[tuple[str, str]] | None = None) -> Call:
         """Place a call: MIKEY-SAKKE PCK offer (or SDES), wait for the answer, start SRTP media.
 
         Raises :class:`CallError` with a one-line reason (e.g. ``488 … MIKEY-SAKKE bad signature``).
+        A ``target`` for which the keystore holds group keys is a group call (:meth:`group_call`).
         """
+        group_keys = self.group_keys(target)
+        if group_keys:
+            return await self.group_call(target, group_keys, source, sink, timeout=timeout)
         profile = self.settings.profile
         port = reserve_port(self.host)
         initiator = self._initiator() if profile.keying is Keying.MIKEY_SAKKE else None
@@ -342,7 +371,7 @@ class Phone:
                 raise CallError(f"cannot build the MIKEY-SAKKE offer: {exc}") from None
             started = time.monotonic()
             try:
-                session = await self.ua.invite(target, body)
+                session = await self.ua.invite(target, body, headers=headers)
             except SipError as exc:
                 raise CallError(f"cannot send INVITE to {target}: {exc}") from None
         except BaseException:
@@ -351,14 +380,18 @@ class Phone:
             raise
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
                     trace=self.settings.trace_media, verify=self.verify_offer, dsp=self.settings.dsp(),
-                    network=self._network, ice_agent=agent)
+                    network=self._network, tap=self._capture, ice_agent=agent)
         call.invite_sent_at = started
+        call.on_refer = self._refer_received
         call.emit(Calling(call.call_id, target, profile.security_label))
         ringing = asyncio.get_running_loop().create_task(self._report_ringing(call))
+        early = asyncio.get_running_loop().create_task(self._early_media(call, offerer))
         try:
             resp = await session.answered(timeout)
         except CallFailed as exc:
             warning = f" ({exc.warning})" if exc.warning else ""
+            if call.ice_agent is not None:
+                await call.ice_agent.close()
             call.emit(Failed(call.call_id, exc.reason, exc.status, exc.warning))
             raise CallError(f"call to {target} failed: {exc.status} {exc.reason}{warning}") from None
         except TimeoutError:
@@ -369,9 +402,194 @@ class Phone:
             raise
         finally:
             ringing.cancel()
+            early.cancel()
+        early_body = call.early_body
         try:
-            negotiated = offerer.apply_answer(resp.body)
+            negotiated = (call.negotiated if call.negotiated is not None and resp.body in (b"", early_body)
+                          else offerer.apply_answer(resp.body))
             answerer.current = negotiated
+        except NegotiationError as exc:
+            await call.hangup()
+            call.emit(Failed(call.call_id, exc.warning))
+            raise CallError(f"unusable answer from {target}: {exc.warning}") from None
+        self.calls[call.call_id] = call
+        if call.media is None or negotiated is not call.negotiated:
+            await call.start_media(negotiated)   # (early media with the same SDP simply continues)
+        call.emit(Answered(call.call_id, call.snapshot()))
+        asyncio.get_running_loop().create_task(self._forget_when_ended(call))
+        return call
+
+    # --- transfer (RFC 3515 REFER, RFC 3891 Replaces) ------------------------------------------------
+    async def transfer(self, call: Call, target: str, *, timeout: float = 30.0) -> None:
+        """Blind transfer: REFER ``call``'s peer to ``target``; when its NOTIFY says the new call was
+        answered (sipfrag 2xx) hang ``call`` up. Raises :class:`CallError` when refused or failed (the
+        call stays as it was). The peer keys the new call afresh (its own I_MESSAGE to ``target``)."""
+        await self._refer(call, f"<{target}>", target, timeout)
+
+    async def transfer_attended(self, held: Call, current: Call, *, timeout: float = 30.0) -> None:
+        """Attended transfer: connect ``held``'s peer with ``current``'s peer, REFER with
+        ``Refer-To: <peer?Replaces=…>`` (RFC 3891) naming ``current``'s dialog; the target answers the
+        new (freshly keyed) call in place of ``current``, then we hang ``held`` up."""
+        dialog = current.session.dialog
+        if dialog is None or current.is_ended:
+            raise CallError("attended transfer needs the consultation call to be up")
+        replaces = f"{dialog.call_id};to-tag={dialog.remote_tag};from-tag={dialog.local_tag}"
+        escaped = replaces.replace("%", "%25").replace(";", "%3B").replace("=", "%3D").replace("@", "%40")
+        await self._refer(held, f"<{current.peer}?Replaces={escaped}>", current.peer, timeout)
+        if not current.is_ended:
+            try:
+                await current.ended(5)   # the target ends it as the new call replaces it (RFC 3891 §3)
+            except TimeoutError:
+                await current.hangup()
+
+    async def _refer(self, call: Call, refer_to: str, target: str, timeout: float) -> None:
+        try:
+            resp = await call.session.refer(refer_to, referred_by=f"<{self.settings.uri}>", timeout=10)
+        except (SipError, TimeoutError) as exc:
+            raise CallError(f"transfer to {target}: REFER failed: {exc}") from None
+        if resp.status >= 300:
+            raise CallError(f"transfer to {target} refused: {resp.status} {resp.reason}")
+        call.emit(Transfer(call.call_id, target, "transferor", resp.status, False))
+        status: int | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in range(64):
+                    notify = await call.session.notifies.get()
+                    status = sipfrag_status(notify.body)
+                    final = (notify.headers.get("Subscription-State") or "").lower().startswith("terminated")
+                    call.emit(Transfer(call.call_id, target, "transferor", status, final))
+                    if final or (status is not None and status >= 200):
+                        break
+        except TimeoutError:
+            raise CallError(f"transfer to {target}: no outcome within {timeout:g} s") from None
+        if status is None or not 200 <= status < 300:
+            raise CallError(f"transfer to {target} failed: {status}")
+        await call.hangup()
+
+    def _refer_received(self, call: Call, req: Request) -> None:
+        asyncio.get_running_loop().create_task(self._transferee(call, req))
+
+    async def _transferee(self, call: Call, req: Request) -> None:
+        """The peer REFERred us (202 sent): call the Refer-To (with its Replaces), keyed afresh, report
+        100 then the outcome by NOTIFY, and move this call's audio to the new call."""
+        try:
+            refer_to = NameAddr.parse(req.headers.get("Refer-To") or "")
+        except SipError:
+            await call.session.notify(400, "Bad Refer-To", final=True)
+            return
+        if not self.settings.accept_transfers or refer_to.uri.scheme not in ("sip", "sips"):
+            await call.session.notify(603, "Declined", final=True)
+            call.emit(Transfer(call.call_id, str(refer_to.uri), "transferee", 603, True))
+            return
+        headers: list[tuple[str, str]] = []
+        for part in (refer_to.uri.headers or "").split("&"):
+            name, _, value = part.partition("=")
+            if name.lower() == "replaces" and value:
+                headers.append(("Replaces", _unescape(value)))
+        target = str(SipUri(refer_to.uri.scheme, refer_to.uri.user, None, refer_to.uri.host, refer_to.uri.port,
+                            dict(refer_to.uri.params)))
+        await call.session.notify(100, "Trying", final=False)
+        call.emit(Transfer(call.call_id, target, "transferee", 100, False))
+        source, sink = await call.handover_audio()
+        try:
+            new = await self.call(target, source, sink, headers=headers)
+        except CallError as exc:
+            log.info("transfer call to %s failed: %s", target, exc)
+            await call.session.notify(503, "Service Unavailable", final=True)
+            call.emit(Transfer(call.call_id, target, "transferee", 503, True))
+            await call.hangup()
+            return
+        await call.session.notify(200, "OK", final=True)
+        call.emit(Transfer(call.call_id, target, "transferee", 200, True, new.call_id))
+
+    async def _take_over(self, replaced: Call, incoming: IncomingCall) -> None:
+        """An INVITE with Replaces for ``replaced`` (attended transfer, we are the target): answer it
+        at once with ``replaced``'s audio, then hang ``replaced`` up (RFC 3891 §3)."""
+        source, sink = await replaced.handover_audio()
+        try:
+            new = await incoming.accept(source, sink)
+        except CallError as exc:
+            log.info("replacing call failed: %s", exc)
+            return
+        replaced.emit(Transfer(replaced.call_id, new.peer, "target", 200, True, new.call_id))
+        await replaced.hangup()
+
+    def active_calls(self) -> list[Call]:
+        """The calls that are up (answered, not ended), oldest first."""
+        return [c for c in self.calls.values() if not c.is_ended]
+
+    async def hold_all(self, except_call_id: str | None = None) -> list[Call]:
+        """Put every call that is up and not held on hold (call waiting, transfer); the calls held."""
+        held: list[Call] = []
+        for call in self.active_calls():
+            if call.call_id == except_call_id or call.held:
+                continue
+            try:
+                await call.hold()
+            except CallError as exc:
+                log.info("could not hold %s: %s", call.call_id, exc)
+                continue
+            held.append(call)
+        return held
+
+    async def _early_media(self, call: Call, offerer: Offerer) -> None:
+        """Start media on the first 183 that carries SDP (RFC 3960 "gateway" model), before the answer."""
+        session = call.session
+        for _ in range(64):   # provisionals of one INVITE: bounded
+            event = await session.events.get()
+            msg = event.message
+            if event.kind != "provisional" or not isinstance(msg, Response) or msg.status != 183 or not msg.body:
+                continue
+            try:
+                negotiated = offerer.apply_answer(msg.body)
+            except NegotiationError as exc:
+                log.info("183 with unusable SDP ignored: %s", exc.warning)
+                continue
+            call.early_body = msg.body
+            await call.start_media(negotiated)
+            call.emit(EarlyMedia(call.call_id, call.snapshot()))
+            return
+
+    def group_keys(self, target: str) -> list[GroupKey]:
+        """The GMKs the keystore holds for ``target`` (empty: not a group we are in, or no keystore)."""
+        if self.settings.keystore is None:
+            return []
+        return self.settings.keystore.group_keys(target)
+
+    async def group_call(self, target: str, keys: list[GroupKey], source: AudioSource, sink: AudioSink, *,
+                         timeout: float = 30.0) -> GroupCall:
+        """Join the group call of ``target`` through its focus: SDP without ``a=key-mgmt``, media keyed
+        from the group's active GMK (:mod:`softphone.calls.group`)."""
+        profile = self.settings.profile
+        try:
+            active = active_key(keys, target, time.time())
+        except NoActiveGroupKey as exc:
+            raise CallError(str(exc)) from None
+        own = own_sender_key([active], target, time.time())
+        port = reserve_port(self.host)
+        started = time.monotonic()
+        try:
+            session = await self.ua.invite(target, group_offer(self.host, port, profile))
+        except SipError as exc:
+            raise CallError(f"cannot send INVITE to {target}: {exc}") from None
+        call = GroupCall(session, self.host, port, source, sink, self._emit, group_uri=target, keys=list(keys),
+                         own=own, gmk_id=active.gmk_id, trace=self.settings.trace_media, dsp=self.settings.dsp(),
+                         network=self._network, tap=self._capture)
+        call.invite_sent_at = started
+        call.emit(Calling(call.call_id, target, f"group call ({PeerAssurance.GROUP_KEYED.value})"))
+        try:
+            resp = await session.answered(timeout)
+        except CallFailed as exc:
+            call.emit(Failed(call.call_id, exc.reason, exc.status, exc.warning))
+            raise CallError(f"group call to {target} failed: {exc.status} {exc.reason}") from None
+        except TimeoutError:
+            await call.hangup()
+            raise CallError(f"group call to {target} not answered within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            await asyncio.shield(call.hangup())
+            raise
+        try:
+            negotiated = group_answer(resp.body, profile, own, active.gmk_id)
         except NegotiationError as exc:
             await call.hangup()
             call.emit(Failed(call.call_id, exc.warning))
@@ -435,10 +653,17 @@ class Phone:
             return
         if session.state is not CallState.INCOMING:
             return  # cancelled while we verified
+        replaced = self.calls.get(session.replaces.call_id) if session.replaces is not None else None
+        if replaced is not None and not replaced.is_ended:
+            await self._take_over(replaced, IncomingCall(self, session, answerer, received))
+            return
         await session.ring()
         incoming = IncomingCall(self, session, answerer, received)
         self._emit(Incoming(session.call_id, claimed, negotiated.peer_identity, profile.security_label,
                             negotiated.codec.name, negotiated.suite, negotiated.key_id))
+        active = self.active_calls()
+        if active:  # call waiting: the caller hears ringing (180), the user decides
+            self._emit(CallWaiting(session.call_id, negotiated.peer_identity or claimed, active[0].call_id))
         try:
             self._incoming.put_nowait(incoming)
         except asyncio.QueueFull:
@@ -450,35 +675,63 @@ class Phone:
         async with self._verify_lock:
             return await asyncio.to_thread(answerer.process_offer, body, claimed)
 
-    async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
+    async def _early_media_answer(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
         session, answerer = incoming.session, incoming.answerer
-        if session.state is not CallState.INCOMING or answerer.current is None:
-            raise CallError("the call is no longer waiting for an answer")
+        if session.state is not CallState.INCOMING or answerer.current is None or incoming.call is not None:
+            raise CallError("the call is not waiting for an answer, or has early media already")
+        call = self._incoming_call(incoming, source, sink)
+        await call.start_media(answerer.current)
+        body = answerer.answer()
+        try:
+            await session.early_media(body)
+        except SipError as exc:
+            await call.hangup()
+            raise CallError(f"183 failed: {exc}") from None
+        incoming.call, incoming.early_body = call, body
+        call.early_body = body
+        call.emit(EarlyMedia(call.call_id, call.snapshot()))
+        return call
+
+    def _incoming_call(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink,
+                       agent: IceAgent | None = None) -> Call:
+        session, answerer = incoming.session, incoming.answerer
         offerer = None
         if self.settings.profile.keying is Keying.MIKEY_SAKKE:
             offerer = Offerer(self.settings.profile, self.host, answerer.port, claimed_sender(session),
                               self._initiator())
-        agent = None
-        if answerer.current.ice is not None:
-            gathered = await self._gather_ice(controlling=False)
-            if gathered is not None:
-                agent, answerer.ice = gathered
-                if offerer is not None:
-                    offerer.ice = answerer.ice
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
                     answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer,
-                    dsp=self.settings.dsp(), network=self._network, ice_agent=agent)
+                    dsp=self.settings.dsp(), network=self._network, tap=self._capture, ice_agent=agent)
+        if agent is not None and offerer is not None:
+            offerer.ice = answerer.ice
         call.invite_sent_at = incoming.received_at
+        call.on_refer = self._refer_received
+        return call
+
+    async def _accept(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
+        session, answerer = incoming.session, incoming.answerer
+        if session.state is not CallState.INCOMING or answerer.current is None:
+            raise CallError("the call is no longer waiting for an answer")
+        if incoming.call is not None and incoming.early_body is not None:   # early media runs already
+            call, body = incoming.call, incoming.early_body
+        else:
+            agent = None
+            if answerer.current.ice is not None:
+                gathered = await self._gather_ice(controlling=False)
+                if gathered is not None:
+                    agent, answerer.ice = gathered
+            call = self._incoming_call(incoming, source, sink, agent)
+            if agent is None:
+                await call.start_media(answerer.current)
+            body = answerer.answer()
         negotiated = answerer.current
-        if agent is None:
-            await call.start_media(negotiated)
         try:
-            await session.answer(answerer.answer(), ack_timeout=10)
+            await session.answer(body, ack_timeout=10)
         except (TimeoutError, SipError) as exc:
             await call.hangup()
             raise CallError(f"answer failed: {exc or 'no ACK'}") from None
-        if agent is not None:  # the caller starts its checks only once it has our answer: connect after it
-            try:
+        if call.ice_agent is not None and call.media is None:
+            try:  # the caller starts its checks only once it has our answer: connect after it
                 await call.start_media(negotiated)
             except CallError:
                 await call.hangup()
@@ -630,3 +883,9 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:
         raise CallError(f"account {account.name}: TLS files: {exc.strerror or exc}") from None
+
+
+def _unescape(text: str) -> str:
+    """%-decoding of a URI header value (RFC 3261 §19.1.1: Replaces inside Refer-To)."""
+    from urllib.parse import unquote
+    return unquote(text)

@@ -3,7 +3,10 @@
 Audio comes from the default microphone and goes to the default speaker unless ``--play WAV`` /
 ``--record WAV`` are given (headless use). ``--json`` prints one JSON object per event (line
 buffered) for scripts; otherwise progress lines and, on a terminal, a live status line with keys:
-``h`` hold/resume, ``r`` rekey, ``0-9*#ABCD`` DTMF, ``q`` hang up (each followed by Enter).
+``h`` hold/resume, ``r`` rekey, ``0-9*#ABCD`` DTMF, ``t URI`` transfer, ``w``/``x``/``s`` answer, refuse or
+swap a waiting call, ``a`` attended transfer of the held call to the current one, ``q`` hang up (each + Enter).
+``call --voicemail-on-no-answer WAV``: when the callee is offline, busy, declines or does not answer,
+the recording goes to them as an end-to-end encrypted voice message instead (exit 0 once sent).
 Exit status (docs/USER-GUIDE.md, "Exit codes"): 0 done, 1 the call or registration failed or was
 refused (or the KMS failed), 2 usage/configuration error, 130 interrupted.
 """
@@ -27,20 +30,32 @@ from softphone.calls.events import (
     CallEvent,
     Calling,
     Dtmf,
+    EarlyMedia,
     Ended,
     Failed,
     Held,
     Incoming,
+    MembersHeard,
     PeerSending,
     RegistrationChanged,
     Rejected,
     Rekeyed,
     Resumed,
     Ringing,
+    Transfer,
     describe_peer,
 )
-from softphone.calls.phone import Phone, PhoneSettings, fetch_account_keys, settings_from_account
+from softphone.calls.phone import (
+    IncomingCall,
+    Phone,
+    PhoneSettings,
+    claimed_sender,
+    fetch_account_keys,
+    settings_from_account,
+)
 from softphone.cli import CliError, configured_account, user_errors
+from softphone.cli.message import _store
+from softphone.keys.kms_client import KmsClient
 from softphone.media.audio import (
     AudioError,
     AudioSink,
@@ -49,9 +64,14 @@ from softphone.media.audio import (
     SoundDeviceSource,
     WavSink,
     WavSource,
+    read_wav,
 )
+from softphone.messaging import voice
+from softphone.messaging.messenger import Messenger, SendFailed
+from softphone.messaging.secure import SealError
+from softphone.sip.session import CallState
 
-STATUS_KEYS = "h=hold/resume r=rekey 0-9*# DTMF q=hang up"
+STATUS_KEYS = "h=hold/resume r=rekey 0-9*# DTMF t URI=transfer w/x/s=call waiting a=attended q=hang up"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,6 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("call", parents=[common, audio], help="place a secure call")
     p.add_argument("uri", help="whom to call, e.g. sip:bob@example.org")
     p.add_argument("--timeout", type=float, default=30.0, help="give up if unanswered after this many seconds")
+    p.add_argument("--voicemail-on-no-answer", type=Path, metavar="WAV",
+                   help="if the call is not answered (offline, busy, declined, timeout), send this recording "
+                        f"(at most {voice.MAX_SECONDS:g} s) as an end-to-end encrypted voice message instead")
     p.set_defaults(func=cmd_call)
     p = subparsers.add_parser("answer", parents=[common, audio], help="wait for a call and answer it")
     p.add_argument("--auto", action="store_true", help="answer at once (otherwise press Enter to answer)")
@@ -140,10 +163,13 @@ class Printer:
         self.as_json = as_json
         self.tty = sys.stdout.isatty() and not as_json
         self.registration = ""   # the latest registration text, shown in the status line
+        self.failure: Failed | None = None   # the last call failure (its SIP status decides on a voice message)
 
     def event(self, ev: CallEvent) -> None:
         if isinstance(ev, RegistrationChanged):
             self.registration = ev.text
+        if isinstance(ev, Failed):
+            self.failure = ev
         if self.as_json:
             print(json.dumps(ev.to_json(), default=str), flush=True)
             return
@@ -179,11 +205,29 @@ class Printer:
                 return f"call ended ({ev.reason}): {sent} packets sent, {received} received, loss {loss}"
             case Rekeyed():
                 return f"rekeyed — key {ev.status.key_id}"
+            case MembersHeard():
+                return cls.members(ev)
             case Held() | Resumed():
                 return ev.kind
             case Dtmf():
                 return f"dtmf {ev.digit}".strip()
+            case EarlyMedia():
+                return "early media (183): hearing the far end before the answer"
+            case Transfer():
+                state = "done" if ev.final and ev.status is not None and 200 <= ev.status < 300 else (
+                    "failed" if ev.final else "in progress")
+                return f"transfer ({ev.role}) to {ev.target}: {ev.status} {state}"
         return None
+
+    @staticmethod
+    def members(ev: MembersHeard) -> str:
+        """``members heard in sip:team@x: sip:bob@x, sip:carol@x (group-keyed: GUK-ID matches, not verified)``."""
+        group = ev.status.group
+        if group is None:
+            return "members heard: none"
+        heard = [m.member or f"unlisted sender {m.mki}" for m in group.members if m.packets]
+        return (f"members heard in {group.group}: {', '.join(heard) or 'none'} "
+                f"(group-keyed: GUK-ID matches, not verified)")
 
     @staticmethod
     def summary(d: dict[str, Any]) -> str:
@@ -203,8 +247,22 @@ class Printer:
             sys.stdout.flush()
 
 
-async def _in_call(call: Call, printer: Printer, duration: float | None) -> None:
-    """Keep the call up until it ends, ``duration`` passes, or the user hangs up; handle keys."""
+AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
+
+
+def _who(incoming: IncomingCall) -> str:
+    return describe_peer(incoming.peer_identity or claimed_sender(incoming.session),
+                         "verified-by-eccsi" if incoming.peer_identity else None)
+
+
+async def _in_call(call: Call, printer: Printer, duration: float | None, phone: Phone | None = None,
+                   audio: AudioFactory | None = None) -> None:
+    """Keep the call up until it ends, ``duration`` passes, or the user hangs up; handle keys.
+
+    With ``phone``: a second incoming call is offered (call waiting, it rings at the caller):
+    ``w`` answers it and holds this one, ``x`` refuses it, ``s`` swaps between the two calls; when the
+    current call ends the held one becomes current again (``h`` resumes it). ``t URI`` transfers the
+    current call to URI (blind), ``a`` transfers the held call to the current one (attended)."""
     loop = asyncio.get_running_loop()
     keys: asyncio.Queue[str] = asyncio.Queue()
     reading = False
@@ -212,11 +270,28 @@ async def _in_call(call: Call, printer: Printer, duration: float | None) -> None
         loop.add_reader(sys.stdin.fileno(), lambda: keys.put_nowait(sys.stdin.readline().strip()))
         reading = True
     deadline = None if duration is None else loop.time() + duration
+    calls = [call]                 # the current call is the last one still up
+    waiting: list[IncomingCall] = []
+
+    async def watch() -> None:
+        assert phone is not None
+        for _ in range(10_000):
+            incoming = await phone.next_incoming()
+            waiting.append(incoming)
+            if not printer.as_json:
+                printer.line(f"call waiting from {_who(incoming)}: w answers (holds this call), x refuses")
+
+    watcher = loop.create_task(watch()) if phone is not None else None
     try:
-        while not call.is_ended:
+        while any(not c.is_ended for c in calls):
+            current = next(c for c in reversed(calls) if not c.is_ended)
+            if current is not calls[-1]:
+                calls = [c for c in calls if not c.is_ended]
+                printer.line(f"back to the call with {current.peer}" + (" (held: h resumes)" if current.held else ""))
+            waiting[:] = [w for w in waiting if w.session.state is CallState.INCOMING]
             if deadline is not None and loop.time() >= deadline:
                 break
-            printer.status(call)
+            printer.status(current)
             try:
                 key = await asyncio.wait_for(keys.get(), 1.0 if deadline is None else
                                              max(0.01, min(1.0, deadline - loop.time())))
@@ -224,20 +299,45 @@ async def _in_call(call: Call, printer: Printer, duration: float | None) -> None
                 continue
             try:
                 if key == "q":
-                    break
+                    await current.hangup()
+                    continue
                 if key == "h":
-                    await (call.resume() if call.held else call.hold())
+                    await (current.resume() if current.held else current.hold())
                 elif key == "r":
-                    await call.rekey()
+                    await current.rekey()
+                elif key == "w" and waiting and audio is not None:
+                    source, sink = audio()
+                    calls.append(await waiting.pop(0).accept(source, sink, hold_others=True))
+                elif key == "x" and waiting:
+                    await waiting.pop(0).reject(486)
+                elif key == "s" and len(calls) > 1:
+                    other = next((c for c in calls if c is not current and not c.is_ended), None)
+                    if other is not None:
+                        await current.hold()
+                        if other.held:
+                            await other.resume()
+                        calls.remove(other)
+                        calls.append(other)
+                elif key.startswith("t ") and phone is not None:
+                    await phone.transfer(current, key[2:].strip())
+                    printer.line(f"transferred {current.peer} to {key[2:].strip()}")
+                elif key == "a" and phone is not None and len(calls) > 1:
+                    held = next((c for c in calls if c is not current and not c.is_ended), None)
+                    if held is not None:
+                        await phone.transfer_attended(held, current)
+                        printer.line(f"connected {held.peer} with {current.peer}")
                 elif key:
-                    call.send_dtmf(key)
+                    current.send_dtmf(key)
             except CallError as exc:
                 printer.line(f"error: {exc}")
     finally:
         if reading:
             loop.remove_reader(sys.stdin.fileno())
-    if not call.is_ended:
-        await call.hangup()
+        if watcher is not None:
+            watcher.cancel()
+    for c in calls:
+        if not c.is_ended:
+            await c.hangup()
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -269,7 +369,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     return _run(run())
 
 
-Connect = Callable[[Phone, PhoneSettings, Printer, AudioSource, AudioSink], Awaitable[Call | None]]
+Connect = Callable[[Phone, PhoneSettings, Printer, AudioSource, AudioSink], Awaitable[Call | int | None]]
 
 
 def _call_command(args: argparse.Namespace, connect: Connect) -> int:
@@ -290,7 +390,9 @@ def _call_command(args: argparse.Namespace, connect: Connect) -> int:
             call = await connect(phone, settings, printer, source, sink)
             if call is None:
                 return 1
-            await _in_call(call, printer, args.duration)
+            if isinstance(call, int):   # no call, but something else was done (a voice message left): its status
+                return call
+            await _in_call(call, printer, args.duration, phone, lambda: _audio(args))
             await call.ended(10)
         return 0
 
@@ -298,11 +400,55 @@ def _call_command(args: argparse.Namespace, connect: Connect) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    recording = None
+    if args.voicemail_on_no_answer is not None:
+        try:
+            recording = read_wav(args.voicemail_on_no_answer)
+            voice.items(recording)   # refused before dialling when too long for one message
+        except OSError as exc:
+            raise CliError(f"--voicemail-on-no-answer {args.voicemail_on_no_answer}: {exc.strerror or exc}", 2) \
+                from None
+        except (AudioError, voice.VoiceError) as exc:
+            raise CliError(f"--voicemail-on-no-answer {args.voicemail_on_no_answer}: {exc}", 2) from None
+
     async def place(phone: Phone, settings: PhoneSettings, printer: Printer, source: AudioSource,
-                    sink: AudioSink) -> Call:
-        return await phone.call(args.uri, source, sink, timeout=args.timeout)
+                    sink: AudioSink) -> Call | int:
+        try:
+            return await phone.call(args.uri, source, sink, timeout=args.timeout)
+        except CallError as exc:
+            status = printer.failure.status if printer.failure is not None else None
+            if recording is None or not voice.unanswered(status, str(exc)):
+                raise
+            printer.line(f"not answered ({exc}); leaving a voice message")
+            source.close()
+            sink.close()
+        return await _leave_voice_message(args, phone, settings, printer, recording)
 
     return _call_command(args, place)
+
+
+async def _leave_voice_message(args: argparse.Namespace, phone: Phone, settings: PhoneSettings, printer: Printer,
+                               pcm: Any) -> int:
+    """Send ``pcm`` to the callee as a protected voice message over the phone's own registration."""
+    account = configured_account(args.config, args.account, code=2)
+    if settings.keystore is None:
+        raise CliError("voice messages need MIKEY-SAKKE keys (a keystore)", 2)
+    client = (KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
+              if account.kms_url else None)
+    messenger = Messenger(settings.uri, phone.ua, settings.keystore, _store(account), kms_client=client,
+                          revoked=settings.revoked)
+    messenger.start()
+    try:
+        msg = await messenger.send(args.uri, voice.items(pcm))
+    except (SendFailed, SealError) as exc:
+        raise CliError(f"voice message not sent: {exc}", 1) from None
+    where = "stored for offline delivery" if msg.status == "stored" else "delivered to the proxy"
+    if args.json:
+        print(json.dumps({"event": "voice_message", "id": msg.id, "peer": msg.peer, "status": msg.status,
+                          "label": msg.text}), flush=True)
+    else:
+        printer.line(f"voice message {msg.id[:8]} for {msg.peer} sent ({msg.text}, {where})")
+    return 0
 
 
 def cmd_answer(args: argparse.Namespace) -> int:

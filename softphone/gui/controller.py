@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from softphone.calls.phone import IncomingCall, Phone, PhoneSettings, settings_f
 from softphone.config import Account, ConfigError
 from softphone.errors import SoftphoneError
 from softphone.gui.levels import MeteredSink, MeteredSource
+from softphone.gui.messages import MessageCenter, record
 from softphone.gui.model import (
     CallHistory,
     CallRecord,
@@ -61,6 +62,7 @@ from softphone.keys.kms_client import (
     refresh,
 )
 from softphone.media.audio import AudioError, AudioSink, AudioSource
+from softphone.messaging import voice
 from softphone.sip.errors import SipError
 from softphone.sip.session import CallState
 
@@ -81,6 +83,7 @@ class PhoneController(QObject):
     incoming = Signal(object)         # Incoming: peer, verified_identity, security, codec, srtp, key_id
     call_updated = Signal(object)     # CallStatus (Call.snapshot()) after answer, hold, resume, rekey
     call_ended = Signal(object)       # CallRecord
+    no_answer = Signal(str, str)      # URI, why ("is busy", "is offline", …): not answered, offer a voice message
 
     def __init__(self, account: Account, history: CallHistory, audio: AudioFactory,
                  profile: str | None = None, call_timeout: float = 30.0) -> None:
@@ -107,7 +110,13 @@ class PhoneController(QObject):
         self._last_failure: Failed | None = None
         self._call_meta: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.voicemail_to: str | None = None  # the last unanswered callee ("Leave a voice message")
+        self.recording = False
+        self._stop_recording = False
         self.kms_problem: str | None = None   # why the last key fetch failed (shown instead of a bare "no keys")
+        self.messages = MessageCenter()  # secure messages and voice messages on the running phone's UA
+        self.messages.notice.connect(self.notice.emit)
+        self.diagnostics: Diagnostics | None = None  # Settings' capture + TLS key log switch (off by default)
 
     # --- helpers -----------------------------------------------------------------------------------
     @property
@@ -169,7 +178,19 @@ class PhoneController(QObject):
         assert self.settings is not None
         if self.audio_processing is not None:
             self.settings.audio_processing = self.audio_processing
-        phone = Phone(self.settings, on_event=self._on_event)
+        diag = self.diagnostics
+        self.settings.capture, self.settings.keylog = (diag.capture, diag.keylog) if diag else (None, None)
+        if diag is None:   # the TLS contexts outlive a phone restart: no key log once the switch is off
+            for ctx in (self.settings.ua.tls_client, self.settings.ua.tls_server):
+                if ctx is not None and ctx.keylog_filename:
+                    ctx.keylog_filename = None  # type: ignore[assignment]
+        try:
+            phone = Phone(self.settings, on_event=self._on_event)
+        except OSError as exc:
+            self.registration.emit("failed", f"cannot write the TLS key log: {exc.strerror or exc}")
+            self._notify("error", f"Cannot write the TLS key log {diag.keylog if diag else ''}: "
+                                  f"{exc.strerror or exc}", "start")
+            return False
         try:
             await phone.start()
         except CallError as exc:
@@ -181,6 +202,13 @@ class PhoneController(QObject):
             self.registration.emit("failed", f"network: {exc.strerror or exc}")
             return False
         self.phone = phone
+        try:
+            await self.messages.attach(phone, self.account, self._passphrase)   # before REGISTER: msilo dumps
+        except (SoftphoneError, OSError) as exc:
+            self._notify("error", f"Messages unavailable: {exc}")
+        if diag is not None:
+            self._notify("warning", f"Recording this phone's traffic to {diag.capture} and its TLS keys to "
+                                    f"{diag.keylog}: these files hold secrets (turn off in Settings)")
         self._incoming_task = self.spawn(self._incoming_loop())
         try:
             expires = await phone.register()
@@ -263,10 +291,35 @@ class PhoneController(QObject):
         await self.stop()
         await self.start()
 
+    async def set_diagnostics(self, diagnostics: Diagnostics | None) -> None:
+        """Turn the capture + TLS key log on (``diagnostics``) or off; restarts the phone (not during a call).
+
+        The phone opens both files when it starts (mode 0600) and writes every call until it stops.
+        """
+        if diagnostics == self.diagnostics:
+            return
+        if self.call is not None or self.pending is not None or self.state != "idle":
+            self._notify("warning", "finish the call before turning the capture on or off")
+            return
+        if diagnostics is not None:
+            for what, path in (("capture", diagnostics.capture), ("TLS key log", diagnostics.keylog)):
+                problem = unwritable(path)
+                if problem:
+                    self._notify("error", f"Cannot write the {what} {path}: {problem} — capture stays off")
+                    return
+        self.diagnostics = diagnostics
+        if self.settings is None:   # not started yet: start() applies it
+            return
+        await self.stop()
+        await self.start()
+        if diagnostics is None:
+            self._notify("info", "capture and TLS key log are off")
+
     async def stop(self) -> None:
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
+        self.messages.detach()
         if self.phone is not None:
             phone, self.phone = self.phone, None
             try:
@@ -376,8 +429,40 @@ class PhoneController(QObject):
             self._set_state("idle")
             source.close()
             sink.close()
+            if voice.unanswered(f.status if f is not None else None, str(exc)):
+                self.voicemail_to = uri
+                status = f.status if f is not None else None
+                self.no_answer.emit(uri, {404: "is offline", 486: "is busy", 603: "declined the call",
+                                          480: "is unavailable"}.get(status or 0, "did not answer"))
             return
         self._connected(call, started, "outgoing")
+
+    async def leave_voice_message(self, uri: str, seconds: float = voice.MAX_SECONDS) -> bool:
+        """Record up to ``seconds`` from the microphone (the audio factory's source: a WAV in tests) until
+        :meth:`stop_recording` or the source ends, then send it to ``uri`` as a protected voice message."""
+        if self.recording:
+            return False
+        try:
+            source, sink = self.audio_factory()
+        except (AudioError, OSError) as exc:
+            self._notify("error", f"audio: {exc}")
+            return False
+        sink.close()
+        self.recording, self._stop_recording = True, False
+        try:
+            pcm = await record(source, min(seconds, voice.MAX_SECONDS), lambda: self._stop_recording)
+        finally:
+            self.recording = False
+        if len(pcm) == 0:
+            self._notify("error", f"Voice message to {uri} not sent: nothing was recorded")
+            return False
+        sent = await self.messages.send_voice(uri, pcm)
+        if sent is not None and self.voicemail_to == uri:
+            self.voicemail_to = None
+        return sent is not None
+
+    def stop_recording(self) -> None:
+        self._stop_recording = True
 
     def _connected(self, call: Call, started: str, direction: str) -> None:
         self.call = call
@@ -484,6 +569,34 @@ class PhoneController(QObject):
         out["muted"] = bool(self.mic and self.mic.muted)
         return out
 
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Where the phone writes its own pcap capture (``--capture``) and TLS key log (``--keylog``)."""
+
+    capture: Path
+    keylog: Path
+
+
+DIAGNOSTICS_WARNING = (
+    "Warning: these files hold secrets. The TLS key log decrypts this phone's signalling, including the "
+    "MIKEY-SAKKE key offers; with your KMS key files (the KMS XML) anyone holding the capture can decrypt "
+    "the calls' media and listen to them. They are written readable by you only (mode 0600). Turn this on "
+    "only to analyse calls ('softphone analyze'), delete the files afterwards and never share them with "
+    "anyone you would not let listen to your calls. The switch is off again when the app restarts.")
+
+
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be created or overwritten (None: it can)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "is a directory"
+    if not parent.is_dir():
+        return f"directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
 
 
 def default_data_dir() -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QStringListModel, Qt, QTimer
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QCompleter,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -43,8 +45,10 @@ from PySide6.QtWidgets import (
 
 from softphone.calls.events import CallStatus, Incoming
 from softphone.calls.profile import SecurityLevel
-from softphone.gui.controller import PhoneController
+from softphone.gui.controller import DIAGNOSTICS_WARNING, Diagnostics, PhoneController
+from softphone.gui.conversations import ConversationsView, VoicemailView
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
+from softphone.messaging import voice
 
 NOTICE_COLOURS = {"info": "#1f4e79", "warning": "#8a5a00", "error": "#b3261e"}
 REG_COLOURS = {"registered": "#1b7f3b", "starting": "#8a5a00", "registering": "#8a5a00", "retrying": "#b3261e",
@@ -109,6 +113,7 @@ class SettingsDialog(QDialog):
         self.window_ = window
         self.setObjectName("settings")
         self.setWindowTitle("Settings")
+        self.setMinimumWidth(640)
         c = window.controller
         prefs = window.prefs
         self.input = QComboBox()
@@ -140,6 +145,30 @@ class SettingsDialog(QDialog):
         self.keys = _label(name="settings_keys")
         self.revocations = _label(c.revocation_status(), "settings_revocations")
         self.fetch = _button("&Fetch keys now", "fetch_now", lambda: c.spawn(c.fetch_keys(force=True)))
+        # capture + TLS key log for 'softphone analyze': off by default (and at every app start), warned
+        data = c.history.path.parent
+        self.diagnostics = QCheckBox("Record a &capture and TLS key log of calls (for 'softphone analyze')")
+        self.diagnostics.setObjectName("diagnostics")
+        self.diagnostics.setChecked(c.diagnostics is not None)
+        self.capture_path = QLineEdit(str(c.diagnostics.capture if c.diagnostics else
+                                          prefs.get("capture_path") or data / "capture.pcap"))
+        self.capture_path.setObjectName("capture_path")
+        self.keylog_path = QLineEdit(str(c.diagnostics.keylog if c.diagnostics else
+                                         prefs.get("keylog_path") or data / "tls-keys.log"))
+        self.keylog_path.setObjectName("keylog_path")
+        self.diagnostics_warning = _label(DIAGNOSTICS_WARNING, "diagnostics_warning")
+        self.diagnostics_warning.setStyleSheet(f"color: {NOTICE_COLOURS['error']};")
+        paths = QWidget()
+        grid = QGridLayout(paths)
+        grid.setContentsMargins(0, 0, 0, 0)
+        for row, (text, edit) in enumerate((("Capture (pcap)", self.capture_path),
+                                            ("TLS key log", self.keylog_path))):
+            grid.addWidget(QLabel(text), row, 0)
+            grid.addWidget(edit, row, 1)
+            grid.addWidget(_button("Choose…", f"{edit.objectName()}_choose", self._chooser(edit)), row, 2)
+        self.diagnostics_paths = paths
+        self.diagnostics.toggled.connect(self._diagnostics_toggled)
+        self._diagnostics_toggled(self.diagnostics.isChecked())
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -154,10 +183,31 @@ class SettingsDialog(QDialog):
         form.addRow("Keys", self.keys)
         form.addRow("Revoked callers", self.revocations)
         form.addRow("", self.fetch)
+        form.addRow("Analysis", self.diagnostics)
+        form.addRow("", self.diagnostics_paths)
+        form.addRow("", self.diagnostics_warning)
         form.addRow(buttons)
         self.refresh()
         c.keys_changed.connect(lambda _status: self.refresh())
         self.accepted.connect(self._apply)
+
+    def _diagnostics_toggled(self, on: bool) -> None:
+        self.diagnostics_paths.setEnabled(on)
+        self.diagnostics_warning.setVisible(on)
+        self.adjustSize()   # room for the warning's lines
+
+    def _chooser(self, edit: QLineEdit) -> Callable[[], None]:
+        def choose(_checked: bool = False) -> None:
+            path, _ = QFileDialog.getSaveFileName(self, "File holding secrets", edit.text())
+            if path:
+                edit.setText(path)
+        return choose
+
+    def chosen_diagnostics(self) -> Diagnostics | None:
+        if not self.diagnostics.isChecked():
+            return None
+        return Diagnostics(Path(self.capture_path.text().strip()).expanduser(),
+                           Path(self.keylog_path.text().strip()).expanduser())
 
     def refresh(self) -> None:
         ks = self.window_.controller.current_keys()
@@ -177,10 +227,16 @@ class SettingsDialog(QDialog):
         w.prefs["audio_processing"] = w.controller.audio_processing = self.audio_processing.isChecked()
         if w.controller.settings is not None:  # from the next call on
             w.controller.settings.audio_processing = w.controller.audio_processing
+        diagnostics = self.chosen_diagnostics()
+        if diagnostics is not None:   # the paths are remembered, the switch is not
+            w.prefs["capture_path"], w.prefs["keylog_path"] = str(diagnostics.capture), str(diagnostics.keylog)
         w.save_prefs()
         profile = self.profile.currentData()
         if profile and profile != w.controller.profile_name:
+            w.controller.diagnostics = diagnostics   # the profile change restarts the phone anyway
             w.controller.spawn(w.controller.change_profile(profile))
+        elif diagnostics != w.controller.diagnostics:
+            w.controller.spawn(w.controller.set_diagnostics(diagnostics))
 
 
 class MainWindow(QMainWindow):
@@ -290,6 +346,22 @@ class MainWindow(QMainWindow):
         self.recent.verticalHeader().setVisible(False)
         self.recent.cellActivated.connect(lambda row, _col: self._dial_recent(row))
         self.tabs.addTab(self.recent, "&Recent calls")
+        self.messages_view = ConversationsView(self.controller)
+        self.tabs.addTab(self.messages_view, "&Messages")
+        self.voicemail_view = VoicemailView(self.controller)
+        self.tabs.addTab(self.voicemail_view, "&Voicemail")
+        self.voicemail_offer = QWidget()
+        self.voicemail_offer.setObjectName("voicemail_offer")
+        offer = QHBoxLayout(self.voicemail_offer)
+        offer.setContentsMargins(0, 0, 0, 0)
+        self.voicemail_offer_text = _label("", "voicemail_offer_text")
+        self.leave_voicemail = _button("&Leave a voice message", "leave_voicemail", self._leave_voicemail)
+        self.dismiss_voicemail = _button("Dismiss", "dismiss_voicemail", lambda: self.voicemail_offer.hide())
+        offer.addWidget(self.voicemail_offer_text, 1)
+        offer.addWidget(self.leave_voicemail)
+        offer.addWidget(self.dismiss_voicemail)
+        self.voicemail_offer.setVisible(False)
+        v.addWidget(self.voicemail_offer)
         v.addWidget(self.tabs, 1)
         self.refresh_contacts()
         QWidget.setTabOrder(self.dial, self.call_button)
@@ -380,6 +452,8 @@ class MainWindow(QMainWindow):
         c.incoming.connect(self._on_incoming)
         c.call_updated.connect(self._on_call_updated)
         c.call_ended.connect(lambda _r: self.refresh_recent())
+        c.no_answer.connect(self._offer_voicemail)
+        c.messages.changed.connect(lambda _peer: self._message_badges())
         for keys, slot in (("Ctrl+M", self._shortcut_mute), ("Ctrl+H", c.toggle_hold), ("Ctrl+K", self._toggle_keypad),
                            ("Escape", c.hangup)):
             sc = QShortcut(QKeySequence(keys), self)
@@ -388,6 +462,43 @@ class MainWindow(QMainWindow):
         self.tick.setInterval(200)
         self.tick.timeout.connect(self._tick)
         self.tick.start()
+
+    # --- messages and voice messages ---------------------------------------------------------------
+    def _message_badges(self) -> None:
+        """Unread counts on the Messages and Voicemail tabs."""
+        unread, unheard = self.messages_view.unread(), self.voicemail_view.unheard()
+        self.tabs.setTabText(self.tabs.indexOf(self.messages_view), f"&Messages ({unread})" if unread else "&Messages")
+        self.tabs.setTabText(self.tabs.indexOf(self.voicemail_view),
+                             f"&Voicemail ({unheard})" if unheard else "&Voicemail")
+
+    def _offer_voicemail(self, uri: str, why: str = "did not answer") -> None:
+        self.voicemail_offer_text.setText(f"{uri} {why}. Leave a voice message (up to "
+                                          f"{voice.MAX_SECONDS:g} s, encrypted so that only {uri} can play it)?")
+        self.leave_voicemail.setText("&Leave a voice message")
+        self.leave_voicemail.setEnabled(True)
+        self.voicemail_offer.setVisible(True)
+        self.leave_voicemail.setFocus()
+
+    def _leave_voicemail(self) -> None:
+        c = self.controller
+        if c.recording:                       # second press: stop and send
+            c.stop_recording()
+            return
+        uri = c.voicemail_to
+        if uri is None:
+            self.voicemail_offer.setVisible(False)
+            return
+        self.voicemail_offer_text.setText(f"Recording a voice message for {uri}… press Stop and send when done")
+        self.leave_voicemail.setText("&Stop and send")
+
+        async def go() -> None:
+            ok = await c.leave_voice_message(uri)
+            self.leave_voicemail.setText("&Leave a voice message")
+            if ok:
+                self.voicemail_offer.setVisible(False)
+            else:
+                self.voicemail_offer_text.setText(f"The voice message for {uri} was not sent (see above); try again?")
+        c.spawn(go())
 
     # --- prefs and devices -------------------------------------------------------------------------
     def save_prefs(self) -> None:
@@ -449,6 +560,7 @@ class MainWindow(QMainWindow):
         elif state in ("calling", "ringing"):
             if state == "calling":
                 self.clear_notice("call")  # the last call's outcome is not this call's
+                self.voicemail_offer.setVisible(False)
             self.call_state.setText("Calling…" if state == "calling" else "Ringing…")
             self.badge.setText("")
             self.badge.setStyleSheet("")

@@ -36,7 +36,7 @@ from softphone.media.errors import MediaError
 from softphone.media.jitter import JitterBuffer
 from softphone.media.rtp import RtpError, RtpPacket, SequenceTracker, is_rtcp
 from softphone.media.srtp import SrtpReceiver, SrtpSender, SrtpSuite
-from softphone.media.transport import Address, Endpoint, Network
+from softphone.media.transport import Address, DatagramTap, Endpoint, Network, TappedNetwork
 
 FRAME_S = FRAME_MS / 1000
 
@@ -117,7 +117,9 @@ class MediaSession:
     ``on_dtmf``/``on_bye`` are then called on the loop that ran :meth:`start`, and the public methods may be
     called from any thread. Tests pass a ``VirtualClock`` and a ``SimNetwork`` (everything runs inside
     ``clock.advance``), or a :class:`LoopClock` and a ``UdpNetwork`` to run on the event loop, and a seeded
-    ``rng`` for the initial SSRC, sequence number and timestamp (default: :mod:`secrets`).
+    ``rng`` for the initial SSRC, sequence number and timestamp (default: :mod:`secrets`). A ``tap`` (the
+    phone's own capture) sees every datagram sent and received, on whichever network and thread carries
+    them (the engine thread by default), so capturing does not change the media path.
     """
 
     MAX_CATCH_UP = 5  # ticks run back-to-back to catch up; further behind, the schedule skips ahead
@@ -125,7 +127,7 @@ class MediaSession:
     def __init__(self, config: MediaConfig, source: AudioSource, sink: AudioSink, *,
                  on_dtmf: Callable[[str], None] | None = None, on_bye: Callable[[], None] | None = None,
                  clock: Clock | None = None, network: Network | None = None,
-                 rng: random.Random | None = None) -> None:
+                 tap: DatagramTap | None = None, rng: random.Random | None = None) -> None:
         keys = config.srtp
         self.config = config
         self._engine: MediaEngine | None = None
@@ -137,7 +139,7 @@ class MediaSession:
             network = UdpNetwork()
         self._clock_given = clock
         self._clock: Clock | None = clock
-        self._network: Network = network
+        self._network: Network = network if tap is None else TappedNetwork(network, tap)
         self._lock: contextlib.AbstractContextManager[object] = (
             self._engine.lock if self._engine is not None else contextlib.nullcontext())
         self.source = source

@@ -40,6 +40,56 @@ class Network(Protocol):
     async def open(self, local_addr: Address, receive: Receive) -> Endpoint: ...
 
 
+class DatagramTap(Protocol):
+    """Sees every datagram a session sends and receives (the phone's own capture, ``softphone.capture``)."""
+
+    def udp(self, src: Address, dst: Address, data: bytes) -> None: ...
+
+
+class _TappedEndpoint:
+    def __init__(self, inner: Endpoint, tap: DatagramTap) -> None:
+        self._inner = inner
+        self._tap = tap
+        host, port = inner.local_addr[:2]
+        self._local: Address = (str(host), int(port))
+
+    @property
+    def local_addr(self) -> Address:
+        return self._local
+
+    @property
+    def errors(self) -> int:
+        return int(getattr(self._inner, "errors", 0))
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        self._tap.udp(self._local, addr, data)
+        self._inner.sendto(data, addr)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class TappedNetwork:
+    """``inner`` (any :class:`Network`: the media engine, UDP, simulated) with every datagram its endpoints
+    send and receive shown to ``tap`` first, on the thread that sends or receives it. The media path is
+    the inner network's, unchanged: a capture does not move media off the engine thread."""
+
+    def __init__(self, inner: Network, tap: DatagramTap) -> None:
+        self.inner = inner
+        self.tap = tap
+
+    async def open(self, local_addr: Address, receive: Receive) -> Endpoint:
+        holder: list[Address] = [local_addr]
+
+        def tapped(data: bytes, source: Address) -> None:
+            self.tap.udp(source, holder[0], data)
+            receive(data, source)
+
+        endpoint = _TappedEndpoint(await self.inner.open(local_addr, tapped), self.tap)
+        holder[0] = endpoint.local_addr
+        return endpoint
+
+
 # --- UDP (the phone) -------------------------------------------------------------------------------
 
 class _UdpProtocol(asyncio.DatagramProtocol):

@@ -5,11 +5,32 @@
     msg = await messenger.send_text("sip:bob@lab.test", "hello")
     msg.status                                 # "sent" (200), "stored" (202: the proxy keeps it offline)
 
-Inbound: a refused message (forged, tampered, wrong recipient, revoked sender, unknown KMS, no keys)
-is never stored as a message; it is counted in the store's ``refusals`` with its explanation and
-answered 488 with a Warning naming the reason (the words calls use). A duplicate is answered 200
-(it was delivered before) and counted as ``replay``. Messages that request it get a protected
-"delivered" notification at once and a "read" one from :meth:`Messenger.mark_read`.
+Inbound: a refused message (forged, tampered, wrong recipient, revoked sender, unknown KMS, replay,
+no keys) is never stored as a message; it is counted in the store's ``refusals`` with its explanation.
+The SIP answer depends on whether trying again could ever help, because a store-and-forward (Kamailio
+``msilo``) deletes a stored MESSAGE only when the phone answers 2xx and offers it again at every
+REGISTER after any other final response (there is no error code it gives up on):
+
+- final refusals (everything but :data:`secure.TRANSIENT`) are answered **200 "accepted and
+  discarded"** with ``Warning: 399 … "message refused (REASON): DETAIL"`` (RFC 3261 §20.43: a warning
+  may accompany any response). The SIP transaction did succeed — the request reached this UA, which
+  processed it; the refusal is the end-to-end verdict on its content, which 2xx/non-2xx cannot carry
+  through a store anyway (the store, not the sender, gets the response). A sender online gets the
+  warning and :meth:`Messenger.send` fails with it (:class:`SendFailed`) as a 488 did before;
+- a replay (delivered before) is answered 200 without a warning;
+- a message this phone cannot open *yet* (no keys of its key period, and none fetchable now) is answered
+  **480 Temporarily Unavailable** with the reason: a store keeps it and offers it again at the next
+  REGISTER, by which time the keys may be held; a sender online gets the 480 and may retry.
+
+Messages that request it get a protected "delivered" notification at once and a "read" one from
+:meth:`Messenger.mark_read`.
+
+Sending to another domain uses the trusted KMS serving it (:meth:`Messenger.peer_kms`): the certificate
+whose ``KmsDomainList`` names the peer's domain, else whose KMS URI is that domain or ends with
+``.DOMAIN``; with none trusted the message is not sealed (:class:`secure.SealError` saying so).
+
+:meth:`Messenger.start` builds the SAKKE receiver tables of every held period in a worker thread
+(``Opener.prepare``, as :class:`softphone.calls.phone.Phone` does for calls); :meth:`keys_ready` waits.
 """
 
 from __future__ import annotations
@@ -23,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from crypto import mcdata
+from crypto.errors import CryptoError
 from crypto.identity import key_period_no
 from crypto.mikey.build import Initiator
 from crypto.mikey.keys import KmsParams
@@ -37,6 +59,8 @@ from softphone.sip.ua import UserAgent
 
 log = logging.getLogger(__name__)
 NTP_UNIX_DELTA = 2_208_988_800
+#: How a final refusal answered 2xx is recognised in the response's Warning text.
+REFUSED_WARNING = "message refused"
 
 
 class SendFailed(Exception):
@@ -74,21 +98,56 @@ class Messenger:
         self.counters = Counters()
         self.received: asyncio.Queue[StoredMessage] = asyncio.Queue(maxsize=1024)
         self.notifications: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=1024)
-        self.sealer = secure.Sealer(self._initiator_at)
+        self.sealer = secure.Sealer(self._initiator_at, kms_for=self.peer_kms)
         self.opener = secure.Opener(uri, lambda: self.keystore.mikey_key_sets(self.uri), self._trusted(),
                                     revoked, _StoreSeen(store), self._fetch_period if kms_client else None)
         self._initiators: dict[int, Initiator] = {}
         self._read_requests: dict[str, secure.Opened] = {}
+        self._prepared: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Messenger {self.uri}>"
 
     def start(self) -> None:
+        """Take inbound MESSAGEs; with a running loop, build the receiver tables in a worker thread now."""
         accept_messages(self.ua, self._on_message)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): the first message builds them
+            return
+        if self._prepared is None:
+            self._prepared = loop.run_in_executor(None, self._prepare)
+
+    def _prepare(self) -> None:
+        try:
+            self.opener.prepare()
+        except (secure.MessageRefused, KeysError, CryptoError) as exc:  # no keys yet: the first message says so
+            log.info("messaging receiver tables not built: %s", exc)
+
+    async def keys_ready(self) -> None:
+        """Wait until the background build started by :meth:`start` is done (at once if none)."""
+        if self._prepared is not None:
+            await asyncio.shield(self._prepared)
 
     # keys -------------------------------------------------------------------------------------------
     def _trusted(self) -> list[KmsParams]:
         return [self.keystore.kms_params(c.kms_uri) for c in self.keystore.certificates()]
+
+    def peer_kms(self, peer: str) -> KmsParams | None:
+        """The trusted KMS of ``peer``'s domain (None: our own); SealError when another domain's KMS is not
+        trusted (its exported certificate was never imported)."""
+        domain, own_domain = _domain(peer), _domain(self.uri)
+        own = self.keystore.mikey_key_sets(self.uri)[-1].kms.kms_uri
+        named = [c.kms_uri for c in self.keystore.certificates() if domain in c.kms_domains]
+        by_uri = sorted((c.kms_uri for c in self.keystore.certificates()
+                         if c.kms_uri == domain or c.kms_uri.endswith("." + domain)), key=len)
+        found = named[0] if named else by_uri[0] if by_uri else None
+        if found is None:
+            if domain == own_domain:
+                return None
+            raise secure.SealError(f"no trusted KMS for {domain}: {peer}'s community is not trusted here "
+                                   "(import its exported KMS certificate: softphone keys import FILE)")
+        return None if found == own else self.keystore.kms_params(found)
 
     def _initiator_at(self, ntp: int) -> Initiator:
         own = self.keystore.mikey_key_sets(self.uri)[-1].kms
@@ -119,9 +178,11 @@ class Messenger:
             resp = await send_message(self.ua, peer, sealed.body, sealed.content_type)
         except SipError as exc:
             raise SendFailed(f"MESSAGE to {peer}: {exc}") from None
+        warning = resp.headers.get("Warning") or ""
         if resp.status >= 300:
-            warning = resp.headers.get("Warning") or ""
             raise SendFailed(f"MESSAGE to {peer} refused: {resp.status} {resp.reason} {warning}".strip())
+        if REFUSED_WARNING in warning:  # taken and discarded: the recipient's phone refused it for good
+            raise SendFailed(f"MESSAGE to {peer} refused by the recipient: {_warning_text(warning)}")
         return resp.status
 
     async def send(self, peer: str, items: list[mcdata.DataItem], *, in_reply_to: str | None = None) -> StoredMessage:
@@ -178,7 +239,9 @@ class Messenger:
             log.warning("refused a message claimed from %s: %s", inbound.sender, exc)
             if exc.reason == secure.REPLAY:
                 return 200, None
-            return 488, exc.detail
+            if not exc.permanent:   # a store keeps it and offers it again at the next REGISTER
+                return 480, f"cannot open the message yet ({exc.reason}): {exc.detail}"
+            return 200, f"{REFUSED_WARNING} ({exc.reason}): {exc.detail}"   # accepted and discarded
         self.store.mark_seen(opened.sender, opened.dedup, now)
         if opened.kind == "notification":
             assert opened.disposition is not None
@@ -211,3 +274,13 @@ class Messenger:
         except asyncio.QueueFull:
             queue.get_nowait()
             queue.put_nowait(item)
+
+
+def _domain(uri: str) -> str:
+    return uri.rpartition("@")[2].split(";")[0].split(">")[0].lower()
+
+
+def _warning_text(warning: str) -> str:
+    """The quoted text of a ``Warning: 399 host "text"`` value (the whole value if not quoted)."""
+    first, quote, rest = warning.partition('"')
+    return rest.rstrip('"').replace('\\"', '"') if quote else first

@@ -57,6 +57,10 @@ UNKNOWN_KMS = "unknown KMS"
 REPLAY = "replay"
 MALFORMED = "malformed"
 NO_KEYS = "no keys for the key period"
+#: Refusals that may go away without the sender doing anything (the keys of the message's period are
+#: fetched or imported later): answered with a non-2xx so a store-and-forward keeps the message and
+#: offers it again. Every other refusal is final (see :mod:`softphone.messaging.messenger`).
+TRANSIENT = frozenset({NO_KEYS})
 
 
 class MessageRefused(Exception):
@@ -66,6 +70,11 @@ class MessageRefused(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+    @property
+    def permanent(self) -> bool:
+        """True when opening this message again can only fail the same way (tamper, forgery, replay…)."""
+        return self.reason not in TRANSIENT
 
 
 class SealError(Exception):
@@ -265,9 +274,19 @@ class Opener:
         if self._responder is None or periods != self._periods:
             if not sets:
                 raise MessageRefused(NO_KEYS, f"no key sets held for {self.uri}")
-            self._responder = Responder(sets, trusted_kms=self.trusted_kms, check_replay=False)
+            self._responder = Responder(sets, trusted_kms=self.trusted_kms, check_replay=False, precompute=True)
             self._periods = periods
         return self._responder
+
+    def prepare(self) -> None:
+        """Build the SAKKE receiver (and its precomputed tables) of every held key period now, as calls do,
+        so the first message is opened as fast as later ones. Safe in a worker thread."""
+        self.responder().prepare()
+
+    @property
+    def prepared(self) -> bool:
+        """The current responder exists and every held period's receiver tables are built."""
+        return self._responder is not None and self._responder.precomputed
 
     def _verify(self, raw: bytes, claimed: str) -> VerifiedMessage:
         try:

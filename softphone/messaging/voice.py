@@ -24,6 +24,13 @@ MAGIC = b"SCVM"
 BITRATE = 10_000
 MAX_SECONDS = 12.0
 LABEL_PREFIX = "voice message"
+NO_ANSWER = (404, 408, 480, 486, 487, 603)   # offline (lookup failed), timeout, unavailable, busy, declined
+
+
+def unanswered(status: int | None, text: str = "") -> bool:
+    """An outgoing call that reached no one or was not picked up (``status`` of the final response, None
+    when our own timer gave up: ``text`` then says "not answered"): a voice message may be left instead."""
+    return status in NO_ANSWER or (status is None and "not answered" in text)
 
 
 class VoiceError(ValueError):

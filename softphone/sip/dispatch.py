@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from .ua import UserAgent
 
 log = logging.getLogger(__name__)
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, REFER, NOTIFY"
 MAX_SERVER_TRANSACTIONS = 16384  # Timer J keeps UDP non-INVITE transactions 32 s: ~500 req/s
 MAX_SESSIONS = 256
-SUPPORTED: frozenset[str] = frozenset()
+SUPPORTED: frozenset[str] = frozenset({"100rel"})   # RFC 3262
 Reply = Callable[..., None]
 
 
@@ -166,9 +166,11 @@ class Dispatcher:
         to_tag = req.to.tag
         if to_tag:
             session = self.ua._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
-            if session is None and req.method == "BYE":  # BYE before we answered (§15.1.2)
+            if session is None and req.method in ("BYE", "PRACK"):  # before we answered (§15.1.2, RFC 3262)
                 pending = self.ua._sessions.get(req.call_id)
                 if pending is not None and not pending.outgoing and pending.local_tag == to_tag:
+                    if req.method == "PRACK":
+                        return pending.receive(req, tx)   # the machine answers 200 or 481
                     reply(200)
                     return pending.receive(req)
             if session is None or session.dialog is None:
@@ -184,6 +186,8 @@ class Dispatcher:
                 return session.receive(req, tx)
             if req.method == "OPTIONS":
                 return reply(200, extra=self._options_headers())
+            if req.method in ("PRACK", "REFER", "NOTIFY"):
+                return session.receive(req, tx)   # the machine answers (RFC 3262, RFC 3515)
             return reply(405, extra=[("Allow", ALLOW)])
         if req.method == "INVITE":
             return self._on_invite(req, tx, reply)
@@ -206,8 +210,14 @@ class Dispatcher:
             return reply(400, "INVITE lacks Contact or From tag")
         if req.call_id in self.ua._sessions or len(self.ua._sessions) >= MAX_SESSIONS:
             return reply(486 if req.call_id not in self.ua._sessions else 482)
+        replaces = None
+        if req.headers.get("Replaces") is not None:   # RFC 3891 §3: the dialog this call takes over
+            replaces = self.ua.replaced_session(req.headers.get("Replaces") or "")
+            if replaces is None:
+                return reply(481, "Replaces names no dialog of ours")
         tx.respond(make_response(req, 100))
         session = InviteSession(self.ua, req, outgoing=False, server_tx=tx)
+        session.replaces = replaces
         try:
             self.ua.incoming.put_nowait(session)
         except asyncio.QueueFull:

@@ -31,6 +31,7 @@ class _TxDriver:
         self._on_event = on_event
         self._handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self.send_error: SipError | OSError | None = None   # the last failed send, if any
 
     @property
     def request(self) -> Request:
@@ -52,6 +53,7 @@ class _TxDriver:
         try:
             self._send(data)
         except (SipError, OSError) as exc:
+            self.send_error = exc
             log.info("transaction send failed: %s", exc)
 
     def apply(self, step: Step) -> None:

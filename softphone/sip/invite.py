@@ -11,6 +11,9 @@ Timers (``timers`` maps the running ones to their due time):
 
 * ``2xx``: the UAS retransmits its 2xx every T1, doubling up to T2, until the ACK (§13.3.1.4;
   unreliable transports only); ``2xx-timeout`` at 64*T1 gives up and sends BYE;
+* ``1xx``: the UAS retransmits a reliable provisional (RFC 3262 §3, when the INVITE requires
+  ``100rel``) every T1, doubling (no cap), until its PRACK, on any transport; ``1xx-timeout``
+  at 64*T1 rejects the INVITE with 504 (§3 "SHOULD reject ... with a 5xx");
 * ``glare``: after a 491 to our re-INVITE, the §14.1 retry window (owner of the Call-ID:
   2.1-4 s, otherwise 0-2 s, in 10 ms steps, drawn from the injected ``rng``).
 """
@@ -27,6 +30,7 @@ from .dialog import Dialog
 from .errors import CallFailed, ParseError, SessionStateError, SipError
 from .message import Request, Response, make_response
 from .transaction import Timers
+from .uri import SipUri
 
 
 class CallState(enum.Enum):
@@ -44,7 +48,9 @@ class SessionEvent:
 
     ``kind``: ``state`` (new state), ``provisional``, ``answered`` (2xx to our INVITE), ``failed``
     (our INVITE ended without a 2xx; ``error``), ``acked``, ``ack-timeout``, ``reinvite`` (a peer's
-    re-INVITE was accepted), ``reinvite-answered``, ``reinvite-failed`` (``error``), ``bye``.
+    re-INVITE was accepted), ``reinvite-answered``, ``reinvite-failed`` (``error``), ``bye``,
+    ``prack`` (the PRACK of our reliable provisional arrived, RFC 3262), ``refer`` (the peer asks us
+    to call its Refer-To, RFC 3515; answered 202), ``notify`` (progress of our REFER: a sipfrag).
     """
 
     kind: str
@@ -72,9 +78,11 @@ class SendResponse:
 
 @dataclass(frozen=True)
 class SendRequest:
-    """Start a client transaction for ``request`` (BYE, re-INVITE); the driver adds the Via."""
+    """Start a client transaction for ``request`` (BYE, re-INVITE, PRACK); the driver adds the Via.
+    ``dest``: where it goes when not the confirmed dialog's next hop (a PRACK in an early dialog)."""
 
     request: Request
+    dest: SipUri | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,16 @@ class InviteMachine:
         self._last_reinvite: Request | None = None     # ... and the last one answered with 2xx
         self._glare_body: tuple[bytes, str] | None = None
         self._ack: Request | None = None
+        # RFC 3262: reliable provisionals. UAC: the early dialogs (by remote tag) and the last RSeq
+        # PRACKed in each; UAS: whether the INVITE requires 100rel, the unacknowledged reliable 1xx
+        # (retransmitted), the ones waiting behind it (§3: one at a time) and the next RSeq.
+        self.early: dict[str, Dialog] = {}
+        self.rseq_seen: dict[str, int] = {}
+        self.prack_required = not outgoing and "100rel" in option_tags(invite, "Require")
+        self._reliable: Response | None = None
+        self._reliable_interval = timers.t1
+        self._reliable_queue: list[Response] = []
+        self._next_rseq = 1 + math.floor(rng() * 2**20)
 
     @property
     def pending_reinvite(self) -> Request | None:
@@ -197,6 +215,17 @@ class InviteMachine:
             step = SessionStep(events=[SessionEvent("ack-timeout", self.state, self._ok)])
             self.bye_pending = False
             return step.extend(self._send_bye())  # ... and end the dialog
+        if name == "1xx" and self._reliable is not None and self.state is CallState.INCOMING:
+            self._reliable_interval *= 2
+            self.timers["1xx"] = due + self._reliable_interval
+            return SessionStep([SendResponse(self._reliable)])
+        if name == "1xx-timeout" and self._reliable is not None and self.state is CallState.INCOMING:
+            self._reliable = None
+            self._reliable_queue.clear()
+            self.timers.pop("1xx", None)
+            resp = self._respond(504, "No PRACK")
+            self.final_response = resp
+            return SessionStep([SendResponse(resp)]).extend(self._set_state(CallState.TERMINATED, resp))
         if name == "glare" and self._glare_body is not None and self.state is CallState.CONFIRMED:
             body, content_type = self._glare_body
             self._glare_body = None
@@ -237,6 +266,10 @@ class InviteMachine:
             return self._cancel_received(message)
         if method == "BYE":
             return self._bye_received(message)
+        if method == "PRACK":
+            return self._prack_received(message, now)
+        if method in ("REFER", "NOTIFY"):
+            return self._transfer_request(message)
         if method == "INVITE":
             if message.cseq[0] == self.invite.cseq[0] and not self.outgoing:
                 return self._invite_retransmitted()
@@ -265,7 +298,27 @@ class InviteMachine:
         if resp.status < 200:
             if self.final_response is not None or self.state is CallState.TERMINATED:
                 return SessionStep()
+            prack: SendRequest | None = None
+            if resp.status > 100 and resp.to.tag and "100rel" in option_tags(resp, "Require"):
+                rseq = resp.headers.get("RSeq") or ""
+                if not rseq.strip().isdigit():
+                    return SessionStep()  # a reliable 1xx without RSeq is unusable (§4)
+                number, tag = int(rseq), resp.to.tag
+                if number <= self.rseq_seen.get(tag, -1):
+                    return SessionStep()  # a retransmission: discarded, our PRACK's transaction repeats (§4)
+                early = self.early.get(tag)
+                if early is None:
+                    try:
+                        early = self.early[tag] = Dialog.from_uac(self.invite, resp)
+                    except ParseError:
+                        return SessionStep()
+                self.rseq_seen[tag] = number
+                req = early.new_request("PRACK")
+                req.headers.add("RAck", f"{number} {self.invite.cseq[0]} INVITE")
+                prack = SendRequest(req, early.next_hop())
             step = self._set_state(CallState.EARLY if resp.to.tag else CallState.PROCEEDING, resp)
+            if prack is not None:
+                step.actions.append(prack)
             step.events.append(self._event("provisional", resp))
             if self.cancel_requested and not self.cancel_sent:
                 step.actions.append(self._cancel_request())  # deferred until a 1xx (§9.1)
@@ -281,6 +334,9 @@ class InviteMachine:
                 return SessionStep()  # unusable 2xx; Timer M absorbs the rest
             self.remote_body = resp.body
             self.final_response = resp
+            early = self.early.get(self.dialog.remote_tag)
+            if early is not None:  # our PRACKs used CSeq numbers in this dialog already (RFC 3262 §4)
+                self.dialog.local_seq = max(self.dialog.local_seq, early.local_seq)
             self._ack = self.dialog.new_request("ACK", cseq=self.invite.cseq[0])
             step = SessionStep([SendAck(self._ack)])
             step.extend(self._set_state(CallState.CONFIRMED, resp))
@@ -329,11 +385,50 @@ class InviteMachine:
             raise SessionStateError("call is not waiting for an answer")
 
     def ring(self, now: float) -> SessionStep:
-        """180 Ringing (creates an early dialog at the caller)."""
+        """180 Ringing (creates an early dialog at the caller); reliable when the INVITE requires 100rel."""
         if self.state is not CallState.INCOMING:
             return SessionStep()
         contact = [(n, v) for n, v in self.headers(None) if n == "Contact"]
-        return SessionStep([SendResponse(self._respond(180, extra=contact))])
+        return self._provisional(self._respond(180, extra=contact), now)
+
+    def early_media(self, body: bytes, now: float, content_type: str = "application/sdp") -> SessionStep:
+        """183 Session Progress with ``body`` (early media, RFC 3960); reliable when 100rel is required."""
+        self._check_incoming()
+        self.local_body = body
+        return self._provisional(self._respond(183, body=body, extra=self.headers(content_type)), now)
+
+    def _provisional(self, resp: Response, now: float) -> SessionStep:
+        if not self.prack_required:
+            return SessionStep([SendResponse(resp)])
+        resp.headers.add("Require", "100rel")
+        resp.headers.add("RSeq", str(self._next_rseq))
+        self._next_rseq += 1
+        if self._reliable is not None:  # one unacknowledged reliable 1xx at a time (§3)
+            self._reliable_queue.append(resp)
+            return SessionStep()
+        return self._send_reliable(resp, now)
+
+    def _send_reliable(self, resp: Response, now: float) -> SessionStep:
+        self._reliable = resp
+        self._reliable_interval = self.config.t1
+        self.timers["1xx"] = now + self.config.t1
+        self.timers["1xx-timeout"] = now + 64 * self.config.t1
+        return SessionStep([SendResponse(resp)])
+
+    def _prack_received(self, req: Request, now: float) -> SessionStep:
+        """A PRACK: 200 when its RAck names our unacknowledged reliable 1xx, else 481 (RFC 3262 §3)."""
+        rack = (req.headers.get("RAck") or "").split()
+        pending = self._reliable
+        if (pending is None or len(rack) != 3 or rack[0] != pending.headers.get("RSeq")
+                or rack[1] != str(self.invite.cseq[0]) or rack[2].upper() != "INVITE"):
+            return SessionStep([SendResponse(make_response(req, 481))])
+        self._reliable = None
+        self.timers.pop("1xx", None)
+        self.timers.pop("1xx-timeout", None)
+        step = SessionStep([SendResponse(make_response(req, 200))], [self._event("prack", req)])
+        if self._reliable_queue and self.state is CallState.INCOMING:
+            step.extend(self._send_reliable(self._reliable_queue.pop(0), now))
+        return step
 
     def answer(self, body: bytes, now: float, content_type: str = "application/sdp") -> SessionStep:
         """200 OK with ``body``; retransmitted until the ACK (§13.3.1.4)."""
@@ -352,9 +447,18 @@ class InviteMachine:
         extra = [("Warning", self.warning(warning))] if warning else None
         resp = self._respond(status, reason, extra=extra)
         self.final_response = resp
+        self._stop_reliable()
         return SessionStep([SendResponse(resp)]).extend(self._set_state(CallState.TERMINATED, resp))
 
+    def _stop_reliable(self) -> None:
+        """A final response ends the provisional phase: no more 1xx retransmissions."""
+        self._reliable = None
+        self._reliable_queue.clear()
+        self.timers.pop("1xx", None)
+        self.timers.pop("1xx-timeout", None)
+
     def _start_2xx(self, resp: Response, now: float) -> SessionStep:
+        self._stop_reliable()
         self._ok = resp
         self.acked = False
         self._ok_interval = self.config.t1
@@ -460,6 +564,48 @@ class InviteMachine:
         step.events.append(self._event("reinvite", req))
         return step
 
+    # -- transfer (RFC 3515 REFER, RFC 3891 Replaces) ------------------------------------------------
+    def refer(self, refer_to: str, referred_by: str | None = None) -> Request:
+        """A REFER asking the peer to call ``refer_to`` (a name-addr, maybe with ``?Replaces=``); the
+        driver sends it as a transaction of its own and reads the 202."""
+        if self.dialog is None or self.state is not CallState.CONFIRMED:
+            raise SessionStateError("REFER needs a confirmed call")
+        req = self.dialog.new_request("REFER")
+        req.headers.add("Refer-To", refer_to)
+        if referred_by:
+            req.headers.add("Referred-By", referred_by)
+        for name, value in self.headers(None):
+            if name == "Contact":
+                req.headers.add(name, value)
+        return req
+
+    def notify(self, status: int, reason: str, final: bool) -> Request:
+        """A NOTIFY of the implicit refer subscription (RFC 3515 §2.4.4) whose sipfrag body is the
+        status line of the transferred call's INVITE; ``final`` ends the subscription."""
+        if self.dialog is None:
+            raise SessionStateError("NOTIFY needs a dialog")
+        body = f"SIP/2.0 {status} {reason}\r\n".encode()
+        req = self.dialog.new_request("NOTIFY", body=body, content_type="message/sipfrag;version=2.0")
+        req.headers.add("Event", "refer")
+        req.headers.add("Subscription-State", "terminated;reason=noresource" if final else "active;expires=60")
+        for name, value in self.headers(None):
+            if name == "Contact":
+                req.headers.add(name, value)
+        return req
+
+    def _transfer_request(self, req: Request) -> SessionStep:
+        """An in-dialog REFER (202, event ``refer``) or NOTIFY of our REFER (200, event ``notify``)."""
+        if self.state is not CallState.CONFIRMED and req.method == "REFER":
+            return SessionStep([SendResponse(make_response(req, 481))])
+        if req.method == "REFER":
+            target = req.headers.get("Refer-To")
+            if not target or len(req.headers.get_all("Refer-To")) != 1:
+                return SessionStep([SendResponse(make_response(req, 400, "Need exactly one Refer-To"))])
+            return SessionStep([SendResponse(make_response(req, 202))], [self._event("refer", req)])
+        if (req.headers.get("Event") or "").split(";")[0].strip().lower() != "refer":
+            return SessionStep([SendResponse(make_response(req, 489))])   # Bad Event (RFC 6665)
+        return SessionStep([SendResponse(make_response(req, 200))], [self._event("notify", req)])
+
     # -- BYE --------------------------------------------------------------------------------------
     def bye(self, now: float) -> SessionStep:
         """Hang up in any state.
@@ -493,3 +639,16 @@ class InviteMachine:
             self.final_response = resp
             step.actions.append(SendResponse(resp))
         return step.extend(self._set_state(CallState.TERMINATED, req))
+
+
+def option_tags(message: Request | Response, header: str) -> set[str]:
+    """The option tags of every ``Require``/``Supported`` header of ``message``, lower case."""
+    return {tag.strip().lower() for value in message.headers.get_all(header) for tag in value.split(",") if tag.strip()}
+
+
+def sipfrag_status(body: bytes) -> int | None:
+    """The status code of a ``message/sipfrag`` status line (``SIP/2.0 200 OK``), None if there is none."""
+    first = body.split(b"\r\n", 1)[0].split(b"\n", 1)[0].split()
+    if len(first) >= 2 and first[0].upper() == b"SIP/2.0" and first[1].isdigit() and len(first[1]) == 3:
+        return int(first[1])
+    return None

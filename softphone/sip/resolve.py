@@ -22,7 +22,7 @@ import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import TransportError
 from .uri import SipUri
@@ -259,3 +259,49 @@ class Resolver:
             raise TransportError(f"cannot resolve {uri.host!r} (no NAPTR/SRV/A/AAAA records)")
         log.debug("resolved %s -> %s", uri, found)
         return found
+
+
+T = TypeVar("T")
+
+# why an attempt at one target failed (RFC 3263 §4.3)
+FAILOVER_REASONS = ("connect", "transport", "timeout", "503")
+
+
+class Failover(Generic[T]):
+    """Which RFC 3263 target an INVITE goes to next (§4.3); pure, no clock or I/O.
+
+    An INVITE moves on to the next target when the current one cannot be connected, a send to it
+    fails, Timer B fires, or it answers 503, as long as that target has sent no provisional response
+    beyond ``100 Trying`` (a 180/183 means a phone may be alerted: trying elsewhere could ring it
+    twice; a ``100`` is only the next hop's "got it", RFC 3261 §16.2). A 503 from the last target is
+    the call's answer, like any other final response. ``tried`` records ``(target, reason)``.
+    """
+
+    def __init__(self, targets: Sequence[T]) -> None:
+        self.targets = list(targets)
+        self.index = 0
+        self.provisional = False
+        self.tried: list[tuple[T, str]] = []
+
+    @property
+    def current(self) -> T | None:
+        return self.targets[self.index] if self.index < len(self.targets) else None
+
+    def provisional_received(self, status: int) -> None:
+        """A 1xx from the current target; beyond 100 it pins the INVITE there."""
+        if 100 < status < 200:
+            self.provisional = True
+
+    def failed(self, reason: str) -> T | None:
+        """The current target failed for ``reason`` (one of :data:`FAILOVER_REASONS`); the next target
+        to try, or None when the INVITE must fail with this outcome."""
+        if reason not in FAILOVER_REASONS:
+            raise ValueError(f"unknown failover reason {reason!r}")
+        current = self.current
+        if current is None or self.provisional:
+            return None
+        if reason == "503" and self.index + 1 >= len(self.targets):
+            return None
+        self.tried.append((current, reason))
+        self.index += 1
+        return self.current

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .dialog import Dialog
@@ -30,8 +31,10 @@ from .message import Request, Response
 
 if TYPE_CHECKING:
     from .drivers import ServerTxDriver
+    from .resolve import Failover
     from .transport import Addr, StreamConnection
     from .ua import UserAgent
+    from .uri import SipUri
 
 __all__ = ["CallState", "InviteSession", "OfferHandler", "Reject", "SessionEvent"]
 log = logging.getLogger(__name__)
@@ -69,6 +72,10 @@ class InviteSession:
         self._ack_bytes: bytes | None = None
         self._ack_dest: tuple[Addr, StreamConnection | None] | None = None
         self._dialog_registered = False
+        self.failover: Failover[tuple[Addr, str]] | None = None   # the INVITE's RFC 3263 targets (outgoing)
+        self.replaces: InviteSession | None = None     # the call an incoming INVITE with Replaces takes over
+        self.on_refer: Callable[[Request], None] | None = None    # the peer's REFER (202 already sent)
+        self.notifies: asyncio.Queue[Request] = asyncio.Queue(maxsize=64)   # NOTIFYs of our REFER
 
     def __repr__(self) -> str:
         return f"<InviteSession {'out' if self.outgoing else 'in'} {self.call_id!r} {self.state.value}>"
@@ -180,6 +187,8 @@ class InviteSession:
             self.ua.spawn(self._send_cancel(action.request))
         elif action.request.method == "BYE":
             self.ua.spawn(self._send_bye(action.request))
+        elif action.request.method == "PRACK":
+            self.ua.spawn(self._send_prack(action.request, action.dest))
         else:
             self.ua.spawn(self._send_reinvite(action.request))
 
@@ -197,6 +206,13 @@ class InviteSession:
             _resolve(self._answered, event.message)
         elif kind == "failed":
             _fail(self._answered, event.error or CallFailed(500, "Server Internal Error"))
+        elif kind == "refer" and isinstance(event.message, Request) and self.on_refer is not None:
+            self.on_refer(event.message)
+        elif kind == "notify" and isinstance(event.message, Request):
+            try:
+                self.notifies.put_nowait(event.message)
+            except asyncio.QueueFull:
+                log.info("too many NOTIFYs for %s; dropped one", self.call_id)
         elif kind == "acked":
             _resolve(self._acked, None)
         elif kind == "ack-timeout":
@@ -249,6 +265,16 @@ class InviteSession:
             resp = None
         _resolve(self._bye_result, resp)
 
+    async def _send_prack(self, prack: Request, dest: SipUri | None) -> None:
+        """PRACK a reliable provisional (RFC 3262 §4); its own transaction retransmits it."""
+        try:
+            resp = await self.ua.request(prack, dest_uri=dest, timeout=64 * self.ua.timers.t1 + 1)
+        except SipError as exc:
+            log.info("PRACK got no answer: %s", exc)
+            return
+        if resp.status >= 300:
+            log.info("PRACK refused: %d %s", resp.status, resp.reason)
+
     async def _send_reinvite(self, req: Request) -> None:
         assert self.dialog is not None
         try:
@@ -275,6 +301,11 @@ class InviteSession:
     async def ring(self) -> None:
         """Send 180 Ringing (creates an early dialog at the caller)."""
         self._apply(self.machine.ring(self.now()))
+
+    async def early_media(self, body: bytes, content_type: str = "application/sdp") -> None:
+        """Send 183 Session Progress with ``body`` (early media); reliable (PRACKed) when the caller
+        requires 100rel."""
+        self._apply(self.machine.early_media(body, self.now(), content_type))
 
     async def answer(self, body: bytes, content_type: str = "application/sdp",
                      ack_timeout: float | None = None) -> None:
@@ -312,6 +343,26 @@ class InviteSession:
         finally:
             if self._reinvite_result is result:
                 self._reinvite_result = None
+
+    async def refer(self, refer_to: str, referred_by: str | None = None, timeout: float | None = None) -> Response:
+        """Send REFER (RFC 3515) in this dialog; returns its final response (202 when accepted). The
+        progress arrives as NOTIFYs on :attr:`notifies` (sipfrag bodies, :func:`~.invite.sipfrag_status`)."""
+        req = self.machine.refer(refer_to, referred_by)
+        assert self.dialog is not None
+        return await self.ua.request(req, dest_uri=self.dialog.next_hop(),
+                                     timeout=timeout or 64 * self.ua.timers.t1 + 1)
+
+    async def notify(self, status: int, reason: str, final: bool, timeout: float | None = None) -> Response | None:
+        """Tell the REFER's sender how our call to its Refer-To goes (NOTIFY with a sipfrag)."""
+        if self.dialog is None or self.state is CallState.TERMINATED:
+            return None
+        req = self.machine.notify(status, reason, final)
+        try:
+            return await self.ua.request(req, dest_uri=self.dialog.next_hop(),
+                                         timeout=timeout or 64 * self.ua.timers.t1 + 1)
+        except SipError as exc:
+            log.info("NOTIFY got no answer: %s", exc)
+            return None
 
     async def bye(self, timeout: float | None = None) -> Response | None:
         """Hang up (§15.1): BYE when confirmed, CANCEL before an answer; the state is TERMINATED at once

@@ -29,7 +29,7 @@ from .limits import Counts, Limits
 from .message import MAX_MESSAGE_SIZE, Request, Response
 from .registration import MAX_ATTEMPTS as MAX_REGISTER_ATTEMPTS
 from .registration import Backoff, Recovery, Registration, RegistrationStatus, RegState
-from .resolve import ALL_TRANSPORTS, Resolver
+from .resolve import ALL_TRANSPORTS, Failover, Resolver
 from .session import CallState, InviteSession
 from .transaction import (
     Acked,
@@ -219,7 +219,7 @@ class UserAgent:
         return str(NameAddr(self.aor, self.config.display_name, {"tag": self.new_tag()}))
 
     def session_headers(self, content_type: str | None) -> list[tuple[str, str]]:
-        out = [("Contact", str(self.contact)), ("Allow", ALLOW)]
+        out = [("Contact", str(self.contact)), ("Allow", ALLOW), ("Supported", "100rel")]
         if content_type:
             out.append(("Content-Type", content_type))
         return out
@@ -303,7 +303,9 @@ class UserAgent:
         return self._client_dest[id(tx)]
 
     def client_tx_for(self, req: Request) -> ClientTxDriver | None:
-        return next((tx for tx in self._client.values()
+        exact = next((tx for tx in self._client.values() if tx.request is req and tx.state is not State.TERMINATED),
+                     None)
+        return exact or next((tx for tx in self._client.values()
                      if tx.request.call_id == req.call_id and tx.request.method == req.method
                      and tx.state is not State.TERMINATED), None)
 
@@ -427,7 +429,8 @@ class UserAgent:
                 tx.final.exception()  # the session (INVITE) or the awaiting request() reports it
             session = self._sessions.get(tx.request.call_id)
             if tx.request.method == "INVITE" and session is not None:
-                session.transaction_timeout(tx.request)
+                if not self._invite_failed(session, tx, "timeout"):
+                    session.transaction_timeout(tx.request)
         elif isinstance(event, Terminated):
             self._client.pop((tx.request.top_via.branch or "", tx.request.method), None)
             self._client_dest.pop(id(tx), None)
@@ -453,6 +456,11 @@ class UserAgent:
                     "Authorization") and not tx.request.headers.get("Proxy-Authorization"):
                 self.spawn(self._reinvite_with_auth(session, resp))
                 return
+            if session.failover is not None:
+                if resp.status == 503 and self._invite_failed(session, tx, "503"):
+                    return  # the transaction ACKed the 503; the INVITE goes to the next target
+                if resp.status < 200:
+                    session.failover.provisional_received(resp.status)
             session.receive(resp)
         elif tx.request.method == "INVITE" and session is not None:
             session.receive(resp)  # a re-INVITE's responses (a retransmitted 2xx: our ACK was lost)
@@ -572,6 +580,7 @@ class UserAgent:
             raise SipError("too many calls")
         self._sessions[req.call_id] = session
         try:
+            session.failover = Failover(await self._destinations(self._initial_hop(req), len(req.encode()) + 120))
             await self._start_invite(session)
         except SipError:
             self.forget_session(session)
@@ -579,7 +588,82 @@ class UserAgent:
         return session
 
     async def _start_invite(self, session: InviteSession) -> None:
-        await self.send_request(session.invite)
+        """Send the session's INVITE to its current RFC 3263 target, moving on past targets that cannot
+        be connected or sent to (§4.3; later failures: :meth:`_invite_failed`)."""
+        failover = session.failover
+        if failover is None:
+            await self.send_request(session.invite)
+            return
+        for _ in range(len(failover.targets)):
+            target = failover.current
+            if target is None:
+                break
+            try:
+                dest = await self._open([target])
+            except TransportError:
+                if failover.failed("connect") is None:
+                    raise
+                session.invite = self._failover_copy(session.invite)
+                continue
+            tx = await self.send_request(session.invite, dest=dest)
+            if tx.send_error is None:
+                if dest[1] is not None:
+                    self.spawn(self._watch_invite_flow(session, tx, dest[1]))
+                return
+            log.info("INVITE to %s:%s:%d could not be sent (%s)", dest[0].proto, dest[0].host, dest[0].port,
+                     tx.send_error)
+            tx.terminate()
+            if failover.failed("transport") is None:
+                raise TransportError(f"cannot send INVITE: {tx.send_error}")
+            session.invite = self._failover_copy(session.invite)
+        raise TransportError("no target left for the INVITE")
+
+    @staticmethod
+    def _failover_copy(req: Request) -> Request:
+        """The INVITE for the next target: a new transaction (new branch, CSeq + 1), same dialog identity."""
+        new = Request(method=req.method, uri=req.uri, headers=req.headers.copy(), body=req.body)
+        new.headers.remove("Via")
+        num, method = req.cseq
+        new.headers.set("CSeq", f"{num + 1} {method}")
+        return new
+
+    def _invite_failed(self, session: InviteSession, tx: ClientTxDriver, reason: str) -> bool:
+        """The initial INVITE's transaction failed at its target (``timeout`` or ``503``): True when it
+        goes on to the next RFC 3263 target instead of ending the call (§4.3)."""
+        failover = session.failover
+        if (failover is None or session.invite is not tx.request or session.machine.cancel_requested
+                or session.state not in (CallState.CALLING, CallState.PROCEEDING)):
+            return False
+        if failover.failed(reason) is None:
+            return False
+        log.info("INVITE %s at its target (%s); trying the next one", reason, session.call_id)
+        session.invite = self._failover_copy(session.invite)
+        self.spawn(self._restart_invite(session))
+        return True
+
+    async def _watch_invite_flow(self, session: InviteSession, tx: ClientTxDriver, conn: StreamConnection) -> None:
+        """The INVITE's TCP/TLS connection closing before a final response is a transport error (§4.3)."""
+        await asyncio.shield(conn.closed)
+        if tx.state in (State.CALLING, State.PROCEEDING) and not tx.final.done() and session.invite is tx.request:
+            if self._invite_failed(session, tx, "transport"):
+                tx.terminate()   # the next target has the INVITE now; this transaction is over
+
+    async def _restart_invite(self, session: InviteSession) -> None:
+        try:
+            await self._start_invite(session)
+        except SipError as exc:
+            log.info("INVITE failover found no target: %s", exc)
+            session.transaction_timeout(session.invite)
+
+    def replaced_session(self, value: str) -> InviteSession | None:
+        """The confirmed session a ``Replaces: call-id;to-tag=…;from-tag=…`` names (RFC 3891 §3: to-tag
+        is our local tag, from-tag the remote one), or None."""
+        call_id, _, rest = value.partition(";")
+        params = dict(p.strip().partition("=")[::2] for p in rest.split(";") if p.strip())
+        session = self._dialogs.get((call_id.strip(), params.get("to-tag", ""), params.get("from-tag", "")))
+        if session is None or session.state is not CallState.CONFIRMED:
+            return None
+        return session
 
     def register_dialog(self, session: InviteSession) -> None:
         assert session.dialog is not None

@@ -356,3 +356,18 @@ def test_sender_key_set_of_another_period_is_refused(world: World) -> None:
     data = _restamp(IMessage.from_payloads(msg.header, body + [pl.Sign(bytes(129))]).raw, mid, old_alice)
     with pytest.raises(ExpiredKeyPeriod, match=f"period {n - 1}"):
         Responder(bob, window_seconds=skew, check_replay=False).process(data, claimed_sender=old_alice.uri, now=mid)
+
+
+def test_prepare_builds_the_sending_side_tables_too(alice: UserKeys, bob: UserKeys) -> None:
+    from crypto import sakke
+    sakke._g_table.cache_clear()
+    sakke._kms_key.cache_clear()
+    Responder(bob, replay_cache=ReplayCache()).prepare()  # no precompute: the receiver only
+    assert sakke._g_table.cache_info().currsize == 0
+    Responder(bob, replay_cache=ReplayCache(), precompute=True).prepare()
+    assert sakke._g_table.cache_info().currsize == 1 and sakke._kms_key.cache_info().currsize == 1
+    misses = (sakke._g_table.cache_info().misses, sakke._kms_key.cache_info().misses)
+    built = Initiator(bob).build(alice.uri, key_type=KeyType.PCK, ntp_time=NOW)  # same KMS: nothing built
+    assert (sakke._g_table.cache_info().misses, sakke._kms_key.cache_info().misses) == misses
+    v = Responder(alice, replay_cache=ReplayCache()).process(built.data, claimed_sender=bob.uri, now=NOW + 3)
+    assert v.key == built.key

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def silo_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_tool("kamailio")
-    with Lab(tmp_path_factory.mktemp("msglab"), users=("alice", "bob", "carol"), msilo=True) as running:
+    with Lab(tmp_path_factory.mktemp("msglab"), users=("alice", "bob", "carol", "dave", "erin"),
+             msilo=True) as running:
         yield running
 
 
@@ -97,7 +98,8 @@ async def test_tampered_and_replayed_refused_through_proxy(silo_lab: Lab, tmp_pa
         i = body.rindex(b"--scmsg--") - 20
         body[i] = ord("A") if body[i] != ord("A") else ord("B")
         resp = await send_message(alice.ua, lab.uri("carol"), bytes(body), sealed.content_type)
-        assert resp.status == 488 and "MCData payload" in (resp.headers.get("Warning") or "")
+        warning = resp.headers.get("Warning") or ""   # accepted and discarded: 200 with the refusal
+        assert resp.status == 200 and "message refused (" in warning and "MCData payload" in warning
         assert carol.counters.refused.get(secure.TAMPERED, 0) + carol.counters.refused.get(secure.MALFORMED, 0) == 1
         assert carol.received.empty() and [m.text for m in carol.store.messages()] == ["original"]
         assert sum(carol.store.refusals.values()) == 2
@@ -166,3 +168,99 @@ def test_cli_send_offline_listen_list_read(silo_lab: Lab, tmp_path: Path) -> Non
     deleted = softphone("message", "delete", "--config", bob_cfg, lab.uri("alice"))
     assert deleted.returncode == 0 and json.loads(softphone("message", "list", "--config", bob_cfg,
                                                              "--json").stdout) == []
+
+
+async def _until(check: object, what: str, seconds: float = 15.0) -> None:
+    for _ in range(int(seconds * 10)):
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {seconds:g} s: {what}")
+
+
+def _stored_for(lab: Lab, user: str) -> list[tuple[str, str, str, bytes]]:
+    assert lab.kamailio is not None
+    return [m for m in lab.kamailio.stored_messages() if m[1].endswith(f"{user}@lab.test")]
+
+
+async def test_final_refusal_is_not_redelivered_at_the_next_register(silo_lab: Lab, tmp_path: Path) -> None:
+    """msilo deletes a dumped MESSAGE only on a 2xx and offers it again at every REGISTER otherwise: a
+    tampered message, answered 200 with the refusal, leaves the store at once and is refused once."""
+    lab = silo_lab
+    assert lab.kamailio is not None
+    alice, dave = _messenger(lab, "alice", tmp_path), _messenger(lab, "dave", tmp_path)
+    dave.start()
+    sealed = alice.sealer.seal_text(lab.uri("dave"), "will be tampered with")
+    body = bytearray(sealed.body)
+    i = body.rindex(b"--scmsg--") - 20
+    body[i] = ord("A") if body[i] != ord("A") else ord("B")
+    async with alice.ua:
+        await alice.ua.register()
+        resp = await send_message(alice.ua, lab.uri("dave"), bytes(body), sealed.content_type)
+        assert resp.status == 202 and len(_stored_for(lab, "dave")) == 1
+    async with dave.ua:
+        await dave.ua.register()
+        await _until(lambda: sum(dave.counters.refused.values()) == 1, "dave refuses the dumped message")
+        await _until(lambda: not _stored_for(lab, "dave"), "msilo deletes the refused message")
+        registers = len(lab.kamailio.matching(r"LAB REGISTER aor=sip:dave@"))
+        await dave.ua.register()
+        await lab.kamailio.await_log(r"LAB REGISTER aor=sip:dave@", count=registers + 1)
+        await asyncio.sleep(1.0)   # nothing is left to dump; a redelivery would already be on its way
+    assert sum(dave.counters.refused.values()) == 1 and dave.received.empty()
+    assert set(dave.counters.refused) <= {secure.TAMPERED, secure.MALFORMED}
+    assert not _stored_for(lab, "dave")
+
+
+async def test_message_not_openable_yet_stays_stored_until_the_keys_are_held(silo_lab: Lab, tmp_path: Path) -> None:
+    """Alice writes in the previous key period; erin holds only the current ones and cannot fetch (no KMS
+    client): 480, msilo keeps the message; once erin imports that period's keys a REGISTER delivers it."""
+    import time
+    from datetime import UTC, datetime
+
+    lab = silo_lab
+    assert lab.kamailio is not None
+    cert = lab.keystores["erin"].certificates()[0]
+    past = datetime.fromtimestamp(time.time() - cert.user_key_period, UTC)
+    ks = {}
+    for user in ("alice", "erin"):
+        ks[user] = Keystore.create(tmp_path / f"{user}-later.keystore", b"keys later test keystore phrase")
+        ks[user].add_certificate(cert)
+        client = KmsClient(lab.kms_url, lab.tokens[user], cafile=lab.kms_ca)
+        ks[user].import_key_prov(client.key_prov(lab.uri(user), past if user == "alice" else None))
+    alice = _messenger(lab, "alice", tmp_path, keystore=ks["alice"], clock=past.timestamp, notify=False)
+    erin = Messenger(lab.uri("erin"), UserAgent(lab.ua_config("erin")), ks["erin"],
+                     MessageStore.open(tmp_path / "erin.messages", b"pw", n_log2=10), notify=False)
+    erin.start()
+    async with alice.ua:
+        await alice.ua.register()
+        sent = await alice.send_text(lab.uri("erin"), "open me when you can")
+        assert sent.status == "stored"
+    async with erin.ua:
+        await erin.ua.register()
+        await _until(lambda: erin.counters.refused.get(secure.NO_KEYS) == 1, "erin cannot open it yet")
+        assert erin.received.empty() and len(_stored_for(lab, "erin")) == 1
+        client = KmsClient(lab.kms_url, lab.tokens["erin"], cafile=lab.kms_ca)
+        ks["erin"].import_key_prov(client.key_prov(lab.uri("erin"), past))
+        got = None
+        for _ in range(20):   # msilo re-offers it at a REGISTER after its check timer (1 s) reset it
+            await erin.ua.register()
+            try:
+                got = await asyncio.wait_for(erin.received.get(), 1.0)
+                break
+            except TimeoutError:
+                continue
+        assert got is not None and (got.id, got.text) == (sent.id, "open me when you can")
+        await _until(lambda: not _stored_for(lab, "erin"), "msilo deletes the delivered message")
+    assert erin.counters.refused.get(secure.NO_KEYS, 0) >= 1 and erin.counters.received == 1
+
+
+async def test_receiver_tables_are_built_before_the_first_message(silo_lab: Lab, tmp_path: Path) -> None:
+    lab = silo_lab
+    bob = _messenger(lab, "bob", tmp_path)
+    assert not bob.opener.prepared
+    bob.start()                       # builds the SAKKE receiver tables in a worker thread, as calls do
+    await bob.keys_ready()
+    held = [k.key_period_no for k in lab.keystores["bob"].mikey_key_sets(lab.uri("bob"))]
+    responder = bob.opener.responder()
+    assert bob.opener.prepared and responder.prepared_periods == tuple(held)
+    assert all(rx.precomputed for rx in responder._receivers.values())

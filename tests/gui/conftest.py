@@ -81,6 +81,19 @@ def run_gui(qt_loop: Any) -> Callable[[Callable[[], Awaitable[Any]], float], Any
     return run
 
 
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A sentence of synthetic speech (espeak-ng) for the GUI phone and its peers to send."""
+    espeak = require_tool("espeak-ng")
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    subprocess.run([espeak, "-v", "en", "-s", "150", "-w", str(path),
+                    "This is a Secure Chorus call from the desktop app. Hold on, I will check the badge."],
+                   check=True, capture_output=True, timeout=30)
+    from softphone.media.audio import read_wav
+
+    return read_wav(path)
+
+
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
     if SCREENSHOTS.exists():

@@ -22,7 +22,7 @@ from lab.deployment import Lab
 from softphone.media.audio import ArraySink, ArraySource
 from tests.conftest import require_tool
 from tests.gui.conftest import wait_for
-from tests.gui.test_window import Audio, Peer, account_for, show, speech  # noqa: F401 - fixture
+from tests.gui.test_window import Audio, Peer, account_for, show
 
 pytest.importorskip("PySide6")
 pytest.importorskip("qasync")

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import re
 import socket
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,9 +25,8 @@ from softphone.calls.call import Call, reserve_port
 from softphone.calls.events import CallEvent, Dtmf
 from softphone.calls.phone import Phone
 from softphone.config import Account, load_accounts, select_account
-from softphone.media.audio import ArraySink, ArraySource, read_wav
+from softphone.media.audio import ArraySink, ArraySource
 from softphone.sip.errors import CallFailed
-from tests.conftest import require_tool
 from tests.e2e.test_refusals import _offer, _tamper
 from tests.gui.conftest import wait_for
 
@@ -46,16 +44,6 @@ pytestmark = pytest.mark.slow
 
 SECURE_GREEN = (0x1B, 0x7F, 0x3B)
 ERROR_RED = (0xB3, 0x26, 0x1E)
-
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    espeak = require_tool("espeak-ng")
-    path = tmp_path_factory.mktemp("speech") / "speech.wav"
-    subprocess.run([espeak, "-v", "en", "-s", "150", "-w", str(path),
-                    "This is a Secure Chorus call from the desktop app. Hold on, I will check the badge."],
-                   check=True, capture_output=True, timeout=30)
-    return read_wav(path)
 
 
 class Audio:

@@ -76,7 +76,7 @@ async def test_hostile_datagrams_get_400_or_are_dropped_and_the_ua_keeps_serving
                 "no dialog BYE": (_request("BYE", port, "c10"), 481),
                 "tel uri": (_request("OPTIONS", port, "c11").replace(b"OPTIONS sip:bob@127.0.0.1:" + str(port).encode(),
                                                                        b"OPTIONS tel:+15551234"), 416),
-                "require": (_request("OPTIONS", port, "c12", extra="Require: 100rel\r\n"), 420),
+                "require": (_request("OPTIONS", port, "c12", extra="Require: precondition\r\n"), 420),
                 "bad content type": (_request("INVITE", port, "c13", extra="Contact: <sip:x@127.0.0.1:9>\r\n"
                                               "Content-Type: text/plain\r\n", body=b"hi"), 415),
             }
