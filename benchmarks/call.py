@@ -20,15 +20,27 @@ with media started, median over the members; ``group*_cpu_per_member_pct``: this
 (every phone, their media thread and the focus run in it) while all talk at once, per member, in percent of
 one core; ``group*_heard_all``: every ordered pair heard each other (speech check). ``--group-only`` skips
 the two-party part.
+
+With ICE (``--ice``, needs a non-loopback IPv4 interface): ``ice_host_setup_ms_median`` is the two-party
+figure when both phones offer ICE (host candidates): INVITE → first audio at bob, so the checks and
+nomination are inside it, the gathering (done before the INVITE) is not. Through the NAT lab (root, network
+namespaces, coturn; ``lab/netns.py``): ``ice_srflx_connect_ms_median`` and ``ice_relay_connect_ms_median``
+are ICE alone (remote attributes in → pair nominated, ``lab.ice_peer``), two NATs apart, srflx with STUN
+and relay-only over TURN/TCP with UDP blocked, over ``--nat-calls`` runs; not full call setups.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +52,7 @@ from lab.focus import give_group_keys, run_group_call
 from softphone.calls.call import Call
 from softphone.calls.phone import Phone
 from softphone.media.audio import ArraySink, ArraySource
+from softphone.media.ice import IceSettings
 
 
 def _tone(seconds: float = 2.0) -> np.ndarray:
@@ -47,12 +60,13 @@ def _tone(seconds: float = 2.0) -> np.ndarray:
     return (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
 
 
-async def our_setups(lab: Lab, calls: int, keys_ready: bool = True) -> tuple[float, list[float]]:
+async def our_setups(lab: Lab, calls: int, keys_ready: bool = True,
+                     ice: IceSettings | None = None) -> tuple[float, list[float]]:
     """Setup times (ms): the first alice → bob call after both phones start, then ``calls`` more."""
     out: list[float] = []
     first_setup = 0.0
-    alice = Phone(lab.settings("alice", trace_media=True))
-    bob = Phone(lab.settings("bob", trace_media=True))
+    alice = Phone(replace(lab.settings("alice", trace_media=True), ice=ice))
+    bob = Phone(replace(lab.settings("bob", trace_media=True), ice=ice))
     async with alice, bob:
         await alice.register()
         await bob.register()
@@ -118,11 +132,55 @@ def group_figures(workdir: Path, sizes: tuple[int, ...] = (4, 8), seconds: float
     return out
 
 
+def nat_connects(workdir: Path, runs: int, relay: bool) -> list[float]:
+    """ICE connect times (ms, the controlling side's) between two NATed ``lab.ice_peer`` processes."""
+    from lab.coturn import Coturn
+    from lab.netns import PUBLIC_IP, NatLab
+    from softphone.media.audio import write_wav
+    wav = workdir / "tone.wav"
+    write_wav(wav, _tone(0.2))
+    out: list[float] = []
+    keys = ":".join(os.urandom(n).hex() for n in (16, 12, 16, 12))
+    with NatLab.create() as lab, Coturn(workdir / f"coturn-{relay}", PUBLIC_IP, netns=lab.public) as turn:
+        if relay:
+            lab.block_udp()
+            extra = ["--turn", turn.url("turn", "tcp"), "--turn-user", turn.username, "--policy", "relay"]
+        else:
+            extra = ["--stun", turn.url("stun")]
+        env = {**os.environ, "SC_SRTP_KEYS": keys, "SC_TURN_PASSWORD": turn.password}
+        for _ in range(runs):
+            procs = [subprocess.Popen(lab.exec_argv(ns, [sys.executable, "-m", "lab.ice_peer", "--play", str(wav),
+                                                         "--record", str(workdir / f"r{ns}.wav"), "--seconds", "0.3",
+                                                         *(["--controlling"] if ns == lab.phone_a else []), *extra]),
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                     for ns in (lab.phone_a, lab.phone_b)]
+            try:
+                offers = [p.stdout.readline() for p in procs if p.stdout is not None]
+                for p, other in zip(procs, reversed(offers), strict=True):
+                    assert p.stdin is not None
+                    p.stdin.write(other)
+                    p.stdin.flush()
+                outs = [p.communicate(timeout=60)[0] for p in procs]
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait(10)
+            lines = [json.loads(x) for x in outs[0].splitlines() if x.startswith("{")]
+            conn = next((d["connected"] for d in lines if "connected" in d), None)
+            if conn is None:
+                raise RuntimeError(f"ICE did not connect: {lines}")
+            out.append(conn["setup_ms"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench call", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--calls", type=int, default=20, help="calls measured per side (default 20)")
     parser.add_argument("--group-only", action="store_true", help="only the group-call figures")
+    parser.add_argument("--ice", action="store_true", help="also ICE setups (host) and ICE through NATs")
+    parser.add_argument("--nat-calls", type=int, default=5, help="ICE runs through the NAT lab (default 5)")
     args = parser.parse_args(argv)
     result: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="bench-call-") as tmp:
@@ -130,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             with Lab(Path(tmp) / "lab") as lab:
                 first, ours = asyncio.run(our_setups(lab, args.calls))
                 racing, _ = asyncio.run(our_setups(lab, 0, keys_ready=False))
+                if args.ice:
+                    _, host = asyncio.run(our_setups(lab, args.calls, ice=IceSettings()))
+                    result["ice_host_setup_ms_median"] = round(statistics.median(host), 1)
             theirs = baresip_setups(Path(tmp) / "baresip", args.calls)
             ours.sort()
             median = statistics.median(ours)
@@ -138,6 +199,15 @@ def main(argv: list[str] | None = None) -> int:
                            "first_setup_racing_tables_ms": round(racing, 1),
                            "setup_ms_p90": round(ours[int(0.9 * (len(ours) - 1))], 1),
                            "baresip_setup_ms_median": round(statistics.median(theirs), 1)})
+        if args.ice:
+            from lab.netns import unavailable
+            why = unavailable()
+            if why is None:
+                for name, relay in (("srflx", False), ("relay", True)):
+                    runs = nat_connects(Path(tmp), args.nat_calls, relay)
+                    result[f"ice_{name}_connect_ms_median"] = round(statistics.median(runs), 1)
+            else:
+                result["ice_nat"] = f"skipped: {why}"
         result.update(group_figures(Path(tmp) / "grouplab"))
     emit(result, args.json)
     return 0

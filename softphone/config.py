@@ -18,6 +18,11 @@ local_host = "127.0.0.1"                        # address to bind SIP and RTP to
 # nameserver = "127.0.0.1:5353"                 # RFC 3263 DNS server (default: the system's); leave
 #                                               # registrar out and it is found from the uri's domain
 rtp_ports = [40000, 40999]
+# stun_server = "stun:stun.example.org:3478"    # NAT traversal (ICE, RFC 8445): server-reflexive candidates
+# turn_server = "turn:turn.example.org:3478?transport=tcp"  # relay (udp|tcp; turns: = TLS over TCP)
+# turn_username = "alice"
+# turn_password_file = "..."                    # or turn_password_env
+# ice_policy = "all"                            # "relay": only TURN-relayed candidates (restrictive networks)
 tls_cert_file = "..."                           # certificate + key the phone presents when it
 tls_key_file = "..."                            #   listens for SIP over TLS (calls from the proxy)
 revoked_file = "..."                            # identities to refuse (one URI a line, from the operator)
@@ -74,6 +79,12 @@ class Account:
     audio_processing: str = "auto"  # echo cancellation, noise suppression, AGC: auto (the profile's) | on | off
     nameserver: str | None = None     # "host:port" for RFC 3263 lookups (default: the system resolver)
     trusted_gms: tuple[str, ...] = ()  # GMS URIs whose group-key messages are accepted (none: all refused)
+    stun_server: str | None = None    # "stun:host[:port]"; with it or turn_server the phone offers ICE
+    turn_server: str | None = None    # "turn:host[:port][?transport=udp|tcp]" or "turns:host[:port]" (TLS)
+    turn_username: str | None = None
+    turn_password_file: Path | None = None
+    turn_password_env: str | None = None
+    ice_policy: str = "all"           # all | relay
     extra: dict = field(default_factory=dict, repr=False)
 
     def password(self) -> str | None:
@@ -95,8 +106,49 @@ class Account:
                               f"{exc.__class__.__name__}") from None
         return frozenset(ln.split("#", 1)[0].strip() for ln in text.splitlines() if ln.split("#", 1)[0].strip())
 
+    def turn_password(self) -> str | None:
+        return _secret(self.turn_password_file, self.turn_password_env, f"account {self.name}: TURN password")
+
+    @property
+    def ice(self) -> bool:
+        """True when the account names a STUN or TURN server: calls then offer ICE."""
+        return self.stun_server is not None or self.turn_server is not None
+
+    def stun_address(self) -> tuple[str, int] | None:
+        return None if self.stun_server is None else parse_ice_server(self.stun_server)[0]
+
+    def turn_address(self) -> tuple[tuple[str, int], str, bool] | None:
+        """(host, port), transport ("udp"/"tcp"), TLS? of the TURN server."""
+        return None if self.turn_server is None else parse_ice_server(self.turn_server)
+
     def kms_token(self) -> str | None:
         return _secret(self.kms_token_file, self.kms_token_env, f"account {self.name}: KMS token")
+
+
+def parse_ice_server(url: str) -> tuple[tuple[str, int], str, bool]:
+    """``stun:``/``turn:``/``turns:`` URL (RFC 7064, RFC 7065) → ((host, port), transport, tls)."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme not in ("stun", "stuns", "turn", "turns"):
+        raise ConfigError(f"ICE server {url!r} must start with stun:, turn: or turns:")
+    rest, _, query = rest.partition("?")
+    transport = "tcp" if scheme in ("turns", "stuns") else "udp"
+    if query:
+        key, _, value = query.partition("=")
+        if key != "transport" or value not in ("udp", "tcp"):
+            raise ConfigError(f"ICE server {url!r}: only ?transport=udp|tcp is understood")
+        transport = value
+    tls = scheme in ("turns", "stuns")
+    if tls and transport != "tcp":
+        raise ConfigError(f"ICE server {url!r}: TLS runs over tcp")
+    if rest.startswith("["):
+        host, _, port_text = rest[1:].partition("]")
+        port_text = port_text.removeprefix(":")
+    else:
+        host, _, port_text = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+    default = 5349 if tls else 3478
+    if not host or (port_text and not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536)):
+        raise ConfigError(f"ICE server {url!r}: expected host[:port]")
+    return (host, int(port_text) if port_text else default), transport, tls
 
 
 def _secret(path: Path | None, env: str | None, what: str) -> str | None:
@@ -122,10 +174,11 @@ _KNOWN = {
     "name", "uri", "registrar", "username", "profile", "display_name", "password_file", "password_env",
     "ca_file", "keystore", "keystore_passphrase_file", "keystore_passphrase_env", "kms_url",
     "kms_token_file", "kms_token_env", "kms_ca_file", "local_host", "rtp_ports", "tls_cert_file", "tls_key_file",
-    "revoked_file", "nameserver", "audio_processing", "trusted_gms",
+    "revoked_file", "nameserver", "audio_processing", "trusted_gms", "stun_server", "turn_server", "turn_username",
+    "turn_password_file", "turn_password_env", "ice_policy",
 }  # fmt: skip
 _PATHS = {"password_file", "ca_file", "keystore", "keystore_passphrase_file", "kms_token_file", "kms_ca_file",
-          "tls_cert_file", "tls_key_file", "revoked_file"}
+          "tls_cert_file", "tls_key_file", "revoked_file", "turn_password_file"}
 
 
 def _parse_account(raw: object, index: int, base: Path) -> Account:
@@ -151,6 +204,22 @@ def _parse_account(raw: object, index: int, base: Path) -> Account:
         raise ConfigError(f"{where}: give password_file or password_env, not both")
     if raw.get("audio_processing", "auto") not in ("auto", "on", "off"):
         raise ConfigError(f"{where}: audio_processing must be auto, on or off")
+    if raw.get("ice_policy", "all") not in ("all", "relay"):
+        raise ConfigError(f"{where}: ice_policy must be all or relay")
+    if "turn_password_file" in raw and "turn_password_env" in raw:
+        raise ConfigError(f"{where}: give turn_password_file or turn_password_env, not both")
+    for key, scheme in (("stun_server", ("stun", "stuns")), ("turn_server", ("turn", "turns"))):
+        if key in raw:
+            if raw[key].partition(":")[0] not in scheme:
+                raise ConfigError(f"{where}: {key} must start with {scheme[0]}:")
+            try:
+                parse_ice_server(raw[key])
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {key}: {exc}") from None
+    if "turn_server" in raw and not raw.get("turn_username"):
+        raise ConfigError(f"{where}: turn_server needs turn_username")
+    if raw.get("ice_policy") == "relay" and "turn_server" not in raw:
+        raise ConfigError(f"{where}: ice_policy relay needs turn_server")
     ports = raw.get("rtp_ports", [40000, 40999])
     if (
         not isinstance(ports, list)

@@ -25,6 +25,7 @@ from softphone.calls.events import (
     Ended,
     Failed,
     Held,
+    IceChanged,
     MediaCounters,
     MediaStarted,
     PeerAssurance,
@@ -32,10 +33,12 @@ from softphone.calls.events import (
     Rekeyed,
     Resumed,
     StatusEvent,
+    ice_path,
 )
 from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
+from softphone.media.ice import IceAgent, IceError
 from softphone.media.session import MediaConfig, MediaError, MediaSession
 from softphone.media.transport import DatagramTap, Network
 from softphone.sip.errors import SipError
@@ -92,7 +95,7 @@ class Call:
                  emit: EventSink, *, offerer: Offerer | None = None, answerer: Answerer | None = None,
                  trace: bool = False, verify: OfferVerifier = verify_in_thread,
                  dsp: DspSettings | None = None, network: Network | None = None,
-                 tap: DatagramTap | None = None) -> None:
+                 tap: DatagramTap | None = None, ice_agent: IceAgent | None = None) -> None:
         self.dsp = dsp or DspSettings()
         self.session = session
         self.host = host
@@ -107,6 +110,8 @@ class Call:
         self.trace = trace
         self.network = network
         self.tap = tap  # the phone's own capture: sees the session's datagrams where the engine sends them
+        self.ice_agent = ice_agent  # gathered; connected at the first start_media when the peer does ICE too
+        self.ice_path: str | None = None
         self._verify = verify
         self._source = source
         self._sink = sink
@@ -149,11 +154,15 @@ class Call:
         self.negotiated = negotiated
         if old is not None:
             await old.stop(send_bye=False)
-        cfg = MediaConfig(local_addr=(self.host, self.port), remote_addr=negotiated.remote_addr,
+        network, remote = self.network, negotiated.remote_addr
+        if self.ice_agent is not None:
+            network, remote = await self._connect_ice(negotiated)
+        cfg = MediaConfig(local_addr=(self.host, self.port), remote_addr=remote,
                           codec=negotiated.codec, srtp=negotiated.srtp,
-                          dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace, dsp=self.dsp)
+                          dtmf_payload_type=negotiated.dtmf_payload_type, trace=self.trace, dsp=self.dsp,
+                          latch=self.ice_path is None)  # with ICE the nominated pair decides
         self.media = MediaSession(cfg, _Shared(self._source), _Shared(self._sink),
-                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)), network=self.network,
+                                  on_dtmf=lambda d: self.emit(Dtmf(self.call_id, d)), network=network,
                                   tap=self.tap)
         for attempt in range(20):  # a restarted session rebinds the port the old one is releasing
             try:
@@ -173,6 +182,33 @@ class Call:
         if negotiated.peer_assurance is PeerAssurance.KEYED_TO:
             self._first_packet = asyncio.get_running_loop().create_task(self._await_peer_sending(self.media))
         self._emit_status(MediaStarted)
+
+    async def _connect_ice(self, negotiated: Negotiated) -> tuple[Network | None, tuple[str, int]]:
+        """Run ICE once (the first media start) when both sides offered it; a peer without ICE gets plain
+        SRTP to its ``c=``/``m=`` address with latching, and our agent is closed."""
+        agent = self.ice_agent
+        assert agent is not None
+        if self.ice_path is not None:  # restart after a rekey: same nominated pair
+            state = agent.state()
+            assert state.remote_addr is not None
+            return agent.network(), state.remote_addr
+        ice = negotiated.ice
+        if ice is None:
+            self.ice_agent = None
+            await agent.close()
+            return self.network, negotiated.remote_addr
+        self.emit(IceChanged(self.call_id, "checking", agent.controlling))
+        try:
+            await agent.set_remote(ice.ufrag, ice.pwd, [c.to_sdp() for c in ice.candidates], lite=ice.lite)
+            state = await agent.connect()
+        except IceError as exc:
+            self.emit(IceChanged(self.call_id, "failed", agent.controlling))
+            raise CallError(str(exc)) from None
+        assert state.remote_addr is not None
+        self.ice_path = ice_path(state.local_type, state.remote_type)
+        self.emit(IceChanged(self.call_id, "connected", agent.controlling, self.ice_path, state.local_type,
+                             state.remote_type))
+        return agent.network(), state.remote_addr
 
     async def _await_peer_sending(self, media: MediaSession, poll_s: float = 0.02) -> None:
         """Emit :class:`PeerSending` once ``media`` has authenticated a packet from the peer (its public stats)."""
@@ -205,6 +241,8 @@ class Call:
         last = self.snapshot()
         if self.media is not None:
             await self.media.stop()
+        if self.ice_agent is not None:
+            await self.ice_agent.close()
         if not self._audio_released:
             for end in (self._source, self._sink):
                 end.close()
@@ -269,7 +307,7 @@ class Call:
             await self.start_media(negotiated)
             return
         self.negotiated = negotiated
-        if self.media is not None:
+        if self.media is not None and self.ice_path is None:
             self.media.set_remote(negotiated.remote_addr)
         self._apply_direction(negotiated.direction)
 
@@ -330,7 +368,7 @@ class Call:
         answer = self.answerer.answer()
         if before is not None and negotiated.srtp == before.srtp:
             self.negotiated = negotiated
-            if self.media is not None:
+            if self.media is not None and self.ice_path is None:
                 self.media.set_remote(negotiated.remote_addr)
             self._apply_direction(negotiated.direction)
             self._emit_status(Held if negotiated.direction in ("recvonly", "inactive") else Resumed)
@@ -376,7 +414,8 @@ class Call:
             counters = MediaCounters(s.packets_sent, s.packets_received,
                                      round(s.packets_lost / total, 4) if total > 0 else 0.0,
                                      round(s.jitter_ms, 2), sum(s.srtp_failures.values()))
-        return CallStatus("held" if self.held else self.session.state.value, self.peer, keys, counters)
+        return CallStatus("held" if self.held else self.session.state.value, self.peer, keys, counters,
+                          ice=self.ice_path)
 
     def status(self) -> dict[str, Any]:
         """:meth:`snapshot` as the flat JSON-safe dict scripts and the ``--json`` events use."""

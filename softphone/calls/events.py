@@ -122,6 +122,7 @@ class CallStatus:
     keys: CallKeys | None = None     # None until the offer/answer completed
     media: MediaCounters | None = None  # None until media started
     group: GroupStatus | None = None    # group calls only
+    ice: str | None = None           # the ICE path in use: "host" | "srflx" | "relay"; None without ICE
 
     @property
     def held(self) -> bool:
@@ -153,6 +154,8 @@ class CallStatus:
         for part in (self.keys, self.media):
             if part is not None:
                 out.update((f.name, getattr(part, f.name)) for f in fields(part))
+        if self.ice is not None:
+            out["ice"] = self.ice
         if self.group is not None:
             out.update(self.group.to_json())
         return out
@@ -351,6 +354,32 @@ class Ended(CallEvent):
 
 
 @dataclass(frozen=True)
+class IceChanged(CallEvent):
+    """The call's ICE agent changed state: ``state`` is ``checking``, ``connected`` or ``failed``; once
+    connected ``path`` says how media flows (``host``, ``srflx`` or ``relay``) and the candidate types."""
+
+    kind: ClassVar[str] = "ice"
+    state: str
+    controlling: bool
+    path: str | None = None
+    local_type: str | None = None
+    remote_type: str | None = None
+
+
+def ice_path(local_type: str | None, remote_type: str | None) -> str | None:
+    """How media flows over a nominated pair: through a relay if either end is relayed, else srflx if a NAT
+    mapping is involved (srflx/prflx), else host."""
+    types = {local_type, remote_type}
+    if None in types:
+        return None
+    if "relay" in types:
+        return "relay"
+    if types & {"srflx", "prflx"}:
+        return "srflx"
+    return "host"
+
+
+@dataclass(frozen=True)
 class Dtmf(CallEvent):
     """An RFC 4733 DTMF digit arrived."""
 
@@ -360,7 +389,8 @@ class Dtmf(CallEvent):
 
 EVENT_TYPES: tuple[type[CallEvent], ...] = (Calling, Ringing, Incoming, CallWaiting, Rejected, Failed, Answered,
                                             MediaStarted, EarlyMedia, PeerSending, Held, Resumed, Rekeyed,
-                                            MembersHeard, Ended, Dtmf, Transfer)
+                                            MembersHeard, Ended, Dtmf, Transfer,
+                                            IceChanged)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from softphone.media.session import SrtpKeys
 from softphone.media.srtp import SrtpSuite
 from softphone.sip.errors import ParseError
 from softphone.sip.grammar import is_ascii_digits
+from softphone.sip.ice import IceDescription, add_ice, read_ice
 from softphone.sip.sdp import DIRECTIONS, Attributes, Media, SessionDescription, connection_line, reverse_direction
 
 TELEPHONE_EVENT_PT = 101
@@ -81,6 +82,7 @@ class Negotiated:
     peer_identity: str | None        # MIKEY-SAKKE: who the keys belong to (how sure: peer_assurance), else None
     key_id: str | None               # PCK-ID (hex) for MIKEY-SAKKE
     peer_assurance: PeerAssurance | None = None  # KEYED_TO (we offered) or VERIFIED_BY_ECCSI (we verified)
+    ice: IceDescription | None = field(default=None, repr=False)  # the peer's ICE attributes (RFC 8839), if any
 
     @property
     def suite(self) -> str:
@@ -161,6 +163,16 @@ def _session(host: str, session_id: int, version: int, media: Media) -> SessionD
     return sdp
 
 
+def _described(host: str, session_id: int, version: int, media: Media, ice: LocalIce | None) -> SessionDescription:
+    """The SDP for ``media``, with our ICE attributes and their default candidate in ``c=``/``m=`` when
+    ``ice`` is given (RFC 8839 §4.2.1.1) beside whatever keying the caller adds."""
+    if ice is None:
+        return _session(host, session_id, version, media)
+    add_ice(media, ice.description)
+    media.port = ice.default[1]
+    return _session(ice.default[0], session_id, version, media)
+
+
 def parse_sdp(body: bytes) -> SessionDescription:
     try:
         return SessionDescription.parse(body)
@@ -184,6 +196,7 @@ class _Described:
     dtmf: int | None
     remote: tuple[str, int]
     direction: str                   # ours: the reverse of the direction the peer wrote
+    ice: IceDescription | None = None
 
     @classmethod
     def read(cls, body: bytes, profile: Profile, what: str, srtp_mandatory: str) -> _Described:
@@ -193,12 +206,24 @@ class _Described:
         if media.proto not in SECURE_PROTOS:
             raise NegotiationError(f"{what} uses {media.proto}: {srtp_mandatory}")
         codec, dtmf = _pick_codec(media, profile)
-        return cls(sdp, media, codec, dtmf, _remote_addr(sdp, media), reverse_direction(media.direction))
+        try:
+            ice = read_ice(sdp, media)
+        except ParseError as exc:
+            raise NegotiationError(f"bad ICE attributes in the {what}: {exc}") from None
+        return cls(sdp, media, codec, dtmf, _remote_addr(sdp, media), reverse_direction(media.direction), ice)
 
     def negotiated(self, keys: SrtpKeys, security: SecurityLevel, peer_identity: str | None,
                    key_id: str | None, assurance: PeerAssurance | None = None) -> Negotiated:
         return Negotiated(self.remote, self.codec, self.dtmf, keys, self.direction, security, peer_identity, key_id,
-                          assurance)
+                          assurance, self.ice)
+
+
+@dataclass(frozen=True)
+class LocalIce:
+    """Our gathered ICE attributes and the default candidate's address, for the offer or answer."""
+
+    description: IceDescription
+    default: tuple[str, int]
 
 
 @dataclass
@@ -221,6 +246,7 @@ class Offerer:
     _srtp: dict[int, SrtpMaster] | None = field(default=None, repr=False)
     _key_id: int | None = None
     _crypto: list[sdes.CryptoAttribute] = field(default_factory=list, repr=False)
+    ice: LocalIce | None = None
 
     def offer(self, direction: str = "sendrecv", rekey: bool = False) -> bytes:
         """The SDP offer (RFC 3264 §5); a new I_MESSAGE / SDES keys when first made or ``rekey``."""
@@ -234,14 +260,14 @@ class Offerer:
                     raise NegotiationError("MIKEY-SAKKE needs our key set", 500)
                 built = self.initiator.build(self.peer_uri, ntp_time=ntp_seconds())
                 self._imessage, self._srtp, self._key_id = built.data, built.srtp, built.key_id
-            sdp = _session(self.host, self.session_id, self.version, media).encode().decode("ascii")
+            sdp = _described(self.host, self.session_id, self.version, media, self.ice).encode().decode("ascii")
             level = None if self.profile.key_mgmt_level == "session" else 0
             return add_key_mgmt(sdp, self._imessage, level).encode("ascii")
         if not self._crypto or rekey:
             self._crypto = sdes.make_offer(self.profile.srtp_suites)
         for attr in self._crypto:
             media.attributes.add("crypto", attr.to_sdp_value())
-        return _session(self.host, self.session_id, self.version, media).encode()
+        return _described(self.host, self.session_id, self.version, media, self.ice).encode()
 
     def apply_answer(self, body: bytes) -> Negotiated:
         """Check the answer (RTP/SAVP, a codec we offered, the SDES line) and derive the keys."""
@@ -277,6 +303,7 @@ class Answerer:
     verified: VerifiedMessage | None = field(default=None, repr=False)
     _answer_crypto: sdes.CryptoAttribute | None = field(default=None, repr=False)
     _offered_crypto: tuple[int, bytes] | None = field(default=None, repr=False)
+    ice: LocalIce | None = None  # set when the offer carried ICE and we do ICE too
 
     def process_offer(self, body: bytes, claimed_sender: str | None) -> Negotiated:
         """Check an (re-)offer and derive keys. A re-offer repeating the current I_MESSAGE keeps the keys;
@@ -309,7 +336,8 @@ class Answerer:
         got = _Described.read(body, self.profile, "offer", f"SRTP is mandatory in profile {self.profile.name}")
         self.version += 1
         media = audio_media(self.port, self.profile, direction=got.direction, codec=got.codec, dtmf_pt=got.dtmf)
-        return _session(self.host, self.session_id, self.version, media).encode()
+        ice = self.ice if got.ice is not None else None
+        return _described(self.host, self.session_id, self.version, media, ice).encode()
 
     def _mikey(self, got: _Described, claimed: str | None) -> Negotiated:
         if self.responder is None:
@@ -358,4 +386,5 @@ class Answerer:
                             dtmf_pt=neg.dtmf_payload_type)
         if neg.security is SecurityLevel.SDES_INTEROP and self._answer_crypto is not None:
             media.attributes.add("crypto", self._answer_crypto.to_sdp_value())
-        return _session(self.host, self.session_id, self.version, media).encode()
+        ice = self.ice if neg.ice is not None else None  # ICE only when the offer had it (RFC 8839 §4.2.2)
+        return _described(self.host, self.session_id, self.version, media, ice).encode()

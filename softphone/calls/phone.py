@@ -42,7 +42,7 @@ from softphone.calls.events import (
     Transfer,
 )
 from softphone.calls.group import GroupCall, group_answer, group_offer, own_sender_key
-from softphone.calls.negotiation import Answerer, Negotiated, NegotiationError, Offerer
+from softphone.calls.negotiation import Answerer, LocalIce, Negotiated, NegotiationError, Offerer
 from softphone.calls.profile import Keying, Profile, ProfileError, SecurityLevel, load_profile
 from softphone.capture import PcapWriter, create_secret_file
 from softphone.config import DEFAULT_CONFIG, Account, ConfigError
@@ -52,8 +52,11 @@ from softphone.keys.keystore import Keystore, KeystoreError
 from softphone.keys.kms_client import KmsClient, KmsClientError, refresh, refresh_revocations
 from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
+from softphone.media.ice import IceAgent, IceError, IcePolicy, IceSettings
 from softphone.media.transport import Network
-from softphone.sip.errors import CallFailed, SipError
+from softphone.sip.errors import CallFailed, ParseError, SipError
+from softphone.sip.ice import Candidate as IceCandidate
+from softphone.sip.ice import IceDescription
 from softphone.sip.invite import sipfrag_status
 from softphone.sip.message import Request, Response
 from softphone.sip.registration import RegistrationStatus
@@ -81,6 +84,7 @@ class PhoneSettings:
     kms: KmsClient | None = None          # fetch the signed revocation list from here …
     revocation_refresh_s: float = 900.0   # … at start and this often
     audio_processing: bool | None = None  # AEC/NS/AGC forced on or off; None: the profile's (auto by default)
+    ice: IceSettings | None = None        # offer/answer with ICE (STUN/TURN) when set; None: plain SDP + latching
     accept_transfers: bool = True         # follow a peer's REFER (call its Refer-To); False: NOTIFY 603
 
     def dsp(self) -> DspSettings:
@@ -322,6 +326,21 @@ class Phone:
             except Exception:  # noqa: BLE001 - a bad key is reported by the verification that needs it
                 log.debug("background SAKKE table build failed", exc_info=True)
 
+    async def _gather_ice(self, controlling: bool) -> tuple[IceAgent, LocalIce] | None:
+        """A gathered ICE agent for one call and its SDP attributes, when the account does ICE."""
+        if self.settings.ice is None:
+            return None
+        agent = IceAgent(self.settings.ice, controlling)
+        try:
+            await agent.gather()
+            lines = agent.candidate_lines()
+            desc = IceDescription(agent.ufrag, agent.pwd, tuple(IceCandidate.parse(x) for x in lines),
+                                  end_of_candidates=True, rtcp_mux=True)
+            return agent, LocalIce(desc, agent.default_address())
+        except (IceError, ParseError) as exc:
+            await agent.close()
+            raise CallError(f"ICE: {exc}") from None
+
     # --- outgoing ----------------------------------------------------------------------------------
     async def call(self, target: str, source: AudioSource, sink: AudioSink, *, timeout: float = 30.0,
                    headers: list[tuple[str, str]] | None = None) -> Call:
@@ -338,20 +357,30 @@ class Phone:
         initiator = self._initiator() if profile.keying is Keying.MIKEY_SAKKE else None
         offerer = Offerer(profile, self.host, port, target, initiator)
         answerer = Answerer(profile, self.host, port, self._mikey_responder() if initiator else None)
+        gathered = await self._gather_ice(controlling=True)
+        agent = None
+        if gathered is not None:
+            agent, offerer.ice = gathered
+            answerer.ice = offerer.ice
         try:
-            body = offerer.offer()
-        except NegotiationError as exc:
-            raise CallError(exc.warning) from None
-        except Exception as exc:  # crypto errors from building the I_MESSAGE carry no secrets
-            raise CallError(f"cannot build the MIKEY-SAKKE offer: {exc}") from None
-        started = time.monotonic()
-        try:
-            session = await self.ua.invite(target, body, headers=headers)
-        except SipError as exc:
-            raise CallError(f"cannot send INVITE to {target}: {exc}") from None
+            try:
+                body = offerer.offer()
+            except NegotiationError as exc:
+                raise CallError(exc.warning) from None
+            except Exception as exc:  # crypto errors from building the I_MESSAGE carry no secrets
+                raise CallError(f"cannot build the MIKEY-SAKKE offer: {exc}") from None
+            started = time.monotonic()
+            try:
+                session = await self.ua.invite(target, body, headers=headers)
+            except SipError as exc:
+                raise CallError(f"cannot send INVITE to {target}: {exc}") from None
+        except BaseException:
+            if agent is not None:
+                await agent.close()
+            raise
         call = Call(session, self.host, port, source, sink, self._emit, offerer=offerer, answerer=answerer,
                     trace=self.settings.trace_media, verify=self.verify_offer, dsp=self.settings.dsp(),
-                    network=self._network, tap=self._capture)
+                    network=self._network, tap=self._capture, ice_agent=agent)
         call.invite_sent_at = started
         call.on_refer = self._refer_received
         call.emit(Calling(call.call_id, target, profile.security_label))
@@ -361,6 +390,8 @@ class Phone:
             resp = await session.answered(timeout)
         except CallFailed as exc:
             warning = f" ({exc.warning})" if exc.warning else ""
+            if call.ice_agent is not None:
+                await call.ice_agent.close()
             call.emit(Failed(call.call_id, exc.reason, exc.status, exc.warning))
             raise CallError(f"call to {target} failed: {exc.status} {exc.reason}{warning}") from None
         except TimeoutError:
@@ -661,7 +692,8 @@ class Phone:
         call.emit(EarlyMedia(call.call_id, call.snapshot()))
         return call
 
-    def _incoming_call(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink) -> Call:
+    def _incoming_call(self, incoming: IncomingCall, source: AudioSource, sink: AudioSink,
+                       agent: IceAgent | None = None) -> Call:
         session, answerer = incoming.session, incoming.answerer
         offerer = None
         if self.settings.profile.keying is Keying.MIKEY_SAKKE:
@@ -669,7 +701,9 @@ class Phone:
                               self._initiator())
         call = Call(session, self.host, answerer.port, source, sink, self._emit, offerer=offerer,
                     answerer=answerer, trace=self.settings.trace_media, verify=self.verify_offer,
-                    dsp=self.settings.dsp(), network=self._network, tap=self._capture)
+                    dsp=self.settings.dsp(), network=self._network, tap=self._capture, ice_agent=agent)
+        if agent is not None and offerer is not None:
+            offerer.ice = answerer.ice
         call.invite_sent_at = incoming.received_at
         call.on_refer = self._refer_received
         return call
@@ -681,14 +715,27 @@ class Phone:
         if incoming.call is not None and incoming.early_body is not None:   # early media runs already
             call, body = incoming.call, incoming.early_body
         else:
-            call = self._incoming_call(incoming, source, sink)
-            await call.start_media(answerer.current)
+            agent = None
+            if answerer.current.ice is not None:
+                gathered = await self._gather_ice(controlling=False)
+                if gathered is not None:
+                    agent, answerer.ice = gathered
+            call = self._incoming_call(incoming, source, sink, agent)
+            if agent is None:
+                await call.start_media(answerer.current)
             body = answerer.answer()
+        negotiated = answerer.current
         try:
             await session.answer(body, ack_timeout=10)
         except (TimeoutError, SipError) as exc:
             await call.hangup()
             raise CallError(f"answer failed: {exc or 'no ACK'}") from None
+        if call.ice_agent is not None and call.media is None:
+            try:  # the caller starts its checks only once it has our answer: connect after it
+                await call.start_media(negotiated)
+            except CallError:
+                await call.hangup()
+                raise
         self.calls[call.call_id] = call
         call.emit(Answered(call.call_id, call.snapshot()))
         asyncio.get_running_loop().create_task(self._forget_when_ended(call))
@@ -729,6 +776,21 @@ def instance_id(account: Account) -> str:
     except OSError as exc:
         log.warning("cannot store the SIP instance id in %s: %s", path, exc.strerror)
     return value
+
+
+def account_ice(account: Account) -> IceSettings | None:
+    """The account's STUN/TURN settings as the media layer's :class:`IceSettings` (None: no ICE)."""
+    if not account.ice:
+        return None
+    turn = account.turn_address()
+    try:
+        return IceSettings(
+            stun_server=account.stun_address(), turn_server=turn[0] if turn else None,
+            turn_username=account.turn_username, turn_password=account.turn_password() if turn else None,
+            turn_transport=turn[1] if turn else "udp", turn_tls=turn[2] if turn else False,
+            turn_ca_file=str(account.ca_file) if account.ca_file else None, policy=IcePolicy(account.ice_policy))
+    except IceError as exc:
+        raise CallError(f"account {account.name}: {exc}") from None
 
 
 def check_transport(account: Account, profile: Profile) -> None:
@@ -815,7 +877,8 @@ def settings_from_account(account: Account, profile_name: str | None = None, *, 
             if account.kms_url:  # the signed revocation list is fetched from here at start and on a schedule
                 kms = KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
         return PhoneSettings(uri=account.uri, ua=ua, profile=profile, keystore=keystore, revoked=account.revoked(),
-                             kms=kms, audio_processing={"on": True, "off": False}.get(account.audio_processing))
+                             kms=kms, audio_processing={"on": True, "off": False}.get(account.audio_processing),
+                             ice=account_ice(account))
     except (ConfigError, KeysError) as exc:  # the config's and the keys' roots become call control's
         raise CallError(str(exc)) from None
     except (OSError, ssl.SSLError) as exc:

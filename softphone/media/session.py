@@ -72,6 +72,10 @@ class MediaConfig:
     jitter_max_ms: int = 400
     dsp: DspSettings = DspSettings()  # AEC/NS/AGC/HPF; None fields: on for sound devices, off for WAV/arrays
     trace: bool = False  # keep (rtp timestamp, time) of sent and played frames, for latency measurement
+    # symmetric RTP latching (RFC 4961 use, as SBCs do): send to where authenticated SRTP really comes from,
+    # so a peer behind a NAT that advertised its private address still hears us. Only packets that pass
+    # SRTP authentication and replay checks move the target, so an off-path forger cannot redirect media.
+    latch: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class MediaStats:
     rtcp_received: int
     dtmf_received: tuple[str, ...]
     bye_received: bool
+    latched: int = 0  # times symmetric RTP moved the send target to a packet's real source
 
 
 class MediaSession:
@@ -162,6 +167,7 @@ class MediaSession:
         self._dtmf_ts = 0
         self._dtmf_got: list[str] = []
         self._malformed = 0
+        self._latched = 0
         self._late_ticks = self._ticks = 0
         self._rtcp_sent = self._rtcp_recv = 0
         self._last_sr: tuple[int, float] | None = None  # (LSR field, local arrival time)
@@ -281,6 +287,11 @@ class MediaSession:
                 t.close()
         self._transport = self._rtcp_transport = None
 
+    @property
+    def remote_addr(self) -> Address:
+        """Where RTP goes now (the SDP address, or where symmetric latching moved it)."""
+        return self._remote
+
     def set_remote(self, rtp: Address, rtcp: Address | None = None) -> None:
         """Change where RTP (and RTCP; default: multiplexed on ``rtp``) go, e.g. after an SDP answer or re-INVITE."""
         with self._lock:
@@ -370,12 +381,12 @@ class MediaSession:
         if is_rtcp(data):
             self._on_rtcp(data)
         else:
-            self._on_rtp(data)
+            self._on_rtp(data, source)
 
     def _on_rtcp_datagram(self, data: bytes, source: Address) -> None:
         self._on_rtcp(data)
 
-    def _on_rtp(self, data: bytes) -> None:
+    def _on_rtp(self, data: bytes, source: Address | None = None) -> None:
         plain = self._rx.unprotect(data)
         if plain is None:
             return
@@ -384,6 +395,11 @@ class MediaSession:
         except RtpError:
             self._malformed += 1
             return
+        if self.config.latch and source is not None and source != self._remote:
+            self._remote = source
+            if self.config.local_rtcp_addr is None:  # rtcp-mux: RTCP follows
+                self._remote_rtcp = source
+            self._latched += 1
         now = self._now_clock().time()
         if pkt.ssrc != self._remote_ssrc:
             self._remote_ssrc = pkt.ssrc
@@ -499,6 +515,7 @@ class MediaSession:
             ticks=self._ticks,
             rtcp_sent=self._rtcp_sent,
             rtcp_received=self._rtcp_recv,
+            latched=self._latched,
             dtmf_received=tuple(self._dtmf_got),
             bye_received=self._bye,
         )

@@ -105,3 +105,34 @@ def test_sdes_answer_picks_the_first_suite_both_accept_and_keys_mirror() -> None
     assert answerer.process_offer(offerer.offer("sendonly"), ALICE).srtp == theirs.srtp   # hold keeps SDES keys
     with pytest.raises(NegotiationError, match="SDES"):
         Answerer(profile, "127.0.0.1", 40002).process_offer(offer.replace(b"a=crypto", b"a=x-crypto"), ALICE)
+
+
+def test_mikey_offer_carries_ice_beside_key_mgmt_and_answer_only_with_ice_offered(keys) -> None:
+    from softphone.calls.negotiation import LocalIce
+    from softphone.sip.ice import Candidate, IceDescription
+    host = Candidate("1", 1, "udp", 2130706431, "10.1.0.2", 40000, "host")
+    srflx = Candidate("2", 1, "udp", 1694498815, "203.0.113.11", 40000, "srflx", "10.1.0.2", 40000)
+    alice_ice = LocalIce(IceDescription("aaaa", "a" * 22, (host, srflx), end_of_candidates=True, rtcp_mux=True),
+                         ("203.0.113.11", 40000))
+    bob_ice = LocalIce(IceDescription("bbbb", "b" * 22, (replace(host, host="10.2.0.2"),), rtcp_mux=True),
+                       ("10.2.0.2", 40000))
+    offerer, answerer = _pair(keys)
+    offerer.ice, answerer.ice = alice_ice, bob_ice
+    offer = offerer.offer()
+    assert b"a=key-mgmt:mikey " in offer and b"a=ice-ufrag:aaaa" in offer
+    assert b"c=IN IP4 203.0.113.11" in offer and b"m=audio 40000 RTP/SAVP" in offer  # the default: srflx
+    assert offer.count(b"a=rtcp-mux") == 1 and b"a=end-of-candidates" in offer
+    theirs = answerer.process_offer(offer, ALICE)
+    assert theirs.ice == alice_ice.description and theirs.peer_identity == ALICE  # keys verified as without ICE
+    ours = offerer.apply_answer(answerer.answer())
+    assert ours.ice == bob_ice.description and ours.key_id == theirs.key_id
+
+    plain, answerer2 = _pair(keys)  # a caller without ICE gets an answer without ICE, even from an ICE phone
+    answerer2.ice = bob_ice
+    assert answerer2.process_offer(plain.offer(), ALICE).ice is None
+    answer = answerer2.answer()
+    assert b"ice-ufrag" not in answer and b"candidate" not in answer and b"c=IN IP4 127.0.0.1" in answer
+
+    bad = offer.replace(b"typ srflx", b"typ bogus")
+    with pytest.raises(NegotiationError, match="bad ICE attributes"):
+        _pair(keys)[1].process_offer(bad, ALICE)

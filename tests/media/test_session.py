@@ -285,3 +285,32 @@ async def test_relay_burst_loss_comes_in_runs() -> None:
     runs = sum(1 for i in lost if i - 1 not in lost)
     assert relay.ab.stats.received == 400 and len(lost) == relay.ab.stats.dropped > 20
     assert len(lost) / runs > 2.5  # losses cluster (independent 5 % loss would give runs of ~1.05)
+
+
+async def test_symmetric_latching_reaches_a_peer_that_advertised_a_private_address(speech: np.ndarray) -> None:
+    """A was told B is at a private address (B behind a NAT); A latches onto where B's authenticated SRTP
+    comes from, and B hears A. A forged copy and a replay from an attacker's address move nothing."""
+    from dataclasses import replace
+    attacker = ("198.51.100.66", 9)
+    seen: list[int] = []
+
+    def replay_from_attacker(call: SimCall, data: bytes, src: tuple[str, int]) -> None:
+        seen.append(1)
+        call.network.deliver(data, src, call.a.config.local_addr)
+        if len(seen) in (20, 40):
+            call.network.deliver(data, attacker, call.a.config.local_addr)  # replay
+            call.network.deliver(data[:-1] + bytes([data[-1] ^ 1]), attacker, call.a.config.local_addr)
+
+    for latch in (True, False):
+        a, b = sim_configs()
+        a = replace(a, remote_addr=("10.0.0.9", 7000), latch=latch)
+        call = await sim_call(a, b, speech, speech, 2.0, taps={a.local_addr: replay_from_attacker})
+        sa, sb = call.a.stats(), call.b.stats()
+        if latch:
+            assert sa.latched == 1 and call.a.remote_addr == b.local_addr
+            assert sb.packets_received == sb.ticks - 1  # only A's first packet went to the private address
+            assert sa.srtp_failures == {"replay": 4}  # libsrtp checks the index before the tag
+        else:
+            assert sa.latched == 0 and call.a.remote_addr == ("10.0.0.9", 7000)
+            assert sb.packets_received == 0
+        seen.clear()

@@ -84,3 +84,49 @@ def test_trusted_gms(tmp_path):
         "sip:gms@example.org",)
     with pytest.raises(ConfigError, match="trusted_gms must be a list of SIP URIs"):
         load_accounts(write(tmp_path, base + 'trusted_gms = ["gms"]\n'))
+
+
+def test_ice_settings_parse_and_turn_password_stays_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALICE_TURN_PW", "turn-s3cret")
+    f = write(tmp_path, """
+[[account]]
+name = "alice"
+uri = "sip:alice@example.org"
+stun_server = "stun:198.51.100.1"
+turn_server = "turns:turn.example.org:5350"
+turn_username = "alice"
+turn_password_env = "ALICE_TURN_PW"
+ice_policy = "relay"
+
+[[account]]
+name = "bob"
+uri = "sip:bob@example.org"
+turn_server = "turn:[2001:db8::1]?transport=tcp"
+turn_username = "bob"
+
+[[account]]
+name = "carol"
+uri = "sip:carol@example.org"
+""")
+    alice, bob, carol = load_accounts(f)
+    assert alice.ice and alice.ice_policy == "relay"
+    assert alice.stun_address() == ("198.51.100.1", 3478)
+    assert alice.turn_address() == (("turn.example.org", 5350), "tcp", True)
+    assert alice.turn_password() == "turn-s3cret" and "turn-s3cret" not in repr(alice)
+    assert bob.turn_address() == (("2001:db8::1", 3478), "tcp", False) and bob.ice_policy == "all"
+    assert not carol.ice and carol.turn_address() is None
+
+
+@pytest.mark.parametrize("lines, message", [
+    ('ice_policy = "some"', "ice_policy must be all or relay"),
+    ('ice_policy = "relay"', "ice_policy relay needs turn_server"),
+    ('turn_server = "turn:t.example.org"', "turn_server needs turn_username"),
+    ('stun_server = "turn:t.example.org"', "stun_server must start with stun:"),
+    ('stun_server = "stun:t.example.org:99999"', "expected host[:port]"),
+    ('turn_server = "turns:t.example.org?transport=udp"\nturn_username = "a"', "TLS runs over tcp"),
+    ('turn_password_file = "a"\nturn_password_env = "B"', "not both"),
+])
+def test_ice_settings_rejected(tmp_path, lines, message):
+    f = write(tmp_path, f'[[account]]\nname = "a"\nuri = "sip:a@example.org"\n{lines}\n')
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_accounts(f)

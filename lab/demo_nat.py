@@ -1,0 +1,162 @@
+"""``scripts/demo nat``: a secure MIKEY-SAKKE call whose media crosses two NATs, through a TURN relay.
+
+The lab of ``scripts/demo`` (CA, Kamailio over TLS, KMS, alice and bob provisioned) plus the NAT lab of
+:mod:`lab.netns` (each phone's media in its own namespace behind a masquerading NAT, coturn on the
+"public" side). The phones run in this process; each one's ICE agent is created inside its phone
+namespace (the sockets, and the TCP connection to TURN, then live there for good), so every media packet
+really leaves through that NAT. SIP stays on 127.0.0.1 (signalling through NAT is not what this shows).
+``--path relay`` (default) drops all UDP at both NATs and uses ``ice_policy = relay`` over TURN/TCP;
+``--path srflx`` uses STUN only. Same report and last JSON line as ``scripts/demo``, plus ``"ice"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lab.audiocheck import compare
+from lab.coturn import Coturn
+from lab.demo import finish, judge, make_speech, new_result, within
+from lab.deployment import Lab, LabError
+from lab.netns import PUBLIC_IP, NatLab, NetnsError, unavailable
+from softphone.calls.call import Call, CallError
+from softphone.calls.events import CallEvent, IceChanged
+from softphone.calls.negotiation import LocalIce
+from softphone.calls.phone import Phone
+from softphone.errors import SoftphoneError
+from softphone.media.audio import ArraySource, WavSink, read_wav
+from softphone.media.ice import IceAgent, IcePolicy, IceSettings
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def in_netns(ns: str) -> Iterator[None]:
+    """Run the calling thread in network namespace ``ns`` (sockets created meanwhile stay there)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise NetnsError(f"setns {ns}: {os.strerror(ctypes.get_errno())}")
+        try:
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise NetnsError("cannot return to the original network namespace")
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+class NatPhone(Phone):
+    """A lab phone whose ICE agent is born in network namespace ``netns`` (lab use only)."""
+
+    netns: str = ""
+
+    async def _gather_ice(self, controlling: bool) -> tuple[IceAgent, LocalIce] | None:
+        with in_netns(self.netns):
+            return await super()._gather_ice(controlling)
+
+
+async def run_nat_call(lab: Lab, nat: NatLab, ice: IceSettings, wav: Path, recording: Path, log: Any,
+                       result: dict[str, Any]) -> None:
+    played = read_wav(wav)
+    events: list[CallEvent] = []
+    alice = NatPhone(replace(lab.settings("alice", trace_media=True), ice=ice), on_event=events.append)
+    bob = NatPhone(replace(lab.settings("bob", trace_media=True), ice=ice), on_event=events.append)
+    alice.netns, bob.netns = nat.phone_a, nat.phone_b
+    async with alice, bob:
+        await alice.register()
+        await bob.register()
+        log(f"registered {lab.uri('alice')} and {lab.uri('bob')}; media: alice behind NAT A, bob behind NAT B")
+
+        async def auto_answer() -> Call:
+            incoming = await bob.next_incoming(20)
+            log(f"bob: incoming call, I_MESSAGE verified — caller is {incoming.peer_identity} (ECCSI)")
+            return await incoming.accept(ArraySource(played[:0]), WavSink(recording))
+
+        answering = asyncio.create_task(auto_answer())
+        try:
+            call = await alice.call(lab.uri("bob"), ArraySource(played), WavSink(recording.with_suffix(".alice.wav")),
+                                    timeout=20)
+        except CallError:
+            answering.cancel()
+            raise
+        bob_call = await within(answering, 20, "answer from bob")
+        neg = bob_call.negotiated
+        if neg is None:
+            raise CallError("bob's call has no negotiated media")
+        result.update(mikey="verified", srtp=neg.suite, ice=call.ice_path)
+        for e in events:
+            if isinstance(e, IceChanged) and e.state == "connected":
+                log(f"ICE ({'controlling' if e.controlling else 'controlled'}): {e.local_type} → {e.remote_type}")
+        log(f"call up: {neg.security}, {neg.suite}, PCK-ID {neg.key_id}, media path {call.ice_path}")
+        await asyncio.sleep(len(played) / 48000 + 0.8)
+        first = bob_call.first_played_at()
+        if first is not None and call.invite_sent_at is not None:
+            result["setup_ms"] = round((first - call.invite_sent_at) * 1000, 1)
+        sent, got = call.status(), bob_call.status()
+        result.update(packets_sent=sent.get("packets_sent", 0), packets_received=got.get("packets_received", 0),
+                      packets_back=sent.get("packets_received", 0), loss=got.get("loss"))
+        await call.hangup()
+        await within(bob_call.ended(), 5, "end of bob's call after alice hung up")
+    match = compare(played, read_wav(recording))
+    result.update(speech=match.speech, correlation=match.correlation, pesq_mos=match.pesq_mos)
+    log(f"recording: speech {match.speech}, correlation {match.correlation}, PESQ MOS {match.pesq_mos}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/demo nat", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--path", choices=["relay", "srflx"], default="relay")
+    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    args = parser.parse_args(argv)
+    log = (lambda _m: None) if args.quiet else (lambda m: print(f"demo: {m}", flush=True))
+    started = time.monotonic()
+    result = new_result()
+    result["ice"] = None
+    reason: str | None = None
+    why = unavailable()
+    if why is not None:
+        return finish(result, "call", f"NAT lab unavailable: {why}", started, log)
+    with tempfile.TemporaryDirectory(prefix="securechorus-demo-nat-") as tmp:
+        workdir = Path(tmp)
+        try:
+            wav = workdir / "speech.wav"
+            make_speech(wav)
+            with Lab(workdir / "lab") as lab, NatLab.create() as nat, \
+                    Coturn(workdir / "coturn", PUBLIC_IP, netns=nat.public) as turn:
+                if args.path == "relay":
+                    nat.block_udp()
+                    ice = IceSettings(turn_server=(PUBLIC_IP, turn.port), turn_username=turn.username,
+                                      turn_password=turn.password, turn_transport="tcp", policy=IcePolicy.RELAY)
+                    log(f"UDP blocked at both NATs; TURN over TCP at {PUBLIC_IP}:{turn.port}, relay only")
+                else:
+                    ice = IceSettings(stun_server=(PUBLIC_IP, turn.port))
+                    log(f"STUN at {PUBLIC_IP}:{turn.port}")
+                asyncio.run(run_nat_call(lab, nat, ice, wav, workdir / "bob-recording.wav", log, result))
+            reason = judge(result)
+            if reason is None and result["ice"] != args.path:
+                reason = f"media went {result['ice']}, expected {args.path}"
+        except TimeoutError as exc:
+            reason = f"timed out: {exc or 'waiting for the call'}"
+        except (LabError, CallError, SoftphoneError, OSError, NetnsError, subprocess.SubprocessError) as exc:
+            reason = f"{exc.__class__.__name__}: {exc}"
+        except Exception as exc:  # whatever went wrong, the last line still says why
+            reason = f"unexpected {exc.__class__.__name__}: {exc}"
+    return finish(result, "call", reason, started, log)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
