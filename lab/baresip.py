@@ -71,7 +71,9 @@ def _free_ports() -> tuple[int, int, int]:
         for _ in range(200):
             base = free_port(also_tcp=False)
             span = range(base, base + RTP_SPAN + 1)
-            if span.stop <= 65536 and all(_bind(socket.SOCK_DGRAM, p, held) for p in span):
+            # a TCP-only pick (ctrl, TLS on port+1) does not stop a UDP bind, so keep the range apart by number
+            if span.stop <= 65536 and not {port, port + 1, ctrl} & set(span) \
+                    and all(_bind(socket.SOCK_DGRAM, p, held) for p in span):
                 return port, ctrl, base
         raise RuntimeError("no free RTP range for baresip")
     finally:
