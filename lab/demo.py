@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -121,18 +122,7 @@ async def run_call(lab: Lab, wav: Path, recording: Path, log: Any, result: dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (recordings, logs, keystores)")
-    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
-    args = parser.parse_args(argv)
-    log = (lambda _m: None) if args.quiet else (lambda m: print(f"demo: {m}", flush=True))
-    started = time.monotonic()
-    tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="securechorus-demo-")
-    workdir = Path(args.keep) if args.keep else Path(tmp.name)  # type: ignore[union-attr]
-    workdir.mkdir(parents=True, exist_ok=True)
-    result = new_result()
-    reason: str | None = None
-    try:
+    def body(args: argparse.Namespace, workdir: Path, log: Callable[[str], None], result: dict[str, Any]) -> str | None:
         wav = workdir / "speech.wav"
         make_speech(wav)
         log(f"speech: {wav} (espeak-ng)")
@@ -143,17 +133,43 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep:  # the accounts files scripts/lab writes, for looking at (valid while the lab ran)
                 lab.write_accounts(workdir / "accounts")
             asyncio.run(run_call(lab, wav, workdir / "bob-recording.wav", log, result))
-        reason = judge(result)
-    except TimeoutError as exc:
-        reason = f"timed out: {exc or 'waiting for the call'}"
-    except (LabError, CallError, SoftphoneError, OSError, subprocess.SubprocessError) as exc:
-        reason = f"{exc.__class__.__name__}: {exc}"
-    except Exception as exc:  # whatever went wrong, the last line still says why
-        reason = f"unexpected {exc.__class__.__name__}: {exc}"
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    return finish(result, "call", reason, started, log)
+        return judge(result)
+
+    return scenario("scripts/demo", __doc__, "securechorus-demo-", "call", new_result(), body, argv,
+                    keep_help="work in DIR and keep it (recordings, logs, keystores)", waiting="waiting for the call")
+
+
+def scenario(prog: str, doc: str | None, prefix: str, key: str, result: dict[str, Any],
+             body: Callable[[argparse.Namespace, Path, Callable[[str], None], dict[str, Any]], str | None],
+             argv: list[str] | None, *, keep_help: str | None = None, waiting: str = "waiting",
+             options: Callable[[argparse.ArgumentParser], None] | None = None,
+             errors: tuple[type[BaseException], ...] = ()) -> int:
+    """What every ``scripts/demo`` scenario shares: ``--quiet`` (and ``--keep DIR`` when ``keep_help``), a work
+    directory (kept, or temporary and removed), ``body`` run in it returning the failure reason or None, every
+    error turned into that one-line reason, and :func:`finish`."""
+    parser = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+    if keep_help:
+        parser.add_argument("--keep", metavar="DIR", help=keep_help)
+    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    if options is not None:
+        options(parser)
+    args = parser.parse_args(argv)
+    log: Callable[[str], None] = (lambda _m: None) if args.quiet else (lambda m: print(f"demo: {m}", flush=True))
+    started = time.monotonic()
+    keep = getattr(args, "keep", None)
+    caught: tuple[type[BaseException], ...] = (LabError, SoftphoneError, OSError, subprocess.SubprocessError, *errors)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(keep) if keep else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            reason = body(args, workdir, log, result)
+        except TimeoutError as exc:
+            reason = f"timed out: {exc or waiting}"
+        except caught as exc:
+            reason = f"{exc.__class__.__name__}: {exc}"
+        except Exception as exc:  # whatever went wrong, the last line still says why
+            reason = f"unexpected {exc.__class__.__name__}: {exc}"
+    return finish(result, key, reason, started, log)
 
 
 def finish(result: dict[str, Any], key: str, reason: str | None, started: float,

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.demo import finish, make_speech
-from lab.deployment import Lab, LabError
+from lab.demo import make_speech, scenario
+from lab.deployment import Lab
 from lab.focus import run_group_call
 from lab.gms_delivery import deliver_with_gms
-from softphone.errors import SoftphoneError
 from softphone.media.audio import read_wav
 
 MEMBERS = ("alice", "bob", "carol", "dave")
@@ -73,36 +70,20 @@ def judge(result: dict[str, Any]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/demo group", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (logs, keystores)")
-    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
-    args = parser.parse_args(argv)
-    log = (lambda _m: None) if args.quiet else (lambda m: print(f"demo: {m}", flush=True))
-    started = time.monotonic()
-    tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="securechorus-group-")
-    workdir = Path(args.keep) if args.keep else Path(tmp.name)  # type: ignore[union-attr]
-    workdir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"call": "failed", "gms": "failed", "members_heard_all": False,
-                              "removed_member_locked_out": False, "setup_ms": None}
-    reason: str | None = None
-    try:
+    def body(_args: argparse.Namespace, workdir: Path, log: Callable[[str], None],
+             result: dict[str, Any]) -> str | None:
         wav = workdir / "speech.wav"
         make_speech(wav)
         with Lab(workdir / "lab", users=(*MEMBERS, REMOVED, "team", "gms"), msilo=True) as lab:
             log(f"Kamailio TLS 127.0.0.1:{lab.kamailio.tls_port if lab.kamailio else '?'}, KMS {lab.kms_url}; "
                 f"{', '.join((*MEMBERS, REMOVED))} provisioned; focus for {lab.uri('team')}")
             asyncio.run(run(lab, wav, log, result, workdir))
-        reason = judge(result)
-    except TimeoutError as exc:
-        reason = f"timed out: {exc or 'waiting for the group call'}"
-    except (LabError, SoftphoneError, OSError, subprocess.SubprocessError) as exc:
-        reason = f"{exc.__class__.__name__}: {exc}"
-    except Exception as exc:  # whatever went wrong, the last line still says why
-        reason = f"unexpected {exc.__class__.__name__}: {exc}"
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    return finish(result, "call", reason, started, log)
+        return judge(result)
+
+    result: dict[str, Any] = {"call": "failed", "gms": "failed", "members_heard_all": False,
+                              "removed_member_locked_out": False, "setup_ms": None}
+    return scenario("scripts/demo group", __doc__, "securechorus-group-", "call", result, body, argv,
+                    keep_help="work in DIR and keep it (logs, keystores)", waiting="waiting for the group call")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import argparse
 import asyncio
 import logging
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,8 @@ import numpy as np
 
 from crypto import mcdata
 from lab.audiocheck import SPEECH_PRESENT, compare
-from lab.demo import finish, make_speech
+from lab.demo import make_speech, scenario
 from lab.deployment import Lab, LabError
-from softphone.errors import SoftphoneError
 from softphone.keys.kms_client import KmsClient
 from softphone.media.audio import read_wav, write_wav
 from softphone.messaging import voice
@@ -149,34 +148,19 @@ def judge(result: dict[str, Any]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/demo messages", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (logs, keystores, histories)")
-    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
-    args = parser.parse_args(argv)
     logging.getLogger("softphone.messaging").setLevel(logging.ERROR)  # refusals are reported below instead
-    log = (lambda _m: None) if args.quiet else (lambda m: print(f"demo: {m}", flush=True))
-    started = time.monotonic()
-    tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="securechorus-messages-")
-    workdir = Path(args.keep) if args.keep else Path(tmp.name)  # type: ignore[union-attr]
-    workdir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"messages": "failed", "delivered": 0, "stored_offline": 0, "voice_message": "skipped"}
-    reason: str | None = None
-    try:
+
+    def body(_args: argparse.Namespace, workdir: Path, log: Callable[[str], None],
+             result: dict[str, Any]) -> str | None:
         with Lab(workdir / "lab", msilo=True) as lab:
             log(f"KMS {lab.kms_url}, Kamailio TLS 127.0.0.1:{lab.kamailio.tls_port if lab.kamailio else '?'} "
                 "with msilo (SQLite); alice and bob provisioned")
             asyncio.run(run(lab, workdir, log, result))
-        reason = judge(result)
-    except TimeoutError as exc:
-        reason = f"timed out: {exc}"
-    except (LabError, SoftphoneError, OSError) as exc:
-        reason = f"{exc.__class__.__name__}: {exc}"
-    except Exception as exc:  # whatever went wrong, the last line still says why
-        reason = f"unexpected {exc.__class__.__name__}: {exc}"
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    return finish(result, "messages", reason, started, log)
+        return judge(result)
+
+    result: dict[str, Any] = {"messages": "failed", "delivered": 0, "stored_offline": 0, "voice_message": "skipped"}
+    return scenario("scripts/demo messages", __doc__, "securechorus-messages-", "messages", result, body, argv,
+                    keep_help="work in DIR and keep it (logs, keystores, histories)")
 
 
 if __name__ == "__main__":

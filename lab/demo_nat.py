@@ -16,25 +16,21 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lab.audiocheck import compare
 from lab.coturn import Coturn
-from lab.demo import finish, judge, make_speech, new_result, within
-from lab.deployment import Lab, LabError
+from lab.demo import judge, make_speech, new_result, scenario, within
+from lab.deployment import Lab
 from lab.netns import PUBLIC_IP, NatLab, NetnsError, unavailable
 from softphone.calls.call import Call, CallError
 from softphone.calls.events import CallEvent, IceChanged
 from softphone.calls.negotiation import LocalIce
 from softphone.calls.phone import Phone
-from softphone.errors import SoftphoneError
 from softphone.media.audio import ArraySource, WavSink, read_wav
 from softphone.media.ice import IceAgent, IcePolicy, IceSettings
 
@@ -118,44 +114,36 @@ async def run_nat_call(lab: Lab, nat: NatLab, ice: IceSettings, wav: Path, recor
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/demo nat", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--path", choices=["relay", "srflx"], default="relay")
-    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
-    args = parser.parse_args(argv)
-    log = (lambda _m: None) if args.quiet else (lambda m: print(f"demo: {m}", flush=True))
-    started = time.monotonic()
+    def body(args: argparse.Namespace, workdir: Path, log: Callable[[str], None],
+             result: dict[str, Any]) -> str | None:
+        why = unavailable()
+        if why is not None:
+            return f"NAT lab unavailable: {why}"
+        wav = workdir / "speech.wav"
+        make_speech(wav)
+        with Lab(workdir / "lab") as lab, NatLab.create() as nat, \
+                Coturn(workdir / "coturn", PUBLIC_IP, netns=nat.public) as turn:
+            if args.path == "relay":
+                nat.block_udp()
+                ice = IceSettings(turn_server=(PUBLIC_IP, turn.port), turn_username=turn.username,
+                                  turn_password=turn.password, turn_transport="tcp", policy=IcePolicy.RELAY)
+                log(f"UDP blocked at both NATs; TURN over TCP at {PUBLIC_IP}:{turn.port}, relay only")
+            else:
+                ice = IceSettings(stun_server=(PUBLIC_IP, turn.port))
+                log(f"STUN at {PUBLIC_IP}:{turn.port}")
+            asyncio.run(run_nat_call(lab, nat, ice, wav, workdir / "bob-recording.wav", log, result))
+        reason = judge(result)
+        if reason is None and result["ice"] != args.path:
+            reason = f"media went {result['ice']}, expected {args.path}"
+        return reason
+
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--path", choices=["relay", "srflx"], default="relay")
+
     result = new_result()
     result["ice"] = None
-    reason: str | None = None
-    why = unavailable()
-    if why is not None:
-        return finish(result, "call", f"NAT lab unavailable: {why}", started, log)
-    with tempfile.TemporaryDirectory(prefix="securechorus-demo-nat-") as tmp:
-        workdir = Path(tmp)
-        try:
-            wav = workdir / "speech.wav"
-            make_speech(wav)
-            with Lab(workdir / "lab") as lab, NatLab.create() as nat, \
-                    Coturn(workdir / "coturn", PUBLIC_IP, netns=nat.public) as turn:
-                if args.path == "relay":
-                    nat.block_udp()
-                    ice = IceSettings(turn_server=(PUBLIC_IP, turn.port), turn_username=turn.username,
-                                      turn_password=turn.password, turn_transport="tcp", policy=IcePolicy.RELAY)
-                    log(f"UDP blocked at both NATs; TURN over TCP at {PUBLIC_IP}:{turn.port}, relay only")
-                else:
-                    ice = IceSettings(stun_server=(PUBLIC_IP, turn.port))
-                    log(f"STUN at {PUBLIC_IP}:{turn.port}")
-                asyncio.run(run_nat_call(lab, nat, ice, wav, workdir / "bob-recording.wav", log, result))
-            reason = judge(result)
-            if reason is None and result["ice"] != args.path:
-                reason = f"media went {result['ice']}, expected {args.path}"
-        except TimeoutError as exc:
-            reason = f"timed out: {exc or 'waiting for the call'}"
-        except (LabError, CallError, SoftphoneError, OSError, NetnsError, subprocess.SubprocessError) as exc:
-            reason = f"{exc.__class__.__name__}: {exc}"
-        except Exception as exc:  # whatever went wrong, the last line still says why
-            reason = f"unexpected {exc.__class__.__name__}: {exc}"
-    return finish(result, "call", reason, started, log)
+    return scenario("scripts/demo nat", __doc__, "securechorus-demo-nat-", "call", result, body, argv,
+                    options=options, errors=(NetnsError,), waiting="waiting for the call")
 
 
 if __name__ == "__main__":
