@@ -23,6 +23,8 @@ from softphone.calls.call import Call
 from softphone.calls.errors import CallError
 from softphone.calls.events import (
     CallEvent,
+    CallStatus,
+    EarlyMedia,
     Ended,
     Failed,
     Held,
@@ -35,6 +37,7 @@ from softphone.calls.events import (
     Rekeyed,
     Resumed,
     Ringing,
+    Transfer,
 )
 from softphone.calls.phone import IncomingCall, Phone, PhoneSettings, settings_from_account
 from softphone.config import Account, ConfigError
@@ -85,6 +88,11 @@ class PhoneController(QObject):
     call_ended = Signal(object)       # CallRecord
     no_answer = Signal(str, str)      # URI, why ("is busy", "is offline", …): not answered, offer a voice message
 
+    call_waiting = Signal(object)     # Incoming: a second call rings while a call is up (None: it stopped ringing)
+    calls_changed = Signal(object)    # tuple[CallLine, ...]: every call that is up, the current one marked
+    transfer_status = Signal(str, str)  # level, words ("Transferred sip:bob@x to sip:carol@x", "Transfer … failed")
+    early_media = Signal(object)      # CallStatus: a 183 brought the callee's media before the answer
+
     def __init__(self, account: Account, history: CallHistory, audio: AudioFactory,
                  profile: str | None = None, call_timeout: float = 30.0) -> None:
         super().__init__()
@@ -99,6 +107,11 @@ class PhoneController(QObject):
         self.phone: Phone | None = None
         self.call: Call | None = None
         self.pending: IncomingCall | None = None
+        self.waiting: IncomingCall | None = None    # call waiting: a second call ringing while one is up
+        self._waiting_meta: dict[str, Any] = {}
+        self.legs: dict[str, CallLeg] = {}          # every call that is up, oldest first; self.call is current
+        self._attended: tuple[str, str] | None = None  # (held, consultation) Call-IDs of an attended transfer
+        self._failed_transfers: set[str] = set()       # calls whose transfer failure was already reported
         self.state = "idle"
         self.mic: MeteredSource | None = None
         self.speaker: MeteredSink | None = None
@@ -326,12 +339,21 @@ class PhoneController(QObject):
                 await asyncio.wait_for(phone.close(), 5)
             except (TimeoutError, SipError, OSError):
                 pass
-        self.call = self.pending = None
+        self.call = self.pending = self.waiting = None
+        self.legs.clear()
         self.registration.emit("offline", "stopped")
 
     # --- events from the phone ---------------------------------------------------------------------
     def _is_current(self, ev: CallEvent) -> bool:
         return self.call is not None and ev.call_id == self.call.call_id
+
+    def call_lines(self) -> tuple[CallLine, ...]:
+        """Every call that is up, oldest first, in words (for the calls list)."""
+        return tuple(CallLine(leg.call.call_id, leg.call.snapshot(), leg.call is self.call, leg.call.held)
+                     for leg in self.legs.values() if not leg.call.is_ended)
+
+    def _calls_changed(self) -> None:
+        self.calls_changed.emit(self.call_lines())
 
     def _on_event(self, ev: CallEvent) -> None:
         match ev:
@@ -349,12 +371,18 @@ class PhoneController(QObject):
                 self._last_failure = ev
             case Ringing() if self.state == "calling":
                 self._set_state("ringing")
-            case Held() | Resumed() | Rekeyed() | MediaStarted() | PeerSending() if self._is_current(ev):
-                assert self.call is not None
-                self.call_updated.emit(self.call.snapshot())
-                if isinstance(ev, Rekeyed):
-                    self._notify("info", f"new call key {ev.status.key_id}")
-            case Ended() if self._is_current(ev):
+            case EarlyMedia() if self.call is None and self.state in ("calling", "ringing"):
+                self.early_media.emit(ev.status)   # our own outgoing call: media before the answer
+            case Held() | Resumed() | Rekeyed() | MediaStarted() | PeerSending() if ev.call_id in self.legs:
+                if self._is_current(ev):
+                    assert self.call is not None
+                    self.call_updated.emit(self.call.snapshot())
+                    if isinstance(ev, Rekeyed):
+                        self._notify("info", f"new call key {ev.status.key_id}")
+                self._calls_changed()
+            case Transfer() if ev.call_id in self.legs:
+                self._transfer_event(ev)
+            case Ended() if ev.call_id in self.legs:
                 self._ended(ev)
 
     def _pending_info(self) -> Incoming:
@@ -370,17 +398,44 @@ class PhoneController(QObject):
         self.call_ended.emit(record)
 
     def _ended(self, ev: Ended) -> None:
-        call, meta = self.call, self._call_meta
+        leg = self.legs.pop(ev.call_id)
+        was_current = leg.call is self.call
+        duration = time.monotonic() - leg.answered_at
+        verified = ev.status.verified_identity if ev.status.peer_assurance == PeerAssurance.VERIFIED_BY_ECCSI \
+            else None  # an outgoing call's callee signed nothing: keyed to, never verified
+        self._record(CallRecord(leg.started, leg.direction, leg.call.peer, verified, ev.status.security, "answered",
+                                round(duration, 1), leg.transferred or ev.reason))
+        ended = (f"{leg.transferred} — your call ended, {format_duration(duration)}" if leg.transferred else
+                 f"Transfer failed: {leg.transfer_failure} — the call ended ({ev.reason or 'hung up'}), "
+                 f"{format_duration(duration)}" if leg.transfer_failure else
+                 f"call ended ({ev.reason or 'hung up'}), {format_duration(duration)}")
+        if self.legs:   # another call is still up (call waiting, transfer)
+            if was_current:
+                self._make_current(next(reversed(self.legs.values())))
+                assert self.call is not None
+                other = self.call.peer
+                ended = (f"{ended}; {other} is on hold — Resume to talk" if self.call.held
+                         else f"{ended}; back to the call with {other}")
+            self._notify("info", f"Call with {leg.call.peer}: {ended}" if not leg.transferred else ended, "call")
+            self._calls_changed()
+            return
         self.call = None
-        duration = time.monotonic() - self.answered_at if self.answered_at else 0.0
         self.answered_at = None
-        if call is not None:
-            verified = ev.status.verified_identity if ev.status.peer_assurance == PeerAssurance.VERIFIED_BY_ECCSI \
-                else None  # an outgoing call's callee signed nothing: keyed to, never verified
-            self._record(CallRecord(meta.get("started", now_iso()), meta.get("direction", "outgoing"), call.peer,
-                                    verified, ev.status.security, "answered", round(duration, 1), ev.reason))
-            self._notify("info", f"call ended ({ev.reason or 'hung up'}), {format_duration(duration)}", "call")
+        self._notify("error" if leg.transfer_failure else "info", ended, "call")
+        self._calls_changed()
+        if self.waiting is not None:   # the waiting call rings on as an ordinary incoming call
+            incoming, self.waiting = self.waiting, None
+            self.call_waiting.emit(None)
+            self.pending, self._call_meta = incoming, self._waiting_meta
+            self._set_state("incoming")
+            self.incoming.emit(self._pending_info())
+            self.spawn(self._watch_pending(incoming))
+            return
         self._set_state("idle")
+
+    def _make_current(self, leg: CallLeg) -> None:
+        self.call, self.mic, self.speaker, self.answered_at = leg.call, leg.mic, leg.speaker, leg.answered_at
+        self.call_updated.emit(leg.call.snapshot())
 
     # --- outgoing ----------------------------------------------------------------------------------
     def _audio(self) -> tuple[AudioSource, AudioSink]:
@@ -465,25 +520,32 @@ class PhoneController(QObject):
         self._stop_recording = True
 
     def _connected(self, call: Call, started: str, direction: str) -> None:
-        self.call = call
+        leg = CallLeg(call, started, direction, time.monotonic(), self.mic, self.speaker)
+        self.legs[call.call_id] = leg
         self._call_meta = {"started": started, "direction": direction}
-        self.answered_at = time.monotonic()
+        self._make_current(leg)
         self._set_state("in-call")
-        self.call_updated.emit(call.snapshot())
+        self._calls_changed()
 
     # --- incoming ----------------------------------------------------------------------------------
     async def _incoming_loop(self) -> None:
         assert self.phone is not None
         while True:
             incoming = await self.phone.next_incoming()
-            if self.state != "idle":
-                await incoming.reject(486, warning="busy in another call")
-                continue
             info = self._incoming_info.pop(incoming.session.call_id, None)
             if info is None:
                 info = Incoming(incoming.session.call_id, incoming.peer_identity, None, incoming.security)
             elif info.peer is None:
                 info = replace(info, peer=incoming.peer_identity)
+            if self.state == "in-call" and self.legs and self.waiting is None:
+                self.waiting = incoming   # call waiting: it rings at the caller (180), the user decides
+                self._waiting_meta = {"started": now_iso(), "direction": "incoming", "info": info}
+                self.call_waiting.emit(info)
+                self.spawn(self._watch_waiting(incoming))
+                continue
+            if self.state != "idle":
+                await incoming.reject(486, warning="busy in another call")
+                continue
             self.pending = incoming
             self._call_meta = {"started": now_iso(), "direction": "incoming", "info": info}
             self._set_state("incoming")
@@ -500,6 +562,54 @@ class PhoneController(QObject):
                                     info.verified_identity, info.security, "missed"))
             self._notify("warning", f"missed call from {info.verified_identity or info.peer}", "call")
             self._set_state("idle")
+
+    async def _watch_waiting(self, incoming: IncomingCall) -> None:
+        """The waiting caller gave up before we answered: a missed call (the current call goes on)."""
+        await incoming.session.wait_state(CallState.TERMINATED, timeout=float("inf"))
+        if self.waiting is incoming:
+            self.waiting = None
+            self.call_waiting.emit(None)
+            info = self._waiting_meta["info"]
+            self._record(CallRecord(self._waiting_meta["started"], "incoming", info.peer or "",
+                                    info.verified_identity, info.security, "missed"))
+            self._notify("warning", f"missed call from {info.verified_identity or info.peer}", "call")
+
+    def answer_waiting(self) -> None:
+        """Answer the waiting call; the call in progress is put on hold first."""
+        if self.waiting is not None:
+            incoming, self.waiting = self.waiting, None
+            self.call_waiting.emit(None)
+            self.spawn(self._answer_waiting(incoming))
+
+    async def _answer_waiting(self, incoming: IncomingCall) -> None:
+        previous = self.mic, self.speaker
+        try:
+            source, sink = self._audio()
+        except AudioError as exc:
+            self.mic, self.speaker = previous
+            await incoming.reject(480, warning="callee's audio device failed")
+            self._notify("error", f"audio: {exc}", "call")
+            return
+        try:
+            call = await incoming.accept(source, sink, hold_others=True)
+        except CallError as exc:
+            self.mic, self.speaker = previous
+            source.close()
+            sink.close()
+            self._notify("error", f"could not answer: {exc}", "call")
+            return
+        self._connected(call, self._waiting_meta.get("started", now_iso()), "incoming")
+
+    def decline_waiting(self) -> None:
+        """Refuse the waiting call as busy (486); the call in progress goes on."""
+        incoming, self.waiting = self.waiting, None
+        if incoming is None:
+            return
+        self.call_waiting.emit(None)
+        info = self._waiting_meta["info"]
+        self._record(CallRecord(self._waiting_meta.get("started", now_iso()), "incoming", info.peer or "",
+                                info.verified_identity, info.security, "declined"))
+        self.spawn(incoming.reject(486))
 
     def accept(self) -> None:
         if self.pending is not None:
@@ -544,7 +654,123 @@ class PhoneController(QObject):
     def toggle_hold(self) -> None:
         if self.call is not None:
             call = self.call
-            self.spawn(call.resume() if call.held else call.hold())
+            if call.held:
+                self.switch_to(call.call_id)   # resuming one call holds the others
+            else:
+                self.spawn(call.hold())
+
+    def switch_to(self, call_id: str) -> None:
+        """Talk on ``call_id``: hold every other call, resume it if held, make it the current call."""
+        leg = self.legs.get(call_id)
+        if leg is not None and self.phone is not None:
+            self.spawn(self._switch_to(leg))
+
+    async def _switch_to(self, leg: CallLeg) -> None:
+        assert self.phone is not None
+        await self.phone.hold_all(except_call_id=leg.call.call_id)
+        if leg.call.held:
+            await leg.call.resume()
+        if not leg.call.is_ended:
+            self._make_current(leg)
+        self._calls_changed()
+
+    def hangup_call(self, call_id: str) -> None:
+        """Hang up one call of several (the calls list's button)."""
+        leg = self.legs.get(call_id)
+        if leg is not None:
+            self.spawn(leg.call.hangup())
+
+    # --- transfer ----------------------------------------------------------------------------------
+    def held_call(self) -> Call | None:
+        """The other call, on hold, that an attended transfer would connect with the current one."""
+        return next((leg.call for leg in self.legs.values()
+                     if leg.call is not self.call and leg.call.held and not leg.call.is_ended), None)
+
+    def transfer(self, text: str) -> None:
+        """Blind transfer: ask the current call's peer to call ``text`` (REFER); our call ends when it did."""
+        if self.call is None or self.phone is None:
+            return
+        try:
+            uri = normalise_uri(text, self.domain)
+        except GuiDataError as exc:
+            self.transfer_status.emit("error", f"Transfer failed: {exc}")
+            return
+        self.spawn(self._transfer(self.call, uri))
+
+    async def _transfer(self, call: Call, uri: str) -> None:
+        assert self.phone is not None
+        self.transfer_status.emit("info", f"Transferring {call.peer} to {uri}…")
+        try:
+            await self.phone.transfer(call, uri)
+        except CallError as exc:
+            if call.call_id not in self._failed_transfers:   # (a NOTIFY's failure was reported already)
+                self.transfer_status.emit("error", f"Transfer failed: {exc}")
+        finally:
+            self._failed_transfers.discard(call.call_id)
+
+    def transfer_attended(self) -> None:
+        """Attended transfer: connect the held call's peer with the current call's peer (REFER with Replaces)."""
+        held, current = self.held_call(), self.call
+        if held is None or current is None or self.phone is None:
+            self.transfer_status.emit("warning", "An attended transfer needs a call on hold and a call in progress")
+            return
+        self.spawn(self._transfer_attended(held, current))
+
+    async def _transfer_attended(self, held: Call, current: Call) -> None:
+        assert self.phone is not None
+        self._attended = (held.call_id, current.call_id)
+        self.transfer_status.emit("info", f"Connecting {held.peer} with {current.peer}…")
+        try:
+            await self.phone.transfer_attended(held, current)
+        except CallError as exc:
+            if held.call_id not in self._failed_transfers:
+                self.transfer_status.emit("error", f"Transfer failed: {exc}")
+        finally:
+            self._attended = None
+            self._failed_transfers.discard(held.call_id)
+
+    def _transfer_event(self, ev: Transfer) -> None:
+        """A REFER's progress on one of our calls, in words; a call that replaces ours becomes current."""
+        leg = self.legs[ev.call_id]
+        peer, ok = leg.call.peer, ev.status is not None and 200 <= ev.status < 300
+        if ev.role == "transferor":
+            if ev.status == 202 and not ev.final:
+                self.transfer_status.emit("info", f"Transfer: {peer} accepted, calling {ev.target}…")
+            elif ok and (ev.final or ev.status != 202):
+                text = f"Transferred {peer} to {ev.target}"
+                if self._attended is not None and ev.call_id == self._attended[0]:
+                    text = f"Transferred {peer} to {ev.target} (connected them)"
+                    for call_id in self._attended:
+                        if call_id in self.legs:
+                            self.legs[call_id].transferred = text
+                leg.transferred = text
+                self.transfer_status.emit("info", text)
+            elif ev.status is not None and ev.status >= 300 or (ev.final and not ok):
+                leg.transfer_failure = f"{ev.status} {_reason(ev.status)} ({ev.target})"
+                self._failed_transfers.add(ev.call_id)
+                self.transfer_status.emit("error", f"Transfer failed: {leg.transfer_failure}")
+            elif ev.status is not None:
+                self.transfer_status.emit("info", f"Transfer to {ev.target}: {_reason(ev.status)}…")
+            return
+        if not ev.final:   # transferee: the peer asked us to call ev.target
+            self.transfer_status.emit("info", f"{peer} is transferring you to {ev.target} — calling it, "
+                                              "with new keys…")
+            return
+        new = self.phone.calls.get(ev.new_call_id) if ok and ev.new_call_id and self.phone is not None else None
+        if new is None or new.is_ended:
+            self.transfer_status.emit("error", f"Transfer by {peer} to {ev.target} failed "
+                                               f"({ev.status} {_reason(ev.status)})")
+            return
+        words = (f"Transferred by {peer}: now in a call with {new.peer}, keyed afresh" if ev.role == "transferee"
+                 else f"{new.peer} took over your call with {peer} (attended transfer), keyed afresh")
+        if new.call_id not in self.legs:
+            direction = "outgoing" if ev.role == "transferee" else "incoming"
+            adopted = CallLeg(new, now_iso(), direction, time.monotonic(), leg.mic, leg.speaker)
+            self.legs[new.call_id] = adopted
+            self._make_current(adopted)
+            self._set_state("in-call")
+        self.transfer_status.emit("info", words)
+        self._calls_changed()
 
     def toggle_mute(self) -> bool:
         if self.mic is None:
@@ -569,6 +795,38 @@ class PhoneController(QObject):
         out["muted"] = bool(self.mic and self.mic.muted)
         return out
 
+
+
+@dataclass
+class CallLeg:
+    """One call that is up, with what its history record and meters need."""
+
+    call: Call
+    started: str                     # ISO 8601 (the history record's time)
+    direction: str                   # "outgoing" | "incoming"
+    answered_at: float               # monotonic
+    mic: MeteredSource | None
+    speaker: MeteredSink | None
+    transferred: str | None = None   # "Transferred sip:bob@x to sip:carol@x": the call ended by our transfer
+    transfer_failure: str | None = None  # the last failed transfer's status in words
+
+
+@dataclass(frozen=True)
+class CallLine:
+    """One row of the calls list: a call that is up, whether it is the current one and on hold."""
+
+    call_id: str
+    status: CallStatus
+    current: bool
+    held: bool
+
+
+def _reason(status: int | None) -> str:
+    """A transfer's sipfrag status in words ("busy", "no answer", …)."""
+    if status is None:
+        return "no outcome"
+    return {100: "trying", 180: "ringing", 183: "ringing", 200: "answered", 202: "accepted"}.get(
+        status, explain(status, None, incoming=False).lower())
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
 
 from softphone.calls.events import CallStatus, Incoming
 from softphone.calls.profile import SecurityLevel
-from softphone.gui.controller import DIAGNOSTICS_WARNING, Diagnostics, PhoneController
+from softphone.gui.controller import DIAGNOSTICS_WARNING, CallLine, Diagnostics, PhoneController
 from softphone.gui.conversations import ConversationsView, VoicemailView
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
 from softphone.messaging import voice
@@ -103,6 +103,42 @@ class ContactDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+
+class TransferDialog(QDialog):
+    """Whom to transfer the current call to (blind transfer)."""
+
+    def __init__(self, parent: QWidget, peer: str) -> None:
+        super().__init__(parent)
+        self.setObjectName("transfer_dialog")
+        self.setWindowTitle("Transfer call")
+        self.target = QLineEdit()
+        self.target.setObjectName("transfer_target")
+        self.target.setPlaceholderText("carol, carol@example.org or sip:carol@example.org")
+        form = QFormLayout(self)
+        form.addRow(_label(f"Transfer {peer} to someone else: their phone calls them (with new keys) and "
+                           "this call ends once they answer."))
+        form.addRow("&Transfer to", self.target)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+
+def waiting_words(info: Incoming, name: str | None = None) -> str:
+    """A second caller in words, claiming no more than was verified: ``sip:carol@x is calling — verified by
+    ECCSI``."""
+    verified = info.verified_identity
+    who = verified or info.peer or "an unknown caller"
+    if name:
+        who = f"{name} — {who}"
+    if verified:
+        security = "identity verified by ECCSI (Secure Chorus)"
+    elif info.security == SecurityLevel.SDES_INTEROP.label:
+        security = "encrypted (SDES interop), identity NOT verified"
+    else:
+        security = "identity NOT verified"
+    return f"{who} is calling — {security}"
 
 
 class SettingsDialog(QDialog):
@@ -394,6 +430,21 @@ class MainWindow(QMainWindow):
         c = self.controller
         page = QWidget()
         v = QVBoxLayout(page)
+        # call waiting: a second call rings while this one is up
+        self.waiting_banner = QWidget()
+        self.waiting_banner.setObjectName("waiting_banner")
+        self.waiting_banner.setStyleSheet("#waiting_banner { background: #1f4e79; } QLabel { color: white; }")
+        wb = QHBoxLayout(self.waiting_banner)
+        self.waiting_text = _label("", "waiting_text", bold=True)
+        self.answer_waiting_button = _button("&Answer (hold current)", "answer_waiting_button", c.answer_waiting)
+        self.answer_waiting_button.setStyleSheet("background: #1b7f3b; color: white; padding: 6px 16px;")
+        self.decline_waiting_button = _button("Decli&ne", "decline_waiting_button", c.decline_waiting)
+        self.decline_waiting_button.setStyleSheet("background: #b3261e; color: white; padding: 6px 16px;")
+        wb.addWidget(self.waiting_text, 1)
+        wb.addWidget(self.answer_waiting_button)
+        wb.addWidget(self.decline_waiting_button)
+        self.waiting_banner.setVisible(False)
+        v.addWidget(self.waiting_banner)
         self.call_state = _label("", "call_state", bold=True, size=14)
         self.badge = _label("", "badge", bold=True)
         self.identity = _label("", "identity", bold=True, size=13)
@@ -421,12 +472,40 @@ class MainWindow(QMainWindow):
         self.mute_button.setCheckable(True)
         self.hold_button = _button("&Hold", "hold_button", c.toggle_hold)
         self.keypad_button = _button("&Keypad", "keypad_button", self._toggle_keypad)
+        self.transfer_button = _button("&Transfer…", "transfer_button", self.open_transfer)
+        self.attended_button = _button("Transfer held call to &this one", "attended_button", c.transfer_attended)
+        self.attended_button.setVisible(False)
         self.hangup_button = _button("Hang &up", "hangup_button", c.hangup)
         self.hangup_button.setStyleSheet("background: #b3261e; color: white; padding: 8px 24px;")
-        for b in (self.mute_button, self.hold_button, self.keypad_button, self.hangup_button):
+        for b in (self.mute_button, self.hold_button, self.keypad_button, self.transfer_button, self.attended_button,
+                  self.hangup_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         v.addLayout(buttons)
+        self.transfer_text = _label("", "transfer_status")
+        self.transfer_text.setVisible(False)
+        v.addWidget(self.transfer_text)
+        # several calls (call waiting, transfer): list them, switch between them, hang up either
+        self.calls_box = QWidget()
+        self.calls_box.setObjectName("calls_box")
+        cb = QVBoxLayout(self.calls_box)
+        cb.setContentsMargins(0, 0, 0, 0)
+        cb.addWidget(_label("Your calls", bold=True))
+        self.calls_list = QListWidget()
+        self.calls_list.setObjectName("calls_list")
+        self.calls_list.setAccessibleName("calls in progress")
+        self.calls_list.setMaximumHeight(90)
+        self.calls_list.itemActivated.connect(lambda _item: self._switch_selected())
+        cb.addWidget(self.calls_list)
+        calls_row = QHBoxLayout()
+        self.switch_button = _button("S&witch to this call", "switch_button", self._switch_selected)
+        self.hangup_selected_button = _button("Hang up this call", "hangup_selected_button", self._hangup_selected)
+        calls_row.addWidget(self.switch_button)
+        calls_row.addWidget(self.hangup_selected_button)
+        calls_row.addStretch(1)
+        cb.addLayout(calls_row)
+        self.calls_box.setVisible(False)
+        v.addWidget(self.calls_box)
         self.keypad = QWidget()
         self.keypad.setObjectName("keypad")
         grid = QGridLayout(self.keypad)
@@ -438,7 +517,8 @@ class MainWindow(QMainWindow):
         self.keypad.setVisible(False)
         v.addWidget(self.keypad)
         v.addStretch(1)
-        order = (self.mute_button, self.hold_button, self.keypad_button, self.hangup_button)
+        order = (self.mute_button, self.hold_button, self.keypad_button, self.transfer_button, self.attended_button,
+                 self.hangup_button)
         for a, b in itertools.pairwise(order):
             QWidget.setTabOrder(a, b)
         return page
@@ -453,6 +533,10 @@ class MainWindow(QMainWindow):
         c.call_updated.connect(self._on_call_updated)
         c.call_ended.connect(lambda _r: self.refresh_recent())
         c.no_answer.connect(self._offer_voicemail)
+        c.call_waiting.connect(self._on_call_waiting)
+        c.calls_changed.connect(self._on_calls_changed)
+        c.transfer_status.connect(self._on_transfer_status)
+        c.early_media.connect(self._on_early_media)
         c.messages.changed.connect(lambda _peer: self._message_badges())
         for keys, slot in (("Ctrl+M", self._shortcut_mute), ("Ctrl+H", c.toggle_hold), ("Ctrl+K", self._toggle_keypad),
                            ("Escape", c.hangup)):
@@ -554,6 +638,9 @@ class MainWindow(QMainWindow):
         if state == "idle":
             self.show_page("idle")
             self.keypad.setVisible(False)
+            self.waiting_banner.setVisible(False)
+            self.transfer_text.setVisible(False)
+            self.calls_box.setVisible(False)
             self.mute_button.setChecked(False)
             self.refresh_recent()
             QApplication.restoreOverrideCursor()
@@ -572,11 +659,13 @@ class MainWindow(QMainWindow):
             self.hold_button.setEnabled(False)
             self.mute_button.setEnabled(False)
             self.keypad_button.setEnabled(False)
+            self.transfer_button.setEnabled(False)
             self.show_page("call")
         elif state == "in-call":
             self.hold_button.setEnabled(True)
             self.mute_button.setEnabled(True)
             self.keypad_button.setEnabled(True)
+            self.transfer_button.setEnabled(True)
             self.show_page("call")
         elif state == "incoming":
             self.clear_notice("call")
@@ -614,6 +703,69 @@ class MainWindow(QMainWindow):
                              f"key id {st.key_id or '—'}")
         self.call_state.setText("On hold" if st.held else "Connected")
         self.hold_button.setText("Res&ume" if st.held else "&Hold")
+
+    # --- several calls: call waiting, switching, transfer, early media -----------------------------
+    def _on_call_waiting(self, info: Incoming | None) -> None:
+        if info is None:
+            self.waiting_banner.setVisible(False)
+            return
+        name = self.contacts.name_for(info.verified_identity or info.peer or "")
+        self.waiting_text.setText("Call waiting: " + waiting_words(info, name))
+        self.waiting_banner.setVisible(True)
+        self.raise_()
+        QApplication.alert(self)
+
+    def _call_words(self, line: CallLine) -> str:
+        st = line.status
+        name = self.contacts.name_for(st.verified_identity or st.peer)
+        state = "on hold" if line.held else "connected"
+        return f"{'▶ ' if line.current else ''}{f'{name} — ' if name else ''}{st.describe_peer()} — {state}"
+
+    def _on_calls_changed(self, lines: tuple[CallLine, ...]) -> None:
+        self.calls_list.clear()
+        for line in lines:
+            self.calls_list.addItem(self._call_words(line))
+            self.calls_list.item(self.calls_list.count() - 1).setData(Qt.ItemDataRole.UserRole, line.call_id)
+        self.calls_box.setVisible(len(lines) > 1)
+        current = next((i for i, line in enumerate(lines) if line.current), -1)
+        self.calls_list.setCurrentRow(current)
+        self.attended_button.setVisible(self.controller.held_call() is not None and len(lines) > 1)
+
+    def _selected_call(self) -> str | None:
+        item = self.calls_list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def _switch_selected(self) -> None:
+        call_id = self._selected_call()
+        if call_id is not None:
+            self.controller.switch_to(call_id)
+
+    def _hangup_selected(self) -> None:
+        call_id = self._selected_call()
+        if call_id is not None:
+            self.controller.hangup_call(call_id)
+
+    def _on_transfer_status(self, level: str, text: str) -> None:
+        self.transfer_text.setText(text)
+        self.transfer_text.setProperty("level", level)
+        self.transfer_text.setStyleSheet(f"color: {NOTICE_COLOURS.get(level, '#444')}; font-weight: bold;")
+        self.transfer_text.setVisible(True)
+        if level == "error" or text.startswith("Transferred"):
+            self.show_notice(level, text, "call")
+
+    def _on_early_media(self, st: CallStatus) -> None:
+        self.call_state.setText("Early media (not yet answered)")
+        self._set_badge(self.badge, badge(st.security, st.verified_identity, st.peer_assurance))
+        self.identity.setText(st.describe_peer())
+
+    def open_transfer(self) -> None:
+        c = self.controller
+        if c.call is None:
+            return
+        dialog = TransferDialog(self, c.call.peer)
+        dialog.accepted.connect(lambda: c.transfer(dialog.target.text()))
+        dialog.open()
+        self.transfer_dialog = dialog
 
     def _tick(self) -> None:
         c = self.controller
@@ -804,7 +956,7 @@ class MainWindow(QMainWindow):
         c = self.controller  # closing hangs up any call (stop() closes the phone: BYE, then un-REGISTER)
         event.accept()
         self.tick.stop()
-        for dialog in ("passphrase_dialog", "settings_dialog", "contact_dialog"):
+        for dialog in ("passphrase_dialog", "settings_dialog", "contact_dialog", "transfer_dialog"):
             widget = getattr(self, dialog, None)
             if widget is not None and widget.isVisible():
                 widget.reject()
