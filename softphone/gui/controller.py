@@ -28,6 +28,7 @@ from softphone.calls.events import (
     Held,
     Incoming,
     MediaStarted,
+    MembersHeard,
     PeerAssurance,
     PeerSending,
     RegistrationChanged,
@@ -349,7 +350,8 @@ class PhoneController(QObject):
                 self._last_failure = ev
             case Ringing() if self.state == "calling":
                 self._set_state("ringing")
-            case Held() | Resumed() | Rekeyed() | MediaStarted() | PeerSending() if self._is_current(ev):
+            case Held() | Resumed() | Rekeyed() | MediaStarted() | PeerSending() | MembersHeard() \
+                    if self._is_current(ev):
                 assert self.call is not None
                 self.call_updated.emit(self.call.snapshot())
                 if isinstance(ev, Rekeyed):
