@@ -161,7 +161,7 @@ class GroupsView(QWidget):
         self.table.itemSelectionChanged.connect(self._selection)
         v.addWidget(self.table, 1)
         row = QHBoxLayout()
-        self.call_button = QPushButton("Call &group")
+        self.call_button = QPushButton("Call grou&p")
         _named(self.call_button, "group_call_button")
         self.call_button.clicked.connect(lambda _checked=False: self._call(self.table.currentRow()))
         row.addWidget(self.call_button)
