@@ -86,13 +86,16 @@ class Baresip:
 
     def __init__(self, workdir: Path, *, user: str = "bob", mediaenc: str | None = None,
                  answermode: str = "auto", audio_file: Path | None = None,
-                 codecs: str = "pcmu,pcma,opus/48000/2") -> None:
+                 codecs: str = "pcmu,pcma,opus/48000/2", medianat: str | None = None,
+                 interface: str = "127.0.0.1") -> None:
         self.workdir = Path(workdir)
         self.user = user
         self.mediaenc = mediaenc
         self.answermode = answermode
         self.audio_file = audio_file
         self.codecs = codecs
+        self.medianat = medianat  # "ice" loads baresip's ice module for this account (RFC 8445)
+        self.interface = interface  # where baresip gathers media candidates; SIP stays on 127.0.0.1
         self.port, self.ctrl_port, self.rtp_base = _free_ports()
         self.proc: LogProcess | None = None
 
@@ -102,7 +105,7 @@ class Baresip:
 
     def _config(self) -> str:
         source = f"aufile,{self.audio_file or self.workdir / 'silence.wav'}"
-        mods = ["g711.so", "opus.so", "aufile.so", "srtp.so"]
+        mods = ["g711.so", "opus.so", "aufile.so", "srtp.so", *(["ice.so"] if self.medianat == "ice" else [])]
         return "\n".join([
             "poll_method epoll", f"sip_listen 127.0.0.1:{self.port}",
             f"audio_source {source}", f"audio_player aufile,{self.workdir / 'received.wav'}",
@@ -121,8 +124,10 @@ class Baresip:
         params = f";regint=0;answermode={self.answermode};audio_codecs={self.codecs}"
         if self.mediaenc:
             params += f";mediaenc={self.mediaenc}"
+        if self.medianat:
+            params += f";medianat={self.medianat}"
         (self.workdir / "accounts").write_text(f"<sip:{self.user}@127.0.0.1:{self.port}>{params}\n")
-        self.proc = LogProcess(["stdbuf", "-oL", binary, "-f", str(self.workdir), "-n", "127.0.0.1"])
+        self.proc = LogProcess(["stdbuf", "-oL", binary, "-f", str(self.workdir), "-n", self.interface])
         try:
             wait_tcp(self.ctrl_port, 15.0, self.proc)
         except BaseException:

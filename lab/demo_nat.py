@@ -61,9 +61,9 @@ class NatPhone(Phone):
 
     netns: str = ""
 
-    async def _gather_ice(self, controlling: bool) -> tuple[IceAgent, LocalIce] | None:
+    async def _gather_ice(self, controlling: bool, rtcp_mux: bool = True) -> tuple[IceAgent, LocalIce] | None:
         with in_netns(self.netns):
-            return await super()._gather_ice(controlling)
+            return await super()._gather_ice(controlling, rtcp_mux)
 
 
 async def run_nat_call(lab: Lab, nat: NatLab, ice: IceSettings, wav: Path, recording: Path, log: Any,

@@ -170,6 +170,9 @@ def _described(host: str, session_id: int, version: int, media: Media, ice: Loca
         return _session(host, session_id, version, media)
     add_ice(media, ice.description)
     media.port = ice.default[1]
+    media.attributes.remove("rtcp")
+    if ice.rtcp is not None:
+        media.attributes.add("rtcp", f"{ice.rtcp[1]} {connection_line(ice.rtcp[0])}")
     return _session(ice.default[0], session_id, version, media)
 
 
@@ -224,6 +227,7 @@ class LocalIce:
 
     description: IceDescription
     default: tuple[str, int]
+    rtcp: tuple[str, int] | None = None  # the RTCP component's default (a=rtcp, RFC 3605) when not muxed
 
 
 @dataclass

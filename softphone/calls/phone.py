@@ -326,17 +326,18 @@ class Phone:
             except Exception:  # noqa: BLE001 - a bad key is reported by the verification that needs it
                 log.debug("background SAKKE table build failed", exc_info=True)
 
-    async def _gather_ice(self, controlling: bool) -> tuple[IceAgent, LocalIce] | None:
-        """A gathered ICE agent for one call and its SDP attributes, when the account does ICE."""
+    async def _gather_ice(self, controlling: bool, rtcp_mux: bool = True) -> tuple[IceAgent, LocalIce] | None:
+        """A gathered ICE agent for one call and its SDP attributes, when the account does ICE; answering an
+        offer without ``a=rtcp-mux``, candidates for an RTCP component too (``rtcp_mux=False``)."""
         if self.settings.ice is None:
             return None
-        agent = IceAgent(self.settings.ice, controlling)
+        agent = IceAgent(self.settings.ice, controlling, components=1 if rtcp_mux else 2)
         try:
             await agent.gather()
             lines = agent.candidate_lines()
             desc = IceDescription(agent.ufrag, agent.pwd, tuple(IceCandidate.parse(x) for x in lines),
-                                  end_of_candidates=True, rtcp_mux=True)
-            return agent, LocalIce(desc, agent.default_address())
+                                  end_of_candidates=True, rtcp_mux=rtcp_mux)
+            return agent, LocalIce(desc, agent.default_address(), None if rtcp_mux else agent.default_address(2))
         except (IceError, ParseError) as exc:
             await agent.close()
             raise CallError(f"ICE: {exc}") from None
@@ -717,7 +718,7 @@ class Phone:
         else:
             agent = None
             if answerer.current.ice is not None:
-                gathered = await self._gather_ice(controlling=False)
+                gathered = await self._gather_ice(controlling=False, rtcp_mux=answerer.current.ice.rtcp_mux)
                 if gathered is not None:
                     agent, answerer.ice = gathered
             call = self._incoming_call(incoming, source, sink, agent)

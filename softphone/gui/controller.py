@@ -30,6 +30,7 @@ from softphone.calls.events import (
     Held,
     Incoming,
     MediaStarted,
+    MembersHeard,
     PeerAssurance,
     PeerSending,
     RegistrationChanged,
@@ -373,7 +374,8 @@ class PhoneController(QObject):
                 self._set_state("ringing")
             case EarlyMedia() if self.call is None and self.state in ("calling", "ringing"):
                 self.early_media.emit(ev.status)   # our own outgoing call: media before the answer
-            case Held() | Resumed() | Rekeyed() | MediaStarted() | PeerSending() if ev.call_id in self.legs:
+            case Held() | Resumed() | Rekeyed() | MediaStarted() | PeerSending() | MembersHeard() \
+                    if ev.call_id in self.legs:
                 if self._is_current(ev):
                     assert self.call is not None
                     self.call_updated.emit(self.call.snapshot())

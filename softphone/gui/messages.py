@@ -63,10 +63,12 @@ def describe(m: StoredMessage) -> str:
 
 
 class MessageCenter(QObject):
-    """Signals: ``changed(peer)`` a conversation changed ("" for all); ``notice(level, text, cause)``."""
+    """Signals: ``changed(peer)`` a conversation changed ("" for all); ``notice(level, text, cause)``;
+    ``group_key(group_uri)`` a group key from a trusted GMS was verified and stored in the keystore."""
 
     changed = Signal(str)
     notice = Signal(str, str, str)
+    group_key = Signal(str)
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,7 +100,7 @@ class MessageCenter(QObject):
         client = (KmsClient(account.kms_url, account.kms_token() or "", cafile=account.kms_ca_file)
                   if account.kms_url else None)
         self.messenger = Messenger(settings.uri, phone.ua, settings.keystore, store, kms_client=client,
-                                   revoked=settings.revoked)
+                                   revoked=settings.revoked, trusted_gms=account.trusted_gms)
         self.messenger.start()
         self.problem = None
         self._refusals = sum(store.refusals.values())
@@ -122,6 +124,10 @@ class MessageCenter(QObject):
                 peers.add(msg.peer)
                 kind = "voice message" if is_voice(msg) else "message"
                 self.notice.emit("info", f"new {kind} from {msg.peer} (verified by ECCSI)", "")
+            while not m.group_keys.empty():
+                key = m.group_keys.get_nowait()
+                self.notice.emit("info", f"group key for {key.group_uri} received from {key.gms_uri}", "")
+                self.group_key.emit(key.group_uri)
             while not m.notifications.empty():
                 mid, _what = m.notifications.get_nowait()
                 found = m.store.find(mid)

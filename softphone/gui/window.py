@@ -47,6 +47,7 @@ from softphone.calls.events import CallStatus, Incoming
 from softphone.calls.profile import SecurityLevel
 from softphone.gui.controller import DIAGNOSTICS_WARNING, CallLine, Diagnostics, PhoneController
 from softphone.gui.conversations import ConversationsView, VoicemailView
+from softphone.gui.groups import GroupCallPanel, GroupsView, group_badge_style, group_call_title, group_peer_text
 from softphone.gui.model import CallRecord, ContactBook, GuiDataError, badge, format_duration
 from softphone.messaging import voice
 
@@ -338,6 +339,7 @@ class MainWindow(QMainWindow):
             self.addAction(action)
 
     def _idle_page(self) -> QWidget:
+        c = self.controller
         page = QWidget()
         v = QVBoxLayout(page)
         row = QHBoxLayout()
@@ -386,6 +388,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.messages_view, "&Messages")
         self.voicemail_view = VoicemailView(self.controller)
         self.tabs.addTab(self.voicemail_view, "&Voicemail")
+        self.groups_view = GroupsView(lambda: c.keystore.group_keys() if c.keystore is not None else [])
+        self.groups_view.call_requested.connect(self._dial_group)
+        self.tabs.addTab(self.groups_view, "&Groups")
         self.voicemail_offer = QWidget()
         self.voicemail_offer.setObjectName("voicemail_offer")
         offer = QHBoxLayout(self.voicemail_offer)
@@ -451,7 +456,8 @@ class MainWindow(QMainWindow):
         self.details = _label("", "details")
         self.stats = _label("", "stats")
         self.timer = _label("00:00", "timer", bold=True, size=14)
-        for w in (self.call_state, self.badge, self.identity, self.details):
+        self.group_panel = GroupCallPanel()   # members heard, in group calls only
+        for w in (self.call_state, self.badge, self.identity, self.details, self.group_panel):
             v.addWidget(w)
         meters = QGridLayout()
         self.mic_meter, self.spk_meter = QProgressBar(), QProgressBar()
@@ -538,6 +544,8 @@ class MainWindow(QMainWindow):
         c.transfer_status.connect(self._on_transfer_status)
         c.early_media.connect(self._on_early_media)
         c.messages.changed.connect(lambda _peer: self._message_badges())
+        c.messages.group_key.connect(lambda _group: self.groups_view.refresh())   # a GMK was stored
+        c.registration.connect(lambda _state, _detail: self.groups_view.refresh())  # keystore opened
         for keys, slot in (("Ctrl+M", self._shortcut_mute), ("Ctrl+H", c.toggle_hold), ("Ctrl+K", self._toggle_keypad),
                            ("Escape", c.hangup)):
             sc = QShortcut(QKeySequence(keys), self)
@@ -642,6 +650,7 @@ class MainWindow(QMainWindow):
             self.transfer_text.setVisible(False)
             self.calls_box.setVisible(False)
             self.mute_button.setChecked(False)
+            self.group_panel.clear()
             self.refresh_recent()
             QApplication.restoreOverrideCursor()
         elif state in ("calling", "ringing"):
@@ -703,6 +712,20 @@ class MainWindow(QMainWindow):
                              f"key id {st.key_id or '—'}")
         self.call_state.setText("On hold" if st.held else "Connected")
         self.hold_button.setText("Res&ume" if st.held else "&Hold")
+        self._show_group(st)
+
+    def _show_group(self, st: CallStatus) -> None:
+        """A group call: group-keyed wording (never ECCSI's "verified"), members heard; no hold or DTMF."""
+        if not self.group_panel.show_status(st) or st.group is None:
+            return
+        self.badge.setText(group_call_title(st.group))
+        self.badge.setProperty("level", "group")
+        self.badge.setStyleSheet(group_badge_style())
+        self.identity.setText(group_peer_text(st.group))
+        keys = st.keys
+        self.details.setText(f"{keys.codec if keys else '?'} · {keys.srtp if keys else '?'} · one key per sender")
+        self.hold_button.setEnabled(False)
+        self.keypad_button.setEnabled(False)
 
     # --- several calls: call waiting, switching, transfer, early media -----------------------------
     def _on_call_waiting(self, info: Incoming | None) -> None:
@@ -778,6 +801,8 @@ class MainWindow(QMainWindow):
                 self.mic_meter.setValue(round(100 * c.mic.fraction()))
             if c.speaker is not None:
                 self.spk_meter.setValue(round(100 * c.speaker.fraction()))
+            if self.group_panel.isVisible():
+                self.group_panel.show_status(c.call.snapshot())   # packet counts between MembersHeard events
         ks = self.keys.property("key_status")
         if ks is not None:
             self.keys.setText(ks.summary())
@@ -795,6 +820,10 @@ class MainWindow(QMainWindow):
         if 0 <= row < len(self.contacts.contacts):
             self.dial.setText(self.contacts.contacts[row].uri)
             self._dial()
+
+    def _dial_group(self, uri: str) -> None:
+        self.dial.setText(uri)
+        self._dial()
 
     def _dial_recent(self, row: int) -> None:
         item = self.recent.item(row, 2)

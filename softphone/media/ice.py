@@ -86,8 +86,14 @@ class IceAgent:
     :meth:`candidate_lines` in SDP, ``set_remote(...)``, ``await connect(timeout)``, then give
     :meth:`network` to the media session; ``await close()`` at the end."""
 
-    def __init__(self, settings: IceSettings, controlling: bool) -> None:
+    def __init__(self, settings: IceSettings, controlling: bool, components: int = 1) -> None:
+        """``components``: 1 with RTCP muxed on the RTP flow (RFC 5761; what we offer), 2 when answering an
+        offer without ``a=rtcp-mux`` (RFC 8445 §4: an RTCP component the peer checks too); media and RTCP
+        then still go on component 1, as rtcp-mux answered in our SDP says."""
+        if components not in (1, 2):
+            raise IceError(f"ICE components must be 1 or 2, got {components}")
         self.settings = settings
+        self.components = components
         turn_host = settings.turn_server
         tls: bool | ssl.SSLContext = False
         if settings.turn_tls:
@@ -96,7 +102,7 @@ class IceAgent:
             except (OSError, ssl.SSLError) as exc:
                 raise IceError(f"cannot load TURN CA file: {type(exc).__name__}") from None
         self._conn = Connection(
-            ice_controlling=controlling, components=1,
+            ice_controlling=controlling, components=components,
             stun_server=settings.stun_server, turn_server=turn_host,
             turn_username=settings.turn_username, turn_password=settings.turn_password,
             turn_ssl=cast(bool, tls),  # aioice passes it on as create_connection(ssl=...): a context works
@@ -136,9 +142,10 @@ class IceAgent:
         """Our candidates as ``a=candidate`` values (RFC 8839 grammar)."""
         return [c.to_sdp() for c in self._conn.local_candidates]
 
-    def default_address(self) -> Address:
-        """The address for ``c=``/``m=`` (RFC 8839 §4.2.1.1): what aioice picks (relay > srflx > host)."""
-        cand = self._conn.get_default_candidate(1)
+    def default_address(self, component: int = 1) -> Address:
+        """The address for ``c=``/``m=`` (RFC 8839 §4.2.1.1): what aioice picks (relay > srflx > host);
+        ``component=2``: the RTCP component's, for ``a=rtcp``."""
+        cand = self._conn.get_default_candidate(component)
         if cand is None:
             raise IceError("no ICE candidate to put in c=/m=")
         return cand.host, cand.port
@@ -156,7 +163,7 @@ class IceAgent:
                 cand = AioCandidate.from_sdp(line)
             except (ValueError, IndexError):
                 raise IceError("malformed remote ICE candidate") from None
-            if cand.component == 1:
+            if cand.component <= self.components:
                 await self._conn.add_remote_candidate(cand)
         await self._conn.add_remote_candidate(None)
 

@@ -136,3 +136,26 @@ def test_mikey_offer_carries_ice_beside_key_mgmt_and_answer_only_with_ice_offere
     bad = offer.replace(b"typ srflx", b"typ bogus")
     with pytest.raises(NegotiationError, match="bad ICE attributes"):
         _pair(keys)[1].process_offer(bad, ALICE)
+
+
+def test_an_ice_answer_to_an_offer_without_rtcp_mux_names_its_rtcp_component(keys) -> None:
+    """Answering ``a=rtcp-mux`` to an ICE offer that lacked it (baresip 1.0 sends one), with no RTCP
+    candidate, made baresip give up ICE ("audio.2: no remote candidates found", then "ICE not supported by
+    peer") and send nothing. The answer now carries both components and ``a=rtcp`` (RFC 3605), no rtcp-mux."""
+    from softphone.calls.negotiation import LocalIce
+    from softphone.sip.ice import Candidate, IceDescription
+    host = Candidate("1", 1, "udp", 2130706431, "10.1.0.2", 40000, "host")
+    alice_ice = LocalIce(IceDescription("aaaa", "a" * 22, (host, replace(host, component=2, port=40001))),
+                         ("10.1.0.2", 40000))
+    bob_host = replace(host, host="10.2.0.2", port=41000)
+    bob_ice = LocalIce(IceDescription("bbbb", "b" * 22, (bob_host, replace(bob_host, component=2, port=41234))),
+                       ("10.2.0.2", 41000), rtcp=("10.2.0.2", 41234))
+    offerer, answerer = _pair(keys)
+    offerer.ice, answerer.ice = alice_ice, bob_ice
+    offer = offerer.offer()
+    assert b"a=ice-ufrag:aaaa" in offer and b"a=rtcp-mux" not in offer
+    theirs = answerer.process_offer(offer, ALICE)
+    assert theirs.ice is not None and not theirs.ice.rtcp_mux
+    answer = answerer.answer()
+    assert b"a=rtcp-mux" not in answer and b"a=rtcp:41234 IN IP4 10.2.0.2\r\n" in answer
+    assert b" 2 udp 2130706431 10.2.0.2 41234 typ host" in answer and b"m=audio 41000 " in answer
