@@ -55,11 +55,13 @@ def _select(window: Any, who: str) -> None:
     window.calls_list.setCurrentRow(row)
 
 
-async def _in_call_with_bob(window: Any, controller: Any) -> None:
+async def _in_call_with_bob(window: Any, controller: Any, bob: Peer) -> Call:
     await start_window(window)
     await wait_for(lambda: window.registration.property("state") == "registered", "registration", 30)
     controller.dial("bob")
     await wait_for(lambda: controller.state == "in-call", "the call to bob to be answered", 20)
+    await wait_for(lambda: bob.calls, "bob's side of the call")
+    return bob.calls[0][0]
 
 
 def test_call_waiting_answer_switch_hangup_decline_and_attended_transfer(lab: Lab, speech: np.ndarray,
@@ -72,8 +74,7 @@ def test_call_waiting_answer_switch_hangup_decline_and_attended_transfer(lab: La
         loop = asyncio.get_running_loop()
         async with Peer(lab, "bob", speech, auto_answer=True) as bob, Peer(lab, "carol", speech) as carol, \
                 opened(window):
-            await _in_call_with_bob(window, controller)
-            bob_call = bob.calls[0][0]
+            bob_call = await _in_call_with_bob(window, controller, bob)
             assert not window.waiting_banner.isVisible() and not window.calls_box.isVisible()
 
             # carol calls while alice talks to bob: it rings, the banner says who and how verified
@@ -158,8 +159,7 @@ def test_blind_transfer_from_the_window_and_being_transferred(lab: Lab, speech: 
         loop = asyncio.get_running_loop()
         async with Peer(lab, "bob", speech, auto_answer=True) as bob, Peer(lab, "carol", speech) as carol, \
                 opened(window):
-            await _in_call_with_bob(window, controller)
-            bob_call = bob.calls[0][0]
+            bob_call = await _in_call_with_bob(window, controller, bob)
             await ui(QTest.mouseClick, window.transfer_button, Qt.MouseButton.LeftButton)
             dialog = await wait_for(lambda: getattr(window, "transfer_dialog", None), "the transfer dialog")
             await wait_for(dialog.isVisible, "the transfer dialog to show")
@@ -188,6 +188,7 @@ def test_blind_transfer_from_the_window_and_being_transferred(lab: Lab, speech: 
 
             controller.dial("bob")
             await wait_for(lambda: controller.state == "in-call", "the third call to bob", 20)
+            await wait_for(lambda: len(bob.calls) == 3, "bob's side of the third call")
             old = bob.calls[-1][0]
 
             # alice is transferred by bob to carol: the new call is listed, keyed afresh
