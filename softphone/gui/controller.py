@@ -113,6 +113,7 @@ class PhoneController(QObject):
         self.legs: dict[str, CallLeg] = {}          # every call that is up, oldest first; self.call is current
         self._attended: tuple[str, str] | None = None  # (held, consultation) Call-IDs of an attended transfer
         self._failed_transfers: set[str] = set()       # calls whose transfer failure was already reported
+        self._transferred_away: dict[str, CallLeg] = {}  # we are being transferred: the old call, until the new is up
         self.state = "idle"
         self.mic: MeteredSource | None = None
         self.speaker: MeteredSink | None = None
@@ -342,6 +343,7 @@ class PhoneController(QObject):
                 pass
         self.call = self.pending = self.waiting = None
         self.legs.clear()
+        self._transferred_away.clear()
         self.registration.emit("offline", "stopped")
 
     # --- events from the phone ---------------------------------------------------------------------
@@ -382,7 +384,7 @@ class PhoneController(QObject):
                     if isinstance(ev, Rekeyed):
                         self._notify("info", f"new call key {ev.status.key_id}")
                 self._calls_changed()
-            case Transfer() if ev.call_id in self.legs:
+            case Transfer() if ev.call_id in self.legs or ev.call_id in self._transferred_away:
                 self._transfer_event(ev)
             case Ended() if ev.call_id in self.legs:
                 self._ended(ev)
@@ -733,7 +735,7 @@ class PhoneController(QObject):
 
     def _transfer_event(self, ev: Transfer) -> None:
         """A REFER's progress on one of our calls, in words; a call that replaces ours becomes current."""
-        leg = self.legs[ev.call_id]
+        leg = self.legs.get(ev.call_id) or self._transferred_away[ev.call_id]   # (its BYE may come first)
         peer, ok = leg.call.peer, ev.status is not None and 200 <= ev.status < 300
         if ev.role == "transferor":
             if ev.status == 202 and not ev.final:
@@ -755,9 +757,11 @@ class PhoneController(QObject):
                 self.transfer_status.emit("info", f"Transfer to {ev.target}: {_reason(ev.status)}…")
             return
         if not ev.final:   # transferee: the peer asked us to call ev.target
+            self._transferred_away[ev.call_id] = leg
             self.transfer_status.emit("info", f"{peer} is transferring you to {ev.target} — calling it, "
                                               "with new keys…")
             return
+        self._transferred_away.pop(ev.call_id, None)
         new = self.phone.calls.get(ev.new_call_id) if ok and ev.new_call_id and self.phone is not None else None
         if new is None or new.is_ended:
             self.transfer_status.emit("error", f"Transfer by {peer} to {ev.target} failed "
