@@ -671,9 +671,10 @@ class MainWindow(QMainWindow):
             self.transfer_button.setEnabled(False)
             self.show_page("call")
         elif state == "in-call":
-            self.hold_button.setEnabled(True)
+            solo = self.group_panel.isHidden()  # a group call's status may come first: no hold or DTMF there
+            self.hold_button.setEnabled(solo)
             self.mute_button.setEnabled(True)
-            self.keypad_button.setEnabled(True)
+            self.keypad_button.setEnabled(solo)
             self.transfer_button.setEnabled(True)
             self.show_page("call")
         elif state == "incoming":
