@@ -8,6 +8,11 @@ With ``partners=("dave",)`` a second community runs beside it: users ``sip:dave@
 own KMS ``kms.other.test`` (a second ``softphone-kms serve``), registered with the same Kamailio (it
 serves both domains). The communities do not trust each other until :meth:`Lab.trust` imports the
 other's exported certificate (``softphone-kms export-cert``) into a user's keystore.
+
+With ``public_host`` (an address of this machine on a "public" network: the NAT lab's ``HOST_IP``)
+Kamailio also listens there and serves NATed clients, the KMS listens there only, and phones and
+accounts files reach both at that address: phones run behind the NAT lab's NATs then register, call
+and fetch keys through them.
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ class Lab:
     """PKI + Kamailio (TLS) + KMS (HTTPS, SQLite) + provisioned users; a context manager."""
 
     def __init__(self, workdir: Path, users: tuple[str, ...] = ("alice", "bob"), *, msilo: bool = False,
-                 partners: tuple[str, ...] = ()) -> None:
+                 partners: tuple[str, ...] = (), public_host: str | None = None) -> None:
         self.workdir = Path(workdir)
+        self.public_host = public_host
         self.msilo = msilo
         self.users = users
         self.partners = partners  # users of the second community (other.test); names distinct from users
@@ -75,10 +81,11 @@ class Lab:
     def start(self) -> Lab:
         base = self.workdir / "pki"
         ca = certs.make_ca(base)
-        self.pki = {"ca": ca, "kamailio": certs.issue(ca, base, "kamailio"), "ua": certs.issue(ca, base, "ua")}
+        hosts = ("127.0.0.1", "localhost", "::1") + ((self.public_host,) if self.public_host else ())
+        self.pki = {"ca": ca, "kamailio": certs.issue(ca, base, "kamailio", hosts), "ua": certs.issue(ca, base, "ua")}
         self.kamailio = Kamailio(self.workdir / "kamailio", self.passwords, tls=self.pki["kamailio"],
                                  algorithm="SHA-256", msilo=self.msilo,
-                                 domains=(PARTNER_DOMAIN,) if self.partners else ())
+                                 domains=(PARTNER_DOMAIN,) if self.partners else (), public_host=self.public_host)
         self.kamailio.start()
         self.kms = self._start_kms(self.workdir / "kms", KMS_URI, self.users)
         self.kms_url, self.kms_ca = self.kms.url, self.kms.cafile
@@ -92,7 +99,7 @@ class Lab:
         made = make_community(directory, kms_uri, self._kms_passphrase, users=tuple(self.uri(u) for u in users))
         self.tokens.update({user: made[self.uri(user)].token for user in users})
         try:
-            return serve_kms(directory, self._kms_passphrase, timeout=timeout)
+            return serve_kms(directory, self._kms_passphrase, timeout=timeout, host=self.public_host or "127.0.0.1")
         except RuntimeError as exc:
             raise LabError(str(exc)) from None
 
@@ -148,8 +155,18 @@ class Lab:
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    def account_file(self, user: str, directory: Path) -> Path:
-        """An accounts TOML for ``user`` (secrets in 0600 files beside it), for the ``softphone`` CLI."""
+    @property
+    def proxy(self) -> str:
+        """The registrar/outbound proxy URI phones use (TLS; at ``public_host`` when there is one)."""
+        assert self.kamailio is not None
+        return f"sip:{self.public_host or '127.0.0.1'}:{self.kamailio.tls_port};transport=tls"
+
+    def account_file(self, user: str, directory: Path, *, local_host: str | None = None,
+                     extra: dict[str, str] | None = None) -> Path:
+        """An accounts TOML for ``user`` (secrets in 0600 files beside it), for the ``softphone`` CLI.
+
+        ``local_host``: the address the phone binds SIP and media to (its ``local_host``); ``extra``: more
+        account keys with string values (e.g. ``stun_server``)."""
         assert self.kamailio is not None and self.kms_ca is not None
         directory.mkdir(parents=True, exist_ok=True)
         files = {"pw": self.passwords[user], "pass": self.keystore_passphrases[user], "token": self.tokens[user]}
@@ -162,7 +179,7 @@ class Lab:
         config.write_text(f"""[[account]]
 name = "{user}"
 uri = "{self.uri(user)}"
-registrar = "sip:127.0.0.1:{self.kamailio.tls_port};transport=tls"
+registrar = "{self.proxy}"
 password_file = "{user}.pw"
 profile = "securechorus"
 ca_file = "{self.pki['ca'].cert}"
@@ -173,7 +190,9 @@ keystore_passphrase_file = "{user}.pass"
 kms_url = "{kms_url}"
 kms_token_file = "{user}.token"
 kms_ca_file = "{kms_ca}"
-""" + (f'trusted_gms = ["{self.uri(GMS_USER)}"]\n' if GMS_USER in self.users and user != GMS_USER else ""))
+""" + (f'local_host = "{local_host}"\n' if local_host else "")
+            + "".join(f'{key} = "{value}"\n' for key, value in (extra or {}).items())
+            + (f'trusted_gms = ["{self.uri(GMS_USER)}"]\n' if GMS_USER in self.users and user != GMS_USER else ""))
         return config
 
     # --- the Group Management Server (gms/, driven by `softphone-kms group`) -------------------------
@@ -213,7 +232,7 @@ kms_ca_file = "{kms_ca}"
     def ua_config(self, user: str) -> UAConfig:
         assert self.kamailio is not None
         return UAConfig(aor=self.uri(user), username=user, password=self.passwords[user],
-                        proxy=f"sip:127.0.0.1:{self.kamailio.tls_port};transport=tls", transport="tls",
+                        proxy=self.proxy, transport="tls",
                         tls_server=certs.server_context(self.pki["ua"]),
                         tls_client=certs.client_context(self.pki["ca"].cert), expires=300,
                         timers=Timers(t1=0.1, t2=0.4, t4=0.5))

@@ -16,8 +16,15 @@ TLS/TCP read buffer drops any SIP message over 16 KiB, and a secure message with
 (voice message) is ~24 KiB.
 ``domains`` adds SIP domains this proxy also serves (aliases; users are matched by name, so names
 must be distinct across domains).
-The config logs ``LAB REGISTER aor=… contact=… expires=… proto=…`` and ``LAB RELAY method ruri proto=…``
-(each prefixed with the Call-ID).
+With ``public_host`` (an address of this machine on a "public" network, e.g. the NAT lab's
+``HOST_IP``) it also listens there and serves clients behind NATs as a provider's proxy does
+(``nathelper``): a REGISTER from behind a NAT is saved with the address it came from (``received``),
+so calls to that user go back over the flow it opened; the Contact of a NATed dialog request or
+answer gets an ``alias`` of its real source, which in-dialog requests are routed to
+(``handle_ruri_alias``).
+The config logs ``LAB REGISTER aor=… contact=… expires=… proto=… src=ip:port`` and
+``LAB RELAY method ruri proto=…`` (each prefixed with the Call-ID); ``LAB NATED method src`` when a
+request came from behind a NAT.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ class Kamailio:
     def __init__(self, workdir: Path, users: dict[str, str], *, tls: CertFiles | None = None,
                  algorithm: str = "MD5", realm: str = "lab.test", min_expires: int = 1,
                  auth_invite: bool = True, stun: bool = False, msilo: bool = False,
-                 domains: tuple[str, ...] = ()) -> None:
+                 domains: tuple[str, ...] = (), public_host: str | None = None) -> None:
         self.workdir = Path(workdir)
         self.users = users
         self.tls = tls
@@ -59,6 +66,7 @@ class Kamailio:
         self.stun = stun   # answer STUN Binding requests on the SIP UDP port (RFC 5626 §4.4.2 keep-alives)
         self.msilo = msilo
         self.domains = domains  # more SIP domains served (aliases); digest realm and users stay shared
+        self.public_host = public_host  # also listen here, and serve NATed clients (nathelper)
         self.udp_port = free_port()
         self.tcp_port = self.udp_port
         self.tls_port = free_port(also_tcp=True) if tls else None
@@ -70,13 +78,33 @@ class Kamailio:
 
     def config(self) -> str:
         """The generated kamailio.cfg text."""
-        listens = [f"listen=udp:127.0.0.1:{self.udp_port}", f"listen=tcp:127.0.0.1:{self.tcp_port}"]
+        hosts = ["127.0.0.1"] + ([self.public_host] if self.public_host else [])
+        listens = [f"listen={proto}:{host}:{port}" for host in hosts
+                   for proto, port in (("udp", self.udp_port), ("tcp", self.tcp_port), ("tls", self.tls_port))
+                   if port is not None]
         mods = list(MODULES)
         if self.tls:
-            listens.append(f"listen=tls:127.0.0.1:{self.tls_port}")
             mods.append("tls")
         if self.stun:
             mods.append("stun")
+        nat_params = nat_test = nat_register = nat_alias = nat_reply = ""
+        if self.public_host:
+            mods.append("nathelper")
+            nat_params = ('modparam("nathelper", "received_avp", "$avp(RECEIVED)")\n'
+                          'modparam("registrar", "received_avp", "$avp(RECEIVED)")\n')
+            # 1: Contact is a private address; 2: Via differs from the source; 16: so does the port
+            nat_test = """
+    if (nat_uac_test("19")) {
+        xlog("L_NOTICE", "LAB NATED $rm src=$si:$sp\\n");
+        if (is_method("REGISTER")) fix_nated_register(); else if (is_present_hf("Contact")) add_contact_alias();
+    }"""
+            nat_register = " src=$si:$sp"
+            nat_alias = " handle_ruri_alias();"
+            nat_reply = """
+onreply_route {
+    if (nat_uac_test("1")) add_contact_alias();
+}
+"""
         pw_lines = "\n".join(f'    if ($au == "{_quote(u)}") $var(pw) = "{_quote(p)}";' for u, p in self.users.items())
         tls_params = f'modparam("tls", "config", "{self.workdir / "tls.cfg"}")\n' if self.tls else ""
         silo_params = silo_store = silo_dump = ""
@@ -129,13 +157,13 @@ modparam("registrar", "default_expires", 60)
 modparam("auth", "secret", "lab-nonce-secret")
 modparam("auth", "algorithm", "{self.algorithm}")
 modparam("rr", "enable_double_rr", 1)
-{tls_params}{silo_params}
+{tls_params}{silo_params}{nat_params}
 request_route {{
     $var(realm) = "{self.realm}";
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
-    if (!sanity_check("17895", "7")) {{ xlog("L_NOTICE", "LAB MALFORMED $rm\\n"); exit; }}
+    if (!sanity_check("17895", "7")) {{ xlog("L_NOTICE", "LAB MALFORMED $rm\\n"); exit; }}{nat_test}
     if (has_totag()) {{
-        if (loose_route()) {{ xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr\\n"); t_relay(); exit; }}
+        if (loose_route()) {{{nat_alias} xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr\\n"); t_relay(); exit; }}
         if (is_method("ACK")) {{ if (t_check_trans()) t_relay(); exit; }}
         sl_send_reply("404", "Not here");
         exit;
@@ -151,7 +179,7 @@ request_route {{
             exit;
         }}
         consume_credentials();
-        xlog("L_NOTICE", "LAB REGISTER aor=$tu contact=$ct expires=$hdr(Expires) proto=$pr\\n");
+        xlog("L_NOTICE", "LAB REGISTER aor=$tu contact=$ct expires=$hdr(Expires) proto=$pr{nat_register}\\n");
         if (!save("location")) {{ sl_reply_error(); exit; }}{silo_dump}
         exit;
     }}
@@ -164,6 +192,7 @@ request_route {{
     exit;
 }}
 
+{nat_reply}
 route[PASSWD] {{
     $var(pw) = "";
 {pw_lines}

@@ -29,7 +29,7 @@ from lab.proc import LogProcess
 #: The directory holding the imported ``kms`` package.
 SOURCE_ROOT = Path(kms.__file__).resolve().parents[1]
 API = "/keymanagement/identity/v1"
-_SERVING = re.compile(r"serving (https://127\.0\.0\.1:(\d+))\S* \(certificate (.+)\)")
+_SERVING = re.compile(r"serving (https://([0-9.]+):(\d+))\S* \(certificate (.+)\)")
 
 
 def kms_env(passphrase: str) -> dict[str, str]:
@@ -98,12 +98,14 @@ class KmsServer:
         self.stop()
 
 
-def serve_kms(directory: Path, passphrase: str, *extra: str, timeout: float = 30.0) -> KmsServer:
-    """Start ``softphone-kms serve`` for the community in ``directory`` on a free port; wait (bounded) for it.
+def serve_kms(directory: Path, passphrase: str, *extra: str, timeout: float = 30.0,
+              host: str = "127.0.0.1") -> KmsServer:
+    """Start ``softphone-kms serve`` for the community in ``directory`` on a free port of ``host`` (an IPv4
+    address of this machine); wait (bounded) for it.
 
     RuntimeError (with the server's output) when it does not come up within ``timeout`` seconds.
     """
-    proc = LogProcess(kms_command("serve", "--dir", str(directory), "--listen", "127.0.0.1:0", *extra),
+    proc = LogProcess(kms_command("serve", "--dir", str(directory), "--listen", f"{host}:0", *extra),
                       env=kms_env(passphrase), cwd=SOURCE_ROOT)
     try:
         line = proc.wait_for(_SERVING.pattern, timeout)[0]
@@ -115,4 +117,4 @@ def serve_kms(directory: Path, passphrase: str, *extra: str, timeout: float = 30
         raise
     m = _SERVING.search(line)
     assert m is not None
-    return KmsServer(proc, m.group(1), "127.0.0.1", int(m.group(2)), Path(m.group(3)))
+    return KmsServer(proc, m.group(1), m.group(2), int(m.group(3)), Path(m.group(4)))

@@ -5,8 +5,14 @@ not where it cannot run.
 ```
  phone A 10.1.0.2 ── NAT A (10.1.0.1 | 203.0.113.11) ──┐
                                                        br0 in PUBLIC 203.0.113.1 (servers here)
- phone B 10.2.0.2 ── NAT B (10.2.0.1 | 203.0.113.12) ──┘
+ phone B 10.2.0.2 ── NAT B (10.2.0.1 | 203.0.113.12) ──┤
+                                                       │ (``host_link=True``)
+ this machine's own namespace 203.0.113.254 ───────────┘
 ```
+
+With ``host_link=True`` the namespace this process runs in gets a port on the public bridge too, at
+:data:`HOST_IP`: servers started the usual way (Kamailio, the KMS) then listen on the public side, and
+phones run inside ``phone_a``/``phone_b`` (``ip netns exec``) reach them only through their NAT.
 
 The NATs masquerade (Linux conntrack: port-preserving where it can, address-and-port-dependent
 filtering), so a phone's private address is unreachable from the other side and ICE has to find the
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 PUBLIC_IP = "203.0.113.1"
 NAT_A_PUBLIC, NAT_B_PUBLIC = "203.0.113.11", "203.0.113.12"
 PHONE_A_IP, PHONE_B_IP = "10.1.0.2", "10.2.0.2"
+HOST_IP = "203.0.113.254"  # this machine's own namespace on the public side (``NatLab.create(host_link=True)``)
 PREFIX = "scnat"
 
 
@@ -67,15 +74,19 @@ class NatLab:
     nat_b: str
     phone_a: str
     phone_b: str
+    host_link: bool = False
 
     @classmethod
-    def create(cls) -> NatLab:
+    def create(cls, host_link: bool = False) -> NatLab:
+        """Build the namespaces; ``host_link`` also puts this namespace on the public side at :data:`HOST_IP`."""
         tag = f"{PREFIX}{os.getpid() % 100000}"
-        lab = cls(tag, f"{tag}p", f"{tag}na", f"{tag}nb", f"{tag}a", f"{tag}b")
+        lab = cls(tag, f"{tag}p", f"{tag}na", f"{tag}nb", f"{tag}a", f"{tag}b", host_link)
         lab.cleanup_stale()
         atexit.register(lab.close)
         try:
             lab._build()
+            if host_link:
+                lab._link_host()
         except BaseException:
             lab.close()
             raise
@@ -118,6 +129,13 @@ class NatLab:
             _run(["ip", "addr", "add", f"{net}.2/24", "dev", ph], phone)
             _run(["ip", "link", "set", ph, "up"], phone)
             _run(["ip", "route", "add", "default", "via", f"{net}.1"], phone)
+
+    def _link_host(self) -> None:
+        here, port = f"{self.tag}h", f"{self.tag}hb"  # deleted with the public namespace (its peer is there)
+        _run(["ip", "link", "add", here, "type", "veth", "peer", "name", port, "netns", self.public])
+        _run(["ip", "link", "set", port, "master", "br0", "up"], self.public)
+        _run(["ip", "addr", "add", f"{HOST_IP}/24", "dev", here])
+        _run(["ip", "link", "set", here, "up"])
 
     def block_udp(self) -> None:
         """Drop every forwarded UDP datagram at both NATs: only TCP (to TURN) gets out."""
