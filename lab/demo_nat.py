@@ -66,13 +66,32 @@ class NatPhone(Phone):
             return await super()._gather_ice(controlling, rtcp_mux)
 
 
+def nat_ice(nat: NatLab, turn: Coturn, path: str) -> IceSettings:
+    """The ICE settings for media over ``path`` through ``nat``: ``"relay"`` drops all UDP at both NATs (for
+    the rest of the lab's life) and allows only relayed candidates over TURN/TCP; ``"srflx"`` is STUN only."""
+    if path == "relay":
+        nat.block_udp()
+        return IceSettings(turn_server=(PUBLIC_IP, turn.port), turn_username=turn.username,
+                           turn_password=turn.password, turn_transport="tcp", policy=IcePolicy.RELAY)
+    if path == "srflx":
+        return IceSettings(stun_server=(PUBLIC_IP, turn.port))
+    raise ValueError(f"no NAT path {path!r} (relay or srflx)")
+
+
+def nat_phones(lab: Lab, nat: NatLab, ice: IceSettings,
+               on_event: Callable[[CallEvent], None] | None = None) -> tuple[NatPhone, NatPhone]:
+    """alice with her media behind NAT A and bob with his behind NAT B (media traced, as ``setup_ms`` needs)."""
+    alice = NatPhone(replace(lab.settings("alice", trace_media=True), ice=ice), on_event=on_event)
+    bob = NatPhone(replace(lab.settings("bob", trace_media=True), ice=ice), on_event=on_event)
+    alice.netns, bob.netns = nat.phone_a, nat.phone_b
+    return alice, bob
+
+
 async def run_nat_call(lab: Lab, nat: NatLab, ice: IceSettings, wav: Path, recording: Path, log: Any,
                        result: dict[str, Any]) -> None:
     played = read_wav(wav)
     events: list[CallEvent] = []
-    alice = NatPhone(replace(lab.settings("alice", trace_media=True), ice=ice), on_event=events.append)
-    bob = NatPhone(replace(lab.settings("bob", trace_media=True), ice=ice), on_event=events.append)
-    alice.netns, bob.netns = nat.phone_a, nat.phone_b
+    alice, bob = nat_phones(lab, nat, ice, events.append)
     async with alice, bob:
         await alice.register()
         await bob.register()
@@ -123,13 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         make_speech(wav)
         with Lab(workdir / "lab") as lab, NatLab.create() as nat, \
                 Coturn(workdir / "coturn", PUBLIC_IP, netns=nat.public) as turn:
+            ice = nat_ice(nat, turn, args.path)
             if args.path == "relay":
-                nat.block_udp()
-                ice = IceSettings(turn_server=(PUBLIC_IP, turn.port), turn_username=turn.username,
-                                  turn_password=turn.password, turn_transport="tcp", policy=IcePolicy.RELAY)
                 log(f"UDP blocked at both NATs; TURN over TCP at {PUBLIC_IP}:{turn.port}, relay only")
             else:
-                ice = IceSettings(stun_server=(PUBLIC_IP, turn.port))
                 log(f"STUN at {PUBLIC_IP}:{turn.port}")
             asyncio.run(run_nat_call(lab, nat, ice, wav, workdir / "bob-recording.wav", log, result))
         reason = judge(result)
