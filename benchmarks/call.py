@@ -23,10 +23,23 @@ the two-party part.
 
 With ICE (``--ice``, needs a non-loopback IPv4 interface): ``ice_host_setup_ms_median`` is the two-party
 figure when both phones offer ICE (host candidates): INVITE → first audio at bob, so the checks and
-nomination are inside it, the gathering (done before the INVITE) is not. Through the NAT lab (root, network
-namespaces, coturn; ``lab/netns.py``): ``ice_srflx_connect_ms_median`` and ``ice_relay_connect_ms_median``
-are ICE alone (remote attributes in → pair nominated, ``lab.ice_peer``), two NATs apart, srflx with STUN
-and relay-only over TURN/TCP with UDP blocked, over ``--nat-calls`` runs; not full call setups.
+nomination are inside it, the gathering (done before the INVITE) is not.
+
+Through the NAT lab (root, network namespaces, coturn; ``lab/netns.py``), with the machinery of
+``scripts/demo nat`` (:func:`lab.demo_nat.nat_ice`, :func:`lab.demo_nat.nat_phones`): the same lab's
+Kamailio and KMS, SIP on 127.0.0.1, each phone's ICE agent born in its own namespace behind its own
+masquerading NAT, coturn on the public side. ``ice_srflx_setup_ms_median`` / ``_p90`` (STUN only) and
+``ice_relay_setup_ms_median`` / ``_p90`` (all UDP dropped at both NATs, relay-only policy over TURN/TCP)
+are full secure-call setups measured exactly as ``setup_ms``: alice's INVITE sent → first decrypted audio
+frame played at bob, over ``--nat-calls`` calls after a first one of the same two phones (a fresh NAT lab
+and coturn per path). Here alice's gathering (STUN binding, or TURN/TCP allocation) is before the INVITE and
+not inside the figure; bob's, done while he answers, is. ``ice_*_setup_paths`` counts the measured calls
+by media path (``Call.ice_path``; ``"a/b"`` when alice's and bob's disagree); if any call's media went
+another way than expected, the median and p90 are left out and ``ice_*_setup_refused`` says why.
+
+``ice_srflx_connect_ms_median`` and ``ice_relay_connect_ms_median`` are kept beside them: ICE alone (remote
+attributes in → pair nominated, the controlling side's, ``lab.ice_peer``) between two NATed processes, same
+two paths, over ``--nat-calls`` runs; not call setups, but they show how much of a setup is ICE.
 """
 
 from __future__ import annotations
@@ -40,18 +53,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks._util import emit
 from lab.baresip import Baresip
+from lab.coturn import Coturn
+from lab.demo_nat import nat_ice, nat_phones
 from lab.deployment import Lab
 from lab.focus import give_group_keys, run_group_call
+from lab.netns import PUBLIC_IP, NatLab, unavailable
 from softphone.calls.call import Call
 from softphone.calls.phone import Phone
-from softphone.media.audio import ArraySink, ArraySource
+from softphone.media.audio import ArraySink, ArraySource, write_wav
 from softphone.media.ice import IceSettings
 
 
@@ -60,13 +77,26 @@ def _tone(seconds: float = 2.0) -> np.ndarray:
     return (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
 
 
-async def our_setups(lab: Lab, calls: int, keys_ready: bool = True,
-                     ice: IceSettings | None = None) -> tuple[float, list[float]]:
-    """Setup times (ms): the first alice → bob call after both phones start, then ``calls`` more."""
-    out: list[float] = []
-    first_setup = 0.0
-    alice = Phone(replace(lab.settings("alice", trace_media=True), ice=ice))
-    bob = Phone(replace(lab.settings("bob", trace_media=True), ice=ice))
+@dataclass
+class Setups:
+    """Setup times (ms) of one pair of phones: their first call, then each measured call and its media path."""
+
+    first_ms: float
+    ms: list[float] = field(default_factory=list)
+    paths: list[str | None] = field(default_factory=list)  # alice's ``ice_path``, "alice/bob" if they differ
+
+
+async def our_setups(lab: Lab, calls: int, keys_ready: bool = True, ice: IceSettings | None = None,
+                     nat: NatLab | None = None, timeout: float = 10.0) -> Setups:
+    """The first alice → bob call after both phones start, then ``calls`` more; with ``nat``, each phone's
+    media (its ICE agent) is behind its own NAT (:func:`lab.demo_nat.nat_phones`)."""
+    if nat is None:
+        alice = Phone(replace(lab.settings("alice", trace_media=True), ice=ice))
+        bob = Phone(replace(lab.settings("bob", trace_media=True), ice=ice))
+    else:
+        assert ice is not None, "calls through the NAT lab need ICE"
+        alice, bob = nat_phones(lab, nat, ice)
+    out = Setups(0.0)
     async with alice, bob:
         await alice.register()
         await bob.register()
@@ -75,11 +105,11 @@ async def our_setups(lab: Lab, calls: int, keys_ready: bool = True,
             await alice.keys_ready()
         for i in range(calls + 1):
             async def answer() -> Call:
-                return await (await bob.next_incoming(10)).accept(ArraySource(_tone(0.5)), ArraySink())
+                return await (await bob.next_incoming(timeout)).accept(ArraySource(_tone(0.5)), ArraySink())
 
             answering = asyncio.create_task(answer())
-            call = await alice.call(lab.uri("bob"), ArraySource(_tone()), ArraySink(), timeout=10)
-            bob_call = await asyncio.wait_for(answering, 10)
+            call = await alice.call(lab.uri("bob"), ArraySource(_tone()), ArraySink(), timeout=timeout)
+            bob_call = await asyncio.wait_for(answering, timeout)
             deadline = time.monotonic() + 3.0
             while bob_call.first_played_at() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
@@ -87,12 +117,31 @@ async def our_setups(lab: Lab, calls: int, keys_ready: bool = True,
             if first is None or call.invite_sent_at is None:
                 raise RuntimeError("callee played no decrypted audio within 3 s")
             if i > 0:
-                out.append((first - call.invite_sent_at) * 1000.0)
+                out.ms.append((first - call.invite_sent_at) * 1000.0)
+                path = call.ice_path if call.ice_path == bob_call.ice_path else f"{call.ice_path}/{bob_call.ice_path}"
+                out.paths.append(path)
             else:
-                first_setup = (first - call.invite_sent_at) * 1000.0
+                out.first_ms = (first - call.invite_sent_at) * 1000.0
             await call.hangup()
             await bob_call.ended(5)
-    return first_setup, out
+    return out
+
+
+def nat_setups(lab: Lab, workdir: Path, path: str, calls: int) -> dict[str, object]:
+    """Full secure-call setups through two NATs with media over ``path`` (srflx or relay), as ``setup_ms``;
+    the figures only when every measured call's media went that way (both ends' ``Call.ice_path``)."""
+    with NatLab.create() as nat, Coturn(workdir / f"coturn-setup-{path}", PUBLIC_IP, netns=nat.public) as turn:
+        run = asyncio.run(our_setups(lab, calls, ice=nat_ice(nat, turn, path), nat=nat, timeout=20.0))
+    counts = Counter(str(p) for p in run.paths)
+    out: dict[str, object] = {f"ice_{path}_setup_paths": dict(sorted(counts.items()))}
+    wrong = len(run.paths) - counts[path]
+    if wrong:
+        out[f"ice_{path}_setup_refused"] = f"media went another way than {path} in {wrong} of {len(run.paths)} calls"
+    else:
+        ms = sorted(run.ms)
+        out[f"ice_{path}_setup_ms_median"] = round(statistics.median(ms), 1)
+        out[f"ice_{path}_setup_ms_p90"] = round(ms[int(0.9 * (len(ms) - 1))], 1)
+    return out
 
 
 def baresip_setups(workdir: Path, calls: int) -> list[float]:
@@ -134,9 +183,6 @@ def group_figures(workdir: Path, sizes: tuple[int, ...] = (4, 8), seconds: float
 
 def nat_connects(workdir: Path, runs: int, relay: bool) -> list[float]:
     """ICE connect times (ms, the controlling side's) between two NATed ``lab.ice_peer`` processes."""
-    from lab.coturn import Coturn
-    from lab.netns import PUBLIC_IP, NatLab
-    from softphone.media.audio import write_wav
     wav = workdir / "tone.wav"
     write_wav(wav, _tone(0.2))
     out: list[float] = []
@@ -180,34 +226,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20, help="calls measured per side (default 20)")
     parser.add_argument("--group-only", action="store_true", help="only the group-call figures")
     parser.add_argument("--ice", action="store_true", help="also ICE setups (host) and ICE through NATs")
-    parser.add_argument("--nat-calls", type=int, default=5, help="ICE runs through the NAT lab (default 5)")
+    parser.add_argument("--nat-calls", type=int, default=5,
+                        help="calls (after a first) and ICE-only runs through the NAT lab, per path (default 5)")
     args = parser.parse_args(argv)
     result: dict[str, object] = {}
+    nat_why = unavailable() if args.ice else None
     with tempfile.TemporaryDirectory(prefix="bench-call-") as tmp:
         if not args.group_only:
             with Lab(Path(tmp) / "lab") as lab:
-                first, ours = asyncio.run(our_setups(lab, args.calls))
-                racing, _ = asyncio.run(our_setups(lab, 0, keys_ready=False))
+                ours = asyncio.run(our_setups(lab, args.calls))
+                racing = asyncio.run(our_setups(lab, 0, keys_ready=False))
                 if args.ice:
-                    _, host = asyncio.run(our_setups(lab, args.calls, ice=IceSettings()))
-                    result["ice_host_setup_ms_median"] = round(statistics.median(host), 1)
+                    host = asyncio.run(our_setups(lab, args.calls, ice=IceSettings()))
+                    result["ice_host_setup_ms_median"] = round(statistics.median(host.ms), 1)
+                    if nat_why is None:
+                        for path in ("srflx", "relay"):
+                            result.update(nat_setups(lab, Path(tmp), path, args.nat_calls))
             theirs = baresip_setups(Path(tmp) / "baresip", args.calls)
-            ours.sort()
-            median = statistics.median(ours)
+            ms = sorted(ours.ms)
+            median = statistics.median(ms)
             result.update({"calls": args.calls, "setup_ms_median": round(median, 1),
-                           "first_setup_ms": round(first, 1), "first_setup_vs_median": round(first / median, 2),
-                           "first_setup_racing_tables_ms": round(racing, 1),
-                           "setup_ms_p90": round(ours[int(0.9 * (len(ours) - 1))], 1),
+                           "first_setup_ms": round(ours.first_ms, 1),
+                           "first_setup_vs_median": round(ours.first_ms / median, 2),
+                           "first_setup_racing_tables_ms": round(racing.first_ms, 1),
+                           "setup_ms_p90": round(ms[int(0.9 * (len(ms) - 1))], 1),
                            "baresip_setup_ms_median": round(statistics.median(theirs), 1)})
         if args.ice:
-            from lab.netns import unavailable
-            why = unavailable()
-            if why is None:
+            if nat_why is None:
                 for name, relay in (("srflx", False), ("relay", True)):
                     runs = nat_connects(Path(tmp), args.nat_calls, relay)
                     result[f"ice_{name}_connect_ms_median"] = round(statistics.median(runs), 1)
             else:
-                result["ice_nat"] = f"skipped: {why}"
+                result["ice_nat"] = f"skipped: {nat_why}"
         result.update(group_figures(Path(tmp) / "grouplab"))
     emit(result, args.json)
     return 0
