@@ -148,8 +148,9 @@ class Call:
         self.emit(kind(self.call_id, self.snapshot()))
 
     # --- media -------------------------------------------------------------------------------------
-    async def start_media(self, negotiated: Negotiated) -> None:
-        """Start SRTP media for ``negotiated`` (restarting on the same port if keys changed)."""
+    async def start_media(self, negotiated: Negotiated, *, rebind: bool = False) -> None:
+        """Start SRTP media for ``negotiated`` (restarting on the same port if keys changed; ``rebind``:
+        the port was this call's before, retry while it is being released)."""
         old = self.media
         self.negotiated = negotiated
         if old is not None:
@@ -169,7 +170,7 @@ class Call:
                 await self.media.start()
                 break
             except MediaError as exc:
-                if old is None or attempt == 19:
+                if (old is None and not rebind) or attempt == 19:
                     self.media = None
                     raise CallError(str(exc)) from None
                 await asyncio.sleep(0.01)
@@ -261,6 +262,15 @@ class Call:
             await self.media.stop(send_bye=False)
             self.media = None
         return self._source, self._sink
+
+    async def reclaim_audio(self) -> None:
+        """Take the audio ends back after :meth:`handover_audio` when the call that was to take over failed
+        (a blind transfer to a busy or absent target): media restarts on the same keys and port under a
+        new random SSRC (so no SRTP nonce of the earlier stream is reused). Nothing if the call ended."""
+        if self._ended.is_set() or not self._audio_released or self.negotiated is None:
+            return
+        self._audio_released = False
+        await self.start_media(self.negotiated, rebind=True)
 
     async def ended(self, timeout: float | None = None) -> None:
         """Wait until the call is over (either side hung up)."""

@@ -96,7 +96,7 @@ class GroupCall(Call):
     def peer(self) -> str:
         return self.group_uri
 
-    async def start_media(self, negotiated: Negotiated) -> None:
+    async def start_media(self, negotiated: Negotiated, *, rebind: bool = False) -> None:
         self.negotiated = negotiated
         cfg = GroupMediaConfig((self.host, self.port), negotiated.remote_addr, negotiated.codec, self.own,
                                group_resolver(lambda: self._keys, self._now))

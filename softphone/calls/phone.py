@@ -394,10 +394,10 @@ class Phone:
             if call.ice_agent is not None:
                 await call.ice_agent.close()
             call.emit(Failed(call.call_id, exc.reason, exc.status, exc.warning))
-            raise CallError(f"call to {target} failed: {exc.status} {exc.reason}{warning}") from None
+            raise CallError(f"call to {target} failed: {exc.status} {exc.reason}{warning}", exc.status) from None
         except TimeoutError:
             await call.hangup()
-            raise CallError(f"call to {target} not answered within {timeout:g} s") from None
+            raise CallError(f"call to {target} not answered within {timeout:g} s", 408) from None
         except asyncio.CancelledError:  # the user gave up while it rang: CANCEL, then stop
             await asyncio.shield(call.hangup())
             raise
@@ -495,10 +495,16 @@ class Phone:
         try:
             new = await self.call(target, source, sink, headers=headers)
         except CallError as exc:
+            # RFC 5589 §6.1: the transferee keeps the original call; the transferor learns the real outcome
             log.info("transfer call to %s failed: %s", target, exc)
-            await call.session.notify(503, "Service Unavailable", final=True)
-            call.emit(Transfer(call.call_id, target, "transferee", 503, True))
-            await call.hangup()
+            status = exc.sip_status if exc.sip_status is not None and exc.sip_status >= 300 else 503
+            await call.session.notify(status, "Request Timeout" if status == 408 else "Transfer Failed", final=True)
+            call.emit(Transfer(call.call_id, target, "transferee", status, True))
+            try:
+                await call.reclaim_audio()
+            except CallError as again:
+                log.info("cannot restart the original call's media after the failed transfer: %s", again)
+                await call.hangup()
             return
         await call.session.notify(200, "OK", final=True)
         call.emit(Transfer(call.call_id, target, "transferee", 200, True, new.call_id))

@@ -139,3 +139,29 @@ async def test_transfer_declined_keeps_the_call(lab: Lab) -> None:
         before = _received(a_call)
         await _until(lambda: _received(a_call) > before + 10, 5, "the call still carrying media")
         await b_call.hangup()
+
+
+async def test_failed_blind_transfer_keeps_the_call_and_reports_the_real_status(lab: Lab) -> None:
+    """Bob transfers alice to carol, who is not registered: alice's call to carol gets 404, alice tells
+    bob so (NOTIFY sipfrag 404, not a generic 503) and keeps the original call (RFC 5589 §6.1): its media
+    restarts on the same keys and audio flows both ways again."""
+    from softphone.calls.errors import CallError
+    events: list[CallEvent] = []
+    alice = Phone(lab.settings("alice"), on_event=events.append)
+    bob = Phone(lab.settings("bob"))
+    async with alice, bob:
+        await alice.register()
+        await bob.register()
+        a_call, b_call = await _connect(alice, bob, lab.uri("bob"))
+        key = a_call.negotiated.key_id  # type: ignore[union-attr]
+        with pytest.raises(CallError, match="failed: 404"):
+            await bob.transfer(b_call, lab.uri("carol"))
+        assert not a_call.is_ended and not b_call.is_ended
+        await _until(lambda: [e.status for e in events if isinstance(e, Transfer)] == [100, 404], 5,
+                     "alice reporting the transfer's 404")
+        assert a_call.negotiated.key_id == key  # type: ignore[union-attr]
+        before = _received(b_call)
+        await _until(lambda: _received(b_call) > before + 10, 5, "bob hearing alice again")
+        await _until(lambda: _received(a_call) > 10, 5, "alice hearing bob again")
+        await b_call.hangup()
+        await a_call.ended(5)

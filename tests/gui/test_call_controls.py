@@ -177,14 +177,23 @@ def test_blind_transfer_from_the_window_and_being_transferred(lab: Lab, speech: 
             await carol_call.hangup()
             await asyncio.wait_for(new.ended(), 10)
 
-            # a failed transfer says why (bob's phone, having handed its audio to the failed call, hangs up)
+            # a failed transfer says why, with the status bob's call to the target got, and the call goes on
             controller.dial("bob")
             await wait_for(lambda: controller.state == "in-call", "the second call to bob", 20)
+            await wait_for(lambda: len(bob.calls) == 2, "bob's side of the second call")
+            second = bob.calls[-1][0]
             controller.transfer("nobody")
-            await wait_for(lambda: window.notice.text().startswith("Transfer failed: 503 service unavailable"),
+            await wait_for(lambda: window.notice.text().startswith("Transfer failed: 404 no such user"),
                            "the failure words", 30)
             assert window.notice.property("level") == "error" and "sip:nobody@lab.test" in window.notice.text()
-            await wait_for(lambda: controller.state == "idle", "bob to end the call")
+            ours = controller.call   # alice's media was never stopped; bob's restarted on the same keys
+            assert ours is not None
+            heard = int(ours.status().get("packets_received") or 0)
+            await wait_for(lambda: int(ours.status().get("packets_received") or 0) > heard + 10,
+                           "alice hearing bob again after the failed transfer", 10)
+            assert controller.state == "in-call" and not second.is_ended
+            controller.hangup()
+            await wait_for(lambda: controller.state == "idle", "alice's hang-up")
 
             controller.dial("bob")
             await wait_for(lambda: controller.state == "in-call", "the third call to bob", 20)
