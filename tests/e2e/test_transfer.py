@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -46,6 +48,17 @@ async def _connect(caller: Phone, callee: Phone, target: str) -> tuple[Call, Cal
     answering = asyncio.create_task(answer())
     call = await caller.call(target, *_audio(), timeout=10)
     return call, await asyncio.wait_for(answering, 10)
+
+
+@contextlib.asynccontextmanager
+async def _alice_talking_to_bob(lab: Lab, alice: Phone) -> AsyncIterator[tuple[Phone, Call, Call]]:
+    """``alice`` and a plain bob registered and in a call alice placed: (bob, alice's call, bob's call)."""
+    bob = Phone(lab.settings("bob"))
+    async with alice, bob:
+        await alice.register()
+        await bob.register()
+        a_call, b_call = await _connect(alice, bob, lab.uri("bob"))
+        yield bob, a_call, b_call
 
 
 def _received(call: Call) -> int:
@@ -126,11 +139,7 @@ async def test_transfer_declined_keeps_the_call(lab: Lab) -> None:
 
     from softphone.calls.errors import CallError
     alice = Phone(dataclasses.replace(lab.settings("alice"), accept_transfers=False))
-    bob = Phone(lab.settings("bob"))
-    async with alice, bob:
-        await alice.register()
-        await bob.register()
-        a_call, b_call = await _connect(alice, bob, lab.uri("bob"))
+    async with _alice_talking_to_bob(lab, alice) as (bob, a_call, b_call):
         key = a_call.negotiated.key_id  # type: ignore[union-attr]
         with pytest.raises(CallError, match="failed: 603"):
             await bob.transfer(b_call, lab.uri("carol"))
@@ -148,11 +157,7 @@ async def test_failed_blind_transfer_keeps_the_call_and_reports_the_real_status(
     from softphone.calls.errors import CallError
     events: list[CallEvent] = []
     alice = Phone(lab.settings("alice"), on_event=events.append)
-    bob = Phone(lab.settings("bob"))
-    async with alice, bob:
-        await alice.register()
-        await bob.register()
-        a_call, b_call = await _connect(alice, bob, lab.uri("bob"))
+    async with _alice_talking_to_bob(lab, alice) as (bob, a_call, b_call):
         key = a_call.negotiated.key_id  # type: ignore[union-attr]
         with pytest.raises(CallError, match="failed: 404"):
             await bob.transfer(b_call, lab.uri("carol"))
