@@ -188,11 +188,18 @@ class Responder:
 
         With ``precompute``, the sending side's SAKKE tables for the same KMS are built too (a phone that
         answers calls also places them: the first outgoing I_MESSAGE otherwise builds g's table, ~50 ms,
-        on the caller's thread)."""
+        on the caller's thread), and the ECCSI backend is readied for signatures under each trusted KPAK
+        (:func:`crypto.eccsi.prepare_verification`: the process's first P-256 operation, ~0.6 ms)."""
         for ks in self.key_sets:
             self._receiver(ks)
             if self._precompute:
                 sakke.prepare_encapsulation(ks.kms.z)
+        if self._precompute:
+            for kms in self.trusted.values():
+                try:
+                    eccsi.prepare_verification(kms.kpak)
+                except InvalidPoint:  # reported by the verification that needs this KPAK
+                    continue
 
     @property
     def prepared_periods(self) -> tuple[int, ...]:

@@ -196,3 +196,10 @@ def test_streamwide_v5_test3_signature_verifies(vectors_dir, streamwide_keysets:
         eccsi.verify(signed[:-1] + b"\x00", signature, alice, kpak)
     with pytest.raises(InvalidSignature):
         eccsi.verify(signed, signature, bytes.fromhex(ks["users"]["sip:bob@streamwide.com"]["uid"]), kpak)
+
+
+def test_prepare_verification_takes_a_valid_kpak_and_refuses_a_malformed_one(rfc_keys) -> None:
+    master = rfc_keys[0]
+    eccsi.prepare_verification(master.kpak)  # public values only; nothing to return
+    with pytest.raises(InvalidPoint):
+        eccsi.prepare_verification(b"\x04" + b"\x01" * 64)
