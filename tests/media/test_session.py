@@ -314,3 +314,12 @@ async def test_symmetric_latching_reaches_a_peer_that_advertised_a_private_addre
             assert sa.latched == 0 and call.a.remote_addr == ("10.0.0.9", 7000)
             assert sb.packets_received == 0
         seen.clear()
+
+
+def test_warm_up_exercises_the_media_stack_once_per_process() -> None:
+    from softphone.media import warmup
+
+    warmup.warm_up()
+    assert warmup.warm()
+    warmup.warm_up()  # a second phone's start: returns at once
+    assert warmup.warm()
