@@ -54,6 +54,7 @@ from softphone.media.audio import AudioSink, AudioSource
 from softphone.media.dsp import DspSettings
 from softphone.media.ice import IceAgent, IceError, IcePolicy, IceSettings
 from softphone.media.transport import Network
+from softphone.media.warmup import warm_up
 from softphone.sip.errors import CallFailed, ParseError, SipError
 from softphone.sip.ice import Candidate as IceCandidate
 from softphone.sip.ice import IceDescription
@@ -162,6 +163,7 @@ class Phone:
         self._responder: Responder | None = None
         self._responder_periods: tuple[int, ...] = ()
         self._prepared: asyncio.Future[None] | None = None  # the responder's SAKKE tables, built in a thread
+        self._media_warmed: asyncio.Future[None] | None = None  # the media stack's one-time set-up, in a thread
         self._verify_lock = asyncio.Lock()
         self.ua.on_registration = self._registration_changed
         self._revocation_task: asyncio.Task[None] | None = None
@@ -222,6 +224,8 @@ class Phone:
             self._capture = PcapWriter(self.settings.capture)  # the media sessions' tap (on the engine thread)
         await self.ua.start()
         self.ua.transport.tap = self._capture
+        if self._media_warmed is None:  # codecs, SRTP, sockets: the first call then pays nothing once-only
+            self._media_warmed = asyncio.get_running_loop().run_in_executor(None, warm_up, self.host)
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
         if self.settings.kms is not None and self.settings.keystore is not None:
             self._revocation_task = asyncio.get_running_loop().create_task(self._revocation_loop())
@@ -319,12 +323,16 @@ class Phone:
         self._prepared = loop.run_in_executor(None, responder.prepare)
 
     async def keys_ready(self) -> None:
-        """Wait until the MIKEY responder's tables are built (at once if there is nothing to build)."""
-        if self._prepared is not None:
+        """Wait until the MIKEY responder's tables are built and the media stack's one-time set-up
+        (:func:`~softphone.media.warmup.warm_up`, started by :meth:`start`) is done; at once if there is
+        nothing left to do. A first call placed or answered after this does no once-per-process work."""
+        for pending, what in ((self._prepared, "SAKKE/ECCSI table build"), (self._media_warmed, "media warm-up")):
+            if pending is None:
+                continue
             try:
-                await asyncio.shield(self._prepared)
+                await asyncio.shield(pending)
             except Exception:  # noqa: BLE001 - a bad key is reported by the verification that needs it
-                log.debug("background SAKKE table build failed", exc_info=True)
+                log.debug("background %s failed", what, exc_info=True)
 
     async def _gather_ice(self, controlling: bool, rtcp_mux: bool = True) -> tuple[IceAgent, LocalIce] | None:
         """A gathered ICE agent for one call and its SDP attributes, when the account does ICE; answering an

@@ -81,3 +81,19 @@ async def test_sakke_tables_are_built_in_the_background_when_keys_load(lab: Lab)
         assert responder.precomputed and responder.prepared_periods == tuple(
             sorted(k.key_period_no for k in responder.key_sets))
         assert bob._mikey_responder() is responder  # the first call uses these tables
+
+
+async def test_first_call_finds_the_media_stack_and_eccsi_ready_after_keys_ready(lab: Lab, monkeypatch) -> None:
+    """Issue 15: once start() and keys_ready() return, the once-per-process costs of a first call are paid —
+    the media stack (codecs, SRTP contexts, a UDP socket) and the ECCSI backend for the KMS's KPAK."""
+    from crypto import eccsi
+    from softphone.media import warmup
+
+    readied: list[bytes] = []
+    real = eccsi.prepare_verification
+    monkeypatch.setattr(eccsi, "prepare_verification", lambda kpak: (readied.append(kpak), real(kpak))[1])
+    bob = Phone(lab.settings("bob"))
+    async with bob:
+        await asyncio.wait_for(bob.keys_ready(), 10)
+        assert warmup.warm()
+        assert bob._mikey_responder().kms.kpak in readied
