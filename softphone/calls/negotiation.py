@@ -108,6 +108,18 @@ def _remote_addr(sdp: SessionDescription, media: Media) -> tuple[str, int]:
     return addr, media.port
 
 
+def _max_average_bitrate(params: str | None) -> int | None:
+    """Opus ``maxaveragebitrate`` from an ``a=fmtp`` parameter list (RFC 7587 §6.1: 6000-510000 bit/s); a
+    malformed or out-of-range value is ignored, as an unknown parameter would be."""
+    for param in (params or "").split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "maxaveragebitrate":
+            value = value.strip()
+            if is_ascii_digits(value) and len(value) <= 6 and 6000 <= int(value) <= 510000:
+                return int(value)
+    return None
+
+
 def _pick_codec(media: Media, profile: Profile) -> tuple[CodecSpec, int | None]:
     """The first offered format (offerer's order) that the profile allows, and telephone-event's PT."""
     allowed = {"/".join(CODEC_TABLE[c][1].lower().split("/")[:2]): c for c in profile.codecs}
@@ -122,7 +134,8 @@ def _pick_codec(media: Media, profile: Profile) -> tuple[CodecSpec, int | None]:
         elif codec is None and name_clock in allowed and is_ascii_digits(pt) and len(pt) <= 3:
             _, _, name, channels = CODEC_TABLE[allowed[name_clock]]
             clock = 48000 if name == "opus" else 8000
-            codec = CodecSpec(int(pt), name, clock, channels)
+            cap = _max_average_bitrate(media.fmtp(pt)) if name == "opus" else None
+            codec = CodecSpec(int(pt), name, clock, channels, max_bitrate=cap)
     if codec is None:
         raise NegotiationError("no common audio codec (we offer " + ", ".join(profile.codecs) + ")")
     return codec, dtmf

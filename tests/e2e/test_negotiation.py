@@ -159,3 +159,20 @@ def test_an_ice_answer_to_an_offer_without_rtcp_mux_names_its_rtcp_component(key
     answer = answerer.answer()
     assert b"a=rtcp-mux" not in answer and b"a=rtcp:41234 IN IP4 10.2.0.2\r\n" in answer
     assert b" 2 udp 2130706431 10.2.0.2 41234 typ host" in answer and b"m=audio 41000 " in answer
+
+
+@pytest.mark.parametrize(("fmtp", "cap"), [
+    ("useinbandfec=1; maxaveragebitrate=20000", 20000),
+    ("maxaveragebitrate=510000;useinbandfec=1", 510000),
+    ("useinbandfec=1", None),
+    ("maxaveragebitrate=5999", None),        # below RFC 7587's range: ignored like an unknown parameter
+    ("maxaveragebitrate=２0000", None),      # not ASCII digits
+    ("maxaveragebitrate=99999999999", None),
+])
+def test_the_answerer_reads_the_offerers_opus_maxaveragebitrate(keys, fmtp: str, cap: int | None) -> None:
+    offerer, answerer = _pair(keys)
+    offer = offerer.offer().replace(b"a=fmtp:111 useinbandfec=1", f"a=fmtp:111 {fmtp}".encode())
+    theirs = answerer.process_offer(offer, ALICE)
+    assert theirs.codec.name == "opus" and theirs.codec.max_bitrate == cap
+    ours = offerer.apply_answer(answerer.answer())
+    assert ours.codec.max_bitrate is None and b"maxaveragebitrate" not in answerer.answer()

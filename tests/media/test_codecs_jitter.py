@@ -164,3 +164,17 @@ def test_jitter_buffer_grows_on_jitter_and_shrinks_only_in_silence() -> None:
     assert dropped and all(level(s) == 10 for s in dropped), dropped  # shrunk in pauses only
     assert jb.stats.shrinks == len(dropped) and jb.stats.shrinks_in_speech == 0
     assert (jb.stats.shrinks, jb.stats.underruns, jb.stats.resets, max(targets)) == (3, 3, 0, 100)  # exact: seeded
+
+
+def _sent_bitrate(spec: CodecSpec) -> float:
+    rng = np.random.default_rng(3)
+    codec = make_codec(spec)
+    noise = (rng.standard_normal(FRAME_SAMPLES * 100) * 4000).astype(np.int16)
+    octets = sum(len(codec.encode(noise[i:i + FRAME_SAMPLES])) for i in range(0, len(noise), FRAME_SAMPLES))
+    return octets * 8 / 2.0  # 100 frames = 2 s
+
+
+def test_opus_sends_64_kbit_s_unless_the_receiver_asked_for_less() -> None:
+    assert 58000 < _sent_bitrate(OPUS) < 70000
+    assert _sent_bitrate(CodecSpec(111, "opus", 48000, 2, max_bitrate=16000)) < 18000
+    assert 58000 < _sent_bitrate(CodecSpec(111, "opus", 48000, 2, max_bitrate=510000)) < 70000  # never above ours
