@@ -43,6 +43,27 @@ def test_aec_removes_echo_and_keeps_near_talker_in_double_talk(speech: np.ndarra
     assert np.array_equal(run.out, again.out)  # deterministic
 
 
+def test_run_echo_gives_the_apm_the_echo_paths_delay(speech: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    from livekit import rtc
+    seen: list[int] = []
+    real = rtc.AudioProcessingModule.set_stream_delay_ms
+
+    def spy(self: rtc.AudioProcessingModule, delay_ms: int) -> None:
+        seen.append(delay_ms)
+        real(self, delay_ms)
+
+    monkeypatch.setattr(rtc.AudioProcessingModule, "set_stream_delay_ms", spy)
+    aec_only = DspSettings(aec=True, ns=False, agc=False, hpf=False)
+    run = run_echo(aec_only, speech[:RATE], speech[:RATE], seconds=2.4, double_talk_s=2.2)
+    assert run.delay_ms == 40 and set(seen) == {40} and len(seen) == 240  # the lab path's 40 ms, every 10 ms
+    seen.clear()
+    h = np.zeros(RATE // 10)
+    h[int(0.025 * RATE)] = 0.2  # a path 25 ms long: the phone would pass its devices' 25 ms
+    assert run_echo(aec_only, speech[:RATE], speech[:RATE], seconds=2.4, double_talk_s=2.2, h=h).delay_ms == 25
+    assert set(seen) == {25}
+    assert run_echo(aec_only, speech[:RATE], speech[:RATE], seconds=2.4, double_talk_s=2.2, delay_ms=0).delay_ms == 0
+
+
 def test_settings_resolve_on_for_devices_off_for_files() -> None:
     auto = DspSettings()
     assert auto.resolve(devices=True) == DspSettings(True, True, True, True)
