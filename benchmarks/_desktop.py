@@ -208,11 +208,11 @@ def echo_figures(far: np.ndarray) -> dict[str, float]:
         t0 = time.process_time()
         run = run_echo(settings, far, near)
         frames = len(run.mic) / 960
+        out[f"{key}_ms_per_frame"] = 1000 * (time.process_time() - t0) / frames
         m = min(len(near), len(run.mic) - run.double_talk)
         dt = slice(run.double_talk, run.double_talk + m)
         out[f"{key}_erle_db"] = run.erle_db
         out[f"{key}_doubletalk_pesq_near"] = pesq_wb(run.near[dt], run.out[dt])
-        out[f"{key}_ms_per_frame"] = 1000 * (time.process_time() - t0) / frames
         if key == "aec":
             out["doubletalk_pesq_near_unprocessed"] = pesq_wb(run.near[dt], run.mic[dt])
     return out
