@@ -194,8 +194,10 @@ NEAR = "Rice is often served in round bowls. The juice of lemons makes fine punc
 
 
 def echo_figures(far: np.ndarray) -> dict[str, float]:
-    """ERLE (far end alone) and the near talker's PESQ in double talk, through the WebRTC APM."""
-    from lab.echo import run_echo
+    """ERLE (far end alone) and the near talker's PESQ in double talk, through the WebRTC APM; for AEC3
+    alone also what limits that PESQ: the APM's effect on the near talker with the far end silent, with the
+    far end playing but no echo path, and how much of the near talker it takes away in double talk."""
+    from lab.echo import clipping_only, frame_attenuation_db, run_echo
     from softphone.media.dsp import DspSettings
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "near.wav"
@@ -208,13 +210,23 @@ def echo_figures(far: np.ndarray) -> dict[str, float]:
         t0 = time.process_time()
         run = run_echo(settings, far, near)
         frames = len(run.mic) / 960
+        out[f"{key}_ms_per_frame"] = 1000 * (time.process_time() - t0) / frames
         m = min(len(near), len(run.mic) - run.double_talk)
         dt = slice(run.double_talk, run.double_talk + m)
         out[f"{key}_erle_db"] = run.erle_db
         out[f"{key}_doubletalk_pesq_near"] = pesq_wb(run.near[dt], run.out[dt])
-        out[f"{key}_ms_per_frame"] = 1000 * (time.process_time() - t0) / frames
         if key == "aec":
             out["doubletalk_pesq_near_unprocessed"] = pesq_wb(run.near[dt], run.mic[dt])
+            alone = run_echo(settings, np.zeros_like(far), near)  # far end silent
+            no_echo = run_echo(settings, far, near, h=np.zeros(1))  # far end playing, none of it at the mic
+            out["aec_pesq_near_alone"] = pesq_wb(run.near[dt], alone.out[dt])
+            out["aec_doubletalk_pesq_near_no_echo"] = pesq_wb(run.near[dt], no_echo.out[dt])
+            # the same APM's output on the near talker alone is the reference: same delay, same band limit
+            att = frame_attenuation_db(alone.out[dt], run.out[dt])
+            out["aec_doubletalk_near_attenuation_db"] = float(np.median(att))
+            out["aec_doubletalk_clipped_frames_pct"] = float(100 * np.mean(att > 6))
+            out["aec_doubletalk_pesq_near_clipping_only"] = pesq_wb(
+                run.near[dt], clipping_only(alone.out[dt], run.out[dt]))
     return out
 
 

@@ -33,8 +33,18 @@ Keys:
 * ``aec_erle_db`` — echo return loss enhancement of the WebRTC APM (AEC3 alone) on espeak-ng speech through a
   synthetic echo path (40 ms delay, 250 ms exponentially decaying reverb, ``lab.echo``), far end alone;
   ``aec_ns_erle_db`` with noise suppression and high-pass filter too; ``aec_doubletalk_pesq_near`` the near
-  talker's PESQ in the double-talk section (``doubletalk_pesq_near_unprocessed``: the raw microphone, echo
-  included); ``aec_ms_per_frame`` its CPU per 20 ms frame.
+  talker's PESQ in the double-talk section (the far talker goes on, the near talker joins at 8 s; the APM is
+  given the path's 40 ms as stream delay; ``doubletalk_pesq_near_unprocessed``: the raw microphone, echo
+  included); ``aec_ms_per_frame`` its CPU per 20 ms frame (the APM run, not the PESQ). What limits the
+  double-talk PESQ, AEC3 alone: ``aec_pesq_near_alone`` the near talker through the APM with the far end
+  silent (its own delay and band limit); ``aec_doubletalk_pesq_near_no_echo`` with the far end playing but
+  no echo path (so no echo to remove: the APM's ceiling in double talk); against the APM's output on the
+  near talker alone, ``aec_doubletalk_near_attenuation_db`` the median per-20 ms-frame attenuation of the
+  double-talk output over the near talker's active frames and ``aec_doubletalk_clipped_frames_pct`` the
+  share of them attenuated by more than 6 dB (residual echo raises a frame's level, so both understate
+  clipping); ``aec_doubletalk_pesq_near_clipping_only`` the PESQ of the near talker alone with only the
+  attenuation the double-talk output shows in each STFT bin applied (what the APM took away of the near
+  talker, residual echo left out; ``lab.echo.clipping_only``, about 4.5 on the raw microphone).
 * ``opus_encode_ms_per_frame`` / ``opus_decode_ms_per_frame`` — CPU per 20 ms frame of the Opus codec.
 * ``latency_ms_median`` — median time from a frame leaving the source to being written to the sink
   (encode, SRTP, loopback UDP, jitter buffer, decode) at 0 % loss; device buffers not included.
