@@ -47,9 +47,10 @@ class Lab:
     """PKI + Kamailio (TLS) + KMS (HTTPS, SQLite) + provisioned users; a context manager."""
 
     def __init__(self, workdir: Path, users: tuple[str, ...] = ("alice", "bob"), *, msilo: bool = False,
-                 partners: tuple[str, ...] = (), public_host: str | None = None) -> None:
+                 partners: tuple[str, ...] = (), public_host: str | None = None, flows: bool = False) -> None:
         self.workdir = Path(workdir)
         self.public_host = public_host
+        self.flows = flows  # Kamailio routes to TLS clients over their registration's connection
         self.msilo = msilo
         self.users = users
         self.partners = partners  # users of the second community (other.test); names distinct from users
@@ -85,7 +86,8 @@ class Lab:
         self.pki = {"ca": ca, "kamailio": certs.issue(ca, base, "kamailio", hosts), "ua": certs.issue(ca, base, "ua")}
         self.kamailio = Kamailio(self.workdir / "kamailio", self.passwords, tls=self.pki["kamailio"],
                                  algorithm="SHA-256", msilo=self.msilo,
-                                 domains=(PARTNER_DOMAIN,) if self.partners else (), public_host=self.public_host)
+                                 domains=(PARTNER_DOMAIN,) if self.partners else (), public_host=self.public_host,
+                                 flows=self.flows)
         self.kamailio.start()
         self.kms = self._start_kms(self.workdir / "kms", KMS_URI, self.users)
         self.kms_url, self.kms_ca = self.kms.url, self.kms.cafile

@@ -23,8 +23,13 @@ so calls to that user go back over the flow it opened; the Contact of a NATed di
 answer gets an ``alias`` of its real source, which in-dialog requests are routed to
 (``handle_ruri_alias``).
 The config logs ``LAB REGISTER aor=… contact=… expires=… proto=… src=ip:port`` and
-``LAB RELAY method ruri proto=…`` (each prefixed with the Call-ID); ``LAB NATED method src`` when a
+``LAB RELAY method ruri proto=… [dst=…]`` (``dst``: where a new request goes when not to its R-URI, e.g.
+a registration's ``received`` address; each prefixed with the Call-ID); ``LAB NATED method src`` when a
 request came from behind a NAT.
+With ``flows`` it does the same for every client on TCP or TLS, NATed or not (RFC 5626 §5.3: requests for
+a user go over the connection its REGISTER came on, as a provider's proxy facing NATs does): calls then
+reach a phone over the connection it opened instead of a new one to its Contact's port. Off by default, so
+the lab also exercises a proxy connecting to the phone (``bench call`` turns it on; see there).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ class Kamailio:
     def __init__(self, workdir: Path, users: dict[str, str], *, tls: CertFiles | None = None,
                  algorithm: str = "MD5", realm: str = "lab.test", min_expires: int = 1,
                  auth_invite: bool = True, stun: bool = False, msilo: bool = False,
-                 domains: tuple[str, ...] = (), public_host: str | None = None) -> None:
+                 domains: tuple[str, ...] = (), public_host: str | None = None, flows: bool = False) -> None:
         self.workdir = Path(workdir)
         self.users = users
         self.tls = tls
@@ -67,6 +72,7 @@ class Kamailio:
         self.msilo = msilo
         self.domains = domains  # more SIP domains served (aliases); digest realm and users stay shared
         self.public_host = public_host  # also listen here, and serve NATed clients (nathelper)
+        self.flows = flows  # route to TCP/TLS clients over the connection they registered on
         self.udp_port = free_port()
         self.tcp_port = self.udp_port
         self.tls_port = free_port(also_tcp=True) if tls else None
@@ -88,22 +94,26 @@ class Kamailio:
         if self.stun:
             mods.append("stun")
         nat_params = nat_test = nat_register = nat_alias = nat_reply = ""
-        if self.public_host:
+        if self.public_host or self.flows:
             mods.append("nathelper")
             nat_params = ('modparam("nathelper", "received_avp", "$avp(RECEIVED)")\n'
                           'modparam("registrar", "received_avp", "$avp(RECEIVED)")\n')
             # 1: Contact is a private address; 2: Via differs from the source; 16: so does the port
-            nat_test = """
-    if (nat_uac_test("19")) {
+            nated = " || ".join((['nat_uac_test("19")'] if self.public_host else [])
+                                + (["proto == TCP || proto == TLS"] if self.flows else []))
+            nat_test = f"""
+    if ({nated}) {{
         xlog("L_NOTICE", "LAB NATED $rm src=$si:$sp\\n");
         if (is_method("REGISTER")) fix_nated_register(); else if (is_present_hf("Contact")) add_contact_alias();
-    }"""
+    }}"""
             nat_register = " src=$si:$sp"
             nat_alias = " handle_ruri_alias();"
-            nat_reply = """
-onreply_route {
-    if (nat_uac_test("1")) add_contact_alias();
-}
+            replied = " || ".join((['nat_uac_test("1")'] if self.public_host else [])
+                                  + (["proto == TCP || proto == TLS"] if self.flows else []))
+            nat_reply = f"""
+onreply_route {{
+    if ({replied}) add_contact_alias();
+}}
 """
         pw_lines = "\n".join(f'    if ($au == "{_quote(u)}") $var(pw) = "{_quote(p)}";' for u, p in self.users.items())
         tls_params = f'modparam("tls", "config", "{self.workdir / "tls.cfg"}")\n' if self.tls else ""
@@ -187,7 +197,7 @@ request_route {{
 {silo_store}
     if (is_method("INVITE")) record_route();
     if (!lookup("location")) {{ xlog("L_NOTICE", "LAB NOTFOUND $rm $ru\\n"); sl_send_reply("404", "Not Found"); exit; }}
-    xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr\\n");
+    xlog("L_NOTICE", "LAB RELAY $rm $ru proto=$pr dst=$du\\n");
     if (!t_relay()) sl_reply_error();
     exit;
 }}

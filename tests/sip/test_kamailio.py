@@ -13,7 +13,7 @@ from softphone.sip.sdp import SessionDescription, reverse_direction, with_direct
 from softphone.sip.session import CallState
 from softphone.sip.ua import UserAgent
 
-from .conftest import sdp_offer, ua_config
+from .conftest import USERS, sdp_offer, ua_config
 
 pytestmark = pytest.mark.slow
 
@@ -158,3 +158,33 @@ async def test_unregistered_user_is_not_found(kamailio: Kamailio) -> None:
         with pytest.raises(CallFailed) as err:
             await call.answered(5)
         assert err.value.status == 404
+
+
+async def test_with_flows_a_call_reaches_the_callee_over_the_connection_it_registered_on(
+        tmp_path, pki: dict[str, certs.CertFiles]) -> None:
+    """``Kamailio(flows=True)`` (RFC 5626 §5.3): the INVITE goes to the source address of bob's REGISTER, the
+    TLS connection bob opened, not to a new connection to his Contact's port; the dialog still completes
+    (ACK and BYE routed through the Contact alias)."""
+    with Kamailio(tmp_path / "kam", USERS, tls=pki["kamailio"], algorithm="SHA-256", flows=True) as kam:
+        def tls(user: str) -> UserAgent:
+            return UserAgent(ua_config(user, kam, transport="tls", proxy=f"sip:127.0.0.1:{kam.tls_port};transport=tls",
+                                       tls_server=certs.server_context(pki["ua"]),
+                                       tls_client=certs.client_context(pki["ca"].cert)))
+        a, b = tls("alice"), tls("bob")
+        async with a, b:
+            await a.register(60)
+            await b.register(60)
+            reg = await kam.await_log(r"LAB REGISTER aor=sip:bob@lab.test .*proto=tls src=127\.0\.0\.1:(\d+)")
+            src_port = int(reg[-1].rsplit(":", 1)[1])
+            contact_port = int(reg[-1].split("contact=<sip:bob@127.0.0.1:")[1].split(";")[0])
+            assert src_port != contact_port, "bob's REGISTER came from an ephemeral port, not his listening one"
+            call = await a.invite("sip:bob@lab.test", sdp_offer(40000))
+            incoming = await asyncio.wait_for(b.incoming.get(), 5)
+            await incoming.answer(sdp_offer(41000))
+            await call.answered(5)
+            await kam.await_log(rf"{call.call_id}.*LAB RELAY INVITE sip:bob@127\.0\.0\.1:{contact_port};transport=tls "
+                                rf"proto=tls dst=sip:127\.0\.0\.1:{src_port};transport=tls")
+            await incoming.wait_state(CallState.CONFIRMED, 5)  # the ACK reached bob
+            bye = await call.bye()
+            assert bye is not None and bye.status == 200
+            await incoming.wait_state(CallState.TERMINATED, 5)
