@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from softphone.media.srtp import SrtpSuite
 
 ANY_PORT = ("127.0.0.1", 0)
 TAIL = 0.8  # s of call after the speech ends (jitter buffer, network)
+# what each phone process reports of its playout beside PESQ: where a loaded machine's damage shows
+PLAYOUT_COUNTERS = ("concealed_frames", "underruns", "late_packets", "late_ticks", "jitter_buffer_ms")
 
 
 @contextlib.contextmanager
@@ -51,32 +54,55 @@ def _cpu_of(pid: int) -> float:
 
 # --- our phone, one per process ----------------------------------------------------------------------------
 
+class _GatedSource(ArraySource):
+    """Silence until :meth:`open` (both phones know each other's address), then the array: speech sent
+    before the peer's address is set goes nowhere, and a loaded machine makes that gap long (up to ~0.2 s
+    measured), which cut the sentence's start and cost up to 0.3 PESQ that had nothing to do with media."""
+
+    def __init__(self, samples: np.ndarray) -> None:
+        super().__init__(samples)
+        self._open = threading.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def read(self) -> np.ndarray | None:
+        if not self._open.is_set():
+            return np.zeros(960, np.int16)
+        return super().read()
+
+
 def _phone(conn: Any, keys: tuple[bytes, bytes, bytes, bytes], speech_path: str, out_path: str,
            seconds: float) -> None:
     """Child process: one media session; tells the parent its port, learns the peer's, talks, records."""
     k1, s1, k2, s2 = keys
     cfg = MediaConfig(ANY_PORT, ANY_PORT, OPUS, SrtpKeys(SrtpSuite.AEAD_AES_128_GCM, k1, s1, k2, s2))
 
-    async def main() -> float:
+    async def main() -> tuple[float, dict[str, int]]:
         sink = ArraySink()
-        session = MediaSession(cfg, ArraySource(read_wav(speech_path)), sink)
+        source = _GatedSource(read_wav(speech_path))
+        session = MediaSession(cfg, source, sink)
         await session.start()
         conn.send(session.local_addr)
         session.set_remote(tuple(conn.recv()))
         conn.recv()  # both ready: go
+        source.open()
         c0 = time.process_time()
         await asyncio.sleep(seconds)
         cpu = time.process_time() - c0
+        st = session.stats()
         await session.stop()
         from softphone.media.audio import write_wav
         write_wav(out_path, sink.samples())
-        return cpu
+        return cpu, {k: getattr(st, k) for k in PLAYOUT_COUNTERS}
 
-    conn.send(("cpu", asyncio.run(main())))
+    cpu, counters = asyncio.run(main())
+    conn.send(("cpu", cpu, counters))
 
 
-def pesq_two_processes(speech: np.ndarray, n_hogs: int = 0) -> dict[str, float]:
-    """PESQ (median of both directions) and CPU ms per call-second of a call between two phone processes."""
+def pesq_two_processes(speech: np.ndarray, n_hogs: int = 0) -> dict[str, Any]:
+    """PESQ (median of both directions), CPU ms per call-second and the playout counters summed over both
+    phones, of a call between two phone processes."""
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "speech.wav"
@@ -98,18 +124,23 @@ def pesq_two_processes(speech: np.ndarray, n_hogs: int = 0) -> dict[str, float]:
                 pipes[1][0].send(addrs[0])
                 for i in range(2):
                     pipes[i][0].send("go")
-                cpus = []
+                cpus, counters = [], []
                 for i in range(2):
                     if not pipes[i][0].poll(seconds + 30):
                         raise TimeoutError("phone process did not finish")
-                    cpus.append(pipes[i][0].recv()[1])
+                    _, cpu, playout = pipes[i][0].recv()
+                    cpus.append(cpu)
+                    counters.append(playout)
             finally:
                 for p in procs:
                     p.join(10)
                     if p.is_alive():
                         p.kill()
         scores = [pesq_wb(speech, read_wav(o)) for o in outs]
-    return {"pesq": statistics.median(scores), "cpu_ms_per_call_second": 1000 * statistics.mean(cpus) / seconds}
+    playout = {k: sum(c[k] for c in counters) for k in PLAYOUT_COUNTERS if k != "jitter_buffer_ms"}
+    playout["jitter_buffer_ms_max"] = max(c["jitter_buffer_ms"] for c in counters)
+    return {"pesq": statistics.median(scores), "scores": scores,
+            "cpu_ms_per_call_second": 1000 * statistics.mean(cpus) / seconds, "playout": playout}
 
 
 # --- baresip, one per process -------------------------------------------------------------------------------

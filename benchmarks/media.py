@@ -21,7 +21,11 @@ Keys:
   clock, seeded in-memory network: 5 % loss, 0–40 ms jitter each way), so independent of machine load and
   identical on every run; median of both directions.
 * ``pesq_clean_cpu_load`` — ``pesq_clean`` with each phone in its own process (as in real use) while two CPU
-  hogs (``python3 -c 'while 1: pass'``) run; ``pesq_clean_processes`` the same without hogs.
+  hogs (``python3 -c 'while 1: pass'``) run; ``pesq_clean_processes`` the same without hogs. Each phone's
+  speech starts once both know each other's address (before, a loaded machine's start-up gap cut the
+  sentence's start). ``pesq_clean_cpu_load_runs``: both directions' scores; ``pesq_clean_cpu_load_playout``:
+  the two phones' concealed frames, underruns, late packets and late ticks in that call, and the largest
+  jitter-buffer target.
 * ``cpu_ms_per_call_second_own_process`` — CPU of one phone process per call-second in that call (idle
   interpreter and media thread included), the shape baresip is measured in.
 * ``baresip_pesq_clean`` / ``baresip_pesq_clean_cpu_load`` / ``baresip_cpu_ms_per_call_second`` — two baresip
@@ -248,6 +252,8 @@ def _desktop_figures(speech: np.ndarray) -> dict[str, object]:
     loaded = _desktop.pesq_two_processes(speech, n_hogs=2)
     out["pesq_clean_processes"] = own["pesq"]
     out["pesq_clean_cpu_load"] = loaded["pesq"]
+    out["pesq_clean_cpu_load_runs"] = [round(x, 2) for x in loaded["scores"]]
+    out["pesq_clean_cpu_load_playout"] = loaded["playout"]
     out["cpu_ms_per_call_second_own_process"] = own["cpu_ms_per_call_second"]
     try:
         bs = _desktop.baresip_call(speech)
