@@ -34,6 +34,9 @@ Keys:
   first and answers with the first it supports, so a baresip pair never picks GCM), same speech, same hogs;
   CPU from /proc over the call. Each is ``null`` with ``baresip_error`` when baresip cannot run.
 * ``cpu_ratio_vs_baresip`` — ``cpu_ms_per_call_second_own_process`` / ``baresip_cpu_ms_per_call_second``.
+  The two-process figures (ours and baresip's, idle and loaded) are medians over :data:`DESKTOP_ROUNDS`
+  rounds in which our call and baresip's alternate; the ratio is the median of the rounds' ratios, each
+  ours over the baresip call right after it (``*_runs`` list the rounds).
 * ``aec_erle_db`` — echo return loss enhancement of the WebRTC APM (AEC3 alone) on espeak-ng speech through a
   synthetic echo path (40 ms delay, 250 ms exponentially decaying reverb, ``lab.echo``), far end alone;
   ``aec_ns_erle_db`` with noise suppression and high-pass filter too; ``aec_doubletalk_pesq_near`` the near
@@ -66,6 +69,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -245,29 +249,56 @@ async def run(seconds: float, max_calls: int, quality_only: bool = False) -> dic
     return result
 
 
-def _desktop_figures(speech: np.ndarray) -> dict[str, object]:
+DESKTOP_ROUNDS = 3  # one call is a sample of one on a shared machine: ours and baresip's alternate, medians kept
+
+
+def _desktop_figures(speech: np.ndarray, rounds: int = DESKTOP_ROUNDS) -> dict[str, object]:
+    """Ours and baresip's, alternating call by call (idle, then with two hogs), ``rounds`` times each."""
     from benchmarks import _desktop
     out: dict[str, object] = {}
-    own = _desktop.pesq_two_processes(speech)
-    loaded = _desktop.pesq_two_processes(speech, n_hogs=2)
-    out["pesq_clean_processes"] = own["pesq"]
-    out["pesq_clean_cpu_load"] = loaded["pesq"]
-    out["pesq_clean_cpu_load_runs"] = [round(x, 2) for x in loaded["scores"]]
-    out["pesq_clean_cpu_load_playout"] = loaded["playout"]
-    out["cpu_ms_per_call_second_own_process"] = own["cpu_ms_per_call_second"]
-    try:
-        bs = _desktop.baresip_call(speech)
-        bs_loaded = _desktop.baresip_call(speech, n_hogs=2)
-        out["baresip_pesq_clean"] = bs["pesq"]
-        out["baresip_pesq_clean_cpu_load"] = bs_loaded["pesq"]
-        out["baresip_cpu_ms_per_call_second"] = bs["cpu_ms_per_call_second"]
-        out["baresip_srtp_suite"] = bs["suite"]
-        out["cpu_ratio_vs_baresip"] = own["cpu_ms_per_call_second"] / bs["cpu_ms_per_call_second"]
-    except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
+    own: list[dict[str, Any]] = []
+    loaded: list[dict[str, Any]] = []
+    bs: list[dict[str, Any]] = []
+    bs_loaded: list[dict[str, Any]] = []
+    error = None
+    for _ in range(rounds):
+        own.append(_desktop.pesq_two_processes(speech))
+        if error is None:
+            try:
+                bs.append(_desktop.baresip_call(speech))
+            except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
+                error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        loaded.append(_desktop.pesq_two_processes(speech, n_hogs=2))
+        if error is None:
+            try:
+                bs_loaded.append(_desktop.baresip_call(speech, n_hogs=2))
+            except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
+                error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    out["pesq_clean_processes"] = median(own, "pesq")
+    out["pesq_clean_cpu_load"] = median(loaded, "pesq")
+    out["pesq_clean_cpu_load_runs"] = [round(x, 2) for r in loaded for x in r["scores"]]
+    out["pesq_clean_cpu_load_playout"] = {k: sum(r["playout"][k] for r in loaded) if k != "jitter_buffer_ms_max"
+                                          else max(r["playout"][k] for r in loaded) for k in loaded[0]["playout"]}
+    out["cpu_ms_per_call_second_own_process"] = median(own, "cpu_ms_per_call_second")
+    out["cpu_ms_per_call_second_own_process_runs"] = [round(r["cpu_ms_per_call_second"], 1) for r in own]
+    if error is None:
+        out["baresip_pesq_clean"] = median(bs, "pesq")
+        out["baresip_pesq_clean_cpu_load"] = median(bs_loaded, "pesq")
+        out["baresip_cpu_ms_per_call_second"] = median(bs, "cpu_ms_per_call_second")
+        out["baresip_cpu_ms_per_call_second_runs"] = [round(r["cpu_ms_per_call_second"], 1) for r in bs]
+        out["baresip_srtp_suite"] = bs[0]["suite"]
+        ratios = [o["cpu_ms_per_call_second"] / b["cpu_ms_per_call_second"] for o, b in zip(own, bs, strict=True)]
+        out["cpu_ratio_vs_baresip"] = statistics.median(ratios)
+        out["cpu_ratio_vs_baresip_runs"] = [round(x, 2) for x in ratios]
+    else:
         for key in ("baresip_pesq_clean", "baresip_pesq_clean_cpu_load", "baresip_cpu_ms_per_call_second",
                     "cpu_ratio_vs_baresip"):
             out[key] = None
-        out["baresip_error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        out["baresip_error"] = error
     out.update(_desktop.echo_figures(speech))
     out.update(_desktop.opus_cost())
     return out
