@@ -375,3 +375,44 @@ def test_screenshots_differ_per_state(screenshots: Path) -> None:
     arrays = {k: np.frombuffer(bytes(v.constBits()), dtype=np.uint8) for k, v in shots.items()}
     assert not np.array_equal(arrays["idle"], arrays["in-call"])
     assert not np.array_equal(arrays["in-call"], arrays["incoming"])
+
+
+def test_blocking_the_qt_thread_leaves_no_gap_in_the_calls_audio(lab: Lab, speech: np.ndarray, tmp_path: Path,
+                                                                  run_gui: Any) -> None:
+    """In a real window's call, the Qt thread (which runs the window, SIP and asyncio under qasync) is held for
+    300 ms, once asleep and once spinning in Python: meanwhile the call's media thread sends and plays 15
+    frames (300 ms of audio) with consecutive RTP timestamps, and the call goes on afterwards. Only
+    scheduling-proof facts are asserted; how evenly the frames are paced is the benchmarks' business."""
+    import functools
+    import threading
+
+    from tests.media.test_engine import _advanced, _contiguous, _hold_the_loop
+
+    audio = Audio(speech)
+    account = account_for(lab, "alice", tmp_path / "cfg", drop=("keystore_passphrase_file",))
+    controller, window = build_window(account, tmp_path / "data", audio=audio)
+
+    async def scenario() -> None:
+        async with Peer(lab, "bob", speech, auto_answer=True), opened(window):
+            await start_window(window, passphrase=lab.keystore_passphrases["alice"])
+            await wait_for(lambda: window.registration.property("state") == "registered", "registration")
+            controller.phone.settings.trace_media = True
+            await ui(QTest.keyClicks, window.dial, "bob")
+            await ui(QTest.keyClick, window.dial, Qt.Key.Key_Return)
+            await wait_for(lambda: controller.state == "in-call", "the call to be answered", 20)
+            media = controller.call.media
+            await wait_for(lambda: media is not None and len(media.trace_played) > 10, "audio both ways", 10)
+            assert threading.current_thread() is threading.main_thread()  # the Qt thread: held below
+            for busy in (False, True):
+                sent0, played0 = len(media.trace_sent), len(media.trace_played)
+                held = _hold_the_loop(functools.partial(_advanced, media, media, sent0, played0), busy=busy)
+                sent, played = list(media.trace_sent)[sent0:], list(media.trace_played)[played0:]
+                assert held, ("busy" if busy else "asleep", len(sent), len(played))
+                _contiguous(sent, "sent while the Qt thread was held")
+                _contiguous(played, "played while the Qt thread was held")
+            await asyncio.sleep(0.5)
+            assert controller.state == "in-call" and media.stats().srtp_failures == {}
+            await ui(QTest.keyClick, window, Qt.Key.Key_Escape)
+            await wait_for(lambda: controller.state == "idle", "the call to end")
+
+    run_gui(scenario, 120)
