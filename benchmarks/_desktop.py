@@ -22,7 +22,7 @@ import numpy as np
 
 from lab.quality import pesq_wb
 from softphone.media.audio import ArraySink, ArraySource, read_wav, resample
-from softphone.media.codecs import OPUS
+from softphone.media.codecs import FRAME_SAMPLES, OPUS
 from softphone.media.session import MediaConfig, MediaSession, SrtpKeys
 from softphone.media.srtp import SrtpSuite
 
@@ -68,7 +68,7 @@ class _GatedSource(ArraySource):
 
     def read(self) -> np.ndarray | None:
         if not self._open.is_set():
-            return np.zeros(960, np.int16)
+            return np.zeros(FRAME_SAMPLES, np.int16)
         return super().read()
 
 

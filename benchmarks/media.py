@@ -260,20 +260,15 @@ def _desktop_figures(speech: np.ndarray, rounds: int = DESKTOP_ROUNDS) -> dict[s
     loaded: list[dict[str, Any]] = []
     bs: list[dict[str, Any]] = []
     bs_loaded: list[dict[str, Any]] = []
-    error = None
+    error: str | None = None
     for _ in range(rounds):
-        own.append(_desktop.pesq_two_processes(speech))
-        if error is None:
-            try:
-                bs.append(_desktop.baresip_call(speech))
-            except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
-                error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        loaded.append(_desktop.pesq_two_processes(speech, n_hogs=2))
-        if error is None:
-            try:
-                bs_loaded.append(_desktop.baresip_call(speech, n_hogs=2))
-            except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
-                error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        for n_hogs, ours, theirs in ((0, own, bs), (2, loaded, bs_loaded)):
+            ours.append(_desktop.pesq_two_processes(speech, n_hogs=n_hogs))
+            if error is None:  # baresip right after ours, under the same load
+                try:
+                    theirs.append(_desktop.baresip_call(speech, n_hogs=n_hogs))
+                except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
+                    error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
     def median(runs: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r[key] for r in runs)

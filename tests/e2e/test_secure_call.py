@@ -95,5 +95,6 @@ async def test_first_call_finds_the_media_stack_and_eccsi_ready_after_keys_ready
     bob = Phone(lab.settings("bob"))
     async with bob:
         await asyncio.wait_for(bob.keys_ready(), 10)
+        assert bob._media_warmed is not None and bob._media_warmed.done()  # this phone's start ran it
         assert warmup.warm()
         assert bob._mikey_responder().kms.kpak in readied
